@@ -1,0 +1,1 @@
+"""Encoder and two-tower code, training, evaluation and the item index."""

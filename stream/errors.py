@@ -1,0 +1,32 @@
+"""The one exception hierarchy of profilestream.
+
+Every message says what failed, where, and how to fix it, so that an operator reading a log line
+or a CLI error needs no source code to act on it.
+"""
+
+from __future__ import annotations
+
+
+class ProfilestreamError(Exception):
+    """Base class of every error profilestream raises on purpose."""
+
+
+class ConfigError(ProfilestreamError):
+    """A setting is missing or invalid; the message names the setting and how to change it."""
+
+
+class InvalidEvent(ProfilestreamError):
+    """An event failed schema v1 validation.
+
+    `field` names the offending field (or ``"$"`` for the document as a whole) and `reason` says
+    what is wrong with it; both travel to the dead-letter topic and into HTTP 4xx answers.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid event: field {field!r}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class ServiceUnavailable(ProfilestreamError):
+    """Kafka or Redis could not be reached; the message names the address and the setting."""

@@ -1,0 +1,189 @@
+"""The one settings class of profilestream.
+
+It is built once, at the entrypoint (`load_settings`), and passed down; no other module reads the
+environment. Every field is set by ``PROFILESTREAM_<FIELD NAME IN CAPITALS>``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.errors import ConfigError
+
+ENV_PREFIX = "PROFILESTREAM_"
+
+# Kafka's own rule for topic names (legal characters and length).
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOST_PORT_RE = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
+_KEY_PREFIX_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+# 1990-01-01T00:00:00Z: older event times are almost surely seconds mistaken for milliseconds.
+DEFAULT_MIN_TS_MS = 631_152_000_000
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure; the README's configuration table mirrors it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # --- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    events_topic: str = Field("profilestream.events.v1", description="Behaviour events, keyed by user_id.")
+    dead_letter_topic: str = Field(
+        "profilestream.events.dlq.v1",
+        description="Malformed events: original bytes, reason in headers.",
+    )
+    events_partitions: int = Field(4, ge=1, le=1024, description="Partitions of the events topic.")
+    kafka_replication_factor: int = Field(1, ge=1, le=16, description="Replication of created topics.")
+    consumer_group: str = Field(
+        "profilestream", description="Faust app id = Kafka consumer group shared by all workers."
+    )
+
+    # --- Redis -----------------------------------------------------------------------------
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        description="redis://, rediss:// (TLS) or unix:// URL; may hold a password, so it is secret.",
+    )
+    redis_key_prefix: str = Field("profilestream:v1", description="Prefix of every key written.")
+
+    # --- Model, index and local state -------------------------------------------------------
+    model_dir: Path = Field(Path("var/model"), description="Exported ONNX encoder and its manifest.")
+    index_dir: Path = Field(Path("var/index"), description="Item embeddings, ids and manifest.")
+    data_dir: Path = Field(Path("var/data"), description="Worker state (Faust tables, RocksDB).")
+
+    # --- Windows and ranking ----------------------------------------------------------------
+    window_max_events: int = Field(50, ge=1, le=10_000, description="Events kept per user window.")
+    window_max_age_s: int = Field(
+        30 * 24 * 3600, ge=1, description="Events older than this (event time) leave the window."
+    )
+    top_k: int = Field(20, ge=1, le=1000, description="Recommendations written per user.")
+
+    # --- Worker ------------------------------------------------------------------------------
+    batch_max_events: int = Field(500, ge=1, le=100_000, description="Micro-batch size cap.")
+    batch_max_wait_ms: int = Field(50, ge=1, le=60_000, description="Micro-batch time cap.")
+    table_store: Literal["memory", "rocksdb"] = Field("memory", description="Faust table store.")
+    worker_web_host: str = Field("127.0.0.1", description="Bind address of the worker's web server.")
+    worker_web_port: Port = Field(6066, description="Port of the worker's web server (health, metrics).")
+    recent_events_per_user: int = Field(
+        50, ge=1, le=10_000, description="Length of each user's recent-activity list in Redis."
+    )
+
+    # --- Event validation limits ------------------------------------------------------------
+    event_max_bytes: int = Field(16_384, ge=256, le=1_048_576, description="Largest accepted event.")
+    event_min_ts_ms: int = Field(DEFAULT_MIN_TS_MS, ge=0, description="Oldest accepted event time.")
+    event_max_future_skew_s: int = Field(
+        86_400, ge=0, description="How far past the wall clock an event time may lie."
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",")]
+        bad = [s for s in servers if not _HOST_PORT_RE.match(s)]
+        if bad or not servers:
+            raise ValueError(f"expected comma-separated host:port pairs, got {bad or value!r}")
+        return ",".join(servers)
+
+    @field_validator("events_topic", "dead_letter_topic", "consumer_group")
+    @classmethod
+    def _check_topic_name(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value) or value in {".", ".."}:
+            raise ValueError("use 1-249 characters from A-Z a-z 0-9 . _ - (Kafka's rule for names)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a URL starting with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _check_key_prefix(cls, value: str) -> str:
+        if not _KEY_PREFIX_RE.match(value):
+            raise ValueError("use 1-64 characters from A-Z a-z 0-9 . _ : -")
+        return value
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        return self.kafka_bootstrap_servers.split(",")
+
+    def redis_key(self, kind: str, user_id: str) -> str:
+        """The key of one user's entry of a given kind, e.g. ``profilestream:v1:recent:u42``."""
+        return f"{self.redis_key_prefix}:{kind}:{user_id}"
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
+    """Build the settings from `environ` (the process environment at the entrypoint) and overrides.
+
+    Raises ConfigError naming every bad or unknown ``PROFILESTREAM_*`` variable and how to fix it.
+    """
+    problems = _unknown_variables(environ)
+    values: dict[str, Any] = {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in Settings.model_fields
+    }
+    values.update(overrides)
+    settings: Settings | None = None
+    try:
+        # Values come in explicitly so that the environment is read once, here, and nowhere else.
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        problems.extend(_describe(error) for error in exc.errors())
+        if not problems:  # pragma: no cover - pydantic always reports at least one error
+            raise ConfigError(str(exc)) from exc
+        raise ConfigError(_join(problems)) from exc
+    if problems:
+        raise ConfigError(_join(problems))
+    return settings
+
+
+def _unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    known = [env_name(name) for name in Settings.model_fields]
+    problems = []
+    for key in sorted(environ):
+        if key.startswith(ENV_PREFIX) and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "see the configuration table in README.md"
+            problems.append(f"{key}: unknown setting; {hint}")
+    return problems
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    field = str(error["loc"][0]) if error.get("loc") else "?"
+    name = env_name(field) if field in Settings.model_fields else field
+    description = Settings.model_fields[field].description if field in Settings.model_fields else None
+    hint = f" ({description})" if description else ""
+    shown = error.get("input")
+    # Never echo a secret (a Redis URL may carry a password) into a log or terminal.
+    secret = field in Settings.model_fields and Settings.model_fields[field].annotation is SecretStr
+    shown_text = "" if secret or isinstance(shown, dict) else f" got {shown!r};"
+    return f"{name}:{shown_text} {error['msg']}; set {name} to a valid value{hint}"
+
+
+def _join(problems: list[str]) -> str:
+    return "invalid configuration:\n  - " + "\n  - ".join(problems)
