@@ -103,7 +103,9 @@ def decode_event(raw: bytes, *, limits: EventLimits, now_ms: int) -> Event:
     except UnicodeDecodeError as exc:
         raise InvalidEvent("$", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
-        raise InvalidEvent("$", f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+        raise InvalidEvent(
+            "$", f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from exc
     return event_from_dict(doc, limits=limits, now_ms=now_ms)
 
 

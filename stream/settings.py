@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     index_dir: Path = Field(Path("var/index"), description="Item embeddings, ids and manifest.")
     data_dir: Path = Field(Path("var/data"), description="Worker state (Faust tables, RocksDB).")
 
+    # --- Encoder (onnxruntime) ----------------------------------------------------------------
+    encoder_provider: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="auto takes CUDA when onnxruntime can use it, else CPU."
+    )
+    encoder_intra_op_threads: int = Field(
+        0, ge=0, le=256, description="ORT intra-op threads (0 = all cores)."
+    )
+    encoder_inter_op_threads: int = Field(1, ge=0, le=256, description="ORT inter-op threads.")
+    encoder_max_length: int = Field(256, ge=8, le=512, description="Token limit of encoder inputs.")
+    encoder_batch_size: int = Field(64, ge=1, le=4096, description="Texts per encoder call.")
+
     # --- Windows and ranking ----------------------------------------------------------------
     window_max_events: int = Field(50, ge=1, le=10_000, description="Events kept per user window.")
     window_max_age_s: int = Field(
@@ -134,6 +145,14 @@ class Settings(BaseSettings):
 
 def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
+
+
+def as_environment(settings: Settings) -> dict[str, str]:
+    """The ``PROFILESTREAM_*`` variables that rebuild `settings` in a child process (secrets in clear)."""
+    env = {}
+    for name, value in settings:
+        env[env_name(name)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return env
 
 
 def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:

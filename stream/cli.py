@@ -1,0 +1,140 @@
+"""The `profilestream` command line: the one entrypoint that reads the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+import click
+from pydantic import SecretStr
+
+from stream.errors import ConfigError, ProfilestreamError
+from stream.logs import configure_logging
+from stream.settings import Settings, env_name, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return cast(Settings, ctx.obj)
+
+
+def _friendly_errors(func: F) -> F:
+    """Turn profilestream's own errors into a one-paragraph message and a non-zero exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ProfilestreamError as exc:
+            click.echo(f"profilestream: error: {exc}", err=True)
+            sys.exit(2 if isinstance(exc, ConfigError) else 1)
+
+    return cast(F, wrapper)
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """profilestream: real-time e-commerce user profiles on Kafka, Faust, ONNX and Redis."""
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        click.echo(f"profilestream: error: {exc}", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def config(ctx: click.Context, as_json: bool) -> None:
+    """Show the effective settings (secrets masked) and the variable that sets each."""
+    settings = _settings(ctx)
+    rows = {
+        env_name(name): "**********" if isinstance(value, SecretStr) else str(value)
+        for name, value in settings
+    }
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max(map(len, rows))
+    for name, value in rows.items():
+        click.echo(f"{name:<{width}}  {value}")
+
+
+@main.command()
+@click.pass_context
+@_friendly_errors
+def topics(ctx: click.Context) -> None:
+    """Create the events and dead-letter topics where missing."""
+    from stream.topics import ensure_topics
+
+    ensure_topics(_settings(ctx))
+
+
+@main.command()
+@click.pass_context
+@_friendly_errors
+def worker(ctx: click.Context) -> None:
+    """Run a stream worker (Faust) until Ctrl-C; start several to share the partitions."""
+    from stream.app import run_worker
+
+    run_worker(_settings(ctx))
+
+
+@main.command("produce-sample")
+@click.option("--users", default=50, show_default=True, help="Distinct users.")
+@click.option("--events", default=1000, show_default=True, help="Events to produce.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same events).")
+@click.pass_context
+@_friendly_errors
+def produce_sample(ctx: click.Context, users: int, events: int, seed: int) -> None:
+    """Produce a reproducible synthetic event stream to the events topic."""
+    from stream.producer import EventProducer
+    from stream.sample import SampleSpec, sample_events
+    from stream.topics import ensure_topics
+
+    settings = _settings(ctx)
+    ensure_topics(settings)
+    with EventProducer(settings) as producer:
+        sent = producer.send_many(sample_events(SampleSpec(users=users, events=events, seed=seed)))
+    click.echo(f"produced {sent} events to {settings.events_topic}")
+
+
+@main.command()
+@click.argument("user_id")
+@click.pass_context
+@_friendly_errors
+def recent(ctx: click.Context, user_id: str) -> None:
+    """Show a user's recent activity as the stream recorded it in Redis."""
+    from stream.lookups import recent_activity
+
+    for entry in asyncio.run(recent_activity(_settings(ctx), user_id)):
+        click.echo(json.dumps(entry))
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Stop by itself after showing the results.")
+@click.option("--users", default=20, show_default=True, help="Users in the sample stream.")
+@click.option("--events", default=400, show_default=True, help="Events in the sample stream.")
+@click.option(
+    "--timeout-s", default=180.0, show_default=True, help="Give up waiting for the worker after this."
+)
+@click.pass_context
+@_friendly_errors
+def demo(ctx: click.Context, once: bool, users: int, events: int, timeout_s: float) -> None:
+    """Start a worker, push a sample stream through Kafka and show what lands in Redis."""
+    from stream.demo import run_demo
+
+    run_demo(_settings(ctx), once=once, users=users, events=events, timeout_s=timeout_s)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Real Kafka and Redis for the integration tests, started once per session by deploy/local/services.
+
+Each test gets its own topics, consumer group, Redis key prefix and worker port (`isolated`).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from stream.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = REPO / "deploy" / "local" / "services"
+INSTANCE = "test"
+KAFKA_PORT = 39092
+REDIS_PORT = 36379
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    redis_url: str
+
+
+def run_services(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SERVICES), *args], capture_output=True, text=True, check=check, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    up = run_services(
+        "up",
+        "--name",
+        INSTANCE,
+        "--kafka-port",
+        str(KAFKA_PORT),
+        "--redis-port",
+        str(REDIS_PORT),
+        check=False,
+    )
+    if up.returncode != 0:
+        pytest.fail(f"deploy/local/services up failed:\n{up.stdout}\n{up.stderr}")
+    yield Services(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
+    run_services("down", "--name", INSTANCE)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def isolated(services: Services, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    tag = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40] + "-" + uuid.uuid4().hex[:8]
+    settings = load_settings(
+        {},
+        kafka_bootstrap_servers=services.kafka_bootstrap,
+        redis_url=services.redis_url,
+        events_topic=f"t.{tag}.events",
+        dead_letter_topic=f"t.{tag}.dlq",
+        consumer_group=f"g-{tag}",
+        redis_key_prefix=f"t:{tag}",
+        data_dir=tmp_path / "data",
+        worker_web_port=free_port(),
+    )
+    yield settings
+    redis = Redis.from_url(services.redis_url)
+    keys = list(redis.scan_iter(match=f"{settings.redis_key_prefix}:*"))
+    if keys:
+        redis.delete(*keys)
+    redis.close()
