@@ -97,6 +97,7 @@ def run_worker(settings: Settings) -> None:
     from stream.topics import ensure_topics
 
     ensure_topics(settings)
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

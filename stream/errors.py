@@ -30,3 +30,11 @@ class InvalidEvent(ProfilestreamError):
 
 class ServiceUnavailable(ProfilestreamError):
     """Kafka or Redis could not be reached; the message names the address and the setting."""
+
+
+class ModelError(ProfilestreamError):
+    """A model or index file is missing, corrupt or does not match its manifest or encoder.
+
+    The message names the file, the mismatch, and how to fix it (usually: re-run the export or
+    the index build).
+    """

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, NoBrokersAvailable
+from kafka.errors import KafkaError
 
 from stream.errors import ServiceUnavailable
 from stream.events import Event
@@ -33,7 +33,7 @@ class EventProducer:
                 linger_ms=5,
                 client_id="profilestream-producer",
             )
-        except (NoBrokersAvailable, KafkaError) as exc:
+        except KafkaError as exc:
             raise kafka_unreachable(settings, exc) from exc
 
     def send_many(self, events: Iterable[Event], timeout_s: float = 60.0) -> int:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.errors import ServiceUnavailable
 from stream.settings import Settings
@@ -31,7 +31,7 @@ def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> No
     wanted.update(extra or {})
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="profilestream-admin")
-    except (NoBrokersAvailable, KafkaError) as exc:
+    except KafkaError as exc:
         raise kafka_unreachable(settings, exc) from exc
     try:
         existing = set(admin.list_topics())
@@ -56,7 +56,7 @@ def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> No
 
 def _warn_on_partition_mismatch(admin: KafkaAdminClient, names: list[str], wanted: dict[str, int]) -> None:
     for description in admin.describe_topics(names):
-        name = description["topic"]
+        name = description["name"]
         have = len(description["partitions"])
         if have != wanted[name]:
             log.warning(

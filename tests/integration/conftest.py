@@ -37,6 +37,8 @@ def run_services(*args: str, check: bool = True) -> subprocess.CompletedProcess[
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
+    """Start the test instance, and stop it afterwards unless it was already running (a dev loop)."""
+    was_running = run_services("status", "--name", INSTANCE, check=False).returncode == 0
     up = run_services(
         "up",
         "--name",
@@ -50,7 +52,8 @@ def services() -> Iterator[Services]:
     if up.returncode != 0:
         pytest.fail(f"deploy/local/services up failed:\n{up.stdout}\n{up.stderr}")
     yield Services(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
-    run_services("down", "--name", INSTANCE)
+    if not was_running:
+        run_services("down", "--name", INSTANCE)
 
 
 def free_port() -> int:

@@ -1,0 +1,121 @@
+"""Events through real Kafka, a real Faust worker (aiokafka underneath) and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from stream.deadletter import HEADER_FIELD, HEADER_REASON, HEADER_SOURCE
+from stream.lookups import recent_activity
+from stream.producer import EventProducer
+from stream.sample import SampleSpec, sample_events
+from stream.settings import Settings
+from stream.topics import ensure_topics
+from tests.integration.worker import start_worker, stop_worker
+
+pytestmark = pytest.mark.integration
+
+DRAIN_TIMEOUT_S = 180
+
+
+def wait_for_lists(
+    settings: Settings, expected: dict[str, list[str]], worker: subprocess.Popen[bytes], worker_log: Path
+) -> dict[str, list[str]]:
+    """Poll Redis until every user's list holds as many events as we produced for that user."""
+
+    async def snapshot() -> dict[str, list[str]]:
+        return {
+            user: [entry["event_id"] for entry in await recent_activity(settings, user)] for user in expected
+        }
+
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while True:
+        seen = asyncio.run(snapshot())
+        if all(len(seen[user]) >= len(ids) for user, ids in expected.items()):
+            return seen
+        if worker.poll() is not None or time.monotonic() > deadline:
+            missing = sum(len(ids) - len(seen[user]) for user, ids in expected.items())
+            log_tail = worker_log.read_text(errors="replace")[-3000:]
+            state = "timed out" if worker.poll() is None else f"worker exited with {worker.returncode}"
+            pytest.fail(f"{missing} events never reached Redis ({state}); worker log ends:\n{log_tail}")
+        time.sleep(0.5)
+
+
+def test_thousand_events_arrive_complete_and_in_per_user_order(isolated: Settings, tmp_path: Path) -> None:
+    settings = isolated.model_copy(update={"recent_events_per_user": 1000, "events_partitions": 4})
+    ensure_topics(settings)
+    events = sample_events(SampleSpec(users=40, events=1000, seed=11))
+    expected: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        expected[event.user_id].append(event.event_id)
+    with EventProducer(settings) as producer:
+        assert producer.send_many(events) == 1000
+
+    worker = start_worker(settings, tmp_path / "worker.log")
+    try:
+        seen = wait_for_lists(settings, expected, worker, tmp_path / "worker.log")
+    finally:
+        code = stop_worker(worker)
+    assert seen == expected
+    assert code == 0, (tmp_path / "worker.log").read_text()[-2000:]
+
+
+def test_malformed_events_go_to_dead_letter_topic_while_good_ones_flow(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    settings = isolated
+    ensure_topics(settings)
+    good = sample_events(SampleSpec(users=5, events=50, seed=3))
+    bad = {
+        b"{not json": "$",
+        json.dumps(
+            {"event_id": "x1", "user_id": "u-bad", "type": "view", "ts_ms": 1_700_000_000_000}
+        ).encode(): ("item_id"),
+        json.dumps(
+            {"event_id": "x2", "user_id": "u-bad", "type": "view", "item_id": "i", "ts_ms": 1_700_000_000}
+        ).encode(): "ts_ms",
+        b'{"event_id": "x3", "user_id": "u-bad", "type": "view", "item_id": "' + b"x" * 20_000 + b'"}': "$",
+    }
+    raw_producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
+    bad_values = list(bad)
+    for n, event in enumerate(good):
+        raw_producer.send(settings.events_topic, key=event.user_id.encode(), value=event.to_json())
+        # Interleave the bad messages with the good ones rather than sending them as a block.
+        if n % 10 == 0 and n // 10 < len(bad_values):
+            raw_producer.send(settings.events_topic, key=b"u-bad", value=bad_values[n // 10])
+    raw_producer.flush()
+    raw_producer.close()
+
+    expected: dict[str, list[str]] = defaultdict(list)
+    for event in good:
+        expected[event.user_id].append(event.event_id)
+    worker = start_worker(settings, tmp_path / "worker.log")
+    try:
+        seen = wait_for_lists(settings, expected, worker, tmp_path / "worker.log")
+    finally:
+        stop_worker(worker)
+    assert seen == expected
+
+    consumer = KafkaConsumer(
+        settings.dead_letter_topic,
+        bootstrap_servers=settings.kafka_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+        group_id=None,
+    )
+    letters = [record for _, record in zip(range(len(bad)), consumer, strict=False)]
+    consumer.close()
+    assert sorted(r.value for r in letters) == sorted(bad)
+    for record in letters:
+        headers = dict(record.headers)
+        assert headers[HEADER_FIELD].decode() == bad[record.value]
+        assert headers[HEADER_REASON]
+        assert headers[HEADER_SOURCE].decode().startswith(settings.events_topic + "/")
+        assert record.key == b"u-bad"

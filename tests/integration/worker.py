@@ -1,0 +1,32 @@
+"""Running `profilestream worker` as a real child process in integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from stream.settings import Settings, as_environment
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
+    env.update(as_environment(settings))
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker"], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    return proc.returncode
