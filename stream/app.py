@@ -1,40 +1,118 @@
-"""The Faust app: consume behaviour events per user, dead-letter bad ones, hand good ones to a sink.
+"""The Faust app: per-user windows in a changelogged table, re-encoded profiles, top-K to Redis.
 
 Events are read in micro-batches (`batch_max_events` or `batch_max_wait_ms`, whichever comes
-first); each batch is decoded, its invalid messages go to the dead-letter topic with their
-original bytes and the reason, and its valid events go to the sink in one write.
+first). For each batch: invalid messages go to the dead-letter topic with their original bytes
+and the reason; valid events update their user's window (a Faust table backed by a compacted
+changelog topic, so a restarted worker recovers it); every user whose window changed is encoded
+once, ranked against the item index and written to Redis by a newer-only Lua script. Only then
+does the loop ask for the next batch, which is when Faust acknowledges the previous one: a crash
+before the Redis write replays the batch, and the idempotent write makes the replay harmless.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import cast
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import faust
 from faust.types import EventT
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream.batch import RawMessage, decode_batch
+from stream.batch import DecodedBatch, RawMessage, decode_batch
 from stream.deadletter import SourcePosition
-from stream.events import EventLimits
+from stream.events import Event, EventLimits
+from stream.metrics import WorkerMetrics
+from stream.profiles import ProfileComputer
+from stream.reco_store import RecoStore, popularity_increment
 from stream.settings import Settings
-from stream.sinks import EventSink, RedisActivitySink
+from stream.sinks import RedisActivitySink
+from stream.window import Window, WindowChange, WindowConfig, apply_events, window_from_json, window_to_json
 
 log = logging.getLogger(__name__)
 
-SinkFactory = Callable[[Settings], EventSink]
+WINDOWS_TABLE = "windows"
 
 
-def create_app(settings: Settings, sink_factory: SinkFactory = RedisActivitySink.from_settings) -> faust.App:
+def changelog_topic(settings: Settings) -> str:
+    """Faust's name for the windows table's changelog topic."""
+    return f"{settings.consumer_group}-{WINDOWS_TABLE}-changelog"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one batch did to the windows: inputs for the encoder and the Redis write."""
+
+    changed: list[tuple[str, Window]]
+    forgets: list[tuple[str, int]]
+    popularity: dict[str, float]
+    late: int
+    duplicates: int
+
+
+def group_by_user(events: Sequence[Event]) -> dict[str, list[Event]]:
+    grouped: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        grouped[event.user_id].append(event)
+    return grouped
+
+
+def apply_batch(
+    windows: dict[str, Window], events: Sequence[Event], config: WindowConfig, popularity_half_life_ms: int
+) -> tuple[dict[str, Window], BatchOutcome]:
+    """Pure: the new windows of the batch's users and what changed (used by the worker and tests)."""
+    new_windows: dict[str, Window] = {}
+    changed: list[tuple[str, Window]] = []
+    forgets: list[tuple[str, int]] = []
+    popularity: dict[str, float] = defaultdict(float)
+    late = duplicates = 0
+    for user_id, user_events in group_by_user(events).items():
+        before = windows.get(user_id, Window())
+        change: WindowChange = apply_events(before, user_events, config)
+        new_windows[user_id] = change.window
+        late += change.late
+        duplicates += change.duplicates
+        if change.forgotten and change.window.forgotten_ts_ms is not None:
+            forgets.append((user_id, change.window.forgotten_ts_ms))
+        if change.window.events != before.events:
+            changed.append((user_id, change.window))
+        # Only events that entered the window count towards popularity: replays add nothing.
+        old_ids = {e.event_id for e in before.events}
+        for event in change.window.events:
+            if event.event_id not in old_ids and event.item_id is not None:
+                weight = config.type_weights.get(event.type, 0.0)
+                popularity[event.item_id] += popularity_increment(
+                    weight, event.ts_ms, popularity_half_life_ms
+                )
+    return new_windows, BatchOutcome(changed, forgets, dict(popularity), late, duplicates)
+
+
+@dataclass
+class WorkerState:
+    """Resources a worker opens once at start-up (the model and index are loaded here)."""
+
+    computer: ProfileComputer
+    store: RecoStore
+    activity: RedisActivitySink
+
+
+def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
+    from stream.runtime import open_worker_state
+
+    factory = state_factory or open_worker_state
+    store_url = "memory://" if settings.table_store == "memory" else "rocksdict://"
     app = faust.App(
         settings.consumer_group,
         broker=[f"kafka://{server}" for server in settings.kafka_servers],
-        store=f"{settings.table_store}://",
+        store=store_url,
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.events_partitions,
         topic_replication_factor=settings.kafka_replication_factor,
-        # Our own topics are created by ensure_topics with explicit partition counts.
+        # Our own topics (events, dead letters, the changelog) are created by ensure_topics.
         topic_allow_declare=False,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
@@ -44,34 +122,33 @@ def create_app(settings: Settings, sink_factory: SinkFactory = RedisActivitySink
     )
     events_topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
     dead_letter_topic = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
+    # use_partitioner: changelog records are partitioned by user id like the events topic, so a
+    # batched write lands in the user's own changelog partition (not the batch's last event's).
+    windows = app.Table(
+        WINDOWS_TABLE,
+        default=None,
+        partitions=settings.events_partitions,
+        key_serializer="raw",
+        value_serializer="json",
+        use_partitioner=True,
+    )
     limits = EventLimits.from_settings(settings)
+    window_config = WindowConfig.from_settings(settings)
+    metrics = WorkerMetrics()
 
-    @app.agent(events_topic, name="profilestream.events")
-    async def process_events(stream: faust.StreamT[bytes]) -> None:
-        sink = sink_factory(settings)
-        try:
-            # take_events lives on faust.Stream, which the agent receives, not on StreamT.
-            async for batch in cast(faust.Stream[bytes], stream).take_events(
-                settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
-            ):
-                await _process_batch(batch, sink)
-        finally:
-            await sink.close()
+    @app.page("/metrics")
+    async def _metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
-    async def _process_batch(batch: Sequence[EventT[bytes]], sink: EventSink) -> None:
-        started = time.perf_counter()
-        messages = [
-            RawMessage(
-                key=event.message.key,
-                value=event.message.value,
-                source=SourcePosition(event.message.topic, event.message.partition, event.message.offset),
-            )
-            for event in batch
-        ]
-        decoded = decode_batch(messages, limits=limits, now_ms=int(time.time() * 1000))
+    @app.page("/healthz")
+    async def _health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    async def send_dead_letters(decoded: DecodedBatch) -> None:
         for letter in decoded.dead_letters:
             await dead_letter_topic.send(key=letter.key, value=letter.raw, headers=letter.headers())
         if decoded.dead_letters:
+            metrics.dead_letters.inc(len(decoded.dead_letters))
             first = decoded.dead_letters[0]
             log.warning(
                 "dead-lettered %d messages to %s; first at %s: field %r: %s",
@@ -81,22 +158,104 @@ def create_app(settings: Settings, sink_factory: SinkFactory = RedisActivitySink
                 first.field,
                 first.reason,
             )
-        await sink.write(decoded.events)
+
+    async def process_batch(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
+        started = time.perf_counter()
+        decoded = decode_batch(
+            [
+                RawMessage(
+                    key=e.message.key,
+                    value=e.message.value,
+                    source=SourcePosition(e.message.topic, e.message.partition, e.message.offset),
+                )
+                for e in batch
+            ],
+            limits=limits,
+            now_ms=int(time.time() * 1000),
+        )
+        await send_dead_letters(decoded)
+        users = {event.user_id for event in decoded.events}
+        current = {u: window_from_json(doc) for u in users if (doc := windows.get(u.encode())) is not None}
+        new_windows, outcome = apply_batch(
+            current, decoded.events, window_config, settings.popularity_half_life_s * 1000
+        )
+        for user_id, window in new_windows.items():
+            if window != current.get(user_id, Window()):
+                windows[user_id.encode()] = window_to_json(window)
+
+        encode_started = time.perf_counter()
+        # The encoder releases the GIL; a thread keeps Kafka heartbeats flowing meanwhile.
+        profiles = await asyncio.get_running_loop().run_in_executor(
+            None, state.computer.compute, [(u, w) for u, w in outcome.changed if w.events]
+        )
+        encode_ms = (time.perf_counter() - encode_started) * 1000
+        await state.activity.write(decoded.events)
+        await state.store.write(profiles, outcome.forgets, outcome.popularity, int(time.time() * 1000))
+        _observe(
+            metrics,
+            batch=batch,
+            decoded=decoded,
+            outcome=outcome,
+            profiles=len(profiles),
+            encode_ms=encode_ms,
+        )
         log.info(
-            "batch: %d events, %d dead letters, %.1f ms",
+            "batch: %d events, %d dead letters, %d users re-encoded, %d late, %d duplicates, "
+            "encode+rank %.0f ms, total %.0f ms",
             len(decoded.events),
             len(decoded.dead_letters),
+            len(profiles),
+            outcome.late,
+            outcome.duplicates,
+            encode_ms,
             (time.perf_counter() - started) * 1000,
         )
 
+    @app.agent(events_topic, name="profilestream.events")
+    async def process_events(stream: faust.StreamT[bytes]) -> None:
+        state = cast(WorkerState, factory(settings))
+        try:
+            # take_events lives on faust.Stream, which the agent receives, not on StreamT.
+            async for batch in cast(faust.Stream[bytes], stream).take_events(
+                settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
+            ):
+                await process_batch(batch, state)
+        finally:
+            await state.store.close()
+            await state.activity.close()
+
     return app
+
+
+def _observe(
+    metrics: WorkerMetrics,
+    *,
+    batch: Sequence[EventT[bytes]],
+    decoded: DecodedBatch,
+    outcome: BatchOutcome,
+    profiles: int,
+    encode_ms: float,
+) -> None:
+    metrics.events.inc(len(decoded.events))
+    metrics.late_events.inc(outcome.late)
+    metrics.duplicate_events.inc(outcome.duplicates)
+    metrics.forgets.inc(len(outcome.forgets))
+    metrics.profiles_written.inc(profiles)
+    metrics.batch_events.observe(len(batch))
+    metrics.batch_users.observe(len(outcome.changed))
+    metrics.encode_ms.observe(encode_ms)
+    now_s = time.time()
+    for event in batch:
+        # Kafka's record timestamp (produce time) to now: how stale Redis was for this event.
+        metrics.freshness_ms.observe(max(0.0, (now_s - event.message.timestamp) * 1000))
 
 
 def run_worker(settings: Settings) -> None:
     """Run one worker until SIGINT/SIGTERM; several share the load as one consumer group."""
     from stream.topics import ensure_topics
 
-    ensure_topics(settings)
+    changelog = changelog_topic(settings)
+    ensure_topics(settings, extra={changelog: settings.events_partitions}, compacted=frozenset({changelog}))
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)

@@ -121,6 +121,53 @@ def recent(ctx: click.Context, user_id: str) -> None:
 
 
 @main.command()
+@click.argument("user_id")
+@click.option("-k", default=None, type=click.IntRange(1, 1000), help="How many items (default: top_k).")
+@click.pass_context
+@_friendly_errors
+def reco(ctx: click.Context, user_id: str, k: int | None) -> None:
+    """Show a user's recommendations with reasons (popular items for unknown users)."""
+    from stream.lookups import RecoClient
+
+    async def fetch() -> dict[str, Any]:
+        client = RecoClient.from_settings(_settings(ctx))
+        try:
+            return (await client.get(user_id, k)).to_dict()
+        finally:
+            await client.close()
+
+    click.echo(json.dumps(asyncio.run(fetch()), indent=2, ensure_ascii=False))
+
+
+@main.command("serve-lookups")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_context
+@_friendly_errors
+def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
+    """Serve GET /v1/users/{user_id}/recommendations for page renderers."""
+    import uvicorn
+
+    from stream.lookup_api import create_lookup_app
+
+    uvicorn.run(create_lookup_app(_settings(ctx)), host=host, port=port, log_level="warning")
+
+
+@main.command("sample-catalogue")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--items", default=500, show_default=True, help="Items in the catalogue.")
+@click.option("--seed", default=7, show_default=True)
+def sample_catalogue_command(path: str, items: int, seed: int) -> None:
+    """Write the synthetic sample catalogue (JSONL) whose ids the sample events use."""
+    from stream.sample import sample_catalogue
+
+    with open(path, "w", encoding="utf-8") as out:
+        for row in sample_catalogue(items=items, seed=seed):
+            out.write(json.dumps(row) + "\n")
+    click.echo(f"wrote {items} items to {path}")
+
+
+@main.command()
 @click.option("--once", is_flag=True, help="Stop by itself after showing the results.")
 @click.option("--users", default=20, show_default=True, help="Users in the sample stream.")
 @click.option("--events", default=400, show_default=True, help="Events in the sample stream.")

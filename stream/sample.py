@@ -18,7 +18,50 @@ _TYPE_WEIGHTS = {
     EventType.ADD_TO_CART: 10,
     EventType.PURCHASE: 5,
 }
-_QUERIES = ("stapler", "gel pens", "desk lamp", "printer paper", "notebook a5", "label maker", "ink")
+_QUERIES = ("stapler", "gel pens", "desk lamp", "printer paper", "notebook a5", "label maker", "ink", "shredder")
+
+
+_BRANDS = ("Acme", "Papyrus", "Inkwell", "Deskpro", "Brightline", "Northwind", "Tidy", "Clipper")
+_PRODUCTS = (
+    ("stapler", "Staplers"),
+    ("staples 1000 pack", "Staplers"),
+    ("gel pens", "Writing"),
+    ("ballpoint pens", "Writing"),
+    ("highlighters", "Writing"),
+    ("notebook a5", "Paper"),
+    ("printer paper a4", "Paper"),
+    ("sticky notes", "Paper"),
+    ("desk lamp", "Furniture"),
+    ("monitor stand", "Furniture"),
+    ("label maker", "Electronics"),
+    ("ink cartridge", "Electronics"),
+    ("paper shredder", "Electronics"),
+    ("binder clips", "Organisers"),
+    ("file folders", "Organisers"),
+    ("desk organiser", "Organisers"),
+)
+_ADJECTIVES = ("black", "blue", "red", "compact", "heavy duty", "recycled", "premium", "ergonomic", "mini")
+
+
+def sample_catalogue(items: int = 500, seed: int = 7) -> list[dict[str, object]]:
+    """A synthetic office-supplies catalogue whose ids match `sample_events` (sku-00000 ...)."""
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    for n in range(items):
+        product, category = rng.choice(_PRODUCTS)
+        brand = rng.choice(_BRANDS)
+        rows.append(
+            {
+                "item_id": f"sku-{n:05d}",
+                "title": f"{brand} {rng.choice(_ADJECTIVES)} {product}",
+                "brand": brand,
+                "category": category,
+                "price": round(rng.uniform(1.5, 120.0), 2),
+                # A few items out of stock exercise the in-stock filter.
+                "in_stock": rng.random() > 0.05,
+            }
+        )
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

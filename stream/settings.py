@@ -83,7 +83,23 @@ class Settings(BaseSettings):
     window_max_age_s: int = Field(
         30 * 24 * 3600, ge=1, description="Events older than this (event time) leave the window."
     )
+    window_half_life_s: int = Field(
+        7 * 24 * 3600, ge=1, description="Event weights halve per this much event time."
+    )
+    event_type_weights: str = Field(
+        "purchase=5,add_to_cart=3,click=2,view=1,search=0.5",
+        description="Weight of each event type in the profile (type=weight, comma-separated).",
+    )
     top_k: int = Field(20, ge=1, le=1000, description="Recommendations written per user.")
+    mmr_lambda: float = Field(
+        1.0, ge=0.0, le=1.0, description="MMR diversity: 1 = pure relevance, lower = more diverse."
+    )
+    reco_ttl_s: int = Field(
+        30 * 24 * 3600, ge=0, description="Expiry of a user's reco and emb keys (0 = never)."
+    )
+    popularity_half_life_s: int = Field(
+        7 * 24 * 3600, ge=86_400, description="Half-life of the popular-items fallback counts."
+    )
 
     # --- Worker ------------------------------------------------------------------------------
     batch_max_events: int = Field(500, ge=1, le=100_000, description="Micro-batch size cap.")
@@ -134,6 +150,16 @@ class Settings(BaseSettings):
             raise ValueError("use 1-64 characters from A-Z a-z 0-9 . _ : -")
         return value
 
+    @field_validator("event_type_weights")
+    @classmethod
+    def _check_type_weights(cls, value: str) -> str:
+        parse_type_weights(value)
+        return value
+
+    @property
+    def type_weights(self) -> dict[str, float]:
+        return parse_type_weights(self.event_type_weights)
+
     @property
     def kafka_servers(self) -> list[str]:
         return self.kafka_bootstrap_servers.split(",")
@@ -141,6 +167,30 @@ class Settings(BaseSettings):
     def redis_key(self, kind: str, user_id: str) -> str:
         """The key of one user's entry of a given kind, e.g. ``profilestream:v1:recent:u42``."""
         return f"{self.redis_key_prefix}:{kind}:{user_id}"
+
+
+_WEIGHTED_TYPES = ("purchase", "add_to_cart", "click", "view", "search")
+
+
+def parse_type_weights(value: str) -> dict[str, float]:
+    """Parse ``type=weight,...``; every behaviour type must be given a non-negative weight."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, number = part.partition("=")
+        if not sep or name.strip() not in _WEIGHTED_TYPES:
+            allowed = ", ".join(_WEIGHTED_TYPES)
+            raise ValueError(f"expected type=weight with a type from {allowed}, got {part!r}")
+        try:
+            weight = float(number)
+        except ValueError as exc:
+            raise ValueError(f"weight of {name.strip()!r} is not a number: {number!r}") from exc
+        if not weight >= 0:  # also rejects NaN
+            raise ValueError(f"weight of {name.strip()!r} must be >= 0")
+        weights[name.strip()] = weight
+    missing = [t for t in _WEIGHTED_TYPES if t not in weights]
+    if missing:
+        raise ValueError(f"no weight given for {', '.join(missing)}")
+    return weights
 
 
 def env_name(field: str) -> str:

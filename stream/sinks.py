@@ -50,7 +50,7 @@ class RedisOp:
     """One Redis command of a batch's write plan, e.g. ``RedisOp("rpush", (key, v1, v2))``."""
 
     command: str
-    args: tuple[str | int, ...]
+    args: tuple[str | int | float | bytes, ...]
 
 
 def plan_activity_writes(events: Sequence[Event], settings: Settings) -> list[RedisOp]:

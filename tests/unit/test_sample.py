@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 from stream.events import EventLimits, decode_event
-from stream.sample import SampleSpec, sample_events
+from stream.sample import SampleSpec, sample_catalogue, sample_events
 
 
 def test_same_seed_same_events_and_different_seed_differs() -> None:
@@ -27,3 +27,12 @@ def test_activity_is_skewed_towards_few_users() -> None:
     counts = Counter(e.user_id for e in sample_events(SampleSpec(users=50, events=5000)))
     top, *_ = counts.most_common()
     assert top[1] > 5 * (5000 / 50) / 2
+
+
+def test_catalogue_ids_cover_the_sample_events_items() -> None:
+    catalogue = sample_catalogue(items=100)
+    ids = {row["item_id"] for row in catalogue}
+    events = sample_events(SampleSpec(users=10, events=300, items=100))
+    assert {e.item_id for e in events if e.item_id} <= ids
+    assert sample_catalogue(items=100) == catalogue
+    assert any(not row["in_stock"] for row in sample_catalogue(items=500))

@@ -1,0 +1,59 @@
+"""Prometheus metrics of a worker, served at /metrics by the worker's web server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_MS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+@dataclass
+class WorkerMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events = Counter("profilestream_events", "Valid events processed.", registry=r)
+        self.dead_letters = Counter(
+            "profilestream_dead_letters", "Events sent to the dead-letter topic.", registry=r
+        )
+        self.late_events = Counter(
+            "profilestream_late_events", "Events older than the window's max age.", registry=r
+        )
+        self.duplicate_events = Counter(
+            "profilestream_duplicate_events", "Events already in the window.", registry=r
+        )
+        self.forgets = Counter("profilestream_forgets", "Users forgotten.", registry=r)
+        self.profiles_written = Counter(
+            "profilestream_profiles", "User profiles computed and written.", registry=r
+        )
+        self.batch_events = Histogram(
+            "profilestream_batch_events", "Events per micro-batch.", buckets=_SIZE_BUCKETS, registry=r
+        )
+        self.batch_users = Histogram(
+            "profilestream_batch_users",
+            "Users re-encoded per micro-batch.",
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.encode_ms = Histogram(
+            "profilestream_encode_ms", "Encoder time per batch (ms).", buckets=_MS_BUCKETS, registry=r
+        )
+        self.topk_ms = Histogram(
+            "profilestream_topk_ms",
+            "Top-K and re-ranking time per batch (ms).",
+            buckets=_MS_BUCKETS,
+            registry=r,
+        )
+        self.freshness_ms = Histogram(
+            "profilestream_freshness_ms",
+            "Time from an event entering Kafka to its user's profile landing in Redis (ms).",
+            buckets=_MS_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "profilestream_consumer_lag", "Messages behind the end of the events topic.", registry=r
+        )

@@ -1,0 +1,199 @@
+"""From windows to recommendations: profile text -> user vector -> top-K -> MMR -> reasons.
+
+One `ProfileComputer` serves the stream worker and the offline recomputation, so the two can
+only differ by the events they were given. No I/O here; the encoder and the item catalogue come
+in through their protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from models.encoder import TextEncoder
+from models.topk import top_k
+from stream.events import EventType
+from stream.profile_text import build_profile_text
+from stream.ranking import Anchor, explain, mmr_order
+from stream.reco_store import Recommendation, UserProfile
+from stream.settings import Settings
+from stream.window import Window, WindowConfig, purchased_items, window_version
+
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+
+# MMR re-ranks a pool this many times larger than K, so it has something to diversify with.
+MMR_POOL_FACTOR = 4
+
+
+class ItemCatalogue(Protocol):
+    """What the stream needs of the item index: vectors, stock, and text for explanations."""
+
+    @property
+    def ids(self) -> Sequence[str]: ...
+
+    @property
+    def vectors(self) -> FloatArray: ...
+
+    @property
+    def in_stock(self) -> BoolArray: ...
+
+    def row(self, item_id: str) -> int | None: ...
+
+    def title(self, item_id: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    window: WindowConfig
+    top_k: int = 20
+    mmr_lambda: float = 1.0
+    max_profile_chars: int = 2048
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProfileConfig:
+        return cls(
+            window=WindowConfig.from_settings(settings),
+            top_k=settings.top_k,
+            mmr_lambda=settings.mmr_lambda,
+            # Generous: the encoder truncates to its token limit; this only bounds the string.
+            max_profile_chars=settings.encoder_max_length * 8,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchors:
+    anchors: list[Anchor]
+    item_rows: list[int | None]  # row in the catalogue, or None for a search anchor
+    queries: list[str | None]
+
+
+def _anchors(window: Window, catalogue: ItemCatalogue) -> _Anchors:
+    """One anchor per distinct item or query of the window, newest first."""
+    seen: set[tuple[str, str]] = set()
+    result = _Anchors([], [], [])
+    for event in reversed(window.events):
+        if event.item_id is not None:
+            row = catalogue.row(event.item_id)
+            title = catalogue.title(event.item_id)
+            if row is None or not title or ("item", event.item_id) in seen:
+                continue
+            seen.add(("item", event.item_id))
+            result.anchors.append(Anchor(event.event_id, event.type, title))
+            result.item_rows.append(row)
+            result.queries.append(None)
+        elif event.type is EventType.SEARCH and event.query and ("query", event.query) not in seen:
+            seen.add(("query", event.query))
+            result.anchors.append(Anchor(event.event_id, event.type, event.query))
+            result.item_rows.append(None)
+            result.queries.append(event.query)
+    return result
+
+
+class ProfileComputer:
+    def __init__(self, encoder: TextEncoder, catalogue: ItemCatalogue, config: ProfileConfig) -> None:
+        self.encoder = encoder
+        self.catalogue = catalogue
+        self.config = config
+
+    def profile_text(self, window: Window) -> str:
+        return build_profile_text(
+            window, self.config.window, self.catalogue.title, max_chars=self.config.max_profile_chars
+        )
+
+    def compute(self, windows: Sequence[tuple[str, Window]]) -> list[UserProfile]:
+        """Profiles for the users whose window yields a profile text; others are left out
+        (they have nothing the encoder could read, and lookups fall back to popular items)."""
+        users: list[tuple[str, Window, str]] = []
+        for user_id, window in windows:
+            text = self.profile_text(window)
+            if text and window.newest is not None:
+                users.append((user_id, window, text))
+        if not users:
+            return []
+        anchors = [_anchors(window, self.catalogue) for _, window, _ in users]
+        queries = sorted({q for a in anchors for q in a.queries if q is not None})
+        # One encoder call for every profile and every search query of the batch.
+        encoded = self.encoder.encode([text for _, _, text in users] + queries)
+        user_vectors = encoded[: len(users)]
+        query_vectors = dict(zip(queries, encoded[len(users) :], strict=True))
+
+        pool = self.config.top_k if self.config.mmr_lambda >= 1.0 else self.config.top_k * MMR_POOL_FACTOR
+        exclusions = [self._purchased_rows(window) for _, window, _ in users]
+        ranked = top_k(
+            user_vectors,
+            self.catalogue.vectors,
+            self.catalogue.ids,
+            pool,
+            in_stock=self.catalogue.in_stock,
+            exclude=exclusions,
+        )
+        candidates = [[(self._row(item_id), score) for item_id, score in user] for user in ranked]
+        return [
+            self._profile(
+                user_id=user_id,
+                window=window,
+                vector=user_vectors[i],
+                candidates=candidates[i],
+                anchors=anchors[i],
+                query_vectors=query_vectors,
+            )
+            for i, (user_id, window, _) in enumerate(users)
+        ]
+
+    def _row(self, item_id: str) -> int:
+        row = self.catalogue.row(item_id)
+        assert row is not None, item_id
+        return row
+
+    def _purchased_rows(self, window: Window) -> set[int]:
+        rows = (self.catalogue.row(item_id) for item_id in purchased_items(window))
+        return {row for row in rows if row is not None}
+
+    def _profile(
+        self,
+        *,
+        user_id: str,
+        window: Window,
+        vector: FloatArray,
+        candidates: Sequence[tuple[int, float]],
+        anchors: _Anchors,
+        query_vectors: dict[str, FloatArray],
+    ) -> UserProfile:
+        rows = np.asarray([row for row, _ in candidates], dtype=np.int64)
+        scores = np.asarray([score for _, score in candidates], dtype=np.float32)
+        item_vectors = (
+            self.catalogue.vectors[rows] if len(rows) else np.zeros((0, vector.shape[0]), np.float32)
+        )
+        order = mmr_order(scores, item_vectors, self.config.top_k, self.config.mmr_lambda)
+        chosen_vectors = item_vectors[order] if order else item_vectors[:0]
+        anchor_vectors = np.asarray(
+            [
+                self.catalogue.vectors[row] if row is not None else query_vectors[query or ""]
+                for row, query in zip(anchors.item_rows, anchors.queries, strict=True)
+            ],
+            dtype=np.float32,
+        ).reshape(len(anchors.anchors), vector.shape[0])
+        reasons = explain(chosen_vectors, anchor_vectors, anchors.anchors)
+        newest = window.newest
+        assert newest is not None
+        return UserProfile(
+            user_id=user_id,
+            items=tuple(
+                Recommendation(
+                    item_id=self.catalogue.ids[int(rows[pos])],
+                    score=float(scores[pos]),
+                    reason=reason.reason if reason else None,
+                )
+                for pos, reason in zip(order, reasons, strict=True)
+            ),
+            vector=vector,
+            model_version=self.encoder.model_version,
+            window_version=window_version(window),
+            window_newest_ts_ms=newest.ts_ms,
+            window_newest_event_id=newest.event_id,
+        )

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from stream.events import Event, EventType
+from stream.offline import offline_payloads
+from stream.profiles import ProfileComputer, ProfileConfig
+from stream.window import WindowConfig
+from tests.unit.fakes import BagOfWordsEncoder, FakeCatalogue
+
+TITLES = {
+    "stapler": "red metal stapler",
+    "staples": "staples for red metal stapler",
+    "stapler2": "blue metal stapler",
+    "pens": "gel pens black",
+    "pens2": "gel pens blue",
+    "lamp": "desk lamp led",
+    "paper": "printer paper a4",
+}
+T0 = 1_700_000_000_000
+
+
+def ev(n: int, user: str, kind: EventType, item: str | None = None, query: str | None = None) -> Event:
+    return Event(f"e{n}", user, kind, T0 + n * 1000, item_id=item, query=query)
+
+
+def computer(catalogue: FakeCatalogue, top_k: int = 3, mmr_lambda: float = 1.0) -> ProfileComputer:
+    return ProfileComputer(
+        BagOfWordsEncoder(), catalogue, ProfileConfig(WindowConfig(), top_k=top_k, mmr_lambda=mmr_lambda)
+    )
+
+
+def test_recommends_similar_items_excluding_purchased_and_out_of_stock() -> None:
+    catalogue = FakeCatalogue(TITLES, out_of_stock={"stapler2"})
+    events = [ev(1, "u", EventType.VIEW, "stapler"), ev(2, "u", EventType.PURCHASE, "staples")]
+    payload = offline_payloads(events, computer(catalogue))["u"]
+    ids = [i["item_id"] for i in payload["items"]]
+    assert ids[0] == "stapler"
+    assert "staples" not in ids
+    assert "stapler2" not in ids
+    scores = [i["score"] for i in payload["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert payload["window_newest_event_id"] == "e2"
+    assert payload["model_version"] == "bow-test"
+
+
+def test_each_item_carries_the_most_similar_window_event_as_reason() -> None:
+    events = [ev(1, "u", EventType.VIEW, "lamp"), ev(2, "u", EventType.SEARCH, query="gel pens")]
+    payload = offline_payloads(events, computer(FakeCatalogue(TITLES), top_k=4))["u"]
+    reasons = {i["item_id"]: i["reason"] for i in payload["items"]}
+    assert reasons["lamp"] == "because you viewed desk lamp led"
+    assert reasons["pens"] == "because you searched 'gel pens'"
+
+
+def test_mmr_diversifies_near_duplicates() -> None:
+    events = [ev(1, "u", EventType.VIEW, "pens"), ev(2, "u", EventType.VIEW, "pens2")]
+    plain = offline_payloads(events, computer(FakeCatalogue(TITLES), top_k=2))["u"]
+    diverse = offline_payloads(events, computer(FakeCatalogue(TITLES), top_k=2, mmr_lambda=0.3))["u"]
+    assert {i["item_id"] for i in plain["items"]} == {"pens", "pens2"}
+    assert len({i["item_id"] for i in diverse["items"]} & {"pens", "pens2"}) == 1
+
+
+def test_users_are_encoded_in_one_call_and_unknown_only_users_get_no_profile() -> None:
+    comp = computer(FakeCatalogue(TITLES))
+    events = [
+        ev(1, "a", EventType.VIEW, "lamp"),
+        ev(2, "b", EventType.VIEW, "paper"),
+        ev(3, "c", EventType.VIEW, "not-in-catalogue"),
+    ]
+    payloads = offline_payloads(events, comp)
+    assert sorted(payloads) == ["a", "b"]
+    assert len(comp.encoder.calls) == 1  # type: ignore[attr-defined]
