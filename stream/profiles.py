@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -21,9 +21,10 @@ from stream.profile_text import build_profile_text
 from stream.ranking import Anchor, explain, mmr_order
 from stream.reco_store import Recommendation, UserProfile
 from stream.settings import Settings
-from stream.window import Window, WindowConfig, purchased_items, window_version
+from stream.window import Window, WindowConfig, event_weights, purchased_items, window_version
 
 FloatArray = npt.NDArray[np.float32]
+UserVectorMode = Literal["text", "items", "hybrid"]
 BoolArray = npt.NDArray[np.bool_]
 
 # MMR re-ranks a pool this many times larger than K, so it has something to diversify with.
@@ -47,12 +48,22 @@ class ItemCatalogue(Protocol):
     def title(self, item_id: str) -> str | None: ...
 
 
+def _normalise(vectors: FloatArray) -> FloatArray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: FloatArray = (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+    return normalised
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileConfig:
     window: WindowConfig
     top_k: int = 20
     mmr_lambda: float = 1.0
     max_profile_chars: int = 2048
+    # "text": encode the profile text (the article's user tower); "items": decayed mean of the
+    # window's item (and query) vectors, no encoder call per user; "hybrid": a normalised mix.
+    user_vector: UserVectorMode = "text"
+    text_weight: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProfileConfig:
@@ -62,6 +73,8 @@ class ProfileConfig:
             mmr_lambda=settings.mmr_lambda,
             # Generous: the encoder truncates to its token limit; this only bounds the string.
             max_profile_chars=settings.encoder_max_length * 8,
+            user_vector=settings.user_vector,
+            text_weight=settings.hybrid_text_weight,
         )
 
 
@@ -117,10 +130,20 @@ class ProfileComputer:
             return []
         anchors = [_anchors(window, self.catalogue) for _, window, _ in users]
         queries = sorted({q for a in anchors for q in a.queries if q is not None})
-        # One encoder call for every profile and every search query of the batch.
-        encoded = self.encoder.encode([text for _, _, text in users] + queries)
-        user_vectors = encoded[: len(users)]
-        query_vectors = dict(zip(queries, encoded[len(users) :], strict=True))
+        mode = self.config.user_vector
+        texts = [text for _, _, text in users] if mode != "items" else []
+        # One encoder call for every profile text and every search query of the batch.
+        encoded = self.encoder.encode(texts + queries)
+        query_vectors = dict(zip(queries, encoded[len(texts) :], strict=True))
+        if mode == "text":
+            user_vectors = encoded[: len(texts)]
+        else:
+            behaviour = np.stack([self._behaviour_vector(window, query_vectors) for _, window, _ in users])
+            if mode == "items":
+                user_vectors = behaviour
+            else:
+                alpha = self.config.text_weight
+                user_vectors = _normalise(alpha * encoded[: len(texts)] + (1.0 - alpha) * behaviour)
 
         pool = self.config.top_k if self.config.mmr_lambda >= 1.0 else self.config.top_k * MMR_POOL_FACTOR
         exclusions = [self._purchased_rows(window) for _, window, _ in users]
@@ -144,6 +167,19 @@ class ProfileComputer:
             )
             for i, (user_id, window, _) in enumerate(users)
         ]
+
+    def _behaviour_vector(self, window: Window, query_vectors: dict[str, FloatArray]) -> FloatArray:
+        """The decayed, type-weighted mean of the window's item and query vectors."""
+        total = np.zeros(self.catalogue.vectors.shape[1], dtype=np.float64)
+        for event, weight in zip(window.events, event_weights(window, self.config.window), strict=True):
+            if event.item_id is not None:
+                row = self.catalogue.row(event.item_id)
+                if row is not None:
+                    total += weight * self.catalogue.vectors[row]
+            elif event.query is not None and event.query in query_vectors:
+                total += weight * query_vectors[event.query]
+        vector: FloatArray = _normalise(total.astype(np.float32)[None, :])[0]
+        return vector
 
     def _row(self, item_id: str) -> int:
         row = self.catalogue.row(item_id)

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         description="Weight of each event type in the profile (type=weight, comma-separated).",
     )
     top_k: int = Field(20, ge=1, le=1000, description="Recommendations written per user.")
+    user_vector: Literal["text", "items", "hybrid"] = Field(
+        "text",
+        description="User vector: encoded profile text, decayed mean of item vectors, or a mix.",
+    )
+    hybrid_text_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="Share of the text vector in the hybrid user vector."
+    )
     mmr_lambda: float = Field(
         1.0, ge=0.0, le=1.0, description="MMR diversity: 1 = pure relevance, lower = more diverse."
     )

@@ -68,3 +68,17 @@ def test_users_are_encoded_in_one_call_and_unknown_only_users_get_no_profile() -
     payloads = offline_payloads(events, comp)
     assert sorted(payloads) == ["a", "b"]
     assert len(comp.encoder.calls) == 1  # type: ignore[attr-defined]
+
+
+def test_items_mode_needs_no_per_user_encoding_and_hybrid_mixes() -> None:
+    events = [ev(1, "u", EventType.VIEW, "lamp"), ev(2, "u", EventType.SEARCH, query="gel pens")]
+    catalogue = FakeCatalogue(TITLES)
+    config = ProfileConfig(WindowConfig(), top_k=3, user_vector="items")
+    comp = ProfileComputer(BagOfWordsEncoder(), catalogue, config)
+    payload = offline_payloads(events, comp)["u"]
+    assert comp.encoder.calls == [["gel pens"]]  # type: ignore[attr-defined]
+    assert {i["item_id"] for i in payload["items"]} >= {"lamp", "pens"}
+    hybrid = ProfileComputer(
+        BagOfWordsEncoder(), catalogue, ProfileConfig(WindowConfig(), top_k=3, user_vector="hybrid")
+    )
+    assert offline_payloads(events, hybrid)["u"]["items"]
