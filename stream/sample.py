@@ -18,7 +18,16 @@ _TYPE_WEIGHTS = {
     EventType.ADD_TO_CART: 10,
     EventType.PURCHASE: 5,
 }
-_QUERIES = ("stapler", "gel pens", "desk lamp", "printer paper", "notebook a5", "label maker", "ink", "shredder")
+_QUERIES = (
+    "stapler",
+    "gel pens",
+    "desk lamp",
+    "printer paper",
+    "notebook a5",
+    "label maker",
+    "ink",
+    "shredder",
+)
 
 
 _BRANDS = ("Acme", "Papyrus", "Inkwell", "Deskpro", "Brightline", "Northwind", "Tidy", "Clipper")
