@@ -146,7 +146,9 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
         producer.flush()
         expected = base.get("profilestream_events_total", 0) + sent
         wait_for(
-            lambda: metrics(port).get("profilestream_events_total", 0) >= expected, args.drain_timeout_s, "drain"
+            lambda: metrics(port).get("profilestream_events_total", 0) >= expected,
+            args.drain_timeout_s,
+            "drain",
         )
         drained_s = time.monotonic() - started
         end = metrics(port)
@@ -169,8 +171,12 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
         "freshness_p99_ms": quantile_from_histogram(end, "profilestream_freshness_ms", 0.99),
         "profiles_per_s": round(profiles / drained_s, 1),
         "events_per_profile": round(sent / profiles, 2) if profiles else None,
-        "mean_batch_events": round(delta("profilestream_batch_events_sum") / max(delta("profilestream_batch_events_count"), 1), 1),
-        "mean_encode_ms": round(delta("profilestream_encode_ms_sum") / max(delta("profilestream_encode_ms_count"), 1), 1),
+        "mean_batch_events": round(
+            delta("profilestream_batch_events_sum") / max(delta("profilestream_batch_events_count"), 1), 1
+        ),
+        "mean_encode_ms": round(
+            delta("profilestream_encode_ms_sum") / max(delta("profilestream_encode_ms_count"), 1), 1
+        ),
     }
 
 

@@ -5,8 +5,10 @@ runtime encoder itself (same tokenizer, bucketing and session code as the worker
 renamed into place; the top-level manifest, written last, is what makes a variant the default.
 
 Exporter: the TorchScript exporter (``dynamo=False``). With torch 2.15 it exports in ~2 s and, with
-the mask built in `SentenceEmbedder`, lets onnxruntime fuse SkipLayerNorm/BiasGelu; the dynamo
-exporter also gives exact parity but took ~8 s and blocked those fusions.
+the mask built in `SentenceEmbedder` and the "classic" attention of `export.wrapper`, lets
+onnxruntime's optimizer fuse Attention, EmbedLayerNormalization, SkipLayerNormalization and
+BiasGelu. The dynamo exporter also gives exact parity but took ~8 s and blocked every fusion except
+LayerNorm/BiasGelu; transformers' own eager/sdpa attention blocks the Attention fusion.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import importlib.metadata
 import json
 import logging
 import shutil
+import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,7 +34,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed
 
 from export.parity import PARITY_TEXTS, measure_parity, require_parity
-from export.wrapper import SentenceEmbedder
+from export.wrapper import SentenceEmbedder, register_classic_attention
 from models.encoder import CPU, EncoderOptions, load_variant
 from models.manifest import (
     FORMAT_VERSION,
@@ -50,11 +54,13 @@ from stream.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
-Attention = Literal["eager", "sdpa"]
+Attention = Literal["classic", "eager", "sdpa"]
 ONNX_NAME = "model.onnx"
 DEFAULT_OPSET = 17
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
-# Measured with bench/encoder.py on the 2-core CPU machine: see README ("Encoder export").
+# Measured with bench/encoder.py on the 2-core CPU box: plain fp32 was never slower than fp32-opt
+# (fused Attention is 0.85-0.95x on CPU) or fp16 (no gain on onnxruntime CPU). fp16 with fused
+# attention is the usual CUDA winner; it is unmeasured here, bench/encoder_gpu.sh checks it.
 DEFAULT_CPU_VARIANT = "fp32"
 DEFAULT_CUDA_VARIANT = "fp16"
 
@@ -154,8 +160,9 @@ def padded_tensors(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[tor
 def load_embedder(source: SourceModel, attention: Attention) -> SentenceEmbedder:
     from transformers import AutoModel
 
+    implementation = register_classic_attention() if attention == "classic" else attention
     try:
-        bert = AutoModel.from_pretrained(str(source.path), attn_implementation=attention)
+        bert = AutoModel.from_pretrained(str(source.path), attn_implementation=implementation)
     except (OSError, ValueError) as exc:
         raise ModelError(f"transformers cannot load the checkpoint {source.path} ({exc})") from exc
     return SentenceEmbedder(bert).eval()
@@ -194,10 +201,31 @@ def export_fp32(
         )
 
 
+@contextmanager
+def _quiet_optimizer_logs() -> Iterator[None]:
+    """The optimizer logs every fusion at INFO under bare module names; our summary line suffices."""
+    names = [n for n in logging.root.manager.loggerDict if n.startswith(("fusion", "onnx_model", "symbolic"))]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def optimise(fp32_path: Path, path: Path, source: SourceModel, fp16: bool) -> dict[str, int]:
-    """onnxruntime's transformer optimizer (fused LayerNorm/GELU...), optionally cast to fp16."""
+    """onnxruntime's transformer optimizer (fused Attention/LayerNorm/GELU), optionally cast to fp16."""
     from onnxruntime.transformers.optimizer import optimize_model  # type: ignore[import-untyped]
 
+    with _quiet_optimizer_logs():
+        return _optimise(optimize_model, fp32_path, path, source, fp16=fp16)
+
+
+def _optimise(
+    optimize_model: Any, fp32_path: Path, path: Path, source: SourceModel, *, fp16: bool
+) -> dict[str, int]:
     # opt_level 0: only the Python fusions; the runtime applies onnxruntime's own graph passes
     # for whatever provider it runs on, so nothing provider-specific is baked into the file.
     model = optimize_model(
@@ -221,7 +249,7 @@ def export_model(
     variants: Sequence[str] = VARIANTS,
     *,
     max_length: int | None = None,
-    attention: Attention = "eager",
+    attention: Attention = "classic",
     opset: int = DEFAULT_OPSET,
     default_cpu: str | None = None,
     default_cuda: str | None = None,
@@ -240,10 +268,10 @@ def export_model(
     embedder = load_embedder(source, attention)
     reference = reference_embeddings(embedder, token_ids, source.pad_id)
     model_dir.mkdir(parents=True, exist_ok=True)
-    work_dir = model_dir / f".export-{int(time.time())}"
-    work_dir.mkdir()
+    # Staging inside model_dir keeps the final renames on one filesystem (atomic).
+    work_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
     try:
-        fp32_path = work_dir / "fp32.onnx"
+        fp32_path = work_dir / "exported.onnx"
         sample = padded_tensors(token_ids[:2], source.pad_id)
         started_s = time.perf_counter()
         export_fp32(embedder, sample, fp32_path, opset)
@@ -256,7 +284,9 @@ def export_model(
         manifests = []
         for variant in tqdm(variants, desc="variants", unit="variant"):
             onnx_path = work_dir / f"{variant}.onnx"
-            if variant != "fp32":
+            if variant == "fp32":
+                shutil.copy2(fp32_path, onnx_path)
+            else:
                 fused = optimise(fp32_path, onnx_path, source, fp16=variant == "fp16")
                 logger.info("variant %s: fused operators %s", variant, fused)
             manifests.append(
@@ -265,12 +295,17 @@ def export_model(
                     variant=variant,
                     onnx_path=onnx_path,
                     work_dir=work_dir,
-                    model_dir=model_dir,
                     reference=reference,
                     opset=opset,
                     attention=attention,
                 )
             )
+        # Only now, with every variant checked, does anything under model_dir change.
+        for variant in variants:
+            final = model_dir / variant
+            if final.exists():
+                shutil.rmtree(final)
+            (work_dir / variant).rename(final)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     top = TopManifest(FORMAT_VERSION, cpu_default, cuda_default, tuple(variants))
@@ -285,7 +320,6 @@ def _finish_variant(
     variant: str,
     onnx_path: Path,
     work_dir: Path,
-    model_dir: Path,
     reference: NDArray[np.float32],
     opset: int,
     attention: Attention,
@@ -320,10 +354,6 @@ def _finish_variant(
     parity = _check_parity(staging, manifest, reference)
     manifest = replace(manifest, parity=parity)
     write_json_atomic(staging / MANIFEST_NAME, variant_to_json(manifest))
-    final = model_dir / variant
-    if final.exists():
-        shutil.rmtree(final)
-    staging.rename(final)
     return manifest
 
 
@@ -331,6 +361,8 @@ def _check_parity(staging: Path, manifest: VariantManifest, reference: NDArray[n
     options = EncoderOptions(provider="cpu", max_length=manifest.max_length, batch_size=4)
     try:
         encoder = load_variant(staging, options, [CPU])
+        # batch_size 4 with bucketing: several padded batches, so padding and reordering are exercised.
+        candidate = encoder.encode(PARITY_TEXTS)
     except ModelError as exc:
         if manifest.variant != "fp16":
             raise
@@ -339,8 +371,7 @@ def _check_parity(staging: Path, manifest: VariantManifest, reference: NDArray[n
         return Parity(
             False, None, None, 0, note="not checked: onnxruntime CPU cannot run fp16; check on CUDA"
         )
-    # batch_size 4 with bucketing: several padded batches, so padding and reordering are exercised.
-    parity = measure_parity(reference, encoder.encode(PARITY_TEXTS))
+    parity = measure_parity(reference, candidate)
     require_parity(parity, manifest.variant, staging / manifest.onnx_file)
     logger.info(
         "variant %s: parity min cosine %.6f, mean %.6f over %d texts",

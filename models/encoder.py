@@ -134,22 +134,40 @@ class OnnxTextEncoder:
         token_ids = self.token_ids(texts)
         for indices in plan_batches([len(ids) for ids in token_ids], self._batch_size):
             input_ids, attention_mask = pad_batch([token_ids[i] for i in indices], self._manifest.pad_id)
-            out[indices] = self._run(input_ids, attention_mask)
+            out[indices] = self.run_batch(input_ids, attention_mask)
         # fp16 graphs come back a hair off unit length; the contract is unit vectors.
         return l2_normalise(out)
 
-    def _run(self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64]) -> NDArray[np.float32]:
+    def run_batch(
+        self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64]
+    ) -> NDArray[np.float32]:
+        """One padded batch through the graph; `encode` is the API, this is for benchmarks."""
+        try:
+            result = self._run_session(input_ids, attention_mask)
+        except Exception as exc:  # onnxruntime's errors share no useful base class
+            raise ModelError(
+                f"onnxruntime failed to run variant {self._manifest.variant} on {self.provider} for a "
+                f"batch of shape {input_ids.shape} ({exc}); re-export, or set "
+                "PROFILESTREAM_ENCODER_PROVIDER=cpu if the GPU is the problem"
+            ) from exc
+        if result.shape != (input_ids.shape[0], self.dim):
+            # The graph may declare its width symbolically, so the load-time check can miss this.
+            raise ModelError(
+                f"the encoder of variant {self._manifest.variant} returned shape {result.shape} for "
+                f"{input_ids.shape[0]} texts, but its manifest says dim {self.dim}; {_EXPORT_HINT}"
+            )
+        return np.asarray(result, dtype=np.float32)
+
+    def _run_session(self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64]) -> Any:
         if self._use_io_binding:
             binding = self._session.io_binding()
             binding.bind_cpu_input(INPUT_NAMES[0], input_ids)
             binding.bind_cpu_input(INPUT_NAMES[1], attention_mask)
             binding.bind_output(OUTPUT_NAME, "cuda")
             self._session.run_with_iobinding(binding)
-            result = binding.copy_outputs_to_cpu()[0]
-        else:
-            feed = {INPUT_NAMES[0]: input_ids, INPUT_NAMES[1]: attention_mask}
-            result = self._session.run([OUTPUT_NAME], feed)[0]
-        return np.asarray(result, dtype=np.float32)
+            return binding.copy_outputs_to_cpu()[0]
+        feed = {INPUT_NAMES[0]: input_ids, INPUT_NAMES[1]: attention_mask}
+        return self._session.run([OUTPUT_NAME], feed)[0]
 
 
 def provider_list(requested: Provider, available: Sequence[str]) -> list[str]:

@@ -99,6 +99,8 @@ def write_json_atomic(path: Path, document: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2, sort_keys=True)
             handle.write("\n")
+        # mkstemp creates 0600; manifests are meant to be read by other users (workers, CI).
+        Path(tmp_name).chmod(0o644)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

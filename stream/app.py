@@ -12,6 +12,7 @@ before the Redis write replays the batch, and the idempotent write makes the rep
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
@@ -21,7 +22,7 @@ from typing import Any, cast
 
 import faust
 from faust.types import EventT
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from stream.batch import DecodedBatch, RawMessage, decode_batch
 from stream.deadletter import SourcePosition
@@ -36,6 +37,7 @@ from stream.window import Window, WindowChange, WindowConfig, apply_events, wind
 log = logging.getLogger(__name__)
 
 WINDOWS_TABLE = "windows"
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -112,9 +114,11 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.events_partitions,
         topic_replication_factor=settings.kafka_replication_factor,
-        # Our own topics (events, dead letters, the changelog) are created by ensure_topics.
-        topic_allow_declare=False,
+        # Faust declares the windows changelog (compacted, one partition per events partition)
+        # and refreshes its producer's metadata; events and dead-letter topics exist already.
         producer_acks=-1,
+        # Failover time after a crash: the group waits this long for a dead member.
+        broker_session_timeout=settings.kafka_session_timeout_s,
         consumer_auto_offset_reset="earliest",
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
@@ -128,8 +132,11 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
         WINDOWS_TABLE,
         default=None,
         partitions=settings.events_partitions,
-        key_serializer="raw",
-        value_serializer="json",
+        # Raw bytes both ways: keys are the user ids exactly as in the events topic (so they hash to
+        # the same partition) and values are our own JSON. Left untyped, Faust JSON-encodes keys
+        # and then cannot read its own changelog back during recovery.
+        key_type=bytes,
+        value_type=bytes,
         use_partitioner=True,
     )
     limits = EventLimits.from_settings(settings)
@@ -138,7 +145,8 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
 
     @app.page("/metrics")
     async def _metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8 anyway.
+        return web.bytes(generate_latest(metrics.registry), content_type=PROMETHEUS_CONTENT_TYPE)
 
     @app.page("/healthz")
     async def _health(web: Any, request: Any) -> Any:
@@ -175,13 +183,17 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
         )
         await send_dead_letters(decoded)
         users = {event.user_id for event in decoded.events}
-        current = {u: window_from_json(doc) for u in users if (doc := windows.get(u.encode())) is not None}
+        current = {
+            u: window_from_json(json.loads(raw))
+            for u in users
+            if (raw := windows.get(u.encode())) is not None
+        }
         new_windows, outcome = apply_batch(
             current, decoded.events, window_config, settings.popularity_half_life_s * 1000
         )
         for user_id, window in new_windows.items():
             if window != current.get(user_id, Window()):
-                windows[user_id.encode()] = window_to_json(window)
+                windows[user_id.encode()] = json.dumps(window_to_json(window), separators=(",", ":")).encode()
 
         encode_started = time.perf_counter()
         # The encoder releases the GIL; a thread keeps Kafka heartbeats flowing meanwhile.
@@ -254,8 +266,7 @@ def run_worker(settings: Settings) -> None:
     """Run one worker until SIGINT/SIGTERM; several share the load as one consumer group."""
     from stream.topics import ensure_topics
 
-    changelog = changelog_topic(settings)
-    ensure_topics(settings, extra={changelog: settings.events_partitions}, compacted=frozenset({changelog}))
+    ensure_topics(settings)
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)

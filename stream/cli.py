@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
@@ -120,6 +121,100 @@ def recent(ctx: click.Context, user_id: str) -> None:
         click.echo(json.dumps(entry))
 
 
+@main.command("export")
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="HF BERT checkpoint folder with tokenizer.json [default: the packaged all-MiniLM-L6-v2].",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder [default: PROFILESTREAM_MODEL_DIR].",
+)
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice(["fp32", "fp32-opt", "fp16"]),
+    help="Variant to export; repeat for several [default: all three].",
+)
+@click.option(
+    "--attention",
+    type=click.Choice(["classic", "eager", "sdpa"]),
+    default="classic",
+    show_default=True,
+    help="Attention code traced into the graph; classic lets onnxruntime fuse it.",
+)
+@click.option("--max-length", type=int, default=None, help="Token limit [default: the checkpoint's].")
+@click.pass_context
+@_friendly_errors
+def export_command(
+    ctx: click.Context,
+    source: Path | None,
+    out_dir: Path | None,
+    variants: tuple[str, ...],
+    attention: str,
+    max_length: int | None,
+) -> None:
+    """Export a BERT checkpoint to ONNX (pooled, normalised output), parity-checked, with manifests."""
+    from export.onnx_export import Attention, default_source, export_model
+    from models.manifest import VARIANTS
+
+    result = export_model(
+        source or default_source(),
+        out_dir or _settings(ctx).model_dir,
+        variants or VARIANTS,
+        max_length=max_length,
+        attention=cast(Attention, attention),
+    )
+    for m in result.manifests:
+        click.echo(
+            f"{m.variant}: {result.model_dir / m.variant / m.onnx_file} "
+            f"min cosine {m.parity.min_cosine} ({m.parity.note})"
+        )
+    click.echo(f"default variant: {result.default_cpu} on CPU, {result.default_cuda} on CUDA")
+
+
+@main.command("index")
+@click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv", "parquet", "amazon"]),
+    default="auto",
+    show_default=True,
+    help="auto goes by suffix (.json = amazon items.json).",
+)
+@click.option("--rebuild", is_flag=True, help="Ignore the existing index (needed after a new encoder).")
+@click.option("--variant", default=None, help="Encoder variant [default: the model folder's default].")
+@click.pass_context
+@_friendly_errors
+def index_command(ctx: click.Context, catalog: Path, fmt: str, rebuild: bool, variant: str | None) -> None:
+    """Build or update the item index from a catalogue: only new or changed items are encoded."""
+    from models.catalog import CatalogFormat
+    from models.encoder import load_encoder, options_from_settings
+    from models.item_index import sync_catalog
+
+    settings = _settings(ctx)
+    encoder = load_encoder(settings.model_dir, options_from_settings(settings), variant)
+    stats = sync_catalog(
+        settings.index_dir,
+        catalog,
+        encoder,
+        fmt=cast(CatalogFormat, fmt),
+        rebuild=rebuild,
+        batch_size=settings.encoder_batch_size,
+    )
+    click.echo(
+        f"index {settings.index_dir}: {stats.added} added, {stats.updated} updated, "
+        f"{stats.unchanged} unchanged, {stats.removed} removed"
+    )
+
+
 @main.command()
 @click.argument("user_id")
 @click.option("-k", default=None, type=click.IntRange(1, 1000), help="How many items (default: top_k).")
@@ -182,6 +277,18 @@ def demo(ctx: click.Context, once: bool, users: int, events: int, timeout_s: flo
 
     run_demo(_settings(ctx), once=once, users=users, events=events, timeout_s=timeout_s)
 
+
+def _register_subcommands() -> None:
+    # These modules import only click and stream at module level; their heavy imports are lazy.
+    from stream.collector import collector_command
+    from stream.loaders import load_command
+    from stream.replay import replay_command
+
+    for command in (collector_command, replay_command, load_command):
+        main.add_command(command)
+
+
+_register_subcommands()
 
 if __name__ == "__main__":
     main()

@@ -38,3 +38,14 @@ class ModelError(ProfilestreamError):
     The message names the file, the mismatch, and how to fix it (usually: re-run the export or
     the index build).
     """
+
+
+class SourceError(ProfilestreamError):
+    """A replay or loader input (file, column, topic) cannot be read as described.
+
+    The message names the file or topic, what is wrong with it and how to fix it.
+    """
+
+
+class CatalogError(ProfilestreamError):
+    """A catalogue file cannot be read or a row is invalid; the message names the file and row."""

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     )
     events_partitions: int = Field(4, ge=1, le=1024, description="Partitions of the events topic.")
     kafka_replication_factor: int = Field(1, ge=1, le=16, description="Replication of created topics.")
+    kafka_session_timeout_s: int = Field(
+        15, ge=6, le=300, description="A worker that stops heartbeating loses its partitions after this."
+    )
     consumer_group: str = Field(
         "profilestream", description="Faust app id = Kafka consumer group shared by all workers."
     )

@@ -5,9 +5,11 @@ Each test gets its own topics, consumer group, Redis key prefix and worker port 
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +58,38 @@ def services() -> Iterator[Services]:
         run_services("down", "--name", INSTANCE)
 
 
+@dataclass(frozen=True)
+class ModelFiles:
+    model_dir: Path
+    index_dir: Path
+    catalog: Path
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
+    """The real all-MiniLM-L6-v2 exported to ONNX (fp32) and the sample catalogue indexed with it,
+    through the same CLI a user runs."""
+    root = tmp_path_factory.mktemp("model")
+    files = ModelFiles(root / "model", root / "index", root / "catalog.jsonl")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        PROFILESTREAM_MODEL_DIR=str(files.model_dir),
+        PROFILESTREAM_INDEX_DIR=str(files.index_dir),
+    )
+    for args in (
+        ["sample-catalogue", str(files.catalog)],
+        ["export", "--variant", "fp32"],
+        ["index", str(files.catalog)],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "stream.cli", *args], env=env, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            pytest.fail(f"profilestream {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return files
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,7 +97,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def isolated(services: Services, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+def isolated(
+    services: Services, model_files: ModelFiles, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Settings]:
     tag = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40] + "-" + uuid.uuid4().hex[:8]
     settings = load_settings(
         {},
@@ -74,6 +110,8 @@ def isolated(services: Services, request: pytest.FixtureRequest, tmp_path: Path)
         consumer_group=f"g-{tag}",
         redis_key_prefix=f"t:{tag}",
         data_dir=tmp_path / "data",
+        model_dir=model_files.model_dir,
+        index_dir=model_files.index_dir,
         worker_web_port=free_port(),
     )
     yield settings

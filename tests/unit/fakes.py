@@ -32,7 +32,7 @@ class BagOfWordsEncoder:
             for word in text.lower().replace("|", " ").split():
                 out[i] += self._word(word)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        normalised: npt.NDArray[np.float32] = out / np.where(norms == 0, 1, norms)
+        normalised: npt.NDArray[np.float32] = (out / np.where(norms == 0, 1, norms)).astype(np.float32)
         return normalised
 
 

@@ -1,0 +1,1 @@
+"""Benchmark scripts (run as ``python -m bench.<name>``); they print, library code never does."""

@@ -1,0 +1,63 @@
+"""Shared helpers of the benchmark scripts: timing statistics and output (table + JSON)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def emit(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+# "wall" is what a caller waits; "cpu" (process CPU seconds) is steadier on a shared machine and is
+# only fair with one thread per backend, since spinning worker threads burn CPU without progress.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_calls_s(
+    call: Callable[[], object], repeats: int, warmup: int = 1, clock: str = "wall"
+) -> list[float]:
+    """Seconds (by `clock`) of `repeats` calls after `warmup` untimed ones."""
+    now = CLOCKS[clock]
+    for _ in range(warmup):
+        call()
+    times_s = []
+    for _ in range(repeats):
+        started = now()
+        call()
+        times_s.append(now() - started)
+    return times_s
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    cells = [[_fmt(row.get(column), column) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(cell[i]) for cell in cells)) for i, column in enumerate(columns)]
+    emit("  ".join(column.rjust(width) for column, width in zip(columns, widths, strict=True)))
+    for cell in cells:
+        emit("  ".join(value.rjust(width) for value, width in zip(cell, widths, strict=True)))
+
+
+def print_json(document: dict[str, Any]) -> None:
+    emit(json.dumps(document, indent=2, sort_keys=True))
+
+
+def _fmt(value: Any, column: str) -> str:
+    if isinstance(value, float):
+        # Cosines differ in the 4th-6th decimal; rates and milliseconds need no such precision.
+        return f"{value:.6f}" if "cosine" in column else f"{value:.2f}"
+    return "" if value is None else str(value)

@@ -1,0 +1,111 @@
+"""Replay throughput: generate an N-event JSONL file and replay it into a fresh topic.
+
+    .venv/bin/python bench/replay.py --events 100000 --events 200000 --processes 1 --processes 2
+
+Needs a running Kafka (default: the test instance, 127.0.0.1:39092). Prints one JSON line per run
+and a table of events/s. Events are synthetic v1 views spread over --users users.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stream.replay import ReplayOptions, SourceSpec, replay
+from stream.settings import load_settings
+
+BASE_TS_MS = 1_764_000_000_000
+
+
+def emit(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def native_crc32c() -> bool:
+    """kafka-python checksums every record batch; without the crc32c package it does so in Python."""
+    from kafka.record import util
+
+    return util.crc32c_c is not None
+
+
+def write_events(path: Path, count: int, users: int) -> None:
+    with open(path, "w") as out:
+        for n in range(count):
+            user = f"u{(n * 7919) % users:05d}"
+            out.write(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "event_id": f"b-{n:08d}",
+                        "user_id": user,
+                        "type": "view",
+                        "item_id": f"sku-{n % 5000:05d}",
+                        "ts_ms": BASE_TS_MS + n,
+                        "session_id": f"s-{user}",
+                    },
+                    separators=(",", ":"),
+                )
+                + "\n"
+            )
+
+
+@click.command()
+@click.option("--bootstrap", default="127.0.0.1:39092", show_default=True)
+@click.option("--events", "counts", multiple=True, type=int, default=[100_000, 200_000], show_default=True)
+@click.option("--processes", "process_counts", multiple=True, type=int, default=[1, 2], show_default=True)
+@click.option("--users", default=5_000, show_default=True)
+@click.option("--partitions", default=4, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Measure validation alone (no Kafka).")
+def main(
+    *,
+    bootstrap: str,
+    counts: list[int],
+    process_counts: list[int],
+    users: int,
+    partitions: int,
+    dry_run: bool,
+) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in counts:
+            path = Path(tmp) / f"events-{count}.jsonl"
+            write_events(path, count, users)
+            for processes in process_counts:
+                topic = f"bench.replay.{uuid.uuid4().hex[:8]}"
+                settings = load_settings(
+                    {}, kafka_bootstrap_servers=bootstrap, events_topic=topic, events_partitions=partitions
+                )
+                options = ReplayOptions(processes=processes, dry_run=dry_run, progress=False)
+                report = replay(settings, SourceSpec(str(path)), options)
+                row = {
+                    **report.to_dict(),
+                    "processes": processes,
+                    "cpus": os.cpu_count(),
+                    "load_1m": round(os.getloadavg()[0], 2),
+                    "python": platform.python_version(),
+                    "crc32c_native": native_crc32c(),
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+                emit(json.dumps(row))
+                rows.append(row)
+    emit(f"\n{'events':>8}  {'procs':>5}  {'seconds':>8}  {'events/s':>9}  {'load':>5}")
+    for row in rows:
+        emit(
+            f"{row['read']:>8}  {row['processes']:>5}  {row['elapsed_s']:>8.2f}  "
+            f"{row['events_per_s']:>9,}  {row['load_1m']:>5}"
+        )
+
+
+if __name__ == "__main__":
+    main()
