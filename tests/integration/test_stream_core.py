@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from redis import Redis
@@ -47,7 +47,10 @@ def offline(settings: Settings, events: list[Event]) -> dict[str, dict[str, Any]
 def redis_state(settings: Settings, users: list[str]) -> dict[str, dict[bytes, bytes]]:
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
-        return {user: redis.hgetall(settings.redis_key(RECO_KIND, user)) for user in users}
+        return {
+            user: cast(dict[bytes, bytes], redis.hgetall(settings.redis_key(RECO_KIND, user)))
+            for user in users
+        }
     finally:
         redis.close()
 
