@@ -266,16 +266,31 @@ def sample_catalogue_command(path: str, items: int, seed: int) -> None:
 @click.option("--once", is_flag=True, help="Stop by itself after showing the results.")
 @click.option("--users", default=20, show_default=True, help="Users in the sample stream.")
 @click.option("--events", default=400, show_default=True, help="Events in the sample stream.")
-@click.option(
-    "--timeout-s", default=180.0, show_default=True, help="Give up waiting for the worker after this."
-)
+@click.option("--timeout-s", default=300.0, show_default=True, help="Give up waiting after this.")
+@click.option("--collector-port", default=8088, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--lookup-port", default=8081, show_default=True, type=click.IntRange(1, 65535))
 @click.pass_context
 @_friendly_errors
-def demo(ctx: click.Context, once: bool, users: int, events: int, timeout_s: float) -> None:
-    """Start a worker, push a sample stream through Kafka and show what lands in Redis."""
-    from stream.demo import run_demo
+def demo(
+    ctx: click.Context,
+    once: bool,
+    users: int,
+    events: int,
+    timeout_s: float,
+    collector_port: int,
+    lookup_port: int,
+) -> None:
+    """Export, index, start worker + collector + lookups, replay a sample, show recommendations."""
+    from stream.demo import DemoPorts, run_demo
 
-    run_demo(_settings(ctx), once=once, users=users, events=events, timeout_s=timeout_s)
+    run_demo(
+        _settings(ctx),
+        once=once,
+        users=users,
+        events=events,
+        timeout_s=timeout_s,
+        ports=DemoPorts(collector=collector_port, lookups=lookup_port),
+    )
 
 
 def _register_subcommands() -> None:

@@ -1,41 +1,80 @@
-"""The demo behind `make demo`: a worker, a sample stream through Kafka, and what lands in Redis."""
+"""The demo behind `make demo`: the whole system on one machine, with a generated sample.
+
+It exports the default encoder (all-MiniLM-L6-v2, once), indexes a generated office-supplies
+catalogue, starts a worker, the HTTP collector and the lookup server, replays a generated event
+stream into Kafka, sends a few events through the collector like a browser would, waits until
+every user's recommendations are in Redis and prints some of them with their reasons. The sample
+is produced by `stream.sample` (synthetic, no third-party data; same licence as this repository).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from stream.errors import ProfilestreamError
-from stream.events import Event
-from stream.lookups import recent_activity
-from stream.producer import EventProducer
-from stream.sample import SampleSpec, sample_events
+from stream.events import Event, EventType
+from stream.lookups import RecoClient
+from stream.sample import SampleSpec, sample_catalogue, sample_events
 from stream.settings import Settings
 from stream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
+DEMO_DIR = Path("var/demo")
+VISITOR = "demo-visitor"
 
-def start_worker(log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `profilestream worker` as a child process (same interpreter, same environment)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as out:
+
+@dataclass(frozen=True, slots=True)
+class DemoPorts:
+    collector: int = 8088
+    lookups: int = 8081
+
+
+def ensure_model(settings: Settings) -> None:
+    """Export the default encoder once; later runs reuse it."""
+    if (settings.model_dir / "manifest.json").exists():
+        return
+    from export.onnx_export import default_source, export_model
+
+    click.echo(f"exporting all-MiniLM-L6-v2 to ONNX in {settings.model_dir} (once) ...")
+    export_model(default_source(), settings.model_dir, ["fp32"])
+
+
+def ensure_index(settings: Settings) -> Path:
+    """Write the sample catalogue and bring the index up to date (only changes are encoded)."""
+    from models.encoder import load_encoder, options_from_settings
+    from models.item_index import sync_catalog
+
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    catalog = DEMO_DIR / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps(row) + "\n" for row in sample_catalogue()), encoding="utf-8")
+    encoder = load_encoder(settings.model_dir, options_from_settings(settings))
+    sync_catalog(settings.index_dir, catalog, encoder, batch_size=settings.encoder_batch_size)
+    return catalog
+
+
+def start(args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    """Start `profilestream ARGS` as a child (same interpreter and environment), logging to a file."""
+    with open(DEMO_DIR / log_name, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker"], stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "stream.cli", *args], stdout=out, stderr=subprocess.STDOUT
         )
 
 
-def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.terminate()
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -44,57 +83,125 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
     return proc.returncode
 
 
-def last_event_per_user(events: list[Event]) -> dict[str, str]:
-    return {event.user_id: event.event_id for event in events}
-
-
-async def wait_until_landed(
-    settings: Settings, expected_last: dict[str, str], worker: subprocess.Popen[bytes], timeout_s: float
-) -> None:
-    """Wait until every user's newest recorded event in Redis is the last one we produced."""
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout_s
-    pending = dict(expected_last)
-    while pending:
-        if worker.poll() is not None:
-            raise ProfilestreamError(
-                f"the worker exited with code {worker.returncode}; see var/demo/worker.log"
-            )
-        if time.monotonic() > deadline:
-            raise ProfilestreamError(
-                f"{len(pending)} users still missing in Redis after {timeout_s:.0f}s; see var/demo/worker.log"
-            )
-        for user_id, event_id in list(pending.items()):
-            entries = await recent_activity(settings, user_id)
-            if entries and entries[-1]["event_id"] == event_id:
-                del pending[user_id]
-        await asyncio.sleep(0.5)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ProfilestreamError(f"{url} never came up: its process exited; see {DEMO_DIR}/*.log")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
+            return
+        time.sleep(0.3)
+    raise ProfilestreamError(f"{url} did not answer within {timeout_s:.0f}s; see {DEMO_DIR}/*.log")
 
 
-def run_demo(settings: Settings, *, once: bool, users: int, events: int, timeout_s: float) -> None:
-    ensure_topics(settings)
-    worker = start_worker(Path("var/demo/worker.log"))
+def post_events(url: str, events: list[Event]) -> int:
+    body = json.dumps([e.to_dict() for e in events]).encode()
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(response.status)
+
+
+def newest_event_per_user(events: list[Event]) -> dict[str, str]:
+    newest: dict[str, Event] = {}
+    for event in events:
+        seen = newest.get(event.user_id)
+        if seen is None or (event.ts_ms, event.event_id) > (seen.ts_ms, seen.event_id):
+            newest[event.user_id] = event
+    return {user: event.event_id for user, event in newest.items()}
+
+
+async def wait_for_profiles(
+    settings: Settings, expected: dict[str, str], workers: list[subprocess.Popen[bytes]], timeout_s: float
+) -> None:
+    """Wait until each user's recommendations were computed from a window ending in their newest event."""
+    client = RecoClient.from_settings(settings)
+    deadline = time.monotonic() + timeout_s
+    pending = dict(expected)
     try:
+        while pending:
+            if any(w.poll() is not None for w in workers):
+                raise ProfilestreamError(f"a demo process exited early; see {DEMO_DIR}/*.log")
+            if time.monotonic() > deadline:
+                raise ProfilestreamError(
+                    f"{len(pending)} users still without fresh recommendations after {timeout_s:.0f}s; "
+                    f"see {DEMO_DIR}/worker.log"
+                )
+            for user_id, event_id in list(pending.items()):
+                result = await client.get(user_id, 1)
+                newest = await client.newest_event_id(user_id)
+                if result.source == "profile" and newest == event_id:
+                    del pending[user_id]
+            await asyncio.sleep(0.5)
+    finally:
+        await client.close()
+
+
+def visitor_events(start_ms: int) -> list[Event]:
+    """What a shopper's browser would send: a search, a view and an add-to-cart."""
+    return [
+        Event("visit-1", VISITOR, EventType.SEARCH, start_ms, query="gel pens"),
+        Event("visit-2", VISITOR, EventType.VIEW, start_ms + 5_000, item_id="sku-00002"),
+        Event("visit-3", VISITOR, EventType.ADD_TO_CART, start_ms + 9_000, item_id="sku-00002"),
+    ]
+
+
+async def show(settings: Settings, user_ids: list[str], k: int = 5) -> None:
+    client = RecoClient.from_settings(settings)
+    try:
+        for user_id in user_ids:
+            result = await client.get(user_id, k)
+            click.echo(f"\ntop-{k} for {user_id} ({result.source}, model {result.model_version}):")
+            for item in result.items:
+                click.echo(f"  {item.score:6.3f}  {item.item_id}  {item.reason or ''}")
+    finally:
+        await client.close()
+
+
+def run_demo(
+    settings: Settings, *, once: bool, users: int, events: int, timeout_s: float, ports: DemoPorts
+) -> None:
+    from stream.replay import ReplayOptions, SourceSpec, replay
+
+    ensure_model(settings)
+    ensure_index(settings)
+    ensure_topics(settings)
+    processes = [
+        start(["worker"], "worker.log"),
+        start(["collector", "--port", str(ports.collector)], "collector.log"),
+        start(["serve-lookups", "--port", str(ports.lookups)], "lookups.log"),
+    ]
+    try:
+        wait_http(f"http://127.0.0.1:{ports.collector}/healthz", 120, processes[1])
+        wait_http(f"http://127.0.0.1:{ports.lookups}/healthz", 120, processes[2])
         # A new seed per run gives new event ids, so a second demo run shows fresh activity.
         stream = sample_events(SampleSpec(users=users, events=events, seed=int(time.time())))
+        events_file = DEMO_DIR / "events.jsonl"
+        events_file.write_text("".join(e.to_json().decode() + "\n" for e in stream), encoding="utf-8")
         started = time.monotonic()
-        with EventProducer(settings) as producer:
-            producer.send_many(stream)
-        expected = last_event_per_user(stream)
-        asyncio.run(wait_until_landed(settings, expected, worker, timeout_s))
-        click.echo(
-            f"\n{len(stream)} events for {len(expected)} users went through Kafka "
-            f"({settings.events_topic}) and the worker into Redis in {time.monotonic() - started:.1f}s.\n"
+        report = replay(
+            settings,
+            SourceSpec(str(events_file)),
+            ReplayOptions(rejects_path=DEMO_DIR / "rejects.jsonl", progress=False),
         )
-        for user_id in sorted(expected)[:3]:
-            click.echo(f"recent activity of {user_id} ({settings.redis_key('recent', user_id)}):")
-            for entry in asyncio.run(recent_activity(settings, user_id))[-5:]:
-                target = entry.get("item_id") or repr(entry.get("query"))
-                click.echo(f"  {entry['ts_ms']}  {entry['type']:<12} {target}")
-        click.echo("\nlook up any user with: .venv/bin/profilestream recent USER_ID")
+        visit = visitor_events(max(e.ts_ms for e in stream) + 60_000)
+        status = post_events(f"http://127.0.0.1:{ports.collector}/v1/events", visit)
+        expected = newest_event_per_user(stream + visit)
+        asyncio.run(wait_for_profiles(settings, expected, processes, timeout_s))
+        click.echo(
+            f"\n{report.produced} events replayed from {events_file} and {len(visit)} posted to the "
+            f"collector (HTTP {status}); {len(expected)} users' recommendations in Redis after "
+            f"{time.monotonic() - started:.1f}s."
+        )
+        asyncio.run(show(settings, [VISITOR, *sorted(expected)[:2]]))
+        url = f"http://127.0.0.1:{ports.lookups}/v1/users/{VISITOR}/recommendations?k=5"
+        click.echo(f"\nlookup URL: {url}")
+        click.echo(f"collector:  POST http://127.0.0.1:{ports.collector}/v1/events")
         if not once:
-            click.echo("worker running; press Ctrl-C to stop")
+            click.echo("running; press Ctrl-C to stop")
             with contextlib.suppress(KeyboardInterrupt):
-                worker.wait()
+                processes[0].wait()
     finally:
-        code = stop_worker(worker)
-        log.info("worker stopped with exit code %s", code)
+        codes = [stop(p) for p in processes]
+        log.info("demo processes stopped with exit codes %s", codes)

@@ -86,6 +86,11 @@ class RecoClient:
             source="popular",
         )
 
+    async def newest_event_id(self, user_id: str) -> str | None:
+        """The newest event of the window the user's stored recommendations were computed from."""
+        raw = await self._redis.hget(self._settings.redis_key(RECO_KIND, user_id), "json")
+        return None if raw is None else str(json.loads(raw)["window_newest_event_id"])
+
     async def close(self) -> None:
         await self._redis.aclose()
 
