@@ -40,11 +40,6 @@ WINDOWS_TABLE = "windows"
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
-def changelog_topic(settings: Settings) -> str:
-    """Faust's name for the windows table's changelog topic."""
-    return f"{settings.consumer_group}-{WINDOWS_TABLE}-changelog"
-
-
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     """What one batch did to the windows: inputs for the encoder and the Redis write."""
@@ -203,6 +198,7 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
         encode_ms = (time.perf_counter() - encode_started) * 1000
         await state.activity.write(decoded.events)
         await state.store.write(profiles, outcome.forgets, outcome.popularity, int(time.time() * 1000))
+        metrics.consumer_lag.set(_lag(app, batch))
         _observe(
             metrics,
             batch=batch,
@@ -237,6 +233,16 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
             await state.activity.close()
 
     return app
+
+
+def _lag(app: faust.App, batch: Sequence[EventT[bytes]]) -> int:
+    """Messages behind the end of the partitions this batch came from (0 when caught up)."""
+    last_offsets = {event.message.tp: event.message.offset for event in batch}
+    try:
+        return sum(max(0, app.consumer.highwater(tp) - offset - 1) for tp, offset in last_offsets.items())
+    except Exception:  # a metric must never stop the worker; highwater is unknown right after a rebalance
+        log.debug("consumer lag unavailable", exc_info=True)
+        return 0
 
 
 def _observe(

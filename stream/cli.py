@@ -81,13 +81,16 @@ def topics(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option("--namespace", default=None, help="Process a shadow run's topics and keys (see replay).")
 @click.pass_context
 @_friendly_errors
-def worker(ctx: click.Context) -> None:
+def worker(ctx: click.Context, namespace: str | None) -> None:
     """Run a stream worker (Faust) until Ctrl-C; start several to share the partitions."""
     from stream.app import run_worker
+    from stream.namespace import namespaced
 
-    run_worker(_settings(ctx))
+    settings = _settings(ctx)
+    run_worker(namespaced(settings, namespace) if namespace else settings)
 
 
 @main.command("produce-sample")

@@ -148,13 +148,16 @@ def visitor_events(start_ms: int) -> list[Event]:
 
 
 async def show(settings: Settings, user_ids: list[str], k: int = 5) -> None:
+    titles_path = settings.index_dir / "titles.json"
+    titles = json.loads(titles_path.read_text(encoding="utf-8")) if titles_path.exists() else {}
     client = RecoClient.from_settings(settings)
     try:
         for user_id in user_ids:
             result = await client.get(user_id, k)
             click.echo(f"\ntop-{k} for {user_id} ({result.source}, model {result.model_version}):")
             for item in result.items:
-                click.echo(f"  {item.score:6.3f}  {item.item_id}  {item.reason or ''}")
+                title = titles.get(item.item_id, "")
+                click.echo(f"  {item.score:6.3f}  {item.item_id}  {title:<36} {item.reason or ''}")
     finally:
         await client.close()
 
@@ -194,7 +197,7 @@ def run_demo(
             f"collector (HTTP {status}); {len(expected)} users' recommendations in Redis after "
             f"{time.monotonic() - started:.1f}s."
         )
-        asyncio.run(show(settings, [VISITOR, *sorted(expected)[:2]]))
+        asyncio.run(show(settings, [VISITOR, *sorted(set(expected) - {VISITOR})[:2]]))
         url = f"http://127.0.0.1:{ports.lookups}/v1/users/{VISITOR}/recommendations?k=5"
         click.echo(f"\nlookup URL: {url}")
         click.echo(f"collector:  POST http://127.0.0.1:{ports.collector}/v1/events")

@@ -21,12 +21,8 @@ def kafka_unreachable(settings: Settings, exc: BaseException) -> ServiceUnavaila
     )
 
 
-def ensure_topics(
-    settings: Settings, extra: dict[str, int] | None = None, compacted: frozenset[str] = frozenset()
-) -> None:
+def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> None:
     """Create the events and dead-letter topics (and `extra` name -> partitions) where missing.
-
-    Topics named in `compacted` keep only the last record per key (changelogs of tables).
 
     An existing topic is left as it is; one with fewer partitions than configured is reported,
     since adding partitions later would move users between partitions.
@@ -40,12 +36,7 @@ def ensure_topics(
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(
-                name,
-                partitions,
-                settings.kafka_replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
-            )
+            NewTopic(name, partitions, settings.kafka_replication_factor)
             for name, partitions in wanted.items()
             if name not in existing
         ]
