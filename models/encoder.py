@@ -193,7 +193,14 @@ def load_encoder(model_dir: Path, options: EncoderOptions, variant: str | None =
         )
     providers = provider_list(options.provider, ort.get_available_providers())
     if providers[0] == CUDA:
-        encoder = load_variant(model_dir / (variant or top.default_cuda), options, providers)
+        # onnxruntime-gpu always lists CUDA; on a machine without its libraries the attempt prints
+        # a red error that is expected under "auto", so quieten its logger for the probe only.
+        if options.provider == "auto":
+            ort.set_default_logger_severity(4)
+        try:
+            encoder = load_variant(model_dir / (variant or top.default_cuda), options, providers)
+        finally:
+            ort.set_default_logger_severity(2)
         if encoder.provider == CUDA:
             logger.info("encoder: %s on %s", encoder.model_version, CUDA)
             return encoder

@@ -21,14 +21,13 @@ def kafka_unreachable(settings: Settings, exc: BaseException) -> ServiceUnavaila
     )
 
 
-def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> None:
-    """Create the events and dead-letter topics (and `extra` name -> partitions) where missing.
+def ensure_topics(settings: Settings) -> None:
+    """Create the events and dead-letter topics where missing.
 
     An existing topic is left as it is; one with fewer partitions than configured is reported,
     since adding partitions later would move users between partitions.
     """
     wanted = {settings.events_topic: settings.events_partitions, settings.dead_letter_topic: 1}
-    wanted.update(extra or {})
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="profilestream-admin")
     except KafkaError as exc:
