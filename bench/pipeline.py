@@ -65,7 +65,8 @@ def quantile_from_histogram(values: dict[str, float], name: str, q: float) -> fl
     for le, count in buckets:
         if count >= target:
             if le == float("inf"):
-                return previous_le
+                # Beyond the largest bucket: report it as such rather than as the bucket's bound.
+                return float("inf")
             share = (target - previous_count) / max(count - previous_count, 1e-9)
             return previous_le + share * (le - previous_le)
         previous_le, previous_count = le, count
@@ -195,7 +196,7 @@ def main() -> None:
     parser.add_argument("--batch-max-wait-ms", type=int, default=200)
     args = parser.parse_args()
     results = [run_rate(args, int(rate)) for rate in args.rates.split(",")]
-    print(json.dumps({"user_vector": args.user_vector, "results": results}, indent=2))
+    print(json.dumps({"user_vector": args.user_vector, "results": results}, indent=2, default=str))
     columns = list(results[0])
     print(" | ".join(columns))
     for row in results:

@@ -48,8 +48,13 @@ def wait_for_lists(
         time.sleep(0.5)
 
 
-def test_thousand_events_arrive_complete_and_in_per_user_order(isolated: Settings, tmp_path: Path) -> None:
-    settings = isolated.model_copy(update={"recent_events_per_user": 1000, "events_partitions": 4})
+@pytest.mark.parametrize("table_store", ["memory", "rocksdb"])
+def test_thousand_events_arrive_complete_and_in_per_user_order(
+    isolated: Settings, tmp_path: Path, table_store: str
+) -> None:
+    settings = isolated.model_copy(
+        update={"recent_events_per_user": 1000, "events_partitions": 4, "table_store": table_store}
+    )
     ensure_topics(settings)
     events = sample_events(SampleSpec(users=40, events=1000, seed=11))
     expected: dict[str, list[str]] = defaultdict(list)
