@@ -12,15 +12,18 @@ before the Redis write replays the batch, and the idempotent write makes the rep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+import weakref
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+import faust.streams as faust_streams
 from faust.types import EventT
 from prometheus_client import generate_latest
 
@@ -28,7 +31,7 @@ from stream.batch import DecodedBatch, RawMessage, decode_batch
 from stream.deadletter import SourcePosition
 from stream.events import Event, EventLimits
 from stream.metrics import WorkerMetrics
-from stream.profiles import ProfileComputer
+from stream.profiles import ProfileComputer, Timings
 from stream.reco_store import RecoStore, popularity_increment
 from stream.settings import Settings
 from stream.sinks import RedisActivitySink
@@ -97,11 +100,14 @@ class WorkerState:
     activity: RedisActivitySink
 
 
-def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
+def create_app(
+    settings: Settings, state_factory: Callable[[Settings], WorkerState] | None = None
+) -> faust.App:
     from stream.runtime import open_worker_state
 
     factory = state_factory or open_worker_state
-    store_url = "memory://" if settings.table_store == "memory" else "rocksdict://"
+    # faust's rocksdb:// store runs on rocksdict when python-rocksdb is absent (it is not installable).
+    store_url = f"{settings.table_store}://"
     app = faust.App(
         settings.consumer_group,
         broker=[f"kafka://{server}" for server in settings.kafka_servers],
@@ -109,8 +115,6 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.events_partitions,
         topic_replication_factor=settings.kafka_replication_factor,
-        # Faust declares the windows changelog (compacted, one partition per events partition)
-        # and refreshes its producer's metadata; events and dead-letter topics exist already.
         producer_acks=-1,
         # Failover time after a crash: the group waits this long for a dead member.
         broker_session_timeout=settings.kafka_session_timeout_s,
@@ -121,8 +125,10 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
     )
     events_topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
     dead_letter_topic = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
-    # use_partitioner: changelog records are partitioned by user id like the events topic, so a
-    # batched write lands in the user's own changelog partition (not the batch's last event's).
+    # Faust declares the changelog (compacted, one partition per events partition) and refreshes
+    # its producer's metadata. use_partitioner: changelog records are partitioned by user id like
+    # the events topic, so a batched write lands in the user's own changelog partition (not in the
+    # partition of the batch's last event).
     windows = app.Table(
         WINDOWS_TABLE,
         default=None,
@@ -186,16 +192,17 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
         new_windows, outcome = apply_batch(
             current, decoded.events, window_config, settings.popularity_half_life_s * 1000
         )
+        event_by_key = {e.message.key: e for e in batch}
         for user_id, window in new_windows.items():
             if window != current.get(user_id, Window()):
-                windows[user_id.encode()] = json.dumps(window_to_json(window), separators=(",", ":")).encode()
+                key = user_id.encode()
+                with acting_for(event_by_key[key]):
+                    windows[key] = json.dumps(window_to_json(window), separators=(",", ":")).encode()
 
-        encode_started = time.perf_counter()
         # The encoder releases the GIL; a thread keeps Kafka heartbeats flowing meanwhile.
-        profiles = await asyncio.get_running_loop().run_in_executor(
-            None, state.computer.compute, [(u, w) for u, w in outcome.changed if w.events]
+        profiles, timings = await asyncio.get_running_loop().run_in_executor(
+            None, state.computer.compute_timed, [(u, w) for u, w in outcome.changed if w.events]
         )
-        encode_ms = (time.perf_counter() - encode_started) * 1000
         await state.activity.write(decoded.events)
         await state.store.write(profiles, outcome.forgets, outcome.popularity, int(time.time() * 1000))
         metrics.consumer_lag.set(_lag(app, batch))
@@ -205,23 +212,24 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
             decoded=decoded,
             outcome=outcome,
             profiles=len(profiles),
-            encode_ms=encode_ms,
+            timings=timings,
         )
         log.info(
             "batch: %d events, %d dead letters, %d users re-encoded, %d late, %d duplicates, "
-            "encode+rank %.0f ms, total %.0f ms",
+            "encode %.0f ms, rank %.0f ms, total %.0f ms",
             len(decoded.events),
             len(decoded.dead_letters),
             len(profiles),
             outcome.late,
             outcome.duplicates,
-            encode_ms,
+            timings.encode_ms,
+            timings.rank_ms,
             (time.perf_counter() - started) * 1000,
         )
 
     @app.agent(events_topic, name="profilestream.events")
     async def process_events(stream: faust.StreamT[bytes]) -> None:
-        state = cast(WorkerState, factory(settings))
+        state = factory(settings)
         try:
             # take_events lives on faust.Stream, which the agent receives, not on StreamT.
             async for batch in cast(faust.Stream[bytes], stream).take_events(
@@ -233,6 +241,21 @@ def create_app(settings: Settings, state_factory: Any = None) -> faust.App:
             await state.activity.close()
 
     return app
+
+
+@contextlib.contextmanager
+def acting_for(event: EventT[bytes]) -> Iterator[None]:
+    """Make `event` Faust's current event while a table key is set.
+
+    Faust routes a table write (the RocksDB store's partition, the changelog record) by the event
+    being processed; in a micro-batch that would be the batch's last event, whatever the user. The
+    user's own event (all of a user's events share a partition) puts the write where it belongs.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
 
 
 def _lag(app: faust.App, batch: Sequence[EventT[bytes]]) -> int:
@@ -252,7 +275,7 @@ def _observe(
     decoded: DecodedBatch,
     outcome: BatchOutcome,
     profiles: int,
-    encode_ms: float,
+    timings: Timings,
 ) -> None:
     metrics.events.inc(len(decoded.events))
     metrics.late_events.inc(outcome.late)
@@ -261,7 +284,8 @@ def _observe(
     metrics.profiles_written.inc(profiles)
     metrics.batch_events.observe(len(batch))
     metrics.batch_users.observe(len(outcome.changed))
-    metrics.encode_ms.observe(encode_ms)
+    metrics.encode_ms.observe(timings.encode_ms)
+    metrics.topk_ms.observe(timings.rank_ms)
     now_s = time.time()
     for event in batch:
         # Kafka's record timestamp (produce time) to now: how stale Redis was for this event.

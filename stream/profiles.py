@@ -7,6 +7,7 @@ in through their protocols.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -79,6 +80,12 @@ class ProfileConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Timings:
+    encode_ms: float  # profile texts, encoder call, user vectors
+    rank_ms: float  # top-K, MMR, reasons, payload records
+
+
+@dataclass(frozen=True, slots=True)
 class _Anchors:
     anchors: list[Anchor]
     item_rows: list[int | None]  # row in the catalogue, or None for a search anchor
@@ -121,13 +128,18 @@ class ProfileComputer:
     def compute(self, windows: Sequence[tuple[str, Window]]) -> list[UserProfile]:
         """Profiles for the users whose window yields a profile text; others are left out
         (they have nothing the encoder could read, and lookups fall back to popular items)."""
+        return self.compute_timed(windows)[0]
+
+    def compute_timed(self, windows: Sequence[tuple[str, Window]]) -> tuple[list[UserProfile], Timings]:
+        """`compute`, and how long encoding and ranking took (for the worker's metrics)."""
+        started = time.perf_counter()
         users: list[tuple[str, Window, str]] = []
         for user_id, window in windows:
             text = self.profile_text(window)
             if text and window.newest is not None:
                 users.append((user_id, window, text))
         if not users:
-            return []
+            return [], Timings(0.0, 0.0)
         anchors = [_anchors(window, self.catalogue) for _, window, _ in users]
         queries = sorted({q for a in anchors for q in a.queries if q is not None})
         mode = self.config.user_vector
@@ -145,6 +157,7 @@ class ProfileComputer:
                 alpha = self.config.text_weight
                 user_vectors = _normalise(alpha * encoded[: len(texts)] + (1.0 - alpha) * behaviour)
 
+        encoded_at = time.perf_counter()
         pool = self.config.top_k if self.config.mmr_lambda >= 1.0 else self.config.top_k * MMR_POOL_FACTOR
         exclusions = [self._purchased_rows(window) for _, window, _ in users]
         ranked = top_k(
@@ -156,7 +169,7 @@ class ProfileComputer:
             exclude=exclusions,
         )
         candidates = [[(self._row(item_id), score) for item_id, score in user] for user in ranked]
-        return [
+        profiles = [
             self._profile(
                 user_id=user_id,
                 window=window,
@@ -167,6 +180,8 @@ class ProfileComputer:
             )
             for i, (user_id, window, _) in enumerate(users)
         ]
+        done = time.perf_counter()
+        return profiles, Timings(encode_ms=(encoded_at - started) * 1000, rank_ms=(done - encoded_at) * 1000)
 
     def _behaviour_vector(self, window: Window, query_vectors: dict[str, FloatArray]) -> FloatArray:
         """The decayed, type-weighted mean of the window's item and query vectors."""
