@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--drain-timeout-s", type=float, default=300.0)
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--items", type=int, default=500)
-    parser.add_argument("--user-vector", default="text", choices=["text", "items", "hybrid"])
+    parser.add_argument("--user-vector", default="items", choices=["text", "items", "hybrid"])
     parser.add_argument("--batch-max-wait-ms", type=int, default=200)
     args = parser.parse_args()
     results = [run_rate(args, int(rate)) for rate in args.rates.split(",")]

@@ -34,7 +34,7 @@ from stream.metrics import WorkerMetrics
 from stream.profiles import ProfileComputer, Timings
 from stream.reco_store import RecoStore, popularity_increment
 from stream.settings import Settings
-from stream.sinks import RedisActivitySink
+from stream.sinks import EventSink
 from stream.window import Window, WindowChange, WindowConfig, apply_events, window_from_json, window_to_json
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class WorkerState:
 
     computer: ProfileComputer
     store: RecoStore
-    activity: RedisActivitySink
+    activity: EventSink
 
 
 def create_app(

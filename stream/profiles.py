@@ -63,7 +63,7 @@ class ProfileConfig:
     max_profile_chars: int = 2048
     # "text": encode the profile text (the article's user tower); "items": decayed mean of the
     # window's item (and query) vectors, no encoder call per user; "hybrid": a normalised mix.
-    user_vector: UserVectorMode = "text"
+    user_vector: UserVectorMode = "items"
     text_weight: float = 0.5
 
     @classmethod

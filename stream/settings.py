@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(20, ge=1, le=1000, description="Recommendations written per user.")
     user_vector: Literal["text", "items", "hybrid"] = Field(
-        "text",
+        "items",
         description="User vector: encoded profile text, decayed mean of item vectors, or a mix.",
     )
     hybrid_text_weight: float = Field(

@@ -1,8 +1,8 @@
-"""Sinks: where the worker writes what it learned from a batch of events.
+"""Event sinks: per-event records the worker keeps beside the recommendations.
 
-`EventSink` is the seam; `RedisActivitySink` is the real implementation used today: each user's
-most recent events, newest last, under ``{prefix}:recent:{user_id}``. A `forget` event deletes
-every key of that user.
+`EventSink` is the seam; `RedisActivitySink` keeps each user's most recent events as received,
+newest last, under ``{prefix}:recent:{user_id}`` (for debugging and `profilestream recent`); a
+`forget` event deletes that list. Recommendations themselves are written by `stream.reco_store`.
 """
 
 from __future__ import annotations

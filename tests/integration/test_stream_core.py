@@ -117,7 +117,10 @@ def stream_for_users(users: int, seed: int) -> list[Event]:
 
 
 def test_redis_equals_offline_and_replays_leave_it_identical(isolated: Settings, tmp_path: Path) -> None:
-    settings = isolated.model_copy(update={"batch_max_events": 400, "batch_max_wait_ms": 200})
+    # The text user tower: the heaviest path, every changed profile re-encoded by MiniLM.
+    settings = isolated.model_copy(
+        update={"batch_max_events": 400, "batch_max_wait_ms": 200, "user_vector": "text"}
+    )
     ensure_topics(settings)
     events = stream_for_users(200, seed=21)
     expected = offline(settings, events)

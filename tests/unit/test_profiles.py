@@ -23,9 +23,9 @@ def ev(n: int, user: str, kind: EventType, item: str | None = None, query: str |
 
 
 def computer(catalogue: FakeCatalogue, top_k: int = 3, mmr_lambda: float = 1.0) -> ProfileComputer:
-    return ProfileComputer(
-        BagOfWordsEncoder(), catalogue, ProfileConfig(WindowConfig(), top_k=top_k, mmr_lambda=mmr_lambda)
-    )
+    """The text user tower: profile texts go through the (fake) encoder."""
+    config = ProfileConfig(WindowConfig(), top_k=top_k, mmr_lambda=mmr_lambda, user_vector="text")
+    return ProfileComputer(BagOfWordsEncoder(), catalogue, config)
 
 
 def test_recommends_similar_items_excluding_purchased_and_out_of_stock() -> None:
