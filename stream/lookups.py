@@ -12,7 +12,7 @@ from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
 
-from stream.reco_store import POPULAR_KIND, RECO_KIND
+from stream.reco_store import POPULAR_KIND, RECO_KIND, Recommendation
 from stream.settings import Settings
 from stream.sinks import RECENT_KIND
 
@@ -20,16 +20,9 @@ MAX_K = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class RecoItem:
-    item_id: str
-    score: float
-    reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class RecoResult:
     user_id: str
-    items: tuple[RecoItem, ...]
+    items: tuple[Recommendation, ...]
     # "profile": computed from the user's own window; "popular": the cold-start fallback.
     source: Literal["profile", "popular"]
     model_version: str | None = None
@@ -66,7 +59,7 @@ class RecoClient:
             doc = json.loads(raw)
             return RecoResult(
                 user_id=user_id,
-                items=tuple(RecoItem(i["item_id"], i["score"], i["reason"]) for i in doc["items"][:k]),
+                items=tuple(Recommendation(i["item_id"], i["score"], i["reason"]) for i in doc["items"][:k]),
                 source="profile",
                 model_version=doc["model_version"],
                 window_newest_ts_ms=doc["window_newest_ts_ms"],
@@ -81,7 +74,8 @@ class RecoClient:
         return RecoResult(
             user_id=user_id,
             items=tuple(
-                RecoItem(item.decode(), float(score) / top, "popular right now") for item, score in popular
+                Recommendation(item.decode(), float(score) / top, "popular right now")
+                for item, score in popular
             ),
             source="popular",
         )
