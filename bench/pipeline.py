@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stream.events import Event, EventType  # noqa: E402
-from stream.settings import as_environment, load_settings  # noqa: E402
+from stream.settings import child_environment, load_settings  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
 
 TYPES = [EventType.VIEW, EventType.CLICK, EventType.SEARCH, EventType.ADD_TO_CART, EventType.PURCHASE]
@@ -105,8 +105,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
         log_level="WARNING",
     )
     ensure_topics(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
-    env.update(as_environment(settings))
+    env = child_environment(os.environ, settings)
     log = open(f"/tmp/bench-worker-{tag}.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env, stdout=log, stderr=log)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)

@@ -6,35 +6,25 @@ import logging
 from collections.abc import Iterable
 from types import TracebackType
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from stream.errors import ServiceUnavailable
 from stream.events import Event
+from stream.sdk import kafka_producer, not_acknowledged, wait_acknowledged
 from stream.settings import Settings
-from stream.topics import kafka_unreachable
 
 log = logging.getLogger(__name__)
 
 
 class EventProducer:
-    """Sends events to the events topic; `send_many` returns only once the broker has them all."""
+    """Sends events to the events topic; `send_many` returns only once the broker has them all.
+
+    It uses the SDK's producer (keyed, acks=all, idempotent) and its acknowledgement check, so the
+    CLI, the demo and the tests produce exactly as the collector and replay do.
+    """
 
     def __init__(self, settings: Settings, topic: str | None = None) -> None:
-        self._settings = settings
         self.topic = topic or settings.events_topic
-        try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=settings.kafka_servers,
-                acks="all",
-                # One in-flight request per connection keeps each user's events in order on retries.
-                max_in_flight_requests_per_connection=1,
-                retries=5,
-                linger_ms=5,
-                client_id="profilestream-producer",
-            )
-        except KafkaError as exc:
-            raise kafka_unreachable(settings, exc) from exc
+        self._producer = kafka_producer(settings)
 
     def send_many(self, events: Iterable[Event], timeout_s: float = 60.0) -> int:
         futures = [
@@ -43,13 +33,9 @@ class EventProducer:
         ]
         try:
             self._producer.flush(timeout=timeout_s)
-            for future in futures:
-                future.get(timeout=timeout_s)
         except KafkaError as exc:
-            raise ServiceUnavailable(
-                f"Kafka did not acknowledge events on topic {self.topic!r} "
-                f"({exc.__class__.__name__}: {exc}); nothing was dropped silently, retry the send"
-            ) from exc
+            raise not_acknowledged(self.topic, exc) from exc
+        wait_acknowledged(self.topic, futures, timeout_s)
         log.info("produced %d events to %s", len(futures), self.topic)
         return len(futures)
 

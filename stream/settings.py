@@ -215,6 +215,13 @@ def as_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def child_environment(base: Mapping[str, str], settings: Settings) -> dict[str, str]:
+    """`base` (a parent's environment) with its own ``PROFILESTREAM_*`` replaced by `settings`."""
+    env = {key: value for key, value in base.items() if not key.startswith(ENV_PREFIX)}
+    env.update(as_environment(settings))
+    return env
+
+
 def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
     """Build the settings from `environ` (the process environment at the entrypoint) and overrides.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from stream.settings import Settings, load_settings
+from stream.settings import Settings, child_environment, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = REPO / "deploy" / "local" / "services"
@@ -71,12 +71,8 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
     through the same CLI a user runs."""
     root = tmp_path_factory.mktemp("model")
     files = ModelFiles(root / "model", root / "index", root / "catalog.jsonl")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        PROFILESTREAM_MODEL_DIR=str(files.model_dir),
-        PROFILESTREAM_INDEX_DIR=str(files.index_dir),
-    )
+    settings = load_settings({}, model_dir=files.model_dir, index_dir=files.index_dir)
+    env = child_environment(os.environ, settings) | {"HF_HUB_OFFLINE": "1"}
     for args in (
         ["sample-catalogue", str(files.catalog)],
         ["export", "--variant", "fp32"],

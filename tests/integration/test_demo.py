@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from stream.settings import Settings, as_environment
+from stream.settings import Settings, child_environment
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_once_pushes_events_through_and_stops_by_itself(isolated: Settings, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
-    env.update(as_environment(isolated))
+    env = child_environment(os.environ, isolated)
     result = subprocess.run(
         [
             sys.executable,

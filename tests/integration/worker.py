@@ -8,12 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stream.settings import Settings, as_environment
+from stream.settings import Settings, child_environment
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
-    env.update(as_environment(settings))
+    env = child_environment(os.environ, settings)
     with open(log_path, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker"], stdout=out, stderr=subprocess.STDOUT, env=env
