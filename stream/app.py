@@ -2,11 +2,13 @@
 
 Events are read in micro-batches (`batch_max_events` or `batch_max_wait_ms`, whichever comes
 first). For each batch: invalid messages go to the dead-letter topic with their original bytes
-and the reason; valid events update their user's window (a Faust table backed by a compacted
-changelog topic, so a restarted worker recovers it); every user whose window changed is encoded
-once, ranked against the item index and written to Redis by a newer-only Lua script. Only then
-does the loop ask for the next batch, which is when Faust acknowledges the previous one: a crash
-before the Redis write replays the batch, and the idempotent write makes the replay harmless.
+and the reason; valid events are applied to their user's window; every user whose window changed
+is encoded once, ranked against the item index and written to Redis by a newer-only Lua script;
+then the new windows go to a Faust table backed by a compacted changelog topic, so a restarted
+worker recovers them. Only then does the loop ask for the next batch, which is when Faust
+acknowledges the previous one. A crash before the windows are stored replays the batch against
+windows without it (recomputed, and the idempotent write makes that harmless); a crash after
+replays events that the restored windows and Redis both hold already.
 """
 
 from __future__ import annotations
@@ -192,19 +194,16 @@ def create_app(
         new_windows, outcome = apply_batch(
             current, decoded.events, window_config, settings.popularity_half_life_s * 1000
         )
-        event_by_key = {e.message.key: e for e in batch}
-        for user_id, window in new_windows.items():
-            if window != current.get(user_id, Window()):
-                key = user_id.encode()
-                with acting_for(event_by_key[key]):
-                    windows[key] = json.dumps(window_to_json(window), separators=(",", ":")).encode()
-
         # The encoder releases the GIL; a thread keeps Kafka heartbeats flowing meanwhile.
         profiles, timings = await asyncio.get_running_loop().run_in_executor(
             None, state.computer.compute_timed, [(u, w) for u, w in outcome.changed if w.events]
         )
         await state.activity.write(decoded.events)
         await state.store.write(profiles, outcome.forgets, outcome.popularity, int(time.time() * 1000))
+        # Windows are stored only after Redis has the batch. The other way round, a crash between
+        # the changelog write and the Redis write would restore windows that already hold the
+        # batch: its replay would be all duplicates, and those users' Redis entries would stay stale.
+        store_windows(windows, new_windows, current, batch)
         metrics.consumer_lag.set(_lag(app, batch))
         _observe(
             metrics,
@@ -241,6 +240,21 @@ def create_app(
             await state.activity.close()
 
     return app
+
+
+def store_windows(
+    table: Any,
+    new_windows: dict[str, Window],
+    current: dict[str, Window],
+    batch: Sequence[EventT[bytes]],
+) -> None:
+    """Write the windows that changed to the Faust table (and so to its changelog)."""
+    event_by_key = {e.message.key: e for e in batch}
+    for user_id, window in new_windows.items():
+        if window != current.get(user_id, Window()):
+            key = user_id.encode()
+            with acting_for(event_by_key[key]):
+                table[key] = json.dumps(window_to_json(window), separators=(",", ":")).encode()
 
 
 @contextlib.contextmanager

@@ -170,3 +170,26 @@ def test_sigkilled_worker_recovers_its_windows_and_converges(isolated: Settings,
         converge(settings, expected, worker, log)
     finally:
         stop_worker(worker)
+
+
+def test_crash_between_changelog_and_redis_write_loses_no_profile(isolated: Settings, tmp_path: Path) -> None:
+    # One batch takes every event; the first worker dies inside its Redis write after flushing
+    # Kafka, so anything it stored before that write (windows in the changelog) is durable.
+    settings = isolated.model_copy(update={"batch_max_events": 2000, "batch_max_wait_ms": 3000})
+    ensure_topics(settings)
+    events = stream_for_users(30, seed=44)
+    expected = offline(settings, events)
+    log = tmp_path / "worker.log"
+    with EventProducer(settings) as producer:
+        producer.send_many(events)
+    crashing = start_worker(settings, log, module=("tests.integration.crashing_worker",))
+    try:
+        assert crashing.wait(timeout=CONVERGE_TIMEOUT_S) == -signal.SIGKILL, log.read_text()[-2000:]
+    finally:
+        stop_worker(crashing)
+    assert all(not s for s in redis_state(settings, sorted(expected)).values())
+    worker = start_worker(settings, log)
+    try:
+        converge(settings, expected, worker, log)
+    finally:
+        assert stop_worker(worker) == 0

@@ -11,11 +11,13 @@ from pathlib import Path
 from stream.settings import Settings, child_environment
 
 
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, log_path: Path, module: tuple[str, ...] = ("stream.cli", "worker")
+) -> subprocess.Popen[bytes]:
     env = child_environment(os.environ, settings)
     with open(log_path, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker"], stdout=out, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", *module], stdout=out, stderr=subprocess.STDOUT, env=env
         )
 
 
