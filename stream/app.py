@@ -198,8 +198,11 @@ def create_app(
         profiles, timings = await asyncio.get_running_loop().run_in_executor(
             None, state.computer.compute_timed, [(u, w) for u, w in outcome.changed if w.events]
         )
-        await state.activity.write(decoded.events)
-        await state.store.write(profiles, outcome.forgets, outcome.popularity, int(time.time() * 1000))
+        # Two connections, so the two pipelines' round trips overlap.
+        await asyncio.gather(
+            state.activity.write(decoded.events),
+            state.store.write(profiles, outcome.forgets, outcome.popularity, int(time.time() * 1000)),
+        )
         # Windows are stored only after Redis has the batch. The other way round, a crash between
         # the changelog write and the Redis write would restore windows that already hold the
         # batch: its replay would be all duplicates, and those users' Redis entries would stay stale.
@@ -314,4 +317,7 @@ def run_worker(settings: Settings) -> None:
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG at WARNING and above, so every
+    # library debug line (Faust's include message values, i.e. user ids) became a log record.
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -8,6 +8,7 @@ in through their protocols.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -27,6 +28,9 @@ from stream.window import Window, WindowConfig, event_weights, purchased_items, 
 FloatArray = npt.NDArray[np.float32]
 UserVectorMode = Literal["text", "items", "hybrid"]
 BoolArray = npt.NDArray[np.bool_]
+
+# Distinct search queries whose vectors a worker keeps (384 floats each: about 15 MB).
+QUERY_CACHE_SIZE = 10_000
 
 # MMR re-ranks a pool this many times larger than K, so it has something to diversify with.
 MMR_POOL_FACTOR = 4
@@ -119,6 +123,8 @@ class ProfileComputer:
         self.encoder = encoder
         self.catalogue = catalogue
         self.config = config
+        # Shoppers repeat queries; in the items mode re-encoding them was most of the encoder's work.
+        self._query_vectors: OrderedDict[str, FloatArray] = OrderedDict()
 
     def profile_text(self, window: Window) -> str:
         return build_profile_text(
@@ -133,20 +139,27 @@ class ProfileComputer:
     def compute_timed(self, windows: Sequence[tuple[str, Window]]) -> tuple[list[UserProfile], Timings]:
         """`compute`, and how long encoding and ranking took (for the worker's metrics)."""
         started = time.perf_counter()
+        mode = self.config.user_vector
         users: list[tuple[str, Window, str]] = []
+        anchors: list[_Anchors] = []
         for user_id, window in windows:
-            text = self.profile_text(window)
-            if text and window.newest is not None:
+            if window.newest is None:
+                continue
+            user_anchors = _anchors(window, self.catalogue)
+            # The items vector only reads indexed items and queries (the anchors); building the
+            # text just to see that it is not empty cost a tenth of the batch.
+            text = self.profile_text(window) if mode != "items" else ""
+            if text or (mode == "items" and user_anchors.anchors):
                 users.append((user_id, window, text))
+                anchors.append(user_anchors)
         if not users:
             return [], Timings(0.0, 0.0)
-        anchors = [_anchors(window, self.catalogue) for _, window, _ in users]
         queries = sorted({q for a in anchors for q in a.queries if q is not None})
-        mode = self.config.user_vector
         texts = [text for _, _, text in users] if mode != "items" else []
-        # One encoder call for every profile text and every search query of the batch.
-        encoded = self.encoder.encode(texts + queries)
-        query_vectors = dict(zip(queries, encoded[len(texts) :], strict=True))
+        new_queries = [q for q in queries if q not in self._query_vectors]
+        # One encoder call for the profile texts and the queries not seen lately.
+        encoded = self.encoder.encode(texts + new_queries)
+        query_vectors = self._remember_queries(queries, new_queries, encoded[len(texts) :])
         if mode == "text":
             user_vectors = encoded[: len(texts)]
         else:
@@ -183,16 +196,39 @@ class ProfileComputer:
         done = time.perf_counter()
         return profiles, Timings(encode_ms=(encoded_at - started) * 1000, rank_ms=(done - encoded_at) * 1000)
 
+    def _remember_queries(
+        self, queries: Sequence[str], new_queries: Sequence[str], new_vectors: FloatArray
+    ) -> dict[str, FloatArray]:
+        """The vectors of `queries`, caching the newly encoded ones (least recently used go first)."""
+        cache = self._query_vectors
+        for query, vector in zip(new_queries, new_vectors, strict=True):
+            cache[query] = vector
+        found = {}
+        for query in queries:
+            cache.move_to_end(query)
+            found[query] = cache[query]
+        while len(cache) > QUERY_CACHE_SIZE:
+            cache.popitem(last=False)
+        return found
+
     def _behaviour_vector(self, window: Window, query_vectors: dict[str, FloatArray]) -> FloatArray:
         """The decayed, type-weighted mean of the window's item and query vectors."""
+        rows: list[int] = []
+        row_weights: list[float] = []
         total = np.zeros(self.catalogue.vectors.shape[1], dtype=np.float64)
         for event, weight in zip(window.events, event_weights(window, self.config.window), strict=True):
             if event.item_id is not None:
                 row = self.catalogue.row(event.item_id)
                 if row is not None:
-                    total += weight * self.catalogue.vectors[row]
+                    rows.append(row)
+                    row_weights.append(weight)
             elif event.query is not None and event.query in query_vectors:
                 total += weight * query_vectors[event.query]
+        if rows:
+            # One gather and one product instead of a numpy call per event.
+            total += np.asarray(row_weights, dtype=np.float64) @ self.catalogue.vectors[rows].astype(
+                np.float64
+            )
         vector: FloatArray = _normalise(total.astype(np.float32)[None, :])[0]
         return vector
 
@@ -230,17 +266,25 @@ class ProfileComputer:
             dtype=np.float32,
         ).reshape(len(anchors.anchors), vector.shape[0])
         reasons = explain(chosen_vectors, anchor_vectors, anchors.anchors)
+        # Each anchor's sentence once, however many items it explains.
+        sentences: dict[int, str] = {}
+        for anchor in reasons:
+            if anchor is not None and id(anchor) not in sentences:
+                sentences[id(anchor)] = anchor.reason
+        chosen_rows = rows[order].tolist() if order else []
+        chosen_scores = scores[order].tolist() if order else []
         newest = window.newest
         assert newest is not None
+        ids = self.catalogue.ids
         return UserProfile(
             user_id=user_id,
             items=tuple(
                 Recommendation(
-                    item_id=self.catalogue.ids[int(rows[pos])],
-                    score=float(scores[pos]),
-                    reason=reason.reason if reason else None,
+                    item_id=ids[row],
+                    score=score,
+                    reason=sentences[id(reason)] if reason is not None else None,
                 )
-                for pos, reason in zip(order, reasons, strict=True)
+                for row, score, reason in zip(chosen_rows, chosen_scores, reasons, strict=True)
             ),
             vector=vector,
             model_version=self.encoder.model_version,

@@ -82,3 +82,24 @@ def test_items_mode_needs_no_per_user_encoding_and_hybrid_mixes() -> None:
         BagOfWordsEncoder(), catalogue, ProfileConfig(WindowConfig(), top_k=3, user_vector="hybrid")
     )
     assert offline_payloads(events, hybrid)["u"]["items"]
+
+
+def test_items_mode_encodes_each_query_once_across_batches_with_the_same_result() -> None:
+    config = ProfileConfig(WindowConfig(), top_k=3, user_vector="items")
+    encoder = BagOfWordsEncoder()
+    cached = ProfileComputer(encoder, FakeCatalogue(TITLES), config)
+    first = [ev(1, "a", EventType.SEARCH, query="gel pens"), ev(2, "a", EventType.VIEW, "lamp")]
+    second = [ev(3, "b", EventType.SEARCH, query="gel pens"), ev(4, "b", EventType.SEARCH, query="stapler")]
+    offline_payloads(first, cached)
+    again = offline_payloads(second, cached)
+    assert encoder.calls == [["gel pens"], ["stapler"]]
+    # A computer that never saw "gel pens" before gives the same recommendations.
+    fresh = offline_payloads(second, ProfileComputer(BagOfWordsEncoder(), FakeCatalogue(TITLES), config))
+    assert again == fresh
+
+
+def test_items_mode_leaves_out_users_with_nothing_indexed() -> None:
+    config = ProfileConfig(WindowConfig(), top_k=3, user_vector="items")
+    events = [ev(1, "ghost", EventType.VIEW, "not-in-catalogue"), ev(2, "u", EventType.VIEW, "lamp")]
+    payloads = offline_payloads(events, ProfileComputer(BagOfWordsEncoder(), FakeCatalogue(TITLES), config))
+    assert set(payloads) == {"u"}
