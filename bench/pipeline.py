@@ -1,11 +1,12 @@
 """Drive the real pipeline (Kafka -> worker -> Redis) at fixed offered rates and report honestly.
 
-For each offered rate: a fresh topic, consumer group and Redis prefix; a real `profilestream
-worker` child process; Zipf-distributed user activity produced at the rate for `--duration-s`;
-then the worker drains. Reported per rate: achieved events/s (events processed / time from first
-send to drained), freshness p50/p99 (Kafka record time to Redis write, from the worker's
-histogram, interpolated within buckets), profiles encoded per second and the coalescing ratio
-(events per profile computed).
+For each offered rate: a fresh topic, consumer group and Redis prefix; `--workers` real
+`profilestream worker` child processes in one consumer group; Zipf-distributed user activity
+produced at the rate for `--duration-s`; then the workers drain. Reported per rate: achieved
+events/s (events processed / time from first send to drained), freshness p50/p99 (Kafka record
+time to Redis write, from the workers' histograms, interpolated within buckets), profiles
+encoded per second, the coalescing ratio (events per profile computed) and the workers' CPU
+time per event (from /proc: what the machine can carry, whatever else was running).
 
 Needs running servers (`deploy/local/services up --name test --kafka-port 39092 --redis-port 36379`)
 and an exported model and index:
@@ -26,6 +27,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import IO
 
 from kafka import KafkaProducer
 
@@ -33,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stream.events import Event, EventType  # noqa: E402
-from stream.settings import child_environment, load_settings  # noqa: E402
+from stream.settings import Settings, child_environment, load_settings  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
 
 TYPES = [EventType.VIEW, EventType.CLICK, EventType.SEARCH, EventType.ADD_TO_CART, EventType.PURCHASE]
@@ -74,6 +76,30 @@ def quantile_from_histogram(values: dict[str, float], name: str, q: float) -> fl
     return previous_le
 
 
+def summed_metrics(ports: list[int]) -> dict[str, float]:
+    """Counters and histogram buckets added up over all workers."""
+    total: dict[str, float] = {}
+    for port in ports:
+        for name, value in metrics(port).items():
+            total[name] = total.get(name, 0.0) + value
+    return total
+
+
+def all_up(ports: list[int]) -> bool:
+    try:
+        for port in ports:
+            metrics(port)
+    except OSError:
+        return False
+    return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(predicate: object, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -86,9 +112,95 @@ def wait_for(predicate: object, timeout_s: float, what: str) -> None:
     raise SystemExit(f"timed out waiting for {what}")
 
 
+class LoadGenerator:
+    """Zipf-distributed user activity, one v1 event per send, produced with kafka-python."""
+
+    def __init__(
+        self, topic: str, servers: list[str], *, users: int, items: int, seed: int, tag: str
+    ) -> None:
+        self.topic = topic
+        self.items = items
+        self.tag = tag
+        self.producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
+        self.rng = random.Random(seed)
+        # Cumulative weights once: rng.choices(weights=...) re-sums all of them on every call,
+        # which cost the load generator more CPU than the worker it shares the machine with.
+        self.cum_weights = list(itertools.accumulate(1.0 / (rank + 1) ** 1.1 for rank in range(users)))
+        self.users = [f"u{n}" for n in range(users)]
+        self.seq = 0
+
+    def send(self, n: int) -> None:
+        rng = self.rng
+        for _ in range(n):
+            user = rng.choices(self.users, cum_weights=self.cum_weights)[0]
+            kind = rng.choices(TYPES, TYPE_WEIGHTS)[0]
+            self.seq += 1
+            event = Event(
+                event_id=f"{self.tag}-{self.seq}",
+                user_id=user,
+                type=kind,
+                ts_ms=int(time.time() * 1000),
+                item_id=None if kind is EventType.SEARCH else f"sku-{rng.randrange(self.items):05d}",
+                query=rng.choice(QUERIES) if kind is EventType.SEARCH else None,
+            )
+            self.producer.send(self.topic, key=user.encode(), value=event.to_json())
+
+
+def start_workers(settings: Settings, ports: list[int], log: IO[bytes]) -> list[subprocess.Popen[bytes]]:
+    workers = []
+    for n, port in enumerate(ports):
+        # One consumer group; each worker its own web port and state directory.
+        worker_settings = settings.model_copy(
+            update={"worker_web_port": port, "data_dir": settings.data_dir / f"w{n}"}
+        )
+        env = child_environment(os.environ, worker_settings)
+        workers.append(
+            subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env, stdout=log, stderr=log)
+        )
+    return workers
+
+
+def summarise(
+    *,
+    args: argparse.Namespace,
+    rate: int,
+    sent: int,
+    drained_s: float,
+    base: dict[str, float],
+    end: dict[str, float],
+    cpu_used_s: float,
+) -> dict[str, object]:
+    def delta(name: str) -> float:
+        return end.get(name, 0.0) - base.get(name, 0.0)
+
+    profiles = delta("profilestream_profiles_total")
+    # Only what happened on the clock: the warm-up events are subtracted from every bucket.
+    measured = {name: delta(name) for name in end}
+    return {
+        "workers": args.workers,
+        "offered_events_per_s": rate,
+        "sent": sent,
+        "achieved_events_per_s": round(sent / drained_s, 1),
+        "drain_s": round(drained_s, 2),
+        "freshness_p50_ms": quantile_from_histogram(measured, "profilestream_freshness_ms", 0.5),
+        "freshness_p99_ms": quantile_from_histogram(measured, "profilestream_freshness_ms", 0.99),
+        "profiles_per_s": round(profiles / drained_s, 1),
+        "events_per_profile": round(sent / profiles, 2) if profiles else None,
+        "mean_batch_events": round(
+            delta("profilestream_batch_events_sum") / max(delta("profilestream_batch_events_count"), 1), 1
+        ),
+        # CPU the worker process used per event (all its threads): capacity, whatever else runs.
+        "worker_cpu_ms_per_event": round(cpu_used_s * 1000 / max(sent, 1), 3),
+        "mean_encode_ms": round(
+            delta("profilestream_encode_ms_sum") / max(delta("profilestream_encode_ms_count"), 1), 1
+        ),
+    }
+
+
 def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
     tag = uuid.uuid4().hex[:8]
-    port = 20000 + random.randrange(20000)
+    first_port = 20000 + random.randrange(20000)
+    ports = [first_port + n for n in range(args.workers)]
     settings = load_settings(
         {},
         kafka_bootstrap_servers=args.bootstrap,
@@ -100,88 +212,60 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
         model_dir=args.model_dir,
         index_dir=args.index_dir,
         data_dir=Path("/tmp") / f"bench-{tag}",
-        worker_web_port=port,
+        worker_web_port=first_port,
         user_vector=args.user_vector,
         batch_max_wait_ms=args.batch_max_wait_ms,
         log_level="WARNING",
     )
     ensure_topics(settings)
-    env = child_environment(os.environ, settings)
     log = open(f"/tmp/bench-worker-{tag}.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env, stdout=log, stderr=log)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
-    rng = random.Random(rate)
-    # Cumulative weights once: rng.choices(weights=...) re-sums all of them on every call, which
-    # cost the load generator more CPU than the worker it shares this 2-core machine with.
-    cum_weights = list(itertools.accumulate(1.0 / (rank + 1) ** 1.1 for rank in range(args.users)))
-    users = [f"u{n}" for n in range(args.users)]
-    seq = 0
+    workers = start_workers(settings, ports, log)
 
-    def send(n: int) -> None:
-        nonlocal seq
-        for _ in range(n):
-            user = rng.choices(users, cum_weights=cum_weights)[0]
-            kind = rng.choices(TYPES, TYPE_WEIGHTS)[0]
-            seq += 1
-            event = Event(
-                event_id=f"{tag}-{seq}",
-                user_id=user,
-                type=kind,
-                ts_ms=int(time.time() * 1000),
-                item_id=None if kind is EventType.SEARCH else f"sku-{rng.randrange(args.items):05d}",
-                query=rng.choice(QUERIES) if kind is EventType.SEARCH else None,
-            )
-            producer.send(settings.events_topic, key=user.encode(), value=event.to_json())
+    load = LoadGenerator(
+        settings.events_topic, settings.kafka_servers, users=args.users, items=args.items, seed=rate, tag=tag
+    )
+
+    def processed_each() -> list[float]:
+        return [metrics(port).get("profilestream_events_total", 0) for port in ports]
 
     try:
-        # Warm-up: the worker loads the model and joins the group before the clock starts.
-        send(5)
-        producer.flush()
-        wait_for(lambda: metrics(port).get("profilestream_events_total", 0) >= 5, 180, "worker warm-up")
-        base = metrics(port)
+        # Warm-up: every worker loads the model, joins the group and owns partitions (it has
+        # processed something) before the clock starts, so no rebalance falls in the measurement.
+        deadline = time.monotonic() + 180
+        while min(processed_each() if all_up(ports) else [0.0]) < 1:
+            if time.monotonic() > deadline:
+                raise SystemExit("timed out waiting for worker warm-up")
+            load.send(20)
+            load.producer.flush()
+            time.sleep(1.0)
+        time.sleep(2.0)
+        base = summed_metrics(ports)
+        cpu_base_s = sum(cpu_seconds(w.pid) for w in workers)
         started = time.monotonic()
         sent = 0
         while (elapsed := time.monotonic() - started) < args.duration_s:
             due = int(elapsed * rate) - sent
             if due > 0:
-                send(due)
+                load.send(due)
                 sent += due
             time.sleep(0.005)
-        producer.flush()
+        load.producer.flush()
         expected = base.get("profilestream_events_total", 0) + sent
-        wait_for(
-            lambda: metrics(port).get("profilestream_events_total", 0) >= expected,
-            args.drain_timeout_s,
-            "drain",
-        )
+        wait_for(lambda: sum(processed_each()) >= expected, args.drain_timeout_s, "drain")
         drained_s = time.monotonic() - started
-        end = metrics(port)
+        end = summed_metrics(ports)
+        cpu_used_s = sum(cpu_seconds(w.pid) for w in workers) - cpu_base_s
     finally:
-        producer.close()
-        worker.terminate()
-        worker.wait(timeout=60)
+        load.producer.close()
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
         log.close()
 
-    def delta(name: str) -> float:
-        return end.get(name, 0.0) - base.get(name, 0.0)
-
-    profiles = delta("profilestream_profiles_total")
-    return {
-        "offered_events_per_s": rate,
-        "sent": sent,
-        "achieved_events_per_s": round(sent / drained_s, 1),
-        "drain_s": round(drained_s, 2),
-        "freshness_p50_ms": quantile_from_histogram(end, "profilestream_freshness_ms", 0.5),
-        "freshness_p99_ms": quantile_from_histogram(end, "profilestream_freshness_ms", 0.99),
-        "profiles_per_s": round(profiles / drained_s, 1),
-        "events_per_profile": round(sent / profiles, 2) if profiles else None,
-        "mean_batch_events": round(
-            delta("profilestream_batch_events_sum") / max(delta("profilestream_batch_events_count"), 1), 1
-        ),
-        "mean_encode_ms": round(
-            delta("profilestream_encode_ms_sum") / max(delta("profilestream_encode_ms_count"), 1), 1
-        ),
-    }
+    return summarise(
+        args=args, rate=rate, sent=sent, drained_s=drained_s, base=base, end=end, cpu_used_s=cpu_used_s
+    )
 
 
 def main() -> None:
@@ -197,6 +281,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--user-vector", default="items", choices=["text", "items", "hybrid"])
     parser.add_argument("--batch-max-wait-ms", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=1, help="Worker processes in the one group.")
     args = parser.parse_args()
     results = [run_rate(args, int(rate)) for rate in args.rates.split(",")]
     print(json.dumps({"user_vector": args.user_vector, "results": results}, indent=2, default=str))
