@@ -151,9 +151,28 @@ def create_app(
         # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8 anyway.
         return web.bytes(generate_latest(metrics.registry), content_type=PROMETHEUS_CONTENT_TYPE)
 
+    loaded: list[WorkerState] = []
+
     @app.page("/healthz")
     async def _health(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def _ready(web: Any, request: Any) -> Any:
+        # Not ready while the model loads, the group rebalances or tables restore: a probe then
+        # keeps traffic and rollouts waiting instead of counting this replica as serving.
+        waiting = [
+            reason
+            for reason, pending in (
+                ("loading the encoder and index", not loaded),
+                ("rebalancing", app.rebalancing),
+                ("restoring tables from the changelog", app.in_recovery),
+            )
+            if pending
+        ]
+        if waiting:
+            return web.json({"status": "not ready", "waiting_for": waiting}, status=503)
+        return web.json({"status": "ready"})
 
     async def send_dead_letters(decoded: DecodedBatch) -> None:
         for letter in decoded.dead_letters:
@@ -232,6 +251,7 @@ def create_app(
     @app.agent(events_topic, name="profilestream.events")
     async def process_events(stream: faust.StreamT[bytes]) -> None:
         state = factory(settings)
+        loaded.append(state)
         try:
             # take_events lives on faust.Stream, which the agent receives, not on StreamT.
             async for batch in cast(faust.Stream[bytes], stream).take_events(
@@ -239,6 +259,7 @@ def create_app(
             ):
                 await process_batch(batch, state)
         finally:
+            loaded.clear()
             await state.store.close()
             await state.activity.close()
 

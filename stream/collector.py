@@ -12,7 +12,8 @@ worker's own validator (`stream.events.event_from_dict`). Answers:
   may or may not have landed: resend them with the same event_id (at least once).
 
 ``GET /healthz`` is liveness (the process answers), ``GET /readyz`` readiness (Kafka answers and the
-events topic exists). ``/static/`` serves the browser snippet ``profilestream.js`` and an example.
+events topic exists), ``GET /metrics`` Prometheus request counts and latencies. ``/static/``
+serves the browser snippet ``profilestream.js`` and an example.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pydantic import BaseModel
 from stream.collector_body import Rejection, body_error, check_content_type, parse_batch, too_large
 from stream.errors import ServiceUnavailable
 from stream.events import MAX_CONTEXT_KEYS, MAX_ID_CHARS, MAX_QUERY_CHARS, Event, EventLimits, EventType
+from stream.http_metrics import HttpMetrics
 from stream.sdk import ProducerTuning, RecordSender, kafka_producer, not_acknowledged, wait_acknowledged
 from stream.settings import Settings
 from stream.topics import kafka_unreachable
@@ -247,6 +249,7 @@ def create_collector_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    HttpMetrics("collector").install(app)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
