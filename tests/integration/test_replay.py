@@ -14,6 +14,7 @@ from redis import Redis
 
 from stream.namespace import namespaced
 from stream.replay import ReplayOptions, SourceSpec, replay, replay_command
+from stream.sdk import ProfilestreamProducer
 from stream.settings import Settings
 from tests.integration.test_collector import consume_all
 
@@ -66,10 +67,24 @@ def test_replaying_100k_events_twice_keeps_identical_per_user_order(
     first = replay(isolated, SourceSpec(str(source)), options)
     # The second run shards users over two producer processes; order within a user must not change.
     second = replay(isolated, SourceSpec(str(source)), ReplayOptions(processes=2, progress=False))
-    assert (first.read, first.produced, first.rejected) == (100_000, 100_000, 0)
-    assert (second.read, second.produced, second.rejected) == (100_000, 100_000, 0)
-    seen = per_user(consume_all(isolated, isolated.events_topic))
-    assert seen == {user: ids + ids for user, ids in expected.items()}
+    # The third sends event by event with kafka-python, as the collector and the SDK do.
+    third = replay(isolated, SourceSpec(str(source)), ReplayOptions(progress=False, sender="kafka-python"))
+    for report in (first, second, third):
+        assert (report.read, report.produced, report.rejected) == (100_000, 100_000, 0)
+    # The SDK leaves the partition to kafka-python's default partitioner.
+    with ProfilestreamProducer(isolated) as sdk:
+        for user in sorted(expected)[:50]:
+            sdk.track(user, "view", item_id="i1", event_id=f"sdk-{user}")
+    records = consume_all(isolated, isolated.events_topic)
+    partitions_of: dict[str, set[int]] = defaultdict(set)
+    for _, value, partition in records:
+        partitions_of[value["user_id"]].add(partition)
+    # Whichever sender wrote them, a user's events share one partition (the default partitioner's).
+    assert all(len(partitions) == 1 for partitions in partitions_of.values())
+    assert len({p for partitions in partitions_of.values() for p in partitions}) == isolated.events_partitions
+    replayed = [record for record in records if not record[1]["event_id"].startswith("sdk-")]
+    seen = per_user(replayed)
+    assert seen == {user: ids * 3 for user, ids in expected.items()}
 
 
 def test_namespace_runs_never_touch_the_default_topics_or_keys(isolated: Settings, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -11,16 +12,21 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
-from stream.errors import ConfigError, SourceError
-from stream.events import EventLimits
+from stream.errors import ConfigError, InvalidEvent, SourceError
+from stream.events import EventLimits, decode_event
 from stream.namespace import namespaced
 from stream.replay import (
+    UNPARSED,
     Item,
+    KafkaPythonSink,
     Pacer,
     SourceSpec,
     _replay_items,
+    _user_of,
+    decode_parsed,
     file_format,
     iter_source,
+    parse_line,
     parse_speed,
     row_to_doc,
     shard_of,
@@ -76,8 +82,7 @@ def run(items: list[Item], producer: RecordingProducer | None, shard: tuple[int,
     return _replay_items(
         iter(items),
         limits=EventLimits(),
-        producer=producer,
-        topic="t",
+        sink=KafkaPythonSink(producer, "t") if producer is not None else None,
         pacer=None,
         shard=shard,
         on_progress=lambda n: None,
@@ -240,3 +245,66 @@ def test_target_settings(settings: Settings) -> None:
         target_settings(settings, "ns", "other")
     with pytest.raises(ConfigError, match="--to"):
         target_settings(settings, None, "bad topic!")
+
+
+def tricky_lines() -> list[bytes]:
+    valid = json.dumps(doc(1, context={"page": "ü"}), ensure_ascii=False)
+    return [
+        valid.encode(),
+        json.dumps(doc(2)).encode(),
+        b"\xef\xbb\xbf" + valid.encode(),  # UTF-8 BOM: json.loads accepts it
+        valid.encode("utf-16"),  # json.loads detects UTF-16
+        valid.encode("utf-16-le"),
+        json.dumps(doc(3, context={"x": float("nan")})).encode(),  # NaN
+        json.dumps(doc(4, context={"x": float("inf")})).encode(),
+        b'{"event_id": "e\\ud800", "user_id": "u1", "type": "view", "item_id": "i", "ts_ms": 1764000000000}',
+        '{"event_id": "e", "user_id": "u\udfff"}'.encode("utf-8", "surrogatepass"),
+        b"\xff\xfe{}",
+        b"{broken",
+        b"[]",
+        b"null",
+        b"1e400",
+        b"[" * 5_000 + b"]" * 5_000,  # nested too deeply, within the size limit
+        json.dumps(doc(5, query="x" * 20_000)).encode(),  # over the size limit
+        json.dumps(doc(6, type="like")).encode(),
+        b'{"event_id": "e7", "user_id": "u1", "user_id": "u2", "type": "view", "item_id": "i", '
+        b'"ts_ms": 1764000000000}',
+        b" \t" + json.dumps(doc(8)).encode() + b"\r ",
+    ]
+
+
+def outcome(call: Any) -> object:
+    try:
+        return call()
+    except InvalidEvent as exc:
+        return ("invalid", exc.field, exc.reason)
+
+
+def test_fast_line_decoding_gives_exactly_what_decode_event_gives() -> None:
+    limits = EventLimits(max_bytes=16_384)
+    for raw in tricky_lines():
+        parsed = parse_line(raw, limits)
+        fast = outcome(functools.partial(decode_parsed, raw, parsed, limits=limits, now_ms=TS))
+        assert fast == outcome(functools.partial(decode_event, raw, limits=limits, now_ms=TS)), raw[:80]
+    accepted = [
+        raw
+        for raw in tricky_lines()
+        if not isinstance(outcome(functools.partial(decode_event, raw, limits=limits, now_ms=TS)), tuple)
+    ]
+    # Valid lines the fast parser leaves to decode_event: the BOM and UTF-16 ones.
+    assert sum(parse_line(raw, limits) is UNPARSED for raw in accepted) == 3
+    assert parse_line(b"\xef\xbb\xbf{}", limits) is UNPARSED
+    assert parse_line(b'{"a": NaN}', limits) is UNPARSED
+
+
+def test_lines_the_fast_parser_leaves_alone_still_shard_by_their_user() -> None:
+    limits = EventLimits()
+    for raw in tricky_lines():
+        expected = None
+        try:
+            loaded = json.loads(raw)
+        except (ValueError, RecursionError):
+            loaded = None
+        if isinstance(loaded, dict) and isinstance(loaded.get("user_id"), str):
+            expected = loaded["user_id"]
+        assert _user_of(raw, parse_line(raw, limits)) == expected, raw[:80]
