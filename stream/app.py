@@ -30,6 +30,7 @@ from faust.types import EventT
 from prometheus_client import generate_latest
 
 from stream.batch import DecodedBatch, RawMessage, decode_batch
+from stream.connections import faust_credentials
 from stream.deadletter import SourcePosition
 from stream.events import Event, EventLimits
 from stream.metrics import WorkerMetrics
@@ -120,6 +121,7 @@ def create_app(
         producer_acks=-1,
         # Failover time after a crash: the group waits this long for a dead member.
         broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_credentials=faust_credentials(settings),
         consumer_auto_offset_reset="earliest",
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,

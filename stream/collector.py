@@ -19,6 +19,7 @@ serves the browser snippet ``profilestream.js`` and an example.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import threading
 import time
@@ -35,10 +36,18 @@ from fastapi.staticfiles import StaticFiles
 from kafka.errors import KafkaError
 from pydantic import BaseModel
 
-from stream.collector_body import Rejection, body_error, check_content_type, parse_batch, too_large
+from stream.collector_body import (
+    FieldError,
+    Rejection,
+    body_error,
+    check_content_type,
+    parse_batch,
+    too_large,
+)
 from stream.errors import ServiceUnavailable
 from stream.events import MAX_CONTEXT_KEYS, MAX_ID_CHARS, MAX_QUERY_CHARS, Event, EventLimits, EventType
 from stream.http_metrics import HttpMetrics
+from stream.rate_limit import RateLimiter, retry_after_header
 from stream.sdk import ProducerTuning, RecordSender, kafka_producer, not_acknowledged, wait_acknowledged
 from stream.settings import Settings
 from stream.topics import kafka_unreachable
@@ -192,6 +201,44 @@ def event_json_schema(limits: EventLimits, now_ms: int) -> dict[str, Any]:
     }
 
 
+class RequestGuard:
+    """The bearer token and per-client rate limit in front of ``POST /v1/events``."""
+
+    def __init__(
+        self, token: str | None, limiter: RateLimiter | None, clock_s: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._token = token.encode() if token else None
+        self._limiter = limiter
+        self._clock_s = clock_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RequestGuard:
+        token = settings.collector_token.get_secret_value() if settings.collector_token else None
+        rate = settings.collector_rate_limit_per_s
+        limiter = RateLimiter(rate, settings.collector_rate_burst) if rate > 0 else None
+        return cls(token, limiter)
+
+    def check(self, request: Request) -> JSONResponse | None:
+        """None when the request may proceed, else the 401 or 429 answer."""
+        if self._token is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            # Constant-time comparison: the answer's timing must not reveal the token.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
+                return _error_response(
+                    Rejection(401, (FieldError(None, "Authorization", "missing or wrong bearer token"),)),
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        if self._limiter is not None:
+            client = request.client.host if request.client else "unknown"
+            wait_s = self._limiter.acquire(client, self._clock_s())
+            if wait_s > 0:
+                reason = f"over {self._limiter.rate_per_s:g} requests/s for this client; retry later"
+                return _error_response(
+                    body_error(429, reason), headers={"Retry-After": retry_after_header(wait_s)}
+                )
+        return None
+
+
 def _error_response(rejection: Rejection, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=rejection.status, content=rejection.to_dict(), headers=headers)
 
@@ -236,6 +283,7 @@ def create_collector_app(
         settings, factory, ack_timeout_s=config.ack_timeout_s, retry_after_s=config.retry_after_s
     )
     retry_after = {"Retry-After": str(config.retry_after_s)}
+    guard = RequestGuard.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -257,7 +305,7 @@ def create_collector_app(
             CORSMiddleware,
             allow_origins=list(config.cors_origins),
             allow_methods=["POST"],
-            allow_headers=["Content-Type"],
+            allow_headers=["Content-Type", "Authorization"],
         )
 
     event_schema = event_json_schema(limits, clock_ms())
@@ -279,9 +327,15 @@ def create_collector_app(
         },
         responses={
             400: {**errors, "description": "The body is not valid JSON."},
+            401: {**errors, "description": "Missing or wrong bearer token (PROFILESTREAM_COLLECTOR_TOKEN)."},
             413: {**errors, "description": "Body or batch over the limit."},
             415: {**errors, "description": "Content type is neither application/json nor text/plain."},
             422: {**errors, "description": "Schema v1 violations; the whole batch is rejected."},
+            429: {
+                **errors,
+                "description": "Over PROFILESTREAM_COLLECTOR_RATE_LIMIT_PER_S for this client; retry later.",
+                "headers": {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds."}},
+            },
             503: {
                 **errors,
                 "description": "Kafka unreachable or no acknowledgement in time; resend later.",
@@ -290,6 +344,9 @@ def create_collector_app(
         },
     )
     async def post_events(request: Request) -> JSONResponse:
+        refused = guard.check(request)
+        if refused is not None:
+            return refused
         unsupported = check_content_type(request.headers.get("content-type"))
         if unsupported is not None:
             return _error_response(unsupported)

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from redis.asyncio import Redis
 
+from stream.connections import redis_async
 from stream.settings import Settings
 from stream.sinks import RedisOp, execute_until_done
 
@@ -106,7 +107,7 @@ class RecoStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecoStore:
-        return cls(Redis.from_url(settings.redis_url.get_secret_value()), settings)
+        return cls(redis_async(settings), settings)
 
     def _key(self, kind: str, user_id: str) -> str:
         return self._settings.redis_key(kind, user_id)

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from stream.connections import kafka_python_security
 from stream.errors import ServiceUnavailable
 from stream.events import Event, EventLimits, event_from_dict
 from stream.settings import Settings
@@ -85,6 +86,7 @@ def kafka_producer(settings: Settings, tuning: ProducerTuning | None = None) -> 
             bootstrap_timeout_ms=tuning.bootstrap_timeout_ms,
             # Topics are created by profilestream with their partition counts, never implicitly.
             allow_auto_create_topics=False,
+            **kafka_python_security(settings),
         )
     except KafkaError as exc:
         raise kafka_unreachable(settings, exc) from exc

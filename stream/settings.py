@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.errors import ConfigError
@@ -111,6 +111,57 @@ class Settings(BaseSettings):
         7 * 24 * 3600, ge=86_400, description="Half-life of the popular-items fallback counts."
     )
 
+    # --- Personalised search (GET /v1/search) ------------------------------------------------
+    search_blend_weight: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Share of the profile match in personalised search scores (0 = query only).",
+    )
+    search_recent_query_weight: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Share of the user's recent search queries in the profile that search blends in.",
+    )
+    search_candidates: int = Field(
+        200, ge=1, le=100_000, description="Items retrieved by query similarity before re-ranking."
+    )
+    search_query_cache_size: int = Field(
+        10_000, ge=0, le=10_000_000, description="Query vectors kept in search's LRU cache (0 = none)."
+    )
+
+    # --- Security ----------------------------------------------------------------------------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects (workers, collector, SDK, replay)."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism for the SASL_* protocols."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (SASL_* protocols).")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (SASL_* protocols).")
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="CA bundle (PEM) for Kafka TLS; system CAs if unset."
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) for Kafka mutual TLS."
+    )
+    kafka_ssl_key_file: Path | None = Field(None, description="Client key (PEM) for Kafka mutual TLS.")
+    redis_ssl_ca_file: Path | None = Field(None, description="CA bundle (PEM) for a rediss:// URL.")
+    redis_ssl_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) for Redis mutual TLS."
+    )
+    redis_ssl_key_file: Path | None = Field(None, description="Client key (PEM) for Redis mutual TLS.")
+    collector_token: SecretStr | None = Field(
+        None, description="Bearer token the collector requires on POST /v1/events (unset: open)."
+    )
+    collector_rate_limit_per_s: float = Field(
+        0.0, ge=0.0, description="Requests per second per client address the collector accepts (0: no limit)."
+    )
+    collector_rate_burst: int = Field(
+        20, ge=1, le=100_000, description="Requests a client may send at once above the rate limit."
+    )
+
     # --- Worker ------------------------------------------------------------------------------
     batch_max_events: int = Field(500, ge=1, le=100_000, description="Micro-batch size cap.")
     batch_max_wait_ms: int = Field(50, ge=1, le=60_000, description="Micro-batch time cap.")
@@ -166,6 +217,29 @@ class Settings(BaseSettings):
         parse_type_weights(value)
         return value
 
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        problems = []
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and (not self.kafka_sasl_username or self.kafka_sasl_password is None):
+            problems.append(
+                f"PROFILESTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "PROFILESTREAM_KAFKA_SASL_USERNAME and PROFILESTREAM_KAFKA_SASL_PASSWORD"
+            )
+        for prefix in ("kafka", "redis"):
+            cert, key = getattr(self, f"{prefix}_ssl_cert_file"), getattr(self, f"{prefix}_ssl_key_file")
+            if (cert is None) != (key is None):
+                problems.append(
+                    f"set both PROFILESTREAM_{prefix.upper()}_SSL_CERT_FILE and "
+                    f"PROFILESTREAM_{prefix.upper()}_SSL_KEY_FILE (mutual TLS), or neither"
+                )
+        redis_tls_files = (self.redis_ssl_ca_file, self.redis_ssl_cert_file)
+        if any(redis_tls_files) and not self.redis_url.get_secret_value().startswith("rediss://"):
+            problems.append("PROFILESTREAM_REDIS_SSL_* files need a rediss:// PROFILESTREAM_REDIS_URL")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @property
     def type_weights(self) -> dict[str, float]:
         return parse_type_weights(self.event_type_weights)
@@ -211,6 +285,8 @@ def as_environment(settings: Settings) -> dict[str, str]:
     """The ``PROFILESTREAM_*`` variables that rebuild `settings` in a child process (secrets in clear)."""
     env = {}
     for name, value in settings:
+        if value is None:  # unset optional settings stay unset
+            continue
         env[env_name(name)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
     return env
 
@@ -260,13 +336,16 @@ def _unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 def _describe(error: Mapping[str, Any]) -> str:
-    field = str(error["loc"][0]) if error.get("loc") else "?"
+    if not error.get("loc"):
+        # A rule across settings: its message names every variable involved.
+        return str(error["msg"]).removeprefix("Value error, ")
+    field = str(error["loc"][0])
     name = env_name(field) if field in Settings.model_fields else field
     description = Settings.model_fields[field].description if field in Settings.model_fields else None
     hint = f" ({description})" if description else ""
     shown = error.get("input")
     # Never echo a secret (a Redis URL may carry a password) into a log or terminal.
-    secret = field in Settings.model_fields and Settings.model_fields[field].annotation is SecretStr
+    secret = field in Settings.model_fields and "SecretStr" in str(Settings.model_fields[field].annotation)
     shown_text = "" if secret or isinstance(shown, dict) else f" got {shown!r};"
     return f"{name}:{shown_text} {error['msg']}; set {name} to a valid value{hint}"
 

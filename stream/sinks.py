@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from stream.connections import redis_async
 from stream.events import Event, EventType
 from stream.settings import Settings
 
@@ -82,7 +83,7 @@ class RedisActivitySink:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisActivitySink:
-        return cls(Redis.from_url(settings.redis_url.get_secret_value()), settings)
+        return cls(redis_async(settings), settings)
 
     async def write(self, events: Sequence[Event]) -> None:
         ops = plan_activity_writes(events, self._settings)

@@ -8,6 +8,7 @@ import logging
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from stream.connections import kafka_python_security
 from stream.errors import ServiceUnavailable
 from stream.settings import Settings
 
@@ -29,7 +30,11 @@ def ensure_topics(settings: Settings) -> None:
     """
     wanted = {settings.events_topic: settings.events_partitions, settings.dead_letter_topic: 1}
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="profilestream-admin")
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_servers,
+            client_id="profilestream-admin",
+            **kafka_python_security(settings),
+        )
     except KafkaError as exc:
         raise kafka_unreachable(settings, exc) from exc
     try:

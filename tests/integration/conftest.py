@@ -92,12 +92,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def isolated(
-    services: Services, model_files: ModelFiles, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Settings]:
-    tag = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40] + "-" + uuid.uuid4().hex[:8]
-    settings = load_settings(
+def isolated_settings(
+    services: Services, model_files: ModelFiles, test_name: str, tmp_path: Path
+) -> Settings:
+    """Settings of one test: its own topics, consumer group, Redis key prefix and worker port."""
+    tag = re.sub(r"[^a-z0-9]+", "-", test_name.lower())[:40] + "-" + uuid.uuid4().hex[:8]
+    return load_settings(
         {},
         kafka_bootstrap_servers=services.kafka_bootstrap,
         redis_url=services.redis_url,
@@ -110,6 +110,13 @@ def isolated(
         index_dir=model_files.index_dir,
         worker_web_port=free_port(),
     )
+
+
+@pytest.fixture
+def isolated(
+    services: Services, model_files: ModelFiles, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Settings]:
+    settings = isolated_settings(services, model_files, request.node.name, tmp_path)
     yield settings
     redis = Redis.from_url(services.redis_url)
     keys = list(redis.scan_iter(match=f"{settings.redis_key_prefix}:*"))
