@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import weakref
 from collections import defaultdict
@@ -259,13 +260,38 @@ def create_app(
             async for batch in cast(faust.Stream[bytes], stream).take_events(
                 settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
             ):
-                await process_batch(batch, state)
+                try:
+                    await process_batch(batch, state)
+                except Exception as exc:
+                    exit_for_redelivery(batch, exc)
         finally:
             loaded.clear()
             await state.store.close()
             await state.activity.close()
 
     return app
+
+
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
+
+
+def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> None:
+    """End the process at once after an unexpected error in a batch.
+
+    Faust would restart the agent and read on past the failed batch, and a later commit would
+    skip it: its events would be lost. Exiting without committing anything makes the failure a
+    crash like a SIGKILL (tested): the supervisor restarts the worker, which reads the batch again.
+    """
+    first = batch[0].message if batch else None
+    where = f"{first.topic}/{first.partition}@{first.offset}" if first else "an empty batch"
+    log.critical(
+        "batch from %s failed; exiting with %d so that it is read again after a restart",
+        where,
+        EXIT_BATCH_FAILED,
+        exc_info=error,
+    )
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
 
 
 def store_windows(

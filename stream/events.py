@@ -120,6 +120,11 @@ def _reject_constant(name: str) -> object:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+MAX_FIELD_NAME_CHARS = 64
+# JSON can spell a lone UTF-16 surrogate ("\\ud800"); it is no Unicode character, cannot be
+# encoded as UTF-8 and would fail every later write of the event.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_REASON = "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not valid Unicode"
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 
 
@@ -129,7 +134,12 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
         raise InvalidEvent("$", f"expected a JSON object, got {_json_type(doc)}")
     unknown = sorted(set(doc) - _KNOWN_FIELDS)
     if unknown:
-        raise InvalidEvent(unknown[0], "unknown field in schema v1 (check its spelling)")
+        name = unknown[0]
+        if 0 < len(name) <= MAX_FIELD_NAME_CHARS and name.isprintable():
+            raise InvalidEvent(name, "unknown field in schema v1 (check its spelling)")
+        # An empty, huge or unprintable name cannot stand as the field: quote a piece of it.
+        shown = json.dumps(name[:MAX_FIELD_NAME_CHARS])
+        raise InvalidEvent("$", f"unknown field {shown} in schema v1 (check its spelling)")
     version = doc.get("v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise InvalidEvent("v", f"unsupported schema version {version!r}; this decoder reads v1")
@@ -203,6 +213,8 @@ def _optional_text(doc: Mapping[str, object], name: str, max_chars: int) -> str 
         raise InvalidEvent(name, "must not be empty")
     if len(value) > max_chars:
         raise InvalidEvent(name, f"{len(value)} characters, over the limit of {max_chars}")
+    if _LONE_SURROGATE.search(value):
+        raise InvalidEvent(name, _SURROGATE_REASON)
     return value
 
 
@@ -244,4 +256,8 @@ def _optional_context(doc: Mapping[str, object]) -> Mapping[str, Any]:
         raise InvalidEvent("context", f"expected an object, got {_json_type(value)}")
     if len(value) > MAX_CONTEXT_KEYS:
         raise InvalidEvent("context", f"{len(value)} keys, over the limit of {MAX_CONTEXT_KEYS}")
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent("context", _SURROGATE_REASON) from exc
     return value

@@ -13,6 +13,7 @@ The payload: ``{"user_id", "items": [{"item_id", "score", "reason"}], "model_ver
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -52,6 +53,8 @@ if ttl > 0 then
 end
 return 1
 """
+
+WRITE_IF_NEWER_SHA = hashlib.sha1(WRITE_IF_NEWER_LUA.encode(), usedforsecurity=False).hexdigest()
 
 RECO_KIND = "reco"
 EMB_KIND = "emb"
@@ -103,7 +106,6 @@ class RecoStore:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
         self._settings = settings
-        self._script_sha: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecoStore:
@@ -115,11 +117,6 @@ class RecoStore:
     @property
     def popular_key(self) -> str:
         return f"{self._settings.redis_key_prefix}:{POPULAR_KIND}"
-
-    async def _sha(self) -> str:
-        if self._script_sha is None:
-            self._script_sha = str(await self._redis.script_load(WRITE_IF_NEWER_LUA))
-        return self._script_sha
 
     def profile_ops(self, profiles: Iterable[UserProfile], sha: str, computed_at_ms: int) -> list[RedisOp]:
         ttl_s = self._settings.reco_ttl_s
@@ -162,7 +159,11 @@ class RecoStore:
     ) -> None:
         """Forgets first, so a profile computed in the same batch after a forget still lands."""
         ops = self.forget_ops(forgets)
-        ops += self.profile_ops(profiles, await self._sha(), computed_at_ms)
+        if profiles:
+            # The script rides along in every pipeline that calls it: a Redis restarted since
+            # the last batch has an empty script cache, and EVALSHA alone would fail with NOSCRIPT.
+            ops.append(RedisOp("script_load", (WRITE_IF_NEWER_LUA,)))
+        ops += self.profile_ops(profiles, WRITE_IF_NEWER_SHA, computed_at_ms)
         ops += self.popularity_ops(popularity)
         if ops:
             await execute_until_done(self._redis, ops, what=f"{len(profiles)} profiles")

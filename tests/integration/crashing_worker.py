@@ -1,4 +1,7 @@
-"""A real worker that SIGKILLs itself inside its first Redis write, after flushing Kafka.
+"""A real worker that fails inside its first Redis write, after flushing Kafka.
+
+``kill`` (the default) SIGKILLs the process; ``raise`` raises an unexpected error instead, which
+the worker must turn into an exit without committing the batch.
 
 By then Faust's producer has sent everything the batch produced so far (changelog records
 included), so the kill leaves the broker exactly as a crash at the worst moment would: whatever
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Sequence
 
 import faust
@@ -23,9 +27,10 @@ from stream.topics import ensure_topics
 
 
 class CrashingStore(RecoStore):
-    def __init__(self, inner: RecoStore, app: faust.App) -> None:
+    def __init__(self, inner: RecoStore, app: faust.App, mode: str) -> None:
         self._inner = inner
         self._app = app
+        self._mode = mode
 
     async def write(
         self,
@@ -35,6 +40,8 @@ class CrashingStore(RecoStore):
         computed_at_ms: int,
     ) -> None:
         await self._app.producer.flush()
+        if self._mode == "raise":
+            raise RuntimeError("injected failure inside the Redis write")
         os.kill(os.getpid(), signal.SIGKILL)
 
     async def close(self) -> None:
@@ -49,7 +56,8 @@ def main() -> None:
 
     def crashing_state(worker_settings: Settings) -> WorkerState:
         state = open_worker_state(worker_settings)
-        return WorkerState(state.computer, CrashingStore(state.store, apps[0]), state.activity)
+        mode = sys.argv[1] if len(sys.argv) > 1 else "kill"
+        return WorkerState(state.computer, CrashingStore(state.store, apps[0], mode), state.activity)
 
     apps.append(create_app(settings, crashing_state))
     faust.Worker(apps[0], loglevel="info", quiet=True).execute_from_commandline()

@@ -107,6 +107,11 @@ def test_malformed_events_go_to_dead_letter_topic_while_good_ones_flow(
     finally:
         stop_worker(worker)
     assert seen == expected
+    # Privacy: the worker's INFO log names no user and repeats no search query.
+    log_text = (tmp_path / "worker.log").read_text(errors="replace")
+    assert "batch:" in log_text  # the log does describe every batch, at INFO
+    private = {e.user_id for e in good} | {"u-bad"} | {e.query for e in good if e.query}
+    assert [p for p in sorted(private) if p in log_text] == []
 
     consumer = KafkaConsumer(
         settings.dead_letter_topic,

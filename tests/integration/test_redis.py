@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import numpy as np
 import pytest
+from redis import Redis
 
 from stream.events import Event, EventType
 from stream.lookups import recent_activity
+from stream.reco_store import RECO_KIND, Recommendation, RecoStore, UserProfile
 from stream.settings import Settings
 from stream.sinks import RedisActivitySink
 
@@ -45,3 +49,36 @@ def test_forget_removes_the_users_keys_and_nothing_else(isolated: Settings) -> N
         return len(await recent_activity(isolated, "a")), len(await recent_activity(isolated, "b"))
 
     assert asyncio.run(scenario()) == (0, 1)
+
+
+def profile(user: str, newest: int) -> UserProfile:
+    return UserProfile(
+        user_id=user,
+        items=(Recommendation("sku-1", 0.5, None),),
+        vector=np.ones(4, dtype=np.float32),
+        model_version="test",
+        window_version=f"{newest:016d}e{newest}\x00",
+        window_newest_ts_ms=newest,
+        window_newest_event_id=f"e{newest}",
+    )
+
+
+def test_profile_writes_survive_a_redis_that_lost_its_script_cache(isolated: Settings) -> None:
+    # A restarted Redis has no scripts: a write by EVALSHA alone would fail with NOSCRIPT.
+    def newest_stored() -> int:
+        client = Redis.from_url(isolated.redis_url.get_secret_value())
+        raw = client.hget(isolated.redis_key(RECO_KIND, "a"), "json")
+        client.close()
+        return int(json.loads(raw or b"{}")["window_newest_ts_ms"])
+
+    async def scenario() -> None:
+        store = RecoStore.from_settings(isolated)  # one store, as in a worker that outlives a restart
+        await store.write([profile("a", 1)], [], {}, computed_at_ms=1)
+        flusher = Redis.from_url(isolated.redis_url.get_secret_value())
+        flusher.script_flush()
+        flusher.close()
+        await store.write([profile("a", 2)], [], {}, computed_at_ms=2)
+        await store.close()
+
+    asyncio.run(scenario())
+    assert newest_stored() == 2

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.app import EXIT_BATCH_FAILED
 from stream.events import Event
 from stream.producer import EventProducer
 from stream.sample import SampleSpec, sample_events
@@ -108,6 +109,30 @@ def test_crash_between_changelog_and_redis_write_loses_no_profile(isolated: Sett
     finally:
         stop_worker(crashing)
     assert all(not s for s in redis_state(settings, sorted(expected)).values())
+    worker = start_worker(settings, log)
+    try:
+        converge(settings, expected, worker, log)
+    finally:
+        assert stop_worker(worker) == 0
+
+
+def test_unexpected_error_in_a_batch_exits_the_worker_and_loses_nothing(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    # Faust would restart a crashed agent past the failed batch; the worker exits instead.
+    settings = isolated.model_copy(update={"batch_max_events": 2000, "batch_max_wait_ms": 3000})
+    ensure_topics(settings)
+    events = stream_for_users(20, seed=45)
+    expected = offline(settings, events)
+    log = tmp_path / "worker.log"
+    with EventProducer(settings) as producer:
+        producer.send_many(events)
+    failing = start_worker(settings, log, module=("tests.integration.crashing_worker", "raise"))
+    try:
+        assert failing.wait(timeout=CONVERGE_TIMEOUT_S) == EXIT_BATCH_FAILED, log.read_text()[-2000:]
+    finally:
+        stop_worker(failing)
+    assert "injected failure inside the Redis write" in log.read_text()
     worker = start_worker(settings, log)
     try:
         converge(settings, expected, worker, log)

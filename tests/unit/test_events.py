@@ -216,3 +216,23 @@ def events(draw: st.DrawFn) -> Event:
 def test_encoding_then_decoding_gives_the_same_event(event: Event) -> None:
     assert decode_event(event.to_json(), limits=EventLimits(), now_ms=NOW_MS) == event
     assert event_from_dict(event.to_dict(), limits=EventLimits(), now_ms=NOW_MS) == event
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (json.dumps(valid(event_id="e\ud800")).encode(), "event_id"),
+        (json.dumps(valid(type="search", item_id=None, query="pens \udfff")).encode(), "query"),
+        (json.dumps(valid(context={"page": ["\ud83d"]})).encode(), "context"),
+    ],
+)
+def test_lone_surrogates_are_rejected_since_no_later_write_could_encode_them(raw: bytes, field: str) -> None:
+    error = rejected(raw)
+    assert error.field == field
+    assert "surrogate" in error.reason
+
+
+def test_escaped_surrogate_pairs_are_ordinary_characters() -> None:
+    event = decode_event(json.dumps(valid(event_id="e\U0001f600")).encode(), limits=LIMITS, now_ms=NOW_MS)
+    assert event.event_id == "e\U0001f600"
+    assert decode_event(event.to_json(), limits=LIMITS, now_ms=NOW_MS) == event
