@@ -11,13 +11,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from models.encoder import TextEncoder
-from models.topk import top_k
+from models.topk import PreparedItems, prepare_items, top_k
 from stream.events import EventType
 from stream.profile_text import build_profile_text
 from stream.ranking import Anchor, explain, mmr_order
@@ -51,6 +51,14 @@ class ItemCatalogue(Protocol):
     def row(self, item_id: str) -> int | None: ...
 
     def title(self, item_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class PreparedCatalogue(Protocol):
+    """A catalogue that already holds its `prepare_items` form (built when the index loads)."""
+
+    @property
+    def prepared(self) -> PreparedItems: ...
 
 
 def _normalise(vectors: FloatArray) -> FloatArray:
@@ -123,6 +131,12 @@ class ProfileComputer:
         self.encoder = encoder
         self.catalogue = catalogue
         self.config = config
+        # The ranking form of the item matrix (int8 prefilter on large catalogues), built once.
+        self._ranking_items = (
+            catalogue.prepared
+            if isinstance(catalogue, PreparedCatalogue)
+            else prepare_items(catalogue.vectors)
+        )
         # Shoppers repeat queries; in the items mode re-encoding them was most of the encoder's work.
         self._query_vectors: OrderedDict[str, FloatArray] = OrderedDict()
 
@@ -175,7 +189,7 @@ class ProfileComputer:
         exclusions = [self._purchased_rows(window) for _, window, _ in users]
         ranked = top_k(
             user_vectors,
-            self.catalogue.vectors,
+            self._ranking_items,
             self.catalogue.ids,
             pool,
             in_stock=self.catalogue.in_stock,

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from models.encoder import load_encoder, options_from_settings
 from models.item_index import ItemIndex, load_index
+from models.topk import PreparedItems, prepare_items
 from stream.app import WorkerState
 from stream.profiles import ProfileComputer, ProfileConfig
 from stream.reco_store import RecoStore
@@ -29,9 +30,12 @@ class IndexCatalogue:
     index: ItemIndex
     titles: dict[str, str]
     _rows: dict[str, int] = field(init=False)
+    # The ranking form of the vectors (int8 prefilter on large catalogues): built at load, once.
+    prepared: PreparedItems = field(init=False)
 
     def __post_init__(self) -> None:
         self._rows = self.index.positions()
+        self.prepared = prepare_items(self.index.vectors)
 
     @property
     def ids(self) -> Sequence[str]:
