@@ -251,6 +251,59 @@ def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
     uvicorn.run(create_lookup_app(_settings(ctx)), host=host, port=port, log_level="warning")
 
 
+@main.command("evaluate")
+@click.argument("dataset_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--task",
+    type=click.Choice(["search"]),
+    required=True,
+    help="What to evaluate: search = query-only against personalised search, with a blend-weight sweep.",
+)
+@click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N rows.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("var/eval"),
+    show_default=True,
+    help="Folder for the JSON and markdown report and the plot.",
+)
+@click.option("--variant", default=None, help="Encoder variant [default: the model folder's default].")
+@click.pass_context
+@_friendly_errors
+def evaluate_command(
+    ctx: click.Context,
+    dataset_dir: Path,
+    task: str,
+    split: str,
+    limit: int | None,
+    out_dir: Path,
+    variant: str | None,
+) -> None:
+    """Offline evaluation on an amazon-office style DATASET_DIR (items.json, test.csv)."""
+    from models.encoder import load_encoder, options_from_settings
+    from models.search_eval import run_search_eval, write_report
+    from stream.search import SearchConfig
+    from stream.window import WindowConfig
+
+    settings = _settings(ctx)
+    encoder = load_encoder(settings.model_dir, options_from_settings(settings), variant)
+    if task == "search":
+        report = run_search_eval(
+            dataset_dir,
+            encoder,
+            window=WindowConfig.from_settings(settings),
+            search=SearchConfig.from_settings(settings),
+            split=split,
+            limit=limit,
+            batch_size=settings.encoder_batch_size,
+        )
+        paths = write_report(report, out_dir)
+        click.echo(report.to_markdown())
+        click.echo("wrote " + ", ".join(str(path) for path in paths))
+
+
 @main.command("sample-catalogue")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 @click.option("--items", default=500, show_default=True, help="Items in the catalogue.")

@@ -1,20 +1,29 @@
-"""Reads for page renderers: a user's recommendations (popular items for unknown users).
+"""Reads for page renderers: a user's recommendations (popular items for unknown users) and
+personalised search.
 
 `RecoClient` is the Python client; `create_lookup_app` serves the same over HTTP:
-``GET /v1/users/{user_id}/recommendations?k=10``.
+``GET /v1/users/{user_id}/recommendations?k=10`` and ``GET /v1/search?q=...&user_id=...&k=10``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from stream.connections import redis_async
 from stream.reco_store import POPULAR_KIND, RECO_KIND, Recommendation
 from stream.settings import Settings
 from stream.sinks import RECENT_KIND
+
+if TYPE_CHECKING:
+    from stream.search import SearchResult
+    from stream.search_service import SearchService
 
 MAX_K = 1000
 
@@ -47,10 +56,11 @@ class RecoClient:
         self._redis = redis
         self._settings = settings
         self._popular_key = f"{settings.redis_key_prefix}:{POPULAR_KIND}"
+        self._search: SearchService | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecoClient:
-        return cls(Redis.from_url(settings.redis_url.get_secret_value()), settings)
+        return cls(redis_async(settings), settings)
 
     async def get(self, user_id: str, k: int | None = None) -> RecoResult:
         k = min(k or self._settings.top_k, MAX_K)
@@ -85,13 +95,42 @@ class RecoClient:
         raw = await self._redis.hget(self._settings.redis_key(RECO_KIND, user_id), "json")
         return None if raw is None else str(json.loads(raw)["window_newest_event_id"])
 
+    async def open_search(self) -> SearchService:
+        """Load the encoder and item index for `search` (once); a `ModelError` names what is missing."""
+        if self._search is None:
+            # onnxruntime imports lazily: reading recommendations needs no model.
+            from stream.search_service import SearchService
+
+            # Loading takes seconds; a thread keeps the caller's event loop serving meanwhile.
+            self._search = await asyncio.to_thread(SearchService.open, self._settings, self._redis)
+        return self._search
+
+    async def search(self, query: str, user_id: str | None = None, k: int = 10) -> SearchResult:
+        """Catalogue items for `query`, re-ranked by the user's live profile when there is one.
+
+        Unknown, forgotten or absent users get the plain query ranking (`personalised` false,
+        `why` says which). Malformed input raises ValueError naming the field.
+        """
+        service = await self.open_search()
+        return await service.search(query, user_id, k)
+
+    async def unreachable(self) -> str | None:
+        """None when Redis answers a PING, else why not (for readiness probes)."""
+        try:
+            await self._redis.ping()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            return f"redis unreachable: {exc}"
+        return None
+
     async def close(self) -> None:
+        if self._search is not None:
+            self._search.close()
         await self._redis.aclose()
 
 
 async def recent_activity(settings: Settings, user_id: str) -> list[dict[str, Any]]:
     """A user's recent events, oldest first, as `RedisActivitySink` wrote them."""
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = redis_async(settings)
     try:
         raw = await redis.lrange(settings.redis_key(RECENT_KIND, user_id), 0, -1)
     finally:

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     search_query_cache_size: int = Field(
         10_000, ge=0, le=10_000_000, description="Query vectors kept in search's LRU cache (0 = none)."
     )
+    search_encoder_intra_op_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="ORT intra-op threads of the search encoder in serve-lookups (0 = all cores).",
+    )
 
     # --- Security ----------------------------------------------------------------------------
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
