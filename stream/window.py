@@ -119,16 +119,13 @@ def apply_events(window: Window, events: Iterable[Event], config: WindowConfig) 
     duplicates = 0
     fresh: dict[str, WindowEvent] = {}
     for candidate in incoming:
-        known = fresh.get(candidate.event_id) or by_id.get(candidate.event_id)
-        if known is None:
-            fresh[candidate.event_id] = candidate
+        # An id names one event: a second event under a known id is a duplicate, even if it differs
+        # (a producer's bug). The first one seen stays; a user's events keep their order in Kafka,
+        # so replays and the offline recomputation see the same first one.
+        if candidate.event_id in by_id or candidate.event_id in fresh:
+            duplicates += 1
             continue
-        duplicates += 1
-        if candidate != known and _tiebreak(candidate) < _tiebreak(known):
-            # Two different events under one id (a producer's bug): keep the same one of them
-            # whatever the arrival order, so the window stays a function of the event set.
-            (fresh if candidate.event_id in fresh else by_id)[candidate.event_id] = candidate
-    kept = tuple(by_id.values())
+        fresh[candidate.event_id] = candidate
     newest_ts_ms = max([e.ts_ms for e in kept] + [e.ts_ms for e in fresh.values()], default=0)
     oldest_allowed_ms = newest_ts_ms - config.max_age_ms
     late = sum(1 for e in fresh.values() if e.ts_ms < oldest_allowed_ms)
@@ -147,10 +144,6 @@ def apply_events(window: Window, events: Iterable[Event], config: WindowConfig) 
         evicted=evicted,
         forgotten=forgot,
     )
-
-
-def _tiebreak(event: WindowEvent) -> tuple[int, str, str, str]:
-    return (event.ts_ms, event.type.value, event.item_id or "", event.query or "")
 
 
 def event_weights(window: Window, config: WindowConfig) -> list[float]:

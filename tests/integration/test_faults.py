@@ -1,0 +1,234 @@
+"""Fault tests: the worker is killed, Redis and Kafka go away, workers join and leave, and still
+no event is lost: afterwards every user's Redis entry equals the offline recomputation.
+
+They run against their own Kafka and Redis instance ("faults", Redis with AOF like production)
+so that stopping a server disturbs no other test. Each prints one line of figures (run with
+``-s`` to see them; the README quotes them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from stream.events import Event
+from stream.producer import EventProducer
+from stream.sample import SampleSpec, sample_events
+from stream.settings import Settings, child_environment
+from stream.topics import ensure_topics
+from tests.integration.conftest import (
+    ModelFiles,
+    Services,
+    free_port,
+    isolated_settings,
+    run_services,
+)
+from tests.integration.convergence import CONVERGE_TIMEOUT_S, converge, events_processed, offline
+from tests.integration.worker import start_worker, stop_worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+INSTANCE = "faults"
+KAFKA_PORT = 39192
+REDIS_PORT = 36479
+# The broker's smallest allowed session timeout: a killed worker's partitions move on quickly.
+SESSION_TIMEOUT_S = 6
+
+
+def services_cmd(*args: str) -> None:
+    result = run_services(*args, "--name", INSTANCE, check=False)
+    assert result.returncode == 0, f"services {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def fault_services() -> Iterator[Services]:
+    was_running = run_services("status", "--name", INSTANCE, check=False).returncode == 0
+    services_cmd("up", "--kafka-port", str(KAFKA_PORT), "--redis-port", str(REDIS_PORT), "--redis-aof")
+    yield Services(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
+    if not was_running:
+        services_cmd("down")
+
+
+@pytest.fixture
+def faults(
+    fault_services: Services, model_files: ModelFiles, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Settings]:
+    settings = isolated_settings(fault_services, model_files, request.node.name, tmp_path).model_copy(
+        update={"kafka_session_timeout_s": SESSION_TIMEOUT_S}
+    )
+    ensure_topics(settings)
+    yield settings
+    redis = Redis.from_url(fault_services.redis_url)
+    keys = list(redis.scan_iter(match=f"{settings.redis_key_prefix}:*"))
+    if keys:
+        redis.delete(*keys)
+    redis.close()
+
+
+def wait_for_processed(settings: Settings, count: int, worker: subprocess.Popen[bytes], log: Path) -> None:
+    """Until this worker incarnation has processed `count` events."""
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while events_processed(settings) < count:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"worker stopped or stalled before {count} events:\n{log.read_text()[-2500:]}")
+        time.sleep(0.2)
+
+
+def figures(name: str, **values: object) -> None:
+    print(json.dumps({"fault_test": name, **values}))
+
+
+def test_worker_killed_three_times_during_a_100k_event_replay_loses_nothing(
+    faults: Settings, tmp_path: Path
+) -> None:
+    events = sample_events(SampleSpec(users=2000, events=100_000, items=500, seed=71, zipf_s=0.8))
+    expected = offline(faults, events)
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"\n".join(e.to_json() for e in events) + b"\n")
+    log = tmp_path / "worker.log"
+    worker = start_worker(faults, log)
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "replay", str(source), "--json"],
+        env=child_environment(os.environ, faults),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    started = time.monotonic()
+    try:
+        for _ in range(3):
+            # Each incarnation gets through 20,000 events (replays of uncommitted ones included).
+            wait_for_processed(faults, 20_000, worker, log)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            worker = start_worker(faults, log)
+        replay_out, _ = replay.communicate(timeout=CONVERGE_TIMEOUT_S)
+        assert replay.returncode == 0, replay_out.decode()
+        assert json.loads(replay_out.decode().strip().splitlines()[-1])["produced"] == len(events)
+        replayed = time.monotonic()
+        converge(faults, expected, worker, log)
+        figures(
+            "sigkill x3",
+            events=len(events),
+            users=len(expected),
+            total_s=round(time.monotonic() - started, 1),
+            converged_after_replay_s=round(time.monotonic() - replayed, 1),
+        )
+    finally:
+        replay.kill()
+        stop_worker(worker)
+
+
+def mid_stream(seed: int) -> tuple[list[Event], list[Event]]:
+    """20,000 events of 500 users, split in two halves: before and after the fault."""
+    events = sample_events(SampleSpec(users=500, events=20_000, items=500, seed=seed, zipf_s=0.8))
+    return events[:10_000], events[10_000:]
+
+
+def test_redis_stopped_for_30_s_mid_stream_loses_nothing(faults: Settings, tmp_path: Path) -> None:
+    before, after = mid_stream(seed=72)
+    expected = offline(faults, before + after)
+    log = tmp_path / "worker.log"
+    worker = start_worker(faults, log)
+    try:
+        with EventProducer(faults) as producer:
+            producer.send_many(before)
+        wait_for_processed(faults, 5_000, worker, log)
+        services_cmd("down", "--only", "redis")
+        stopped = time.monotonic()
+        with EventProducer(faults) as producer:
+            producer.send_many(after)
+        time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))
+        # The worker waits for Redis, holding its batch: it must not have died or moved on.
+        assert worker.poll() is None, log.read_text()[-2500:]
+        services_cmd("up", "--only", "redis", "--redis-aof")
+        restarted = time.monotonic()
+        converge(faults, expected, worker, log)
+        figures(
+            "redis down 30 s",
+            events=len(before) + len(after),
+            users=len(expected),
+            catch_up_after_restart_s=round(time.monotonic() - restarted, 1),
+        )
+    finally:
+        services_cmd("up", "--only", "redis", "--redis-aof")
+        stop_worker(worker)
+
+
+def test_kafka_broker_restarted_mid_stream_loses_nothing(faults: Settings, tmp_path: Path) -> None:
+    before, after = mid_stream(seed=73)
+    expected = offline(faults, before + after)
+    log = tmp_path / "worker.log"
+    worker = start_worker(faults, log)
+    restarts = 0
+    try:
+        with EventProducer(faults) as producer:
+            producer.send_many(before)
+        wait_for_processed(faults, 5_000, worker, log)
+        services_cmd("down", "--only", "kafka")
+        time.sleep(5)
+        services_cmd("up", "--only", "kafka")
+        restarted = time.monotonic()
+        with EventProducer(faults) as producer:
+            producer.send_many(after)
+        if worker.poll() is not None:
+            # A supervisor (systemd, Kubernetes) restarts a worker that gave up; so does the test,
+            # and says so in its figures.
+            restarts += 1
+            worker = start_worker(faults, log)
+        converge(faults, expected, worker, log)
+        figures(
+            "kafka broker restart",
+            events=len(before) + len(after),
+            users=len(expected),
+            worker_restarts=restarts,
+            catch_up_after_restart_s=round(time.monotonic() - restarted, 1),
+        )
+    finally:
+        services_cmd("up", "--only", "kafka")
+        stop_worker(worker)
+
+
+def test_second_worker_joins_then_leaves_and_nothing_is_lost(faults: Settings, tmp_path: Path) -> None:
+    events = sample_events(SampleSpec(users=500, events=30_000, items=500, seed=74, zipf_s=0.8))
+    thirds = [events[:10_000], events[10_000:20_000], events[20_000:]]
+    expected = offline(faults, events)
+    second = faults.model_copy(update={"worker_web_port": free_port(), "data_dir": tmp_path / "second"})
+    log = tmp_path / "worker.log"
+    first_worker = start_worker(faults, log)
+    second_worker = None
+    try:
+        with EventProducer(faults) as producer:
+            producer.send_many(thirds[0])
+        wait_for_processed(faults, 5_000, first_worker, log)
+        second_worker = start_worker(second, tmp_path / "second.log")
+        with EventProducer(faults) as producer:
+            producer.send_many(thirds[1])
+        # The group rebalanced: the newcomer owns partitions and processes events.
+        wait_for_processed(second, 1, second_worker, tmp_path / "second.log")
+        time.sleep(3)
+        second_events = events_processed(second)
+        assert stop_worker(second_worker) == 0
+        left = time.monotonic()
+        with EventProducer(faults) as producer:
+            producer.send_many(thirds[2])
+        converge(faults, expected, first_worker, log)
+        figures(
+            "second worker joins and leaves",
+            events=len(events),
+            users=len(expected),
+            second_worker_events=int(second_events),
+            catch_up_after_leave_s=round(time.monotonic() - left, 1),
+        )
+    finally:
+        if second_worker is not None:
+            stop_worker(second_worker)
+        stop_worker(first_worker)
