@@ -33,7 +33,7 @@ from prometheus_client import generate_latest
 from stream.batch import DecodedBatch, RawMessage, decode_batch
 from stream.connections import faust_credentials
 from stream.deadletter import SourcePosition
-from stream.events import Event, EventLimits
+from stream.events import Event, EventLimits, EventType
 from stream.metrics import WorkerMetrics
 from stream.profiles import ProfileComputer, Timings
 from stream.reco_store import RecoStore, popularity_increment
@@ -93,6 +93,20 @@ def apply_batch(
                     weight, event.ts_ms, popularity_half_life_ms
                 )
     return new_windows, BatchOutcome(changed, forgets, dict(popularity), late, duplicates)
+
+
+def not_forgotten(events: Sequence[Event], windows: dict[str, Window]) -> list[Event]:
+    """The events that may still be recorded: forgets, and events after their user's last forget.
+
+    A replay of a forgotten user's old events must not refill the user's recent-activity list.
+    """
+    kept = []
+    for event in events:
+        window = windows.get(event.user_id)
+        cut_ms = window.forgotten_ts_ms if window is not None else None
+        if event.type is EventType.FORGET or cut_ms is None or event.ts_ms > cut_ms:
+            kept.append(event)
+    return kept
 
 
 @dataclass
@@ -222,7 +236,7 @@ def create_app(
         )
         # Two connections, so the two pipelines' round trips overlap.
         await asyncio.gather(
-            state.activity.write(decoded.events),
+            state.activity.write(not_forgotten(decoded.events, new_windows)),
             state.store.write(profiles, outcome.forgets, outcome.popularity, int(time.time() * 1000)),
         )
         # Windows are stored only after Redis has the batch. The other way round, a crash between

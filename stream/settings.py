@@ -107,8 +107,12 @@ class Settings(BaseSettings):
     reco_ttl_s: int = Field(
         30 * 24 * 3600, ge=0, description="Expiry of a user's reco and emb keys (0 = never)."
     )
+    # Forward decay multiplies by 2^((t - 2020) / half-life), which must stay below 2^1024:
+    # 7 days lasts until 2039, 1 day would already have overflowed in 2022.
     popularity_half_life_s: int = Field(
-        7 * 24 * 3600, ge=86_400, description="Half-life of the popular-items fallback counts."
+        7 * 24 * 3600,
+        ge=7 * 24 * 3600,
+        description="Half-life of the popular-items fallback counts (at least 7 days).",
     )
 
     # --- Personalised search (GET /v1/search) ------------------------------------------------

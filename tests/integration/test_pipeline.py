@@ -7,17 +7,21 @@ import json
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from redis import Redis
 
 from stream.deadletter import HEADER_FIELD, HEADER_REASON, HEADER_SOURCE
+from stream.events import Event, EventType
 from stream.lookups import recent_activity
 from stream.producer import EventProducer
 from stream.sample import SampleSpec, sample_events
 from stream.settings import Settings
 from stream.topics import ensure_topics
+from tests.integration.convergence import events_processed
 from tests.integration.worker import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
@@ -129,3 +133,60 @@ def test_malformed_events_go_to_dead_letter_topic_while_good_ones_flow(
         assert headers[HEADER_REASON]
         assert headers[HEADER_SOURCE].decode().startswith(settings.events_topic + "/")
         assert record.key == b"u-bad"
+
+
+def test_forget_removes_every_trace_of_the_user_and_old_replays_cannot_restore_it(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    settings = isolated.model_copy(update={"batch_max_wait_ms": 100})
+    ensure_topics(settings)
+    t0 = 1_764_000_000_000
+    history = [
+        Event(f"{user}-{n}", user, EventType.VIEW, t0 + n * 1000, item_id=f"sku-{n:05d}")
+        for user in ("gone", "kept")
+        for n in range(5)
+    ] + [Event("gone-q", "gone", EventType.SEARCH, t0 + 6000, query="desk lamp")]
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    log = tmp_path / "worker.log"
+    worker = start_worker(settings, log)
+
+    def traces(user: str) -> list[str]:
+        return sorted(k.decode() for k in redis.scan_iter(match=f"{settings.redis_key_prefix}:*:{user}"))
+
+    def wait(what: str, done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 120
+        while not done():
+            assert worker.poll() is None and time.monotonic() < deadline, f"{what}\n{log.read_text()[-2000:]}"
+            time.sleep(0.2)
+
+    try:
+        with EventProducer(settings) as producer:
+            producer.send_many(history)
+        wait("profiles written", lambda: len(traces("gone")) == 3 and len(traces("kept")) == 3)
+        with EventProducer(settings) as producer:
+            producer.send_many([Event("gone-forget", "gone", EventType.FORGET, t0 + 10_000)])
+        forgotten_key = settings.redis_key("forgotten", "gone")
+        wait("forget applied", lambda: traces("gone") == [forgotten_key])
+        # Only the tombstone is left, holding nothing but the forget's time.
+        assert redis.get(forgotten_key) == str(t0 + 10_000).encode()
+        assert len(traces("kept")) == 3
+        # An old replay of the user's events must not bring anything back.
+        with EventProducer(settings) as producer:
+            producer.send_many(history[:5] + history[-1:])
+        wait("replay processed", lambda: events_processed(settings) >= len(history) + 1 + 6)
+        assert traces("gone") == [forgotten_key]
+    finally:
+        stop_worker(worker)
+        redis.close()
+    # The worker's window table (its changelog in Kafka) holds no event of the user any more.
+    changelog = KafkaConsumer(
+        f"{settings.consumer_group}-windows-changelog",
+        bootstrap_servers=settings.kafka_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5_000,
+        group_id=None,
+    )
+    last_window = [json.loads(r.value) for r in changelog if r.key == b"gone"][-1]
+    changelog.close()
+    assert last_window["e"] == []
+    assert last_window["f"] == t0 + 10_000
