@@ -22,13 +22,26 @@ def kafka_unreachable(settings: Settings, exc: BaseException) -> ServiceUnavaila
     )
 
 
+def windows_changelog_topic(settings: Settings) -> str:
+    """The compacted changelog of the workers' window table (Faust's name for it)."""
+    return f"{settings.consumer_group}-windows-changelog"
+
+
 def ensure_topics(settings: Settings) -> None:
-    """Create the events and dead-letter topics where missing.
+    """Create the events, dead-letter and window-changelog topics where missing.
+
+    The changelog is created here, before any worker starts, rather than by Faust at the first
+    worker's start-up, so that a worker's first table writes never race the topic's creation.
 
     An existing topic is left as it is; one with fewer partitions than configured is reported,
     since adding partitions later would move users between partitions.
     """
-    wanted = {settings.events_topic: settings.events_partitions, settings.dead_letter_topic: 1}
+    changelog = windows_changelog_topic(settings)
+    wanted = {
+        settings.events_topic: settings.events_partitions,
+        settings.dead_letter_topic: 1,
+        changelog: settings.events_partitions,
+    }
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=settings.kafka_servers,
@@ -40,7 +53,12 @@ def ensure_topics(settings: Settings) -> None:
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, partitions, settings.kafka_replication_factor)
+            NewTopic(
+                name,
+                partitions,
+                settings.kafka_replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if name == changelog else {},
+            )
             for name, partitions in wanted.items()
             if name not in existing
         ]

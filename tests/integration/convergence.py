@@ -77,8 +77,16 @@ def converge(
             return state
         if worker.poll() is not None or time.monotonic() > deadline:
             why = "timed out" if worker.poll() is None else f"worker exited with {worker.returncode}"
-            tail = log.read_text(errors="replace")[-2500:]
-            pytest.fail(f"{why}; {len(problems)} users differ, e.g. {problems[:3]}\nworker log:\n{tail}")
+            text = log.read_text(errors="replace")
+            # Warnings and errors from anywhere in the log, then its tail: a failure in CI leaves
+            # nothing else behind to diagnose it with.
+            notable = "\n".join(
+                [line for line in text.splitlines() if "WARN" in line or "ERROR" in line][:30]
+            )
+            pytest.fail(
+                f"{why}; {len(problems)} users differ, e.g. {problems[:3]}\n"
+                f"worker log warnings and errors:\n{notable}\nworker log tail:\n{text[-2500:]}"
+            )
         time.sleep(1.0)
 
 

@@ -20,7 +20,7 @@ from stream.lookups import recent_activity
 from stream.producer import EventProducer
 from stream.sample import SampleSpec, sample_events
 from stream.settings import Settings
-from stream.topics import ensure_topics
+from stream.topics import ensure_topics, windows_changelog_topic
 from tests.integration.convergence import events_processed
 from tests.integration.worker import start_worker, stop_worker
 
@@ -180,7 +180,7 @@ def test_forget_removes_every_trace_of_the_user_and_old_replays_cannot_restore_i
         redis.close()
     # The worker's window table (its changelog in Kafka) holds no event of the user any more.
     changelog = KafkaConsumer(
-        f"{settings.consumer_group}-windows-changelog",
+        windows_changelog_topic(settings),
         bootstrap_servers=settings.kafka_servers,
         auto_offset_reset="earliest",
         consumer_timeout_ms=5_000,
