@@ -50,18 +50,8 @@ def kafka_python_security(settings: Settings) -> dict[str, Any]:
 
 
 def aiokafka_security(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for aiokafka's producer and consumer."""
-    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.startswith("SASL_"):
-        options |= {
-            "sasl_mechanism": settings.kafka_sasl_mechanism,
-            "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": _sasl_password(settings),
-        }
-    context = kafka_ssl_context(settings)
-    if context is not None:
-        options["ssl_context"] = context
-    return options
+    """Keyword arguments for aiokafka's producer and consumer: the same names as kafka-python's."""
+    return kafka_python_security(settings)
 
 
 def faust_credentials(settings: Settings) -> Any:

@@ -8,7 +8,6 @@ in through their protocols.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -20,6 +19,7 @@ from models.encoder import TextEncoder
 from models.topk import PreparedItems, prepare_items, top_k
 from stream.events import EventType
 from stream.profile_text import build_profile_text
+from stream.query_cache import QueryVectorCache
 from stream.ranking import Anchor, explain, mmr_order
 from stream.reco_store import Recommendation, UserProfile
 from stream.settings import Settings
@@ -137,8 +137,7 @@ class ProfileComputer:
             if isinstance(catalogue, PreparedCatalogue)
             else prepare_items(catalogue.vectors)
         )
-        # Shoppers repeat queries; in the items mode re-encoding them was most of the encoder's work.
-        self._query_vectors: OrderedDict[str, FloatArray] = OrderedDict()
+        self._query_vectors = QueryVectorCache(encoder, QUERY_CACHE_SIZE)
 
     def profile_text(self, window: Window) -> str:
         return build_profile_text(
@@ -170,10 +169,12 @@ class ProfileComputer:
             return [], Timings(0.0, 0.0)
         queries = sorted({q for a in anchors for q in a.queries if q is not None})
         texts = [text for _, _, text in users] if mode != "items" else []
-        new_queries = [q for q in queries if q not in self._query_vectors]
+        query_vectors = self._query_vectors.lookup(queries)
+        new_queries = [q for q in queries if q not in query_vectors]
         # One encoder call for the profile texts and the queries not seen lately.
         encoded = self.encoder.encode(texts + new_queries)
-        query_vectors = self._remember_queries(queries, new_queries, encoded[len(texts) :])
+        self._query_vectors.remember(new_queries, encoded[len(texts) :])
+        query_vectors.update(zip(new_queries, encoded[len(texts) :], strict=True))
         if mode == "text":
             user_vectors = encoded[: len(texts)]
         else:
@@ -209,21 +210,6 @@ class ProfileComputer:
         ]
         done = time.perf_counter()
         return profiles, Timings(encode_ms=(encoded_at - started) * 1000, rank_ms=(done - encoded_at) * 1000)
-
-    def _remember_queries(
-        self, queries: Sequence[str], new_queries: Sequence[str], new_vectors: FloatArray
-    ) -> dict[str, FloatArray]:
-        """The vectors of `queries`, caching the newly encoded ones (least recently used go first)."""
-        cache = self._query_vectors
-        for query, vector in zip(new_queries, new_vectors, strict=True):
-            cache[query] = vector
-        found = {}
-        for query in queries:
-            cache.move_to_end(query)
-            found[query] = cache[query]
-        while len(cache) > QUERY_CACHE_SIZE:
-            cache.popitem(last=False)
-        return found
 
     def _behaviour_vector(self, window: Window, query_vectors: dict[str, FloatArray]) -> FloatArray:
         """The decayed, type-weighted mean of the window's item and query vectors."""

@@ -7,6 +7,7 @@ import pytest
 
 from stream.events import Event, EventType
 from stream.profiles import ProfileComputer, ProfileConfig
+from stream.query_cache import QueryVectorCache
 from stream.search import (
     MAX_QUERY_CHARS,
     ActivityEntry,
@@ -20,7 +21,7 @@ from stream.search import (
     parse_activity,
     recent_queries,
 )
-from stream.search_service import QueryVectorCache, SearchService
+from stream.search_service import SearchService
 from stream.window import Window, WindowConfig, apply_events
 from tests.unit.fakes import DIM, BagOfWordsEncoder, FakeCatalogue
 
