@@ -102,48 +102,47 @@ def test_sigkilled_worker_recovers_its_windows_and_converges(isolated: Settings,
         stop_worker(worker)
 
 
-def test_crash_between_changelog_and_redis_write_loses_no_profile(isolated: Settings, tmp_path: Path) -> None:
-    # One batch takes every event; the first worker dies inside its Redis write after flushing
-    # Kafka, so anything it stored before that write (windows in the changelog) is durable.
+def fail_in_redis_write_then_recover(
+    isolated: Settings, tmp_path: Path, *, mode: str, exit_code: int, seed: int
+) -> str:
+    """Run `crashing_worker MODE` over events that all fit in one batch (it fails inside its first
+    Redis write, after flushing Kafka), check its exit code, then let a normal worker converge.
+
+    Returns the failed worker's log (read before the restart).
+    """
     settings = isolated.model_copy(update={"batch_max_events": 2000, "batch_max_wait_ms": 3000})
     ensure_topics(settings)
-    events = stream_for_users(30, seed=44)
+    events = stream_for_users(30, seed=seed)
     expected = offline(settings, events)
     log = tmp_path / "worker.log"
     with EventProducer(settings) as producer:
         producer.send_many(events)
-    crashing = start_worker(settings, log, module=("tests.integration.crashing_worker",))
+    failing = start_worker(settings, log, module=("tests.integration.crashing_worker", mode))
     try:
-        assert crashing.wait(timeout=CONVERGE_TIMEOUT_S) == -signal.SIGKILL, log.read_text()[-2000:]
+        assert failing.wait(timeout=CONVERGE_TIMEOUT_S) == exit_code, log.read_text()[-2000:]
     finally:
-        stop_worker(crashing)
-    assert all(not s for s in redis_state(settings, sorted(expected)).values())
+        stop_worker(failing)
+    failed_log = log.read_text()
+    untouched = all(not s for s in redis_state(settings, sorted(expected)).values())
     worker = start_worker(settings, log)
     try:
         converge(settings, expected, worker, log)
     finally:
         assert stop_worker(worker) == 0
+    assert untouched, "the failed worker wrote to Redis before failing"
+    return failed_log
+
+
+def test_crash_between_changelog_and_redis_write_loses_no_profile(isolated: Settings, tmp_path: Path) -> None:
+    # Anything the worker stored before its Redis write (windows in the changelog) is durable.
+    fail_in_redis_write_then_recover(isolated, tmp_path, mode="kill", exit_code=-signal.SIGKILL, seed=44)
 
 
 def test_unexpected_error_in_a_batch_exits_the_worker_and_loses_nothing(
     isolated: Settings, tmp_path: Path
 ) -> None:
     # Faust would restart a crashed agent past the failed batch; the worker exits instead.
-    settings = isolated.model_copy(update={"batch_max_events": 2000, "batch_max_wait_ms": 3000})
-    ensure_topics(settings)
-    events = stream_for_users(20, seed=45)
-    expected = offline(settings, events)
-    log = tmp_path / "worker.log"
-    with EventProducer(settings) as producer:
-        producer.send_many(events)
-    failing = start_worker(settings, log, module=("tests.integration.crashing_worker", "raise"))
-    try:
-        assert failing.wait(timeout=CONVERGE_TIMEOUT_S) == EXIT_BATCH_FAILED, log.read_text()[-2000:]
-    finally:
-        stop_worker(failing)
-    assert "injected failure inside the Redis write" in log.read_text()
-    worker = start_worker(settings, log)
-    try:
-        converge(settings, expected, worker, log)
-    finally:
-        assert stop_worker(worker) == 0
+    failed_log = fail_in_redis_write_then_recover(
+        isolated, tmp_path, mode="raise", exit_code=EXIT_BATCH_FAILED, seed=45
+    )
+    assert "injected failure inside the Redis write" in failed_log
