@@ -1,32 +1,34 @@
 """The Faust app: per-user windows in a changelogged table, re-encoded profiles, top-K to Redis.
 
 Events are read in micro-batches (`batch_max_events` or `batch_max_wait_ms`, whichever comes
-first). For each batch: invalid messages go to the dead-letter topic with their original bytes
+first). A batch first passes the worker's own position per partition (`stream.positions`): only
+records that run on without a gap from where the stored state ends are processed, records below
+it were processed already, and a gap sends the consumer back to read the missing records. Faust's
+commits are not trusted for this: its fetcher can drop records around restarts and rebalances
+and commit past them.
+
+For each admitted batch: invalid messages go to the dead-letter topic with their original bytes
 and the reason; valid events are applied to their user's window; every user whose window changed
 is encoded once, ranked against the item index and written to Redis by a newer-only Lua script;
-then the new windows go to a Faust table backed by a compacted changelog topic, so a restarted
-worker recovers them. Only then does the loop ask for the next batch, which is when Faust
-acknowledges the previous one. A crash before the windows are stored replays the batch against
-windows without it (recomputed, and the idempotent write makes that harmless); a crash after
-replays events that the restored windows and Redis both hold already.
+then the new windows, and after them each partition's new position, go to a Faust table backed by
+a compacted changelog topic, so a restarted worker recovers both. A crash before they are stored
+replays the batch against windows without it (recomputed, and the idempotent write makes that
+harmless); a crash after skips the records the stored position already covers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import time
-import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
-import faust.streams as faust_streams
 from faust.types import EventT
 from prometheus_client import generate_latest
 
@@ -35,6 +37,7 @@ from stream.connections import faust_credentials
 from stream.deadletter import SourcePosition
 from stream.events import Event, EventLimits, EventType
 from stream.metrics import WorkerMetrics
+from stream.positions import PositionKeeper, acting_for
 from stream.profiles import ProfileComputer, Timings
 from stream.reco_store import RecoStore, popularity_increment
 from stream.settings import Settings
@@ -163,50 +166,20 @@ def create_app(
     window_config = WindowConfig.from_settings(settings)
     metrics = WorkerMetrics()
 
-    @app.page("/metrics")
-    async def _metrics(web: Any, request: Any) -> Any:
-        # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8 anyway.
-        return web.bytes(generate_latest(metrics.registry), content_type=PROMETHEUS_CONTENT_TYPE)
-
     loaded: list[WorkerState] = []
+    _serve_pages(app, metrics, loaded)
 
-    @app.page("/healthz")
-    async def _health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
-
-    @app.page("/readyz")
-    async def _ready(web: Any, request: Any) -> Any:
-        # Not ready while the model loads, the group rebalances or tables restore: a probe then
-        # keeps traffic and rollouts waiting instead of counting this replica as serving.
-        waiting = [
-            reason
-            for reason, pending in (
-                ("loading the encoder and index", not loaded),
-                ("rebalancing", app.rebalancing),
-                ("restoring tables from the changelog", app.in_recovery),
-            )
-            if pending
-        ]
-        if waiting:
-            return web.json({"status": "not ready", "waiting_for": waiting}, status=503)
-        return web.json({"status": "ready"})
-
-    async def send_dead_letters(decoded: DecodedBatch) -> None:
-        for letter in decoded.dead_letters:
-            await dead_letter_topic.send(key=letter.key, value=letter.raw, headers=letter.headers())
-        if decoded.dead_letters:
-            metrics.dead_letters.inc(len(decoded.dead_letters))
-            first = decoded.dead_letters[0]
-            log.warning(
-                "dead-lettered %d messages to %s; first at %s: field %r: %s",
-                len(decoded.dead_letters),
-                settings.dead_letter_topic,
-                first.source,
-                first.field,
-                first.reason,
-            )
+    positions = PositionKeeper(app, windows, settings, metrics)
+    positions.watch_idle()
 
     async def process_batch(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
+        with positions.processing():
+            admission = await positions.admit(batch)
+            if admission.admitted:
+                await process_admitted(admission.admitted, state)
+                positions.store(admission)
+
+    async def process_admitted(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
         started = time.perf_counter()
         decoded = decode_batch(
             [
@@ -220,7 +193,7 @@ def create_app(
             limits=limits,
             now_ms=int(time.time() * 1000),
         )
-        await send_dead_letters(decoded)
+        await send_dead_letters(dead_letter_topic, decoded, metrics)
         users = {event.user_id for event in decoded.events}
         current = {
             u: window_from_json(json.loads(raw))
@@ -286,6 +259,53 @@ def create_app(
     return app
 
 
+async def send_dead_letters(topic: Any, decoded: DecodedBatch, metrics: WorkerMetrics) -> None:
+    """Send a batch's invalid messages, original bytes and reason headers, to the dead-letter topic."""
+    for letter in decoded.dead_letters:
+        await topic.send(key=letter.key, value=letter.raw, headers=letter.headers())
+    if decoded.dead_letters:
+        metrics.dead_letters.inc(len(decoded.dead_letters))
+        first = decoded.dead_letters[0]
+        log.warning(
+            "dead-lettered %d messages to %s; first at %s: field %r: %s",
+            len(decoded.dead_letters),
+            topic.get_topic_name(),
+            first.source,
+            first.field,
+            first.reason,
+        )
+
+
+def _serve_pages(app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerState]) -> None:
+    """/metrics, /healthz and /readyz on the worker's web port."""
+
+    @app.page("/metrics")
+    async def _metrics(web: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8 anyway.
+        return web.bytes(generate_latest(metrics.registry), content_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.page("/healthz")
+    async def _health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def _ready(web: Any, request: Any) -> Any:
+        # Not ready while the model loads, the group rebalances or tables restore: a probe then
+        # keeps traffic and rollouts waiting instead of counting this replica as serving.
+        waiting = [
+            reason
+            for reason, pending in (
+                ("loading the encoder and index", not loaded),
+                ("rebalancing", app.rebalancing),
+                ("restoring tables from the changelog", app.in_recovery),
+            )
+            if pending
+        ]
+        if waiting:
+            return web.json({"status": "not ready", "waiting_for": waiting}, status=503)
+        return web.json({"status": "ready"})
+
+
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 
 
@@ -321,21 +341,6 @@ def store_windows(
             key = user_id.encode()
             with acting_for(event_by_key[key]):
                 table[key] = json.dumps(window_to_json(window), separators=(",", ":")).encode()
-
-
-@contextlib.contextmanager
-def acting_for(event: EventT[bytes]) -> Iterator[None]:
-    """Make `event` Faust's current event while a table key is set.
-
-    Faust routes a table write (the RocksDB store's partition, the changelog record) by the event
-    being processed; in a micro-batch that would be the batch's last event, whatever the user. The
-    user's own event (all of a user's events share a partition) puts the write where it belongs.
-    """
-    token = faust_streams._current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        faust_streams._current_event.reset(token)
 
 
 def _lag(app: faust.App, batch: Sequence[EventT[bytes]]) -> int:

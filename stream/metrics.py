@@ -27,6 +27,22 @@ class WorkerMetrics:
             "profilestream_duplicate_events", "Events already in the window.", registry=r
         )
         self.forgets = Counter("profilestream_forgets", "Users forgotten.", registry=r)
+        self.repeated_records = Counter(
+            "profilestream_repeated_records",
+            "Records read again below the stored position (after a restart or rewind), not reprocessed.",
+            registry=r,
+        )
+        self.positions = Gauge(
+            "profilestream_position",
+            "Next offset to process per events partition, as stored with the windows.",
+            ["partition"],
+            registry=r,
+        )
+        self.rewinds = Counter(
+            "profilestream_rewinds",
+            "Seeks back to the stored position after the consumer skipped records.",
+            registry=r,
+        )
         self.profiles_written = Counter(
             "profilestream_profiles", "User profiles computed and written.", registry=r
         )

@@ -1,7 +1,10 @@
 """A real worker that fails inside its first Redis write, after flushing Kafka.
 
 ``kill`` (the default) SIGKILLs the process; ``raise`` raises an unexpected error instead, which
-the worker must turn into an exit without committing the batch.
+the worker must turn into an exit without committing the batch. ``skip N`` fails nothing: from its
+first Redis write on, the consumer silently drops the first N records (once each) that it fetches
+from each events partition, as Faust's fetcher can around restarts and rebalances; the worker
+must notice and read them again.
 
 By then Faust's producer has sent everything the batch produced so far (changelog records
 included), so the kill leaves the broker exactly as a crash at the worst moment would: whatever
@@ -15,7 +18,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import faust
 
@@ -27,10 +32,13 @@ from stream.topics import ensure_topics
 
 
 class CrashingStore(RecoStore):
-    def __init__(self, inner: RecoStore, app: faust.App, mode: str) -> None:
+    def __init__(self, inner: RecoStore, app: faust.App, mode: str, events_topic: str, skip: int) -> None:
         self._inner = inner
         self._app = app
         self._mode = mode
+        self._skipped = False
+        self._events_topic = events_topic
+        self._skip = skip
 
     async def write(
         self,
@@ -39,10 +47,35 @@ class CrashingStore(RecoStore):
         popularity: dict[str, float],
         computed_at_ms: int,
     ) -> None:
+        if self._mode == "skip":
+            await self._skip_unread_records()
+            await self._inner.write(profiles, forgets, popularity, computed_at_ms)
+            return
         await self._app.producer.flush()
         if self._mode == "raise":
             raise RuntimeError("injected failure inside the Redis write")
         os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _skip_unread_records(self) -> None:
+        if self._skipped:
+            return
+        self._skipped = True
+        consumer: Any = self._app.consumer
+        fetch = consumer._getmany  # looked up on every fetch, unlike getmany
+        dropped: dict[Any, set[int]] = defaultdict(set)
+
+        def keep(tp: Any, record: Any) -> bool:
+            seen = dropped[tp]
+            if tp.topic == self._events_topic and len(seen) < self._skip and record.offset not in seen:
+                seen.add(record.offset)
+                return False
+            return True
+
+        async def dropping_getmany(active_partitions: Any, timeout: float) -> dict[Any, list[Any]]:
+            records = await fetch(active_partitions=active_partitions, timeout=timeout)
+            return {tp: [r for r in batch if keep(tp, r)] for tp, batch in records.items()}
+
+        consumer._getmany = dropping_getmany
 
     async def close(self) -> None:
         await self._inner.close()
@@ -57,7 +90,9 @@ def main() -> None:
     def crashing_state(worker_settings: Settings) -> WorkerState:
         state = open_worker_state(worker_settings)
         mode = sys.argv[1] if len(sys.argv) > 1 else "kill"
-        return WorkerState(state.computer, CrashingStore(state.store, apps[0], mode), state.activity)
+        skip = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+        store = CrashingStore(state.store, apps[0], mode, worker_settings.events_topic, skip)
+        return WorkerState(state.computer, store, state.activity)
 
     apps.append(create_app(settings, crashing_state))
     faust.Worker(apps[0], loglevel="info", quiet=True).execute_from_commandline()

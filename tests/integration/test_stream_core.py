@@ -67,15 +67,6 @@ def test_redis_equals_offline_and_replays_leave_it_identical(isolated: Settings,
         assert stop_worker(worker) == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known open bug: a worker SIGKILLed right after its first batches intermittently leaves "
-        "some users' windows without older events after the restart (2 of 2 CI runs, about 1 in 8 "
-        "local runs; not yet root-caused; kills at steady state recover exactly, see "
-        "test_faults.py); the failure message carries the worker log's warnings for diagnosis"
-    ),
-)
 def test_sigkilled_worker_recovers_its_windows_and_converges(isolated: Settings, tmp_path: Path) -> None:
     settings = isolated.model_copy(update={"batch_max_events": 100, "batch_max_wait_ms": 100})
     ensure_topics(settings)
@@ -100,6 +91,46 @@ def test_sigkilled_worker_recovers_its_windows_and_converges(isolated: Settings,
         converge(settings, expected, worker, log)
     finally:
         stop_worker(worker)
+
+
+@pytest.mark.parametrize(
+    ("skipped", "detected_by"),
+    [
+        # Records after the dropped ones arrive and show the gap to the batch.
+        (25, "the consumer skipped records"),
+        # Everything fetched after the first write is dropped: no later record shows a gap, so
+        # only the idle check (fetch position ahead of the stored one) can find it.
+        (100_000, "with nothing processed"),
+    ],
+    ids=["gap-in-a-batch", "dropped-tail"],
+)
+def test_records_the_consumer_drops_are_read_again(
+    isolated: Settings, tmp_path: Path, skipped: int, detected_by: str
+) -> None:
+    # Faust's fetcher can drop records around restarts and rebalances and commit past them; the
+    # worker's own stored position must bring every one of them back.
+    settings = isolated.model_copy(update={"batch_max_events": 100, "batch_max_wait_ms": 100})
+    ensure_topics(settings)
+    events = stream_for_users(60, seed=36)
+    expected = offline(settings, events)
+    log = tmp_path / "worker.log"
+    half = len(events) // 2
+    with EventProducer(settings) as producer:
+        producer.send_many(events[:half])
+    worker = start_worker(settings, log, module=("tests.integration.crashing_worker", "skip", str(skipped)))
+    try:
+        first = offline(settings, events[:half])
+        deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+        while not any(redis_state(settings, sorted(first)).values()):
+            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        # Fetched only after the drops are armed by the first Redis write.
+        with EventProducer(settings) as producer:
+            producer.send_many(events[half:])
+        converge(settings, expected, worker, log)
+        assert detected_by in log.read_text()
+    finally:
+        assert stop_worker(worker) == 0
 
 
 def fail_in_redis_write_then_recover(
