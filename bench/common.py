@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: timing statistics and output (table + JSON)."""
+"""Shared helpers of the benchmark scripts: timing statistics, output (table + JSON), Redis cleanup."""
 
 from __future__ import annotations
 
@@ -61,3 +61,16 @@ def _fmt(value: Any, column: str) -> str:
         # Cosines differ in the 4th-6th decimal; rates and milliseconds need no such precision.
         return f"{value:.6f}" if "cosine" in column else f"{value:.2f}"
     return "" if value is None else str(value)
+
+
+def delete_redis_prefix(settings: Any) -> None:
+    """Delete every Redis key under the settings' key prefix (a benchmark's own namespace)."""
+    from redis import Redis
+
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        keys = list(redis.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            redis.delete(*keys[start : start + 1000])
+    finally:
+        redis.close()

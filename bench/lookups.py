@@ -29,6 +29,7 @@ from redis import Redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import delete_redis_prefix  # noqa: E402
 from stream.lookup_api import create_lookup_app  # noqa: E402
 from stream.lookups import RecoClient  # noqa: E402
 from stream.reco_store import POPULAR_KIND, RECO_KIND  # noqa: E402
@@ -54,14 +55,6 @@ def seed(settings: Settings, users: int) -> None:
         pipe.hset(settings.redis_key(RECO_KIND, f"u{n}"), mapping={"ver": "x", "json": json.dumps(payload)})
     pipe.zadd(f"{settings.redis_key_prefix}:{POPULAR_KIND}", {f"sku-{i:05d}": float(i) for i in range(500)})
     pipe.execute()
-    redis.close()
-
-
-def cleanup(settings: Settings) -> None:
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
-    keys = list(redis.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000))
-    for start in range(0, len(keys), 1000):
-        redis.delete(*keys[start : start + 1000])
     redis.close()
 
 
@@ -131,7 +124,7 @@ def main() -> None:
         client = summary(asyncio.run(time_client(settings, ids))[100:])
         http = summary(time_http(settings, ids)[100:])
     finally:
-        cleanup(settings)
+        delete_redis_prefix(settings)
     result = {"requests": args.requests, "users": args.users, "python_client": client, "http_endpoint": http}
     print(json.dumps(result, indent=2))
     print("path            | p50 ms | p99 ms | max ms")

@@ -36,7 +36,7 @@ import httpx
 import numpy as np
 from redis import Redis
 
-from bench.common import emit, percentile, print_json, print_table
+from bench.common import delete_redis_prefix, emit, percentile, print_json, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = (
@@ -79,14 +79,6 @@ def seed_profiles(settings: Any, item_ids: list[str], vectors: Any, users: int, 
         ]
         pipe.rpush(settings.redis_key(RECENT_KIND, f"u{n}"), *(json.dumps(r) for r in recent))
     pipe.execute()
-    redis.close()
-
-
-def cleanup(settings: Any) -> None:
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
-    keys = list(redis.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000))
-    for start in range(0, len(keys), 1000):
-        redis.delete(*keys[start : start + 1000])
     redis.close()
 
 
@@ -250,7 +242,7 @@ def main() -> None:
                 server.terminate()
                 server.wait(timeout=30)
     finally:
-        cleanup(settings)
+        delete_redis_prefix(settings)
     print_json(
         {
             "rate_per_s": args.rate,
