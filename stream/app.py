@@ -137,6 +137,11 @@ def create_app(
         topic_partitions=settings.events_partitions,
         topic_replication_factor=settings.kafka_replication_factor,
         producer_acks=-1,
+        # A batch writes a few hundred windows of a few KB each. Faust's defaults (16 KB batches,
+        # no linger) sent them as dozens of small produce requests, and the socket writes cost
+        # about a fifth of the event loop at 1,000 events/s (py-spy); fewer, larger requests.
+        producer_linger=PRODUCER_LINGER_S,
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         # Failover time after a crash: the group waits this long for a dead member.
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_credentials=faust_credentials(settings),
@@ -307,6 +312,8 @@ def _serve_pages(app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerStat
 
 
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
+PRODUCER_LINGER_S = 0.005
+PRODUCER_MAX_BATCH_BYTES = 512 * 1024  # under the broker's default message.max.bytes (1 MB)
 
 
 def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> None:
