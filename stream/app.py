@@ -19,7 +19,6 @@ harmless); a crash after skips the records the stored position already covers.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -42,7 +41,8 @@ from stream.profiles import ProfileComputer, Timings
 from stream.reco_store import RecoStore, popularity_increment
 from stream.settings import Settings
 from stream.sinks import EventSink
-from stream.window import Window, WindowChange, WindowConfig, apply_events, window_from_json, window_to_json
+from stream.window import Window, WindowChange, WindowConfig, apply_events
+from stream.window_cache import WindowCache
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ def create_app(
     limits = EventLimits.from_settings(settings)
     window_config = WindowConfig.from_settings(settings)
     metrics = WorkerMetrics()
+    window_cache = WindowCache(settings.window_cache_users)
 
     loaded: list[WorkerState] = []
     _serve_pages(app, metrics, loaded)
@@ -201,9 +202,9 @@ def create_app(
         await send_dead_letters(dead_letter_topic, decoded, metrics)
         users = {event.user_id for event in decoded.events}
         current = {
-            u: window_from_json(json.loads(raw))
+            u: window_cache.decode(key, raw)
             for u in users
-            if (raw := windows.get(u.encode())) is not None
+            if (raw := windows.get(key := u.encode())) is not None
         }
         new_windows, outcome = apply_batch(
             current, decoded.events, window_config, settings.popularity_half_life_s * 1000
@@ -220,7 +221,7 @@ def create_app(
         # Windows are stored only after Redis has the batch. The other way round, a crash between
         # the changelog write and the Redis write would restore windows that already hold the
         # batch: its replay would be all duplicates, and those users' Redis entries would stay stale.
-        store_windows(windows, new_windows, current, batch)
+        store_windows(windows, window_cache, new_windows, current, batch)
         metrics.consumer_lag.set(_lag(app, batch))
         _observe(
             metrics,
@@ -337,6 +338,7 @@ def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> Non
 
 def store_windows(
     table: Any,
+    cache: WindowCache,
     new_windows: dict[str, Window],
     current: dict[str, Window],
     batch: Sequence[EventT[bytes]],
@@ -347,7 +349,7 @@ def store_windows(
         if window != current.get(user_id, Window()):
             key = user_id.encode()
             with acting_for(event_by_key[key]):
-                table[key] = json.dumps(window_to_json(window), separators=(",", ":")).encode()
+                table[key] = cache.encode(key, window)
 
 
 def _lag(app: faust.App, batch: Sequence[EventT[bytes]]) -> int:

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
 
     # --- Windows and ranking ----------------------------------------------------------------
     window_max_events: int = Field(50, ge=1, le=10_000, description="Events kept per user window.")
+    window_cache_users: int = Field(
+        20_000,
+        ge=0,
+        le=10_000_000,
+        description="Decoded windows a worker keeps in memory (0: none); about 10 KB each at 50 events.",
+    )
     window_max_age_s: int = Field(
         30 * 24 * 3600, ge=1, description="Events older than this (event time) leave the window."
     )

@@ -183,14 +183,17 @@ def window_to_json(window: Window) -> dict[str, object]:
     }
 
 
+_EVENT_TYPES = {t.value: t for t in EventType}  # a dict lookup; Enum's __call__ is slow per event
+
+
 def window_from_json(document: Mapping[str, object]) -> Window:
     rows = document.get("e") or []
     forgotten = document.get("f")
     assert isinstance(rows, list)
+    types = _EVENT_TYPES
     return Window(
         events=tuple(
-            WindowEvent(str(eid), EventType(kind), int(ts), item, query)
-            for eid, kind, ts, item, query in rows
+            WindowEvent(str(eid), types[kind], int(ts), item, query) for eid, kind, ts, item, query in rows
         ),
         forgotten_ts_ms=int(forgotten) if isinstance(forgotten, int) else None,
     )

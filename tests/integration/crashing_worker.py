@@ -36,9 +36,11 @@ class CrashingStore(RecoStore):
         self._inner = inner
         self._app = app
         self._mode = mode
-        self._skipped = False
+        self._armed = False
         self._events_topic = events_topic
         self._skip = skip
+        if mode == "skip":
+            self._drop_fetched_records_once_armed()
 
     async def write(
         self,
@@ -48,7 +50,7 @@ class CrashingStore(RecoStore):
         computed_at_ms: int,
     ) -> None:
         if self._mode == "skip":
-            await self._skip_unread_records()
+            self._armed = True
             await self._inner.write(profiles, forgets, popularity, computed_at_ms)
             return
         await self._app.producer.flush()
@@ -56,17 +58,21 @@ class CrashingStore(RecoStore):
             raise RuntimeError("injected failure inside the Redis write")
         os.kill(os.getpid(), signal.SIGKILL)
 
-    async def _skip_unread_records(self) -> None:
-        if self._skipped:
-            return
-        self._skipped = True
+    def _drop_fetched_records_once_armed(self) -> None:
+        # Wrapped before the first fetch: a fetch that is already waiting when the drops are armed
+        # (a long poll) returns its records through the filter too.
         consumer: Any = self._app.consumer
         fetch = consumer._getmany  # looked up on every fetch, unlike getmany
         dropped: dict[Any, set[int]] = defaultdict(set)
 
         def keep(tp: Any, record: Any) -> bool:
             seen = dropped[tp]
-            if tp.topic == self._events_topic and len(seen) < self._skip and record.offset not in seen:
+            if (
+                self._armed
+                and tp.topic == self._events_topic
+                and len(seen) < self._skip
+                and record.offset not in seen
+            ):
                 seen.add(record.offset)
                 return False
             return True
