@@ -255,9 +255,11 @@ def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
 @click.argument("dataset_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option(
     "--task",
-    type=click.Choice(["search"]),
-    required=True,
-    help="What to evaluate: search = query-only against personalised search, with a blend-weight sweep.",
+    type=click.Choice(["recommend", "search"]),
+    default="recommend",
+    show_default=True,
+    help="recommend = full-ranking next-item HR/NDCG/MRR of baselines and encoders; search = "
+    "query-only against personalised search, with a blend-weight sweep.",
 )
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N rows.")
@@ -270,6 +272,26 @@ def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
     help="Folder for the JSON and markdown report and the plot.",
 )
 @click.option("--variant", default=None, help="Encoder variant [default: the model folder's default].")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="recommend: an exported fine-tuned model folder to evaluate beside the zero-shot one "
+    "(PROFILESTREAM_MODEL_DIR); repeat for several.",
+)
+@click.option(
+    "--no-zero-shot",
+    is_flag=True,
+    help="recommend: leave out the zero-shot encoder (saves encoding its catalogue and profiles).",
+)
+@click.option(
+    "--hybrid-weight",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="recommend: share of the text vector in the hybrid user vector "
+    "[default: PROFILESTREAM_HYBRID_TEXT_WEIGHT].",
+)
 @click.pass_context
 @_friendly_errors
 def evaluate_command(
@@ -280,16 +302,41 @@ def evaluate_command(
     limit: int | None,
     out_dir: Path,
     variant: str | None,
+    models: tuple[Path, ...],
+    no_zero_shot: bool,
+    hybrid_weight: float | None,
 ) -> None:
-    """Offline evaluation on an amazon-office style DATASET_DIR (items.json, test.csv)."""
+    """Offline evaluation on an amazon-office style DATASET_DIR (items.json, valid.csv, test.csv)."""
     from models.encoder import load_encoder, options_from_settings
-    from models.search_eval import run_search_eval, write_report
-    from stream.search import SearchConfig
     from stream.window import WindowConfig
 
     settings = _settings(ctx)
     encoder = load_encoder(settings.model_dir, options_from_settings(settings), variant)
-    if task == "search":
+    if task == "recommend":
+        from models.rec_eval import run_rec_eval
+        from models.rec_eval import write_report as write_rec_report
+
+        encoders: list[tuple[str, Any]] = [] if no_zero_shot else [("zero-shot", encoder)]
+        for model_dir in models:
+            label = "fine-tuned" if len(models) == 1 else f"fine-tuned {model_dir.name}"
+            encoders.append((label, load_encoder(model_dir, options_from_settings(settings), variant)))
+        rec_report = run_rec_eval(
+            dataset_dir,
+            encoders,
+            window=WindowConfig.from_settings(settings),
+            split=split,
+            limit=limit,
+            hybrid_weight=settings.hybrid_text_weight if hybrid_weight is None else hybrid_weight,
+            # As the worker's ProfileConfig: the encoder truncates to its token limit.
+            max_profile_chars=settings.encoder_max_length * 8,
+            batch_size=settings.encoder_batch_size,
+        )
+        paths = write_rec_report(rec_report, out_dir)
+        click.echo(rec_report.to_markdown())
+    else:
+        from models.search_eval import run_search_eval, write_report
+        from stream.search import SearchConfig
+
         report = run_search_eval(
             dataset_dir,
             encoder,
@@ -301,7 +348,105 @@ def evaluate_command(
         )
         paths = write_report(report, out_dir)
         click.echo(report.to_markdown())
-        click.echo("wrote " + ", ".join(str(path) for path in paths))
+    click.echo("wrote " + ", ".join(str(path) for path in paths))
+
+
+@main.command("train")
+@click.argument("dataset_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for the fine-tuned checkpoint (then: profilestream export --source OUT).",
+)
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="HF BERT checkpoint folder to start from [default: the packaged all-MiniLM-L6-v2].",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0.0), default=1e-4, show_default=True)
+@click.option("--warmup-ratio", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=1e-4), default=0.05, show_default=True)
+@click.option("--user-max-length", type=click.IntRange(8, 512), default=64, show_default=True)
+@click.option("--item-max-length", type=click.IntRange(8, 512), default=64, show_default=True)
+@click.option("--hard-negatives", is_flag=True, help="Add one item of the target's brand per example.")
+@click.option("--seed", type=int, default=13, show_default=True)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Steps between checkpoints in OUT/checkpoint (0: only the final one).",
+)
+@click.option(
+    "--split",
+    "eval_split",
+    type=click.Choice(["test", "valid"]),
+    default="test",
+    show_default=True,
+    help="The split to be evaluated later: its targets are kept out of training.",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.pass_context
+@_friendly_errors
+def train_command(
+    ctx: click.Context,
+    dataset_dir: Path,
+    out_dir: Path,
+    source: Path | None,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    warmup_ratio: float,
+    temperature: float,
+    user_max_length: int,
+    item_max_length: int,
+    hard_negatives: bool,
+    seed: int,
+    checkpoint_every: int,
+    eval_split: str,
+    device: str,
+    threads: int | None,
+) -> None:
+    """Fine-tune the shared two-tower encoder (InfoNCE) on DATASET_DIR's allowed next-item pairs."""
+    from export.onnx_export import default_source
+    from models.rec_data import load_dataset
+    from models.train import TrainConfig, train
+    from stream.window import WindowConfig
+
+    config = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_ratio=warmup_ratio,
+        temperature=temperature,
+        user_max_length=user_max_length,
+        item_max_length=item_max_length,
+        hard_negatives=hard_negatives,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        eval_split=eval_split,
+        device=device,
+        threads=threads,
+    )
+    result = train(
+        load_dataset(dataset_dir),
+        source or default_source(),
+        out_dir,
+        config,
+        WindowConfig.from_settings(_settings(ctx)),
+    )
+    first, last = result.first_last_loss()
+    click.echo(
+        f"trained {result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
+        f"({result.device}, {result.threads} threads): loss {first:.3f} -> {last:.3f}"
+    )
+    click.echo(f"next: profilestream export --source {out_dir} --out MODEL_DIR --variant fp32")
 
 
 @main.command("sample-catalogue")

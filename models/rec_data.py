@@ -1,0 +1,138 @@
+"""Next-item data of an amazon-office style folder, and the split rule that keeps test targets out.
+
+A folder holds ``items.json`` and the split files ``valid.csv`` and ``test.csv`` (one next-item row
+each: ``user_id``, ``history_item_id``, a list of up to 10 earlier items, oldest first, and the
+target ``item_id``; rows sorted by the target's time, every valid target before every test one).
+
+What training and the fitted baselines may see when evaluating on ``test`` (the data README's
+protocol): the valid rows (histories and targets) and the histories inside ``test.csv``, never a
+test target. A user's later test rows carry that user's earlier test targets in their histories
+(``history of row k`` = the last 10 items before target k, which include targets 1..k-1), so only
+the history of each user's FIRST test row is used: it holds the items from before the test period
+and nothing else. Evaluating on ``valid`` follows the same rule one split earlier: only the first
+valid row's history of each user.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.catalog import CatalogItem, read_amazon_items
+from models.search_eval import EvalRow, read_rows
+from stream.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("valid", "test")
+# The data set's own history length: a pair's context never reaches further back than a row's would.
+MAX_HISTORY = 10
+
+
+@dataclass(frozen=True, slots=True)
+class UserSequence:
+    """One user's items in time order that training may see, and where they came from."""
+
+    user_id: str
+    items: tuple[str, ...]
+    source: str  # "valid rows", "first valid history", "first test history"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainPair:
+    """A next-item example: the history (oldest first) and the item that followed it."""
+
+    user_id: str
+    history: tuple[str, ...]
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    name: str
+    items: dict[str, CatalogItem]  # item id -> item, in items.json order
+    rows: dict[str, list[EvalRow]]  # split -> rows in file order
+
+
+def load_dataset(directory: Path, splits: Sequence[str] = SPLITS, limit: int | None = None) -> Dataset:
+    """Read ``items.json`` and the given split files; `limit` keeps the first rows of each split."""
+    items_path = directory / "items.json"
+    if not items_path.is_file():
+        raise SourceError(
+            f"{items_path}: missing; a next-item data folder holds items.json, valid.csv and test.csv "
+            "(the amazon-office layout, see ../shared/data/README.md)"
+        )
+    items = {item.item_id: item for item in read_amazon_items(items_path)}
+    rows = {split: read_rows(directory / f"{split}.csv", limit) for split in splits}
+    return Dataset(directory.name, items, rows)
+
+
+def _first_rows(rows: Iterable[EvalRow]) -> list[EvalRow]:
+    """Each user's earliest row (the files are sorted by target time)."""
+    seen: dict[str, EvalRow] = {}
+    for row in rows:
+        seen.setdefault(row.user_id, row)
+    return list(seen.values())
+
+
+def allowed_sequences(dataset: Dataset, eval_split: str = "test") -> list[UserSequence]:
+    """What training and fitted baselines may see when `eval_split` is the one evaluated.
+
+    ``test``: each valid user's first history followed by all of the user's valid targets, plus
+    each test user's first test history. ``valid``: only each valid user's first history.
+    """
+    if eval_split not in SPLITS:
+        raise SourceError(f"split {eval_split!r} is not one of {list(SPLITS)}")
+    sequences: list[UserSequence] = []
+    if eval_split == "test":
+        by_user: dict[str, list[EvalRow]] = {}
+        for row in dataset.rows.get("valid", []):
+            by_user.setdefault(row.user_id, []).append(row)
+        for user_id, user_rows in by_user.items():
+            items = user_rows[0].history + tuple(row.target for row in user_rows)
+            sequences.append(UserSequence(user_id, items, "valid rows"))
+    sequences.extend(
+        UserSequence(row.user_id, row.history, f"first {eval_split} history")
+        for row in _first_rows(dataset.rows.get(eval_split, []))
+        if row.history
+    )
+    return sequences
+
+
+def training_pairs(sequences: Sequence[UserSequence], max_history: int = MAX_HISTORY) -> list[TrainPair]:
+    """Every next-item pair inside the sequences (context: the up to `max_history` items before).
+
+    A valid user's sequence overlaps the same user's first test history (both end with the last
+    items before the test period), so duplicates (same user, history and target) are kept once.
+    """
+    pairs: dict[tuple[str, tuple[str, ...], str], TrainPair] = {}
+    for sequence in sequences:
+        for position in range(1, len(sequence.items)):
+            history = sequence.items[max(0, position - max_history) : position]
+            pair = TrainPair(sequence.user_id, history, sequence.items[position])
+            pairs.setdefault((pair.user_id, pair.history, pair.target), pair)
+    result = list(pairs.values())
+    log.info("%d training pairs from %d sequences", len(result), len(sequences))
+    return result
+
+
+def interactions(sequences: Iterable[UserSequence]) -> list[tuple[str, str]]:
+    """(user, item) interactions of the sequences; where a user's first test history repeats the
+    end of the same user's valid sequence, those interactions count once."""
+    counted: dict[str, list[str]] = {}
+    for sequence in sequences:
+        known = counted.setdefault(sequence.user_id, [])
+        # The first test history ends with the user's last valid items: skip the overlap.
+        overlap = _overlap(known, sequence.items)
+        known.extend(sequence.items[overlap:])
+    return [(user, item) for user, items in counted.items() for item in items]
+
+
+def _overlap(known: Sequence[str], new: Sequence[str]) -> int:
+    """Length of the longest suffix of `known` that is a prefix of `new`."""
+    for size in range(min(len(known), len(new)), 0, -1):
+        if tuple(known[-size:]) == tuple(new[:size]):
+            return size
+    return 0

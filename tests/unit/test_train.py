@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from export.onnx_export import export_model, inspect_source  # noqa: E402
+from export.tiny import write_tiny_checkpoint  # noqa: E402
+from models.encoder import EncoderOptions, load_encoder  # noqa: E402
+from models.rec_data import load_dataset  # noqa: E402
+from models.train import TRAINING_FILE, TrainConfig, info_nce, train  # noqa: E402
+from stream.errors import ConfigError  # noqa: E402
+from stream.window import WindowConfig  # noqa: E402
+from tests.unit.rec_fixtures import write_dataset  # noqa: E402
+
+
+def test_info_nce_masks_duplicates_of_the_positive() -> None:
+    users = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
+    # Row 0's positive (column 0) and column 1 hold the same item: column 1 is no negative for row 0.
+    items = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [1.0, 0.0]]), dim=1)
+    positives = torch.tensor([0, 1])
+    same = torch.tensor([[True, True], [True, True]])
+    masked = info_nce(users, items, positives, same, temperature=0.1)
+    unmasked = info_nce(users, items, positives, torch.eye(2, dtype=torch.bool), temperature=0.1)
+    assert float(masked) < float(unmasked)
+    # With all duplicates masked, each row has only its positive left: zero loss.
+    assert float(masked) == pytest.approx(0.0, abs=1e-6)
+
+
+def _config(**overrides: object) -> TrainConfig:
+    base = {
+        "steps": 150,
+        "batch_size": 8,
+        "learning_rate": 2e-3,
+        "warmup_ratio": 0.1,
+        "user_max_length": 32,
+        "item_max_length": 16,
+        "checkpoint_every": 50,
+        "device": "cpu",
+        "threads": 1,
+    }
+    base.update(overrides)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_a_tiny_training_run_lowers_the_loss_and_exports(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    source = write_tiny_checkpoint(tmp_path / "tiny")
+    out = tmp_path / "trained"
+    result = train(dataset, source, out, _config(), WindowConfig())
+    first, last = result.first_last_loss(span=15)
+    assert result.steps == 150 and len(result.losses) == 150
+    assert last < first * 0.85, (first, last)
+    assert result.device == "cpu" and result.threads == 1
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt", TRAINING_FILE):
+        assert (out / name).is_file(), name
+    assert not (out / "checkpoint").exists()  # intermediate checkpoints go once the final one is there
+    assert inspect_source(out).max_length == 32  # the training limit travels into the export
+    record = json.loads((out / TRAINING_FILE).read_text())
+    assert record["step"] == 150 and record["config"]["seed"] == 13
+    # The checkpoint is a model version the stream can load: export (parity-checked), then encode.
+    exported = export_model(out, tmp_path / "model", ["fp32"])
+    assert exported.manifests[0].parity.min_cosine is not None
+    assert exported.manifests[0].parity.min_cosine >= 0.999
+    encoder = load_encoder(tmp_path / "model", EncoderOptions(provider="cpu", intra_op_threads=1))
+    assert encoder.encode(["black pen", "office desk"]).shape == (2, 32)
+
+
+def test_the_same_seed_gives_the_same_run(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    source = write_tiny_checkpoint(tmp_path / "tiny")
+    config = _config(steps=3, checkpoint_every=0, hard_negatives=True)
+    first = train(dataset, source, tmp_path / "a", config, WindowConfig())
+    second = train(dataset, source, tmp_path / "b", config, WindowConfig())
+    assert first.losses == second.losses
+
+
+def test_in_batch_negatives_need_a_batch(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    with pytest.raises(ConfigError, match="batch-size"):
+        train(dataset, tmp_path, tmp_path / "out", _config(batch_size=1), WindowConfig())
+
+
+def test_train_export_evaluate_through_the_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from stream.cli import main
+
+    data = write_dataset(tmp_path / "data")
+    source = write_tiny_checkpoint(tmp_path / "tiny")
+    runner = CliRunner()
+    env = {"PROFILESTREAM_ENCODER_PROVIDER": "cpu", "PROFILESTREAM_ENCODER_INTRA_OP_THREADS": "1"}
+    args = ["train", str(data), "--out", str(tmp_path / "ckpt"), "--source", str(source), "--steps", "4"]
+    args += ["--batch-size", "4", "--device", "cpu", "--threads", "1", "--user-max-length", "24"]
+    trained = runner.invoke(
+        main,
+        args,
+        env=env,
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "trained 4 steps" in trained.output
+    for name, ckpt in (("zero", source), ("tuned", tmp_path / "ckpt")):
+        exported = runner.invoke(
+            main,
+            ["export", "--source", str(ckpt), "--out", str(tmp_path / name), "--variant", "fp32"],
+            env=env,
+        )
+        assert exported.exit_code == 0, exported.output
+    out = tmp_path / "eval"
+    evaluated = runner.invoke(
+        main,
+        ["evaluate", str(data), "--model", str(tmp_path / "tuned"), "--out", str(out)],
+        env={**env, "PROFILESTREAM_MODEL_DIR": str(tmp_path / "zero")},
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "| fine-tuned: text |" in evaluated.output and "| zero-shot: last item |" in evaluated.output
+    assert {p.name for p in out.iterdir()} == {"rec_eval.json", "rec_eval.md", "rec_eval.png"}
