@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     kafka_session_timeout_s: int = Field(
         15, ge=6, le=300, description="A worker that stops heartbeating loses its partitions after this."
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=30_000,
+        description="Longest a worker's fetch waits at the broker for partitions with no new records.",
+    )
     consumer_group: str = Field(
         "profilestream", description="Faust app id = Kafka consumer group shared by all workers."
     )
