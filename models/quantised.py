@@ -34,6 +34,9 @@ USER_ZERO_POINT = 128
 # Relative error of onnxruntime turning an exact int32 sum into a float: a few roundings (scale
 # products, int to float); 2**-20 is 16 unit roundoffs, far more than they can add up to.
 _DEQUANT_REL = 2.0**-20
+# The same float roundings can underflow when a result is subnormal, each losing up to half of
+# the smallest float32 subnormal (2**-149); four whole steps cover them.
+_DEQUANT_UNDERFLOW = 4 * 2.0**-149
 # The bound is computed in float64 from float32 data; widen it so its own rounding cannot matter.
 _BOUND_SLACK = 1.0 + 1e-9
 _PREPARE_ROWS = 4096
@@ -79,11 +82,13 @@ class QuantisedItems:
         eligible: NDArray[np.bool_] | None = None,
         *,
         exact_error: float,
+        exact_underflow: float,
     ) -> ApproximateScores:
         """Approximate scores of `users` against every item; items not `eligible` score -inf.
 
-        `exact_error` bounds |exact - true score| / (||q|| * max ||x||) for the caller's own
-        "exact" score function, so that the bound relates the approximation to it.
+        The caller's own "exact" score function is within
+        ``exact_error * ||q|| * max ||x|| + exact_underflow`` of the true score; the bound relates
+        the approximation to that function.
         """
         if users.ndim != 2 or users.shape[1] != self.dim:
             raise ValueError(f"users {users.shape} must be 2-D with width {self.dim}")
@@ -107,6 +112,7 @@ class QuantisedItems:
         # In row units: ||q - q̂|| * ||x|| and the exact score's own error, plus onnxruntime's
         # rounding of codes · x̂; ||q̂|| / unit is the codes' norm, so that term's slope is it.
         offset = (user_error + exact_error * user_norm) * self.max_norm / unit
+        offset += (exact_underflow + _DEQUANT_UNDERFLOW) / unit
         offset += _DEQUANT_REL * code_norm * self.max_code_norm
         return ApproximateScores(
             scores=scores,

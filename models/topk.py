@@ -32,6 +32,9 @@ Ranked = list[tuple[str, float]]
 # needs no second copy of the matrix.
 QUANTISE_MIN_ITEMS = 10_000
 _U = 2.0**-24  # unit roundoff of float32
+# Smallest float32 subnormal: a product that underflows is off by up to half of it, an error no
+# relative bound covers (Higham's model fl(x*y) = xy(1 + d) + e, |e| <= 2**-150).
+_SUBNORMAL = 2.0**-149
 _PAIRS_PER_CHUNK = 4096  # bounds the temporaries of `exact_scores`
 _NEVER = 2**62
 # The int8 path's floor comes from each user's k best blocks of 32 items; with fewer blocks than
@@ -200,15 +203,26 @@ def _gamma(dim: int) -> float:
     return dim * _U / (1 - dim * _U)
 
 
+def _underflow(dim: int) -> float:
+    """Absolute error a float32 dot product of length `dim` can add by gradual underflow.
+
+    Each of the `dim` products may lose up to half a subnormal step, and the sum carries those
+    losses along with at most a (1 + gamma) factor; one whole step per product covers both.
+    Negligible for real embeddings, but it keeps the bounds true for vectors near 1e-38.
+    """
+    return dim * _SUBNORMAL
+
+
 def _blas_margin(users: NDArray[np.float32], max_norm: float) -> NDArray[np.float64]:
     """Per user, how far below the k-th best BLAS score an exact top-k item can score.
 
-    With S = ||q|| * max ||x||, BLAS and `exact_scores` are each within gamma * S of the true
-    score. At least k items have BLAS scores >= the k-th best f_k, so the exact k-th best is at
-    least f_k - 2 gamma S, and an item reaching that has a BLAS score >= f_k - 4 gamma S.
+    With S = ||q|| * max ||x|| and E = gamma * S + underflow, BLAS and `exact_scores` are each
+    within E of the true score. At least k items have BLAS scores >= the k-th best f_k, so the
+    exact k-th best is at least f_k - 2E, and an item reaching that has a BLAS score >= f_k - 4E.
     """
+    dim = users.shape[1]
     scale = np.linalg.norm(users.astype(np.float64), axis=1) * max_norm
-    margin: NDArray[np.float64] = 4 * _gamma(users.shape[1]) * scale * (1 + 1e-6)
+    margin: NDArray[np.float64] = 4 * (_gamma(dim) * scale + _underflow(dim)) * (1 + 1e-6)
     return margin
 
 
@@ -258,7 +272,8 @@ def _quantised_candidates(
     Scores y are in the row units of `ApproximateScores`: an item's exact score lies within
     ``unit * (offset + slope * residual_i)`` of ``unit * y_i``.
     """
-    approx = quantised.score(users, in_stock, exact_error=_gamma(users.shape[1]))
+    dim = users.shape[1]
+    approx = quantised.score(users, in_stock, exact_error=_gamma(dim), exact_underflow=_underflow(dim))
     scores = approx.scores
     scores[excluded] = -np.inf
     n_users, padded = scores.shape

@@ -1,4 +1,4 @@
-"""A real worker that fails inside its first Redis write, after flushing Kafka.
+"""A real worker with a fault injected at its first Redis write (a crash, or records dropped).
 
 ``kill`` (the default) SIGKILLs the process; ``raise`` raises an unexpected error instead, which
 the worker must turn into an exit without committing the batch. ``skip N`` fails nothing: from its
