@@ -255,11 +255,13 @@ def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
 @click.argument("dataset_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option(
     "--task",
-    type=click.Choice(["recommend", "search"]),
+    type=click.Choice(["recommend", "search", "online"]),
     default="recommend",
     show_default=True,
     help="recommend = full-ranking next-item HR/NDCG/MRR of baselines and encoders; search = "
-    "query-only against personalised search, with a blend-weight sweep.",
+    "query-only against personalised search, with a blend-weight sweep; online = the histories "
+    "through a real worker and Redis (needs Kafka and Redis), scored from Redis and compared with "
+    "the offline recomputation (exit code 1 if they differ).",
 )
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N rows.")
@@ -311,6 +313,19 @@ def evaluate_command(
     from stream.window import WindowConfig
 
     settings = _settings(ctx)
+    if task == "online":
+        from models.online_eval import run_online_eval
+        from models.online_eval import write_report as write_online_report
+
+        online = run_online_eval(
+            settings, dataset_dir, out_dir / "online-work", os.environ, split=split, limit=limit
+        )
+        paths = write_online_report(online, out_dir)
+        click.echo(online.to_markdown())
+        click.echo("wrote " + ", ".join(str(path) for path in paths))
+        if not online.equal:
+            sys.exit(1)
+        return
     encoder = load_encoder(settings.model_dir, options_from_settings(settings), variant)
     if task == "recommend":
         from models.rec_eval import run_rec_eval

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from redis import Redis
 
 from models.encoder import load_encoder, options_from_settings
+from stream.drain import end_offsets, stored_positions
 from stream.events import Event
 from stream.offline import offline_payloads
 from stream.profiles import ProfileComputer, ProfileConfig
@@ -106,43 +106,18 @@ def events_processed(settings: Settings) -> float:
     return 0.0
 
 
-def stored_positions(settings: Settings) -> dict[int, int]:
-    """The next offset to process per events partition, as the worker on `settings.worker_web_port`
-    has stored it with the windows (its ``profilestream_position`` gauge)."""
-    url = f"http://127.0.0.1:{settings.worker_web_port}/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    return {
-        int(sample.split('partition="')[1].split('"')[0]): int(float(sample.split()[-1]))
-        for sample in text.splitlines()
-        if sample.startswith("profilestream_position{")
-    }
-
-
 def assert_every_record_processed(settings: Settings, worker: subprocess.Popen[bytes], log: Path) -> None:
     """Every events partition's stored position reaches the end of the partition.
 
     Positions only advance over a contiguous run of records (`stream.offsets`), so this proves
     that no record was skipped, including old events that capped windows would no longer show.
     """
-    ends = end_offsets(settings.kafka_servers, settings.events_topic)
+    ends = end_offsets(settings)
     deadline = time.monotonic() + CONVERGE_TIMEOUT_S
-    while (positions := stored_positions(settings)) != ends:
+    while (positions := stored_positions(settings.worker_web_port)) != ends:
         if worker.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"stored positions {positions} != partition ends {ends}\n{log.read_text()[-2500:]}")
         time.sleep(1.0)
-
-
-def end_offsets(servers: list[str], topic: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=servers)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
-    finally:
-        consumer.close()
 
 
 def wait_processed(settings: Settings, count: int, worker: subprocess.Popen[bytes]) -> None:
