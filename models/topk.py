@@ -273,34 +273,39 @@ def _quantised_candidates(
     ``unit * (offset + slope * residual_i)`` of ``unit * y_i``.
     """
     dim = users.shape[1]
-    approx = quantised.score(users, in_stock, exact_error=_gamma(dim), exact_underflow=_underflow(dim))
-    scores = approx.scores
-    scores[excluded] = -np.inf
-    n_users, padded = scores.shape
-    n_blocks = padded // BLOCK
-    # Block b holds items b, b + n_blocks, b + 2 * n_blocks, ...: a strided view whose maximum
-    # over axis 1 is one cheap pass over the scores.
-    blocks = scores.reshape(n_users, BLOCK, n_blocks)
-    block_max = blocks.max(axis=1)
-    # Seeds: the best item of each of a user's k best blocks, k distinct eligible items whose
-    # exact scores bound the exact k-th best from below.
+    n_users = users.shape[0]
+    n_blocks = quantised.padded // BLOCK
+    seeds = min(k, n_blocks)
+    approx = quantised.score(
+        users, in_stock, exact_error=_gamma(dim), exact_underflow=_underflow(dim), seeds=seeds
+    )
+    # Block b holds items b, b + n_blocks, b + 2 * n_blocks, ...: a strided view. Block maxima and
+    # each user's best blocks come from the session, before the exclusions: a block that loses its
+    # best item to an exclusion still passes the block test below, and its items are then tested
+    # one by one against their excluded scores, so nothing is missed and the work barely grows.
+    blocks = approx.scores.reshape(n_users, BLOCK, n_blocks)
+    approx.scores[excluded] = -np.inf
+    # Seeds: the best remaining item of each of a user's k best blocks, k distinct eligible items
+    # whose exact scores bound the exact k-th best from below.
     floor = np.full(n_users, -np.inf)
+    seed_keys = np.empty(0, dtype=np.intp)
+    seed_scores = np.empty(0, dtype=np.float32)
     if k <= n_blocks:
-        seed_blocks = np.argpartition(block_max, n_blocks - k, axis=1)[:, n_blocks - k :]
         seed_users = np.repeat(np.arange(n_users), k)
-        seed_blocks = seed_blocks.ravel()
+        seed_blocks = approx.top_blocks.ravel().astype(np.intp)
         seed_values = blocks[seed_users, :, seed_blocks]
         seed_offsets = seed_values.argmax(axis=1)
         seed_items = seed_offsets * n_blocks + seed_blocks
         seed_scores = exact_scores(users, vectors, seed_users, seed_items)
+        seed_keys = seed_users * quantised.padded + seed_items
         seed_finite = seed_values[np.arange(len(seed_items)), seed_offsets] > -np.inf
-        # A user with a -inf among its k best blocks has fewer than k eligible blocks: no floor.
+        # A user with no eligible item in one of its k best blocks gets no floor (all candidates).
         lowest = np.where(seed_finite, seed_scores, -np.inf).reshape(n_users, k).min(axis=1)
         floor = lowest.astype(np.float64)
     # Row units from here on; an item may reach the floor only if y_i + e_i >= floor / unit.
     target = floor / approx.unit
     loose = _lower(target - approx.error_offset - approx.error_slope * quantised.max_residual)
-    block_users, block_ids = np.nonzero(block_max >= loose[:, None])
+    block_users, block_ids = np.nonzero(approx.block_max >= loose[:, None])
     values = blocks[block_users, :, block_ids]
     hits, offsets = np.nonzero(values >= loose[block_users][:, None])
     pair_users = block_users[hits]
@@ -310,7 +315,34 @@ def _quantised_candidates(
     reach += approx.error_slope[pair_users] * quantised.residuals[pair_items]
     keep = reach >= target[pair_users]
     pair_users, pair_items = pair_users[keep], pair_items[keep]
-    return pair_users, pair_items, exact_scores(users, vectors, pair_users, pair_items)
+    scores = _scores_reusing(
+        users, vectors, (pair_users, pair_items), known=(seed_keys, seed_scores), stride=quantised.padded
+    )
+    return pair_users, pair_items, scores
+
+
+def _scores_reusing(
+    users: NDArray[np.float32],
+    vectors: NDArray[np.float32],
+    pairs: tuple[NDArray[np.intp], NDArray[np.intp]],
+    *,
+    known: tuple[NDArray[np.intp], NDArray[np.float32]],
+    stride: int,
+) -> NDArray[np.float32]:
+    """`exact_scores` of the (user, item) pairs, taking those already scored from `known` (keys
+    user * stride + item, and their scores): a third of the candidates are usually the seeds."""
+    pair_users, pair_items = pairs
+    known_keys, known_scores = known
+    scores = np.empty(len(pair_users), dtype=np.float32)
+    order = np.argsort(known_keys)
+    sorted_keys = known_keys[order]
+    keys = pair_users * stride + pair_items
+    at = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
+    found = sorted_keys[at] == keys if len(sorted_keys) else np.zeros(len(keys), dtype=bool)
+    scores[found] = known_scores[order][at[found]]
+    fresh = ~found
+    scores[fresh] = exact_scores(users, vectors, pair_users[fresh], pair_items[fresh])
+    return scores
 
 
 def _rank(

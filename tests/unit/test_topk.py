@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-from models.quantised import quantise_items
+from models.quantised import BLOCK, quantise_items
 from models.topk import (
     _exclusion_pairs,
     _gamma,
@@ -200,6 +200,25 @@ def test_the_int8_error_bound_holds(items: NDArray[np.float32], n_users: int, us
     bound = unit * (approx.error_offset[:, None] + approx.error_slope[:, None] * quantised.residuals[None, :])
     assert (error <= bound).all()
     assert (approx.scores[:, n_items:] == -np.inf).all()  # padding never competes
+    blocks = approx.scores.reshape(n_users, BLOCK, -1)
+    assert np.array_equal(approx.block_max, blocks.max(axis=1))
+
+
+def test_a_stock_mask_changed_in_place_changes_the_next_scores() -> None:
+    rng = np.random.default_rng(3)
+    items = rng.standard_normal((200, 8)).astype(np.float32)
+    users = rng.standard_normal((2, 8)).astype(np.float32)
+    quantised = quantise_items(items)
+    error, underflow = _gamma(8), _underflow(8)
+    in_stock = np.ones(200, dtype=bool)
+    first = quantised.score(users, in_stock, exact_error=error, exact_underflow=underflow).scores
+    in_stock[::2] = False  # the same array, changed in place
+    second = quantised.score(users, in_stock, exact_error=error, exact_underflow=underflow).scores
+    assert np.isfinite(first[:, :200]).all()
+    assert (second[:, :200:2] == -np.inf).all()
+    assert np.array_equal(second[:, 1:200:2], first[:, 1:200:2])
+    unmasked = quantised.score(users, None, exact_error=error, exact_underflow=underflow).scores
+    assert np.isfinite(unmasked[:, :200]).all()
 
 
 def test_quantised_path_prunes_and_still_matches_on_a_large_catalogue() -> None:
