@@ -381,9 +381,10 @@ def evaluate_command(
     default=None,
     help="HF BERT checkpoint folder to start from [default: the packaged all-MiniLM-L6-v2].",
 )
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
+# Defaults as in models.train.TrainConfig (not imported here: it brings torch).
+@click.option("--steps", type=click.IntRange(min=1), default=900, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0.0), default=1e-4, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0.0), default=2e-4, show_default=True)
 @click.option("--warmup-ratio", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=1e-4), default=0.05, show_default=True)
 @click.option("--user-max-length", type=click.IntRange(8, 512), default=64, show_default=True)

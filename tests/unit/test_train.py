@@ -119,3 +119,14 @@ def test_train_export_evaluate_through_the_cli(tmp_path: Path) -> None:
     assert evaluated.exit_code == 0, evaluated.output
     assert "| fine-tuned: text |" in evaluated.output and "| zero-shot: last item |" in evaluated.output
     assert {p.name for p in out.iterdir()} == {"rec_eval.json", "rec_eval.md", "rec_eval.png"}
+
+
+def test_the_cli_defaults_are_the_training_configs() -> None:
+    from stream.cli import main
+
+    command = main.commands["train"]
+    defaults = {p.name: p.default for p in command.params}
+    config = TrainConfig()
+    assert defaults["steps"] == config.steps
+    assert defaults["learning_rate"] == config.learning_rate
+    assert defaults["batch_size"] == config.batch_size
