@@ -78,7 +78,7 @@ class QuantisedItems:
     threads: int
     session: Any  # onnxruntime.InferenceSession; not typed upstream
     # The last eligibility mask and its 0/-inf bias: the worker passes the same stock mask with
-    # every batch, and rebuilding the bias cost a tenth of the call at 100k items.
+    # every batch, and rebuilding the bias cost a twentieth of a top-K call at 100k items.
     _bias_cache: list[tuple[NDArray[np.bool_] | None, NDArray[np.float32]]] = field(
         default_factory=list, repr=False, compare=False
     )
