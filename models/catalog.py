@@ -1,8 +1,10 @@
 """Item catalogues: reading JSONL/CSV/Parquet (and the amazon-office benchmark format) and the one
 template that turns an item into the text the encoder sees.
 
-Columns: item_id and title are required; brand, category, description, price and in_stock are
-optional (in_stock defaults to true). Reading is I/O; `item_from_row` and `item_text` are pure.
+Columns: item_id and title are required; brand, category, description, price, in_stock and
+popularity are optional (in_stock defaults to true; popularity, a non-negative count of recent
+interactions such as purchases in the last 30 days, to 0; it feeds `stream.prior`). Reading is
+I/O; `item_from_row` and `item_text` are pure.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ast
 import csv
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,7 @@ class CatalogItem:
     description: str = ""
     price: float | None = None
     in_stock: bool = True
+    popularity: float = 0.0
 
 
 def item_text(item: CatalogItem, description_chars: int = DESCRIPTION_CHARS) -> str:
@@ -64,6 +68,7 @@ def item_from_row(row: Mapping[str, Any], where: str) -> CatalogItem:
         description=_text(row.get("description")),
         price=_price(row.get("price"), where),
         in_stock=_flag(row.get("in_stock"), where),
+        popularity=_popularity(row.get("popularity"), where),
     )
 
 
@@ -80,6 +85,23 @@ def _price(value: Any, where: str) -> float | None:
         raise CatalogError(
             f"{where}: price {value!r} is not a number; use e.g. 12.5 or leave it empty"
         ) from exc
+
+
+def _popularity(value: Any, where: str) -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 0.0
+    try:
+        count = float(value)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"{where}: popularity {value!r} is not a number; use a count of recent interactions such as "
+            "42, or leave it empty"
+        ) from exc
+    if not math.isfinite(count) or count < 0:
+        raise CatalogError(
+            f"{where}: popularity {value!r} must be a finite count >= 0; fix or leave it empty"
+        )
+    return count
 
 
 def _flag(value: Any, where: str) -> bool:

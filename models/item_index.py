@@ -1,8 +1,10 @@
-"""The item index: one L2-normalised embedding per catalogue item, plus ids and the in-stock mask.
+"""The item index: one L2-normalised embedding per catalogue item, plus ids, the in-stock mask and
+each item's popularity (the catalogue's count, for `stream.prior`).
 
-Updates never need a full rebuild: `upsert` re-encodes only items whose text hash changed (a stock
-or price change alone re-encodes nothing) and `remove` drops rows. On disk an index is a generation
-folder (embeddings.npy, in_stock.npy, items.json) named by ``manifest.json``; a save writes a new
+Updates never need a full rebuild: `upsert` re-encodes only items whose text hash changed (a stock,
+price or popularity change alone re-encodes nothing) and `remove` drops rows. On disk an index is a
+generation folder (embeddings.npy, in_stock.npy, popularity.npy, items.json) named by
+``manifest.json``; a save writes a new
 generation and then replaces the manifest atomically, so readers never see a half-written index.
 The manifest records the encoder's `model_version`; loading with another encoder is an error.
 """
@@ -14,7 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,14 @@ class ItemIndex:
     text_hashes: tuple[str, ...]
     encoder_version: str
     dim: int
+    popularity: NDArray[np.float32] = field(default_factory=lambda: np.empty(0, dtype=np.float32))
+
+    def __post_init__(self) -> None:
+        # Indexes saved before popularity existed, and callers that do not care: no prior.
+        if len(self.popularity) != len(self.ids):
+            if len(self.popularity):
+                raise ValueError(f"{len(self.popularity)} popularity values for {len(self.ids)} items")
+            object.__setattr__(self, "popularity", np.zeros(len(self.ids), dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -91,6 +101,7 @@ def upsert(
     positions = index.positions()
     latest = {item.item_id: item for item in items}
     in_stock = index.in_stock.copy()
+    popularity = index.popularity.copy()
     hashes = list(index.text_hashes)
     to_encode: list[tuple[str, str, str]] = []  # (item_id, text, hash)
     unchanged = 0
@@ -100,6 +111,7 @@ def upsert(
         row = positions.get(item_id)
         if row is not None:
             in_stock[row] = item.in_stock
+            popularity[row] = item.popularity
             if hashes[row] == digest:
                 unchanged += 1
                 continue
@@ -121,6 +133,9 @@ def upsert(
         text_hashes=tuple(hashes) + tuple(to_encode[n][2] for n in new_rows),
         encoder_version=index.encoder_version,
         dim=index.dim,
+        popularity=np.concatenate(
+            [popularity, [latest[to_encode[n][0]].popularity for n in new_rows]]
+        ).astype(np.float32),
     )
     return result, UpsertStats(added=len(new_rows), updated=len(updated_rows), unchanged=unchanged)
 
@@ -140,6 +155,7 @@ def remove(index: ItemIndex, item_ids: Iterable[str]) -> ItemIndex:
         text_hashes=tuple(index.text_hashes[row] for row in keep),
         encoder_version=index.encoder_version,
         dim=index.dim,
+        popularity=index.popularity[keep],
     )
 
 
@@ -159,6 +175,7 @@ def save_index(index: ItemIndex, index_dir: Path) -> Path:
     staging.mkdir()
     np.save(staging / "embeddings.npy", np.ascontiguousarray(index.vectors, dtype=np.float32))
     np.save(staging / "in_stock.npy", index.in_stock.astype(bool))
+    np.save(staging / "popularity.npy", index.popularity.astype(np.float32))
     items_doc = {"ids": list(index.ids), "text_hashes": list(index.text_hashes)}
     (staging / "items.json").write_text(json.dumps(items_doc), encoding="utf-8")
     staging.rename(index_dir / generation)
@@ -207,20 +224,35 @@ def load_index(index_dir: Path, encoder_version: str) -> ItemIndex:
         in_stock = np.load(folder / "in_stock.npy", allow_pickle=False)
         items_doc = json.loads((folder / "items.json").read_text(encoding="utf-8"))
         ids, hashes = tuple(items_doc["ids"]), tuple(items_doc["text_hashes"])
+        # Generations written before popularity existed have no file: every item counts 0.
+        popularity_path = folder / "popularity.npy"
+        popularity = (
+            np.load(popularity_path, allow_pickle=False)
+            if popularity_path.exists()
+            else np.zeros(count, dtype=np.float32)
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"index files in {folder} are missing or corrupt ({exc}); {_REBUILD_HINT}") from exc
     if (
         vectors.shape != (count, dim)
         or in_stock.shape != (count,)
+        or popularity.shape != (count,)
         or len(ids) != count
         or len(hashes) != count
     ):
         raise ModelError(
             f"index files in {folder} disagree with {manifest_path}: embeddings {vectors.shape}, "
-            f"in_stock {in_stock.shape}, {len(ids)} ids, expected {count} x {dim}; {_REBUILD_HINT}"
+            f"in_stock {in_stock.shape}, popularity {popularity.shape}, {len(ids)} ids, expected "
+            f"{count} x {dim}; {_REBUILD_HINT}"
         )
     return ItemIndex(
-        ids, vectors.astype(np.float32, copy=False), in_stock.astype(bool), hashes, stored_version, dim
+        ids,
+        vectors.astype(np.float32, copy=False),
+        in_stock.astype(bool),
+        hashes,
+        stored_version,
+        dim,
+        popularity.astype(np.float32, copy=False),
     )
 
 
@@ -243,6 +275,21 @@ def sync_catalog(
         raise CatalogError(
             f"catalogue {catalog_path} holds no items; refusing to empty the index {index_dir}"
         )
+    return sync_items(
+        index_dir, items, encoder, source=str(catalog_path), rebuild=rebuild, batch_size=batch_size
+    )
+
+
+def sync_items(
+    index_dir: Path,
+    items: Sequence[CatalogItem],
+    encoder: TextEncoder,
+    *,
+    source: str,
+    rebuild: bool = False,
+    batch_size: int = 256,
+) -> UpsertStats:
+    """`sync_catalog` for items already in memory; `source` names them in the log."""
     exists = index_exists(index_dir) and not rebuild
     index = load_index(index_dir, encoder.model_version) if exists else empty_index(encoder)
     index, stats = upsert(index, items, encoder, batch_size)
@@ -257,7 +304,7 @@ def sync_catalog(
     logger.info(
         "index %s from %s: %d added, %d updated, %d unchanged, %d removed",
         index_dir,
-        catalog_path,
+        source,
         stats.added,
         stats.updated,
         stats.unchanged,

@@ -303,8 +303,8 @@ def run_online_eval(
     replaced by the evaluation's settings). Needs Kafka and Redis at the configured addresses.
     """
     from models.encoder import load_encoder, options_from_settings
-    from models.item_index import sync_catalog
-    from models.rec_data import load_dataset
+    from models.item_index import sync_items
+    from models.rec_data import items_with_popularity, load_dataset
     from stream.drain import wait_drained
     from stream.producer import EventProducer
     from stream.topics import ensure_topics
@@ -316,11 +316,12 @@ def run_online_eval(
         raise SourceError(f"{dataset_dir}/{split}.csv holds no rows to evaluate; check the file")
     run = eval_settings(settings, work_dir, uuid.uuid4().hex[:8])
     encoder = load_encoder(run.model_dir, options_from_settings(run))
-    sync_catalog(
+    # Popularity as the offline evaluation counts it: allowed interactions only (every split read).
+    sync_items(
         run.index_dir,
-        dataset_dir / "items.json",
+        items_with_popularity(load_dataset(dataset_dir), split),
         encoder,
-        fmt="amazon",
+        source=f"{dataset_dir / 'items.json'} with allowed-interaction counts",
         rebuild=True,
         batch_size=run.encoder_batch_size,
     )

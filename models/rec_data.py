@@ -16,8 +16,9 @@ valid row's history of each user.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from models.catalog import CatalogItem, read_amazon_items
@@ -128,6 +129,13 @@ def interactions(sequences: Iterable[UserSequence]) -> list[tuple[str, str]]:
         overlap = _overlap(known, sequence.items)
         known.extend(sequence.items[overlap:])
     return [(user, item) for user, items in counted.items() for item in items]
+
+
+def items_with_popularity(dataset: Dataset, eval_split: str = "test") -> list[CatalogItem]:
+    """The catalogue with each item's popularity set to its count among the interactions allowed
+    when evaluating `eval_split` (the popularity baseline's counts; never a target of the split)."""
+    counts = Counter(item for _, item in interactions(allowed_sequences(dataset, eval_split)))
+    return [replace(item, popularity=float(counts[item_id])) for item_id, item in dataset.items.items()]
 
 
 def _overlap(known: Sequence[str], new: Sequence[str]) -> int:

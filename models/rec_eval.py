@@ -39,6 +39,7 @@ from models.encoder import TextEncoder
 from models.rec_data import Dataset, allowed_sequences, interactions, load_dataset
 from models.search_eval import EvalRow, history_window, ranking_metrics
 from stream.errors import SourceError
+from stream.prior import has_prior, popularity_prior
 from stream.profiles import ItemCatalogue, ProfileComputer, ProfileConfig, UserVectorMode
 from stream.window import Window, WindowConfig
 
@@ -129,6 +130,7 @@ class RecEvalReport:
     methods: tuple[MethodResult, ...]
     seconds: float
     notes: tuple[str, ...] = field(default=())
+    popularity_weight: float = 0.0  # of the "+ prior" rankings (stream.prior)
 
     def method(self, name: str) -> MethodResult:
         for method in self.methods:
@@ -146,6 +148,7 @@ class RecEvalReport:
             "unknown_targets": self.unknown_targets,
             "fit_interactions": self.fit_interactions,
             "hybrid_text_weight": self.hybrid_weight,
+            "popularity_weight": self.popularity_weight,
             "protocol": "full ranking of the whole catalogue, nothing excluded; ties by catalogue order",
             "seconds": round(self.seconds, 1),
             "methods": [m.to_dict() for m in self.methods],
@@ -165,8 +168,13 @@ class RecEvalReport:
         ]
         for m in self.methods:
             label = m.name if m.group == "baseline" else f"{m.group}: {m.name}"
-            if m.name == "hybrid":
-                label += f" (text weight {self.hybrid_weight:g})"
+            weights = []
+            if m.name.startswith("hybrid"):
+                weights.append(f"text weight {self.hybrid_weight:g}")
+            if m.name.endswith("+ prior"):
+                weights.append(f"prior weight {self.popularity_weight:g}")
+            if weights:
+                label += f" ({', '.join(weights)})"
             values = [*m.metrics.hr, *m.metrics.ndcg, m.metrics.mrr]
             lines.append(f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {m.seconds:.0f} |")
         lines.extend(f"\n{note}" for note in self.notes)
@@ -222,11 +230,15 @@ def _rank_rows(
     item_vectors: FloatArray,
     fallback: FloatArray,
     targets: IntArray,
+    *,
+    prior: FloatArray | None = None,
 ) -> IntArray:
     ranks = np.empty(len(targets), dtype=np.intp)
     for start in range(0, len(targets), SCORE_CHUNK):
         stop = min(start + SCORE_CHUNK, len(targets))
         scores = user_vectors[start:stop] @ item_vectors.T
+        if prior is not None:
+            scores += prior
         scores[~has_vector[start:stop]] = fallback
         ranks[start:stop] = target_ranks(scores, targets[start:stop])
     return ranks
@@ -246,8 +258,10 @@ def encoder_methods(
     max_profile_chars: int,
     batch_size: int,
     modes: Sequence[str] = ENCODER_MODES,
+    prior: FloatArray | None = None,
 ) -> list[MethodResult]:
-    """The stream's user vectors of each mode against the encoder's item vectors."""
+    """The stream's user vectors of each mode against the encoder's item vectors; with a `prior`
+    (`stream.prior`), each mode is ranked a second time with it, as ``<mode> + prior``."""
     started = time.perf_counter()
     catalogue = _catalogue(dataset, encoder, batch_size)
     cached = _CachedEncoder(encoder)
@@ -279,13 +293,21 @@ def encoder_methods(
                 chunk = [(str(n), windows[n]) for n in range(start, min(start + SCORE_CHUNK, len(rows)))]
                 for profile in computer.compute(chunk):
                     vectors[int(profile.user_id)], has[int(profile.user_id)] = profile.vector, True
-        ranks = _rank_rows(vectors, has, catalogue.vectors, popularity, targets)
-        # The catalogue's encoding is shared by the modes; each carries an equal share of it.
-        seconds = time.perf_counter() - mode_started + shared_s / len(modes)
-        results.append(
-            MethodResult(mode, label, encoder.model_version, summarise(ranks), seconds, int((~has).sum()))
-        )
-        log.info("%s %s: NDCG@10 %.4f", label, mode, results[-1].metrics.at(10)[1])
+        variants: list[tuple[str, FloatArray | None]] = [(mode, None)]
+        if prior is not None and has_prior(prior):
+            variants.append((f"{mode} + prior", prior))
+        for name, added in variants:
+            ranked_at = time.perf_counter()
+            ranks = _rank_rows(vectors, has, catalogue.vectors, popularity, targets, prior=added)
+            # The catalogue's encoding is shared by the modes, each carrying an equal share of it;
+            # the user vectors are shared by a mode's two rankings and counted in the first.
+            seconds = time.perf_counter() - (mode_started if added is None else ranked_at)
+            if added is None:
+                seconds += shared_s / len(modes)
+            results.append(
+                MethodResult(name, label, encoder.model_version, summarise(ranks), seconds, int((~has).sum()))
+            )
+            log.info("%s %s: NDCG@10 %.4f", label, name, results[-1].metrics.at(10)[1])
     return results
 
 
@@ -307,8 +329,13 @@ def evaluate_recommendations(
     max_profile_chars: int = 2048,
     batch_size: int = 64,
     modes: Sequence[str] = ENCODER_MODES,
+    popularity_weight: float = 0.0,
 ) -> RecEvalReport:
-    """Baselines and every encoder's user vectors on `split`, one full ranking per row and method."""
+    """Baselines and every encoder's user vectors on `split`, one full ranking per row and method.
+
+    With a `popularity_weight`, each encoder mode is also ranked with the popularity prior of
+    `stream.prior`, the popularity being the baseline's counts (allowed interactions only).
+    """
     started = time.perf_counter()
     rows = dataset.rows.get(split)
     if not rows:
@@ -353,6 +380,7 @@ def evaluate_recommendations(
                 max_profile_chars=max_profile_chars,
                 batch_size=batch_size,
                 modes=modes,
+                prior=popularity_prior(popularity, popularity_weight),
             )
         )
     return RecEvalReport(
@@ -365,6 +393,7 @@ def evaluate_recommendations(
         hybrid_weight=hybrid_weight,
         methods=tuple(methods),
         seconds=time.perf_counter() - started,
+        popularity_weight=popularity_weight,
     )
 
 
@@ -378,6 +407,7 @@ def run_rec_eval(
     hybrid_weight: float = 0.5,
     max_profile_chars: int = 2048,
     batch_size: int = 64,
+    popularity_weight: float = 0.0,
 ) -> RecEvalReport:
     """Read the folder (items.json, valid.csv, test.csv) and evaluate; `limit` keeps the first
     rows of the evaluated split only (the baselines are still fitted on everything allowed)."""
@@ -392,6 +422,7 @@ def run_rec_eval(
         hybrid_weight=hybrid_weight,
         max_profile_chars=max_profile_chars,
         batch_size=batch_size,
+        popularity_weight=popularity_weight,
     )
 
 

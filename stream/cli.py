@@ -345,6 +345,7 @@ def evaluate_command(
             # As the worker's ProfileConfig: the encoder truncates to its token limit.
             max_profile_chars=settings.encoder_max_length * 8,
             batch_size=settings.encoder_batch_size,
+            popularity_weight=settings.popularity_weight,
         )
         paths = write_rec_report(rec_report, out_dir)
         click.echo(rec_report.to_markdown())

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from models.encoder import TextEncoder
 from models.topk import PreparedItems, prepare_items, top_k
 from stream.events import EventType
+from stream.prior import has_prior, popularity_prior, ranking_matrix, widen_users
 from stream.profile_text import build_profile_text
 from stream.query_cache import QueryVectorCache
 from stream.ranking import Anchor, explain, mmr_order
@@ -48,6 +49,9 @@ class ItemCatalogue(Protocol):
     @property
     def in_stock(self) -> BoolArray: ...
 
+    @property
+    def popularity(self) -> FloatArray: ...  # per item, >= 0 (0: unknown); see stream.prior
+
     def row(self, item_id: str) -> int | None: ...
 
     def title(self, item_id: str) -> str | None: ...
@@ -77,6 +81,8 @@ class ProfileConfig:
     # window's item (and query) vectors, no encoder call per user; "hybrid": a normalised mix.
     user_vector: UserVectorMode = "items"
     text_weight: float = 0.5
+    # Weight of the popularity prior added to every recommendation score (stream.prior); 0: none.
+    popularity_weight: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProfileConfig:
@@ -88,6 +94,7 @@ class ProfileConfig:
             max_profile_chars=settings.encoder_max_length * 8,
             user_vector=settings.user_vector,
             text_weight=settings.hybrid_text_weight,
+            popularity_weight=settings.popularity_weight,
         )
 
 
@@ -131,12 +138,15 @@ class ProfileComputer:
         self.encoder = encoder
         self.catalogue = catalogue
         self.config = config
-        # The ranking form of the item matrix (int8 prefilter on large catalogues), built once.
-        self._ranking_items = (
-            catalogue.prepared
-            if isinstance(catalogue, PreparedCatalogue)
-            else prepare_items(catalogue.vectors)
-        )
+        # The ranking form of the item matrix (int8 prefilter on large catalogues), built once;
+        # widened by the popularity prior's column when there is a prior.
+        prior = popularity_prior(catalogue.popularity, config.popularity_weight)
+        if has_prior(prior):
+            self._ranking_items = prepare_items(ranking_matrix(catalogue.vectors, prior))
+        elif isinstance(catalogue, PreparedCatalogue):
+            self._ranking_items = catalogue.prepared
+        else:
+            self._ranking_items = prepare_items(catalogue.vectors)
         self._query_vectors = QueryVectorCache(encoder, QUERY_CACHE_SIZE)
 
     def profile_text(self, window: Window) -> str:
@@ -189,7 +199,7 @@ class ProfileComputer:
         pool = self.config.top_k if self.config.mmr_lambda >= 1.0 else self.config.top_k * MMR_POOL_FACTOR
         exclusions = [self._purchased_rows(window) for _, window, _ in users]
         ranked = top_k(
-            user_vectors,
+            widen_users(user_vectors, self._ranking_items.vectors.shape[1]),
             self._ranking_items,
             self.catalogue.ids,
             pool,

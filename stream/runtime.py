@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,16 @@ class IndexCatalogue:
     index: ItemIndex
     titles: dict[str, str]
     _rows: dict[str, int] = field(init=False)
-    # The ranking form of the vectors (int8 prefilter on large catalogues): built at load, once.
-    prepared: PreparedItems = field(init=False)
 
     def __post_init__(self) -> None:
         self._rows = self.index.positions()
-        self.prepared = prepare_items(self.index.vectors)
+
+    @cached_property
+    def prepared(self) -> PreparedItems:
+        """The ranking form of the bare vectors (int8 prefilter on large catalogues), built once,
+        on first use: a worker whose recommendations carry the popularity prior ranks a widened
+        matrix of its own (`stream.prior`) and never needs this one."""
+        return prepare_items(self.index.vectors)
 
     @property
     def ids(self) -> Sequence[str]:
@@ -48,6 +53,10 @@ class IndexCatalogue:
     @property
     def in_stock(self) -> npt.NDArray[np.bool_]:
         return self.index.in_stock
+
+    @property
+    def popularity(self) -> npt.NDArray[np.float32]:
+        return self.index.popularity
 
     def row(self, item_id: str) -> int | None:
         return self._rows.get(item_id)

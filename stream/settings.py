@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     hybrid_text_weight: float = Field(
         0.5, ge=0.0, le=1.0, description="Share of the text vector in the hybrid user vector."
     )
+    popularity_weight: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Recommendation score = cosine + this x ln(1 + the catalogue's popularity count); "
+            "0 = cosine only. 0.05 is the training temperature (logQ correction)."
+        ),
+    )
     mmr_lambda: float = Field(
         1.0, ge=0.0, le=1.0, description="MMR diversity: 1 = pure relevance, lower = more diverse."
     )

@@ -40,6 +40,7 @@ class BagOfWordsEncoder:
 class FakeCatalogue:
     titles: dict[str, str]
     out_of_stock: set[str] = field(default_factory=set)
+    counts: dict[str, float] = field(default_factory=dict)  # popularity; 0 for items not named
     encoder: BagOfWordsEncoder = field(default_factory=BagOfWordsEncoder)
 
     def __post_init__(self) -> None:
@@ -58,6 +59,10 @@ class FakeCatalogue:
     @property
     def in_stock(self) -> npt.NDArray[np.bool_]:
         return np.asarray([i not in self.out_of_stock for i in self._ids], dtype=bool)
+
+    @property
+    def popularity(self) -> npt.NDArray[np.float32]:
+        return np.asarray([self.counts.get(i, 0.0) for i in self._ids], dtype=np.float32)
 
     def row(self, item_id: str) -> int | None:
         return self._rows.get(item_id)

@@ -70,6 +70,22 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
     path.write_text("item_id,title,in_stock\na,Pen,maybe\n")
     with pytest.raises(CatalogError, match="in_stock 'maybe'"):
         read_catalog(path)
+    path.write_text("item_id,title,popularity\na,Pen,lots\n")
+    with pytest.raises(CatalogError, match="row 1: popularity 'lots' is not a number"):
+        read_catalog(path)
+    for bad in ("-3", "nan", "inf"):
+        path.write_text(f"item_id,title,popularity\na,Pen,{bad}\n")
+        with pytest.raises(CatalogError, match="must be a finite count >= 0"):
+            read_catalog(path)
+
+
+def test_popularity_is_an_optional_count(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,title,popularity\na,Pen,12\nb,Ink,\nc,Tape,0.5\n")
+    assert [item.popularity for item in read_catalog(path)] == [12.0, 0.0, 0.5]
+    jsonl = tmp_path / "items.jsonl"
+    jsonl.write_text('{"item_id": "a", "title": "Pen", "popularity": 3}\n{"item_id": "b", "title": "Ink"}\n')
+    assert [item.popularity for item in read_catalog(jsonl)] == [3.0, 0.0]
 
 
 def test_unknown_suffix_and_missing_file(tmp_path: Path) -> None:

@@ -105,6 +105,29 @@ def test_upsert_reencodes_only_changed_items() -> None:
     assert index.ids == ("p1", "p2", "c1", "d1", "t1")  # the old index is untouched
 
 
+def test_popularity_updates_without_reencoding_and_survives_save_remove_and_load(tmp_path: Path) -> None:
+    encoder = KeywordEncoder()
+    index = build_index(_items(), encoder)
+    assert index.popularity.tolist() == [0.0] * 5  # no counts in the catalogue: no prior
+    encoder.encoded.clear()
+    counted = [
+        CatalogItem("p2", "pen and ink set", popularity=7.0),
+        CatalogItem("n1", "Desk lamp", popularity=2),
+    ]
+    updated, stats = upsert(index, counted, encoder)
+    assert encoder.encoded == ["Desk lamp"] and stats.unchanged == 1  # a count alone re-encodes nothing
+    assert updated.popularity.tolist() == [0.0, 7.0, 0.0, 0.0, 0.0, 2.0]
+    assert remove(updated, ["p1"]).popularity.tolist() == [7.0, 0.0, 0.0, 0.0, 2.0]
+    folder = save_index(updated, tmp_path)
+    assert load_index(tmp_path, encoder.model_version).popularity.tolist() == updated.popularity.tolist()
+    # A generation saved before popularity existed loads with every count 0.
+    (folder / "popularity.npy").unlink()
+    assert load_index(tmp_path, encoder.model_version).popularity.tolist() == [0.0] * 6
+    np.save(folder / "popularity.npy", np.ones(2, dtype=np.float32))
+    with pytest.raises(ModelError, match=r"popularity \(2,\)"):
+        load_index(tmp_path, encoder.model_version)
+
+
 def test_remove_drops_items_and_ignores_unknown_ids() -> None:
     encoder = KeywordEncoder()
     index = remove(build_index(_items(), encoder), ["p2", "d1", "nope"])

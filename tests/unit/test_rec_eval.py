@@ -2,14 +2,28 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.baselines import fit_item_knn, popularity_scores
-from models.rec_data import allowed_sequences, interactions, load_dataset, training_pairs
-from models.rec_eval import K_VALUES, evaluate_recommendations, summarise, target_ranks, write_report
+from models.rec_data import (
+    allowed_sequences,
+    interactions,
+    items_with_popularity,
+    load_dataset,
+    training_pairs,
+)
+from models.rec_eval import (
+    K_VALUES,
+    _rank_rows,
+    evaluate_recommendations,
+    summarise,
+    target_ranks,
+    write_report,
+)
 from stream.errors import SourceError
 from stream.window import WindowConfig
 from tests.unit.fakes import BagOfWordsEncoder
@@ -123,6 +137,55 @@ def test_evaluation_runs_every_method_and_writes_the_report(tmp_path: Path) -> N
     assert {"hr_at_10", "ndcg_at_20", "mrr"} <= set(document["methods"][0])
     assert "| zero-shot: hybrid (text weight 0.5) |" in paths[1].read_text()
     assert paths[2].stat().st_size > 0
+
+
+def test_the_prior_ranking_adds_weight_times_log_count_to_each_mode(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    modes = ("text", "last item")
+    plain, weighted = (
+        evaluate_recommendations(
+            dataset,
+            [("zero-shot", BagOfWordsEncoder())],
+            window=WindowConfig(),
+            batch_size=16,
+            modes=modes,
+            popularity_weight=weight,
+        )
+        for weight in (0.0, 0.05)
+    )
+    assert [m.name for m in plain.methods[2:]] == ["text", "last item"]
+    assert [m.name for m in weighted.methods[2:]] == [
+        "text",
+        "text + prior",
+        "last item",
+        "last item + prior",
+    ]
+    # The bare rankings do not depend on the weight.
+    assert weighted.method("text").metrics == plain.method("text").metrics
+    # Hand-made: user 0 is item 0's direction; a prior of 1.5 on item 2 lifts it from last to first.
+    items = np.eye(3, dtype=np.float32)
+    users = np.asarray([[1.0, 0.2, 0.0]], dtype=np.float32)
+    has = np.ones(1, dtype=bool)
+    fallback = np.zeros(3, dtype=np.float32)
+    target = np.asarray([2])
+    assert _rank_rows(users, has, items, fallback, target).tolist() == [2]
+    prior = np.asarray([0.0, 0.0, 1.5], dtype=np.float32)
+    assert _rank_rows(users, has, items, fallback, target, prior=prior).tolist() == [0]
+    assert weighted.to_dict()["popularity_weight"] == 0.05
+    assert "| zero-shot: text + prior (prior weight 0.05) |" in weighted.to_markdown()
+
+
+def test_catalogue_popularity_counts_allowed_interactions_only(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    counted = {item.item_id: item.popularity for item in items_with_popularity(dataset, "test")}
+    assert list(counted) == list(dataset.items)
+    expected = Counter(item for _, item in interactions(allowed_sequences(dataset, "test")))
+    assert counted == {item_id: float(expected[item_id]) for item_id in dataset.items}
+    # A test target that appears nowhere else counts 0: targets never feed the prior.
+    only_targets = {row.target for row in dataset.rows["test"]} - {
+        item for sequence in allowed_sequences(dataset, "test") for item in sequence.items
+    }
+    assert only_targets and all(counted.get(item_id, 0.0) == 0.0 for item_id in only_targets)
 
 
 def test_a_folder_without_items_is_a_clear_error(tmp_path: Path) -> None:
