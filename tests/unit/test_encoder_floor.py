@@ -5,12 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+onnx = pytest.importorskip("onnx")
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from bench.encoder_floor import _session, matmul_floor_model, weight_matmul_shapes
-from export.onnx_export import export_model
-from export.tiny import write_tiny_checkpoint
+from bench.encoder_floor import _session, matmul_floor_model, weight_matmul_shapes  # noqa: E402
+from export.onnx_export import export_model  # noqa: E402
+from export.tiny import write_tiny_checkpoint  # noqa: E402
 
 
 def test_the_floor_holds_exactly_the_models_weight_products(tmp_path: Path) -> None:
@@ -20,7 +22,11 @@ def test_the_floor_holds_exactly_the_models_weight_products(tmp_path: Path) -> N
     # The tiny BERT (hidden 32, feed-forward 64, 2 layers): Q, K, V, attention output, and the two
     # feed-forward products per layer; the attention-score MatMuls have no weight and are left out.
     assert sorted(shapes) == sorted([(32, 32)] * 8 + [(32, 64)] * 2 + [(64, 32)] * 2)
-    floor = _session(matmul_floor_model(shapes, rows=10), threads=1)
-    feed = {f"x{k}": np.ones((10, k), dtype=np.float32) for k in (32, 64)}
-    outputs = floor.run(None, feed)
-    assert [o.shape for o in outputs] == [(10, n) for _, n in shapes]
+    model = onnx.load_from_string(matmul_floor_model(shapes, rows=10))
+    assert [node.op_type for node in model.graph.node] == ["MatMul"] * len(shapes)
+    floor = _session(model.SerializeToString(), threads=1)
+    # Chained in model order: one input, every product feeds the next, one (10 x 32) result.
+    assert [i.name for i in floor.get_inputs()] == ["x32"]
+    outputs = floor.run(None, {"x32": np.ones((10, 32), dtype=np.float32)})
+    assert [o.shape for o in outputs] == [(10, 32)]
+    assert np.isfinite(outputs[0]).all()
