@@ -119,6 +119,7 @@ class OnlineEvalReport:
     drain_s: float  # from producing the first event to every partition processed (worker start included)
     seconds: float
     notes: tuple[str, ...] = field(default=())
+    popularity_weight: float = 0.0  # the served prior (stream.prior), on allowed-interaction counts
 
     @property
     def equal(self) -> bool:
@@ -140,6 +141,7 @@ class OnlineEvalReport:
             "events": self.events,
             "user_vector": self.user_vector,
             "model_version": self.model_version,
+            "popularity_weight": self.popularity_weight,
             "protocol": "the stream's top-20 from Redis; purchased (history) items excluded",
             "online": metrics(self.online),
             "offline": metrics(self.offline),
@@ -158,7 +160,8 @@ class OnlineEvalReport:
         lines = [
             f"Online evaluation on {self.dataset} ({self.split}, {self.rows} rows, {self.events} events "
             f"through a real worker and Redis; user vector `{self.user_vector}`, model "
-            f"{self.model_version}; history items excluded, top {ONLINE_TOP_K} in Redis)",
+            f"{self.model_version}, popularity prior weight {self.popularity_weight:g}; history items "
+            f"excluded, top {ONLINE_TOP_K} in Redis)",
             "",
             "| " + " | ".join(header) + " |",
             "|---" * len(header) + "|",
@@ -367,6 +370,7 @@ def run_online_eval(
         drain_s=drain_s,
         seconds=time.perf_counter() - started,
         notes=() if keep else ("The evaluation's topics and Redis keys were removed.",),
+        popularity_weight=run.popularity_weight,
     )
     log.info("online evaluation: %s", "equal to offline" if report.equal else "DIFFERENT from offline")
     return report

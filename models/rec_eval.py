@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,11 +259,13 @@ def encoder_methods(
     batch_size: int,
     modes: Sequence[str] = ENCODER_MODES,
     prior: FloatArray | None = None,
+    item_encoder: TextEncoder | None = None,
 ) -> list[MethodResult]:
     """The stream's user vectors of each mode against the encoder's item vectors; with a `prior`
-    (`stream.prior`), each mode is ranked a second time with it, as ``<mode> + prior``."""
+    (`stream.prior`), each mode is ranked a second time with it, as ``<mode> + prior``. An
+    `item_encoder` (a separately trained item tower) encodes the catalogue instead of `encoder`."""
     started = time.perf_counter()
-    catalogue = _catalogue(dataset, encoder, batch_size)
+    catalogue = _catalogue(dataset, item_encoder or encoder, batch_size)
     cached = _CachedEncoder(encoder)
     shared_s = time.perf_counter() - started
     results: list[MethodResult] = []
@@ -330,8 +332,11 @@ def evaluate_recommendations(
     batch_size: int = 64,
     modes: Sequence[str] = ENCODER_MODES,
     popularity_weight: float = 0.0,
+    item_encoders: Mapping[str, TextEncoder] | None = None,
 ) -> RecEvalReport:
     """Baselines and every encoder's user vectors on `split`, one full ranking per row and method.
+
+    `item_encoders` maps an encoder's label to a separate item tower for it (else it encodes both).
 
     With a `popularity_weight`, each encoder mode is also ranked with the popularity prior of
     `stream.prior`, the popularity being the baseline's counts (allowed interactions only).
@@ -381,6 +386,7 @@ def evaluate_recommendations(
                 batch_size=batch_size,
                 modes=modes,
                 prior=popularity_prior(popularity, popularity_weight),
+                item_encoder=(item_encoders or {}).get(label),
             )
         )
     return RecEvalReport(
@@ -408,6 +414,7 @@ def run_rec_eval(
     max_profile_chars: int = 2048,
     batch_size: int = 64,
     popularity_weight: float = 0.0,
+    item_encoders: Mapping[str, TextEncoder] | None = None,
 ) -> RecEvalReport:
     """Read the folder (items.json, valid.csv, test.csv) and evaluate; `limit` keeps the first
     rows of the evaluated split only (the baselines are still fitted on everything allowed)."""
@@ -423,6 +430,7 @@ def run_rec_eval(
         max_profile_chars=max_profile_chars,
         batch_size=batch_size,
         popularity_weight=popularity_weight,
+        item_encoders=item_encoders,
     )
 
 

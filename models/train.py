@@ -36,7 +36,7 @@ import torch
 from tokenizers import Tokenizer
 from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed
 
-from export.onnx_export import TOKENIZER_FILES, inspect_source, load_embedder, padded_tensors
+from export.onnx_export import TOKENIZER_FILES, SourceModel, inspect_source, load_embedder, padded_tensors
 from export.wrapper import SentenceEmbedder
 from models.catalog import CatalogItem, item_text
 from models.rec_data import Dataset, TrainPair, allowed_sequences, training_pairs
@@ -48,6 +48,7 @@ from stream.window import WindowConfig
 log = logging.getLogger(__name__)
 
 TRAINING_FILE = "training.json"
+ITEM_TOWER_DIR = "item-tower"  # inside the output folder, with --separate-towers only
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,9 @@ class TrainConfig:
     user_max_length: int = 64
     item_max_length: int = 64
     hard_negatives: bool = False
+    # Two BERTs (user tower, item tower) instead of one shared: the README's measurement; the
+    # stream serves one encoder, so the default stays shared.
+    separate_towers: bool = False
     seed: int = 13
     checkpoint_every: int = 100  # steps; 0 = only the final checkpoint
     eval_split: str = "test"  # the split training must not see the targets of
@@ -208,11 +212,11 @@ def train(
     )
     # sdpa: transformers' fused attention, with dropout, for training; the export re-traces the
     # saved weights with its own attention code, and its parity check proves they agree.
-    embedder = load_embedder(model_info, "sdpa").to(device)
-    embedder.train()
-    optimiser = torch.optim.AdamW(
-        embedder.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    embedder, item_embedder = _towers(model_info, config, device)
+    parameters = list(embedder.parameters())
+    if item_embedder is not embedder:
+        parameters += list(item_embedder.parameters())
+    optimiser = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup = max(1, int(config.warmup_ratio * config.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: _schedule(step, config.steps, warmup)
@@ -231,7 +235,7 @@ def train(
             cursor += config.batch_size
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
                 loss = _batch_loss(
-                    embedder,
+                    (embedder, item_embedder),
                     examples,
                     batch=batch,
                     pad_id=model_info.pad_id,
@@ -241,7 +245,7 @@ def train(
                 )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(embedder.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimiser.step()
             scheduler.step()
             losses.append(float(loss.detach()))
@@ -252,9 +256,24 @@ def train(
                 and (step + 1) % config.checkpoint_every == 0
                 and step + 1 < config.steps
             ):
-                _save(embedder, source, out_dir / "checkpoint", config=config, losses=losses, step=step + 1)
+                _save_towers(
+                    (embedder, item_embedder),
+                    source,
+                    out_dir / "checkpoint",
+                    config=config,
+                    losses=losses,
+                    step=step + 1,
+                )
     seconds = time.perf_counter() - started
-    _save(embedder, source, out_dir, config=config, losses=losses, step=config.steps, seconds=seconds)
+    _save_towers(
+        (embedder, item_embedder),
+        source,
+        out_dir,
+        config=config,
+        losses=losses,
+        step=config.steps,
+        seconds=seconds,
+    )
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
     result = TrainResult(
         out_dir,
@@ -277,8 +296,19 @@ def train(
     return result
 
 
+def _towers(
+    model_info: SourceModel, config: TrainConfig, device: torch.device
+) -> tuple[SentenceEmbedder, SentenceEmbedder]:
+    """(user tower, item tower): the same module when shared, two copies of the start otherwise."""
+    user_tower = load_embedder(model_info, "sdpa").to(device)
+    item_tower = load_embedder(model_info, "sdpa").to(device) if config.separate_towers else user_tower
+    user_tower.train()
+    item_tower.train()
+    return user_tower, item_tower
+
+
 def _batch_loss(
-    embedder: SentenceEmbedder,
+    towers: tuple[SentenceEmbedder, SentenceEmbedder],
     examples: Examples,
     *,
     batch: np.ndarray[Any, np.dtype[np.intp]],
@@ -296,13 +326,39 @@ def _batch_loss(
                 columns.append(pool[int(rng.integers(len(pool)))])
     user_ids, user_mask = padded_tensors([examples.user_tokens[int(n)] for n in batch], pad_id)
     item_ids, item_mask = padded_tensors([examples.item_tokens[c] for c in columns], pad_id)
-    users = embedder(user_ids.to(device), user_mask.to(device)).float()
-    items = embedder(item_ids.to(device), item_mask.to(device)).float()
+    user_tower, item_tower = towers
+    users = user_tower(user_ids.to(device), user_mask.to(device)).float()
+    items = item_tower(item_ids.to(device), item_mask.to(device)).float()
     column_items = torch.tensor(columns, device=device)
     target_items = torch.tensor(targets, device=device)
     same_item = target_items[:, None] == column_items[None, :]
     positives = torch.arange(len(targets), device=device)
     return info_nce(users, items, positives, same_item, config.temperature)
+
+
+def _save_towers(
+    towers: tuple[SentenceEmbedder, SentenceEmbedder],
+    source: Path,
+    out_dir: Path,
+    *,
+    config: TrainConfig,
+    losses: Sequence[float],
+    step: int,
+    seconds: float | None = None,
+) -> None:
+    """The user tower (the only one when shared) in `out_dir`, a separate item tower inside it."""
+    user_tower, item_tower = towers
+    _save(user_tower, source, out_dir, config=config, losses=losses, step=step, seconds=seconds)
+    if item_tower is not user_tower:
+        _save(
+            item_tower,
+            source,
+            out_dir / ITEM_TOWER_DIR,
+            config=config,
+            losses=losses,
+            step=step,
+            seconds=seconds,
+        )
 
 
 def _save(

@@ -283,6 +283,13 @@ def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
     "(PROFILESTREAM_MODEL_DIR); repeat for several.",
 )
 @click.option(
+    "--item-model",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="recommend: the exported item tower of a `train --separate-towers` run; needs exactly one "
+    "--model (its user tower).",
+)
+@click.option(
     "--no-zero-shot",
     is_flag=True,
     help="recommend: leave out the zero-shot encoder (saves encoding its catalogue and profiles).",
@@ -305,6 +312,7 @@ def evaluate_command(
     out_dir: Path,
     variant: str | None,
     models: tuple[Path, ...],
+    item_model: Path | None,
     no_zero_shot: bool,
     hybrid_weight: float | None,
 ) -> None:
@@ -331,9 +339,15 @@ def evaluate_command(
         from models.rec_eval import run_rec_eval
         from models.rec_eval import write_report as write_rec_report
 
+        if item_model is not None and len(models) != 1:
+            raise click.UsageError("--item-model needs exactly one --model: the user tower it pairs with")
         encoders: list[tuple[str, Any]] = [] if no_zero_shot else [("zero-shot", encoder)]
+        item_encoders: dict[str, Any] = {}
         for model_dir in models:
             label = "fine-tuned" if len(models) == 1 else f"fine-tuned {model_dir.name}"
+            if item_model is not None:
+                label = "fine-tuned, separate towers"
+                item_encoders[label] = load_encoder(item_model, options_from_settings(settings), variant)
             encoders.append((label, load_encoder(model_dir, options_from_settings(settings), variant)))
         rec_report = run_rec_eval(
             dataset_dir,
@@ -346,6 +360,7 @@ def evaluate_command(
             max_profile_chars=settings.encoder_max_length * 8,
             batch_size=settings.encoder_batch_size,
             popularity_weight=settings.popularity_weight,
+            item_encoders=item_encoders,
         )
         paths = write_rec_report(rec_report, out_dir)
         click.echo(rec_report.to_markdown())
@@ -391,6 +406,12 @@ def evaluate_command(
 @click.option("--user-max-length", type=click.IntRange(8, 512), default=64, show_default=True)
 @click.option("--item-max-length", type=click.IntRange(8, 512), default=64, show_default=True)
 @click.option("--hard-negatives", is_flag=True, help="Add one item of the target's brand per example.")
+@click.option(
+    "--separate-towers",
+    is_flag=True,
+    help="Train a user and an item BERT (item tower in OUT/item-tower) instead of one shared; for "
+    "measurement: evaluate with --model OUT-export --item-model ITEM-export. The stream serves one.",
+)
 @click.option("--seed", type=int, default=13, show_default=True)
 @click.option(
     "--checkpoint-every",
@@ -424,6 +445,7 @@ def train_command(
     user_max_length: int,
     item_max_length: int,
     hard_negatives: bool,
+    separate_towers: bool,
     seed: int,
     checkpoint_every: int,
     eval_split: str,
@@ -445,6 +467,7 @@ def train_command(
         user_max_length=user_max_length,
         item_max_length=item_max_length,
         hard_negatives=hard_negatives,
+        separate_towers=separate_towers,
         seed=seed,
         checkpoint_every=checkpoint_every,
         eval_split=eval_split,

@@ -12,7 +12,7 @@ from export.onnx_export import export_model, inspect_source  # noqa: E402
 from export.tiny import write_tiny_checkpoint  # noqa: E402
 from models.encoder import EncoderOptions, load_encoder  # noqa: E402
 from models.rec_data import load_dataset  # noqa: E402
-from models.train import TRAINING_FILE, TrainConfig, info_nce, train  # noqa: E402
+from models.train import ITEM_TOWER_DIR, TRAINING_FILE, TrainConfig, info_nce, train  # noqa: E402
 from stream.errors import ConfigError  # noqa: E402
 from stream.window import WindowConfig  # noqa: E402
 from tests.unit.rec_fixtures import write_dataset  # noqa: E402
@@ -119,6 +119,40 @@ def test_train_export_evaluate_through_the_cli(tmp_path: Path) -> None:
     assert evaluated.exit_code == 0, evaluated.output
     assert "| fine-tuned: text |" in evaluated.output and "| zero-shot: last item |" in evaluated.output
     assert {p.name for p in out.iterdir()} == {"rec_eval.json", "rec_eval.md", "rec_eval.png"}
+
+
+def test_separate_towers_train_two_models_that_the_cli_evaluates_as_a_pair(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from stream.cli import main
+
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    source = write_tiny_checkpoint(tmp_path / "tiny")
+    out = tmp_path / "towers"
+    result = train(dataset, source, out, _config(steps=60, separate_towers=True), WindowConfig())
+    first, last = result.first_last_loss(span=10)
+    assert last < first, (first, last)
+    user_weights = (out / "model.safetensors").read_bytes()
+    item_weights = (out / ITEM_TOWER_DIR / "model.safetensors").read_bytes()
+    assert user_weights != item_weights  # each tower got its own updates
+    assert json.loads((out / ITEM_TOWER_DIR / TRAINING_FILE).read_text())["config"]["separate_towers"]
+    runner = CliRunner()
+    env = {"PROFILESTREAM_ENCODER_PROVIDER": "cpu", "PROFILESTREAM_ENCODER_INTRA_OP_THREADS": "1"}
+    for name, ckpt in (("user", out), ("item", out / ITEM_TOWER_DIR)):
+        exported = runner.invoke(
+            main,
+            ["export", "--source", str(ckpt), "--out", str(tmp_path / name), "--variant", "fp32"],
+            env=env,
+        )
+        assert exported.exit_code == 0, exported.output
+    args = ["evaluate", str(tmp_path / "data"), "--no-zero-shot", "--out", str(tmp_path / "eval")]
+    evaluated = runner.invoke(
+        main, [*args, "--model", str(tmp_path / "user"), "--item-model", str(tmp_path / "item")], env=env
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "| fine-tuned, separate towers: text |" in evaluated.output
+    refused = runner.invoke(main, [*args, "--item-model", str(tmp_path / "item")], env=env)
+    assert refused.exit_code == 2 and "--item-model needs exactly one --model" in refused.output
 
 
 def test_the_cli_defaults_are_the_training_configs() -> None:
