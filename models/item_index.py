@@ -245,6 +245,10 @@ def load_index(index_dir: Path, encoder_version: str) -> ItemIndex:
             f"in_stock {in_stock.shape}, popularity {popularity.shape}, {len(ids)} ids, expected "
             f"{count} x {dim}; {_REBUILD_HINT}"
         )
+    if popularity.size and (not np.isfinite(popularity).all() or popularity.min() < 0):
+        raise ModelError(
+            f"index file {folder / 'popularity.npy'} holds negative or non-finite counts; {_REBUILD_HINT}"
+        )
     return ItemIndex(
         ids,
         vectors.astype(np.float32, copy=False),

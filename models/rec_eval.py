@@ -16,6 +16,9 @@ Methods, all in one run so that they see the same rows:
   text through the user tower), ``items`` (decayed mean of the history's item vectors),
   ``hybrid`` (their normalised mix) and ``last item`` (the newest history item's vector). Item
   vectors are `models.item_index.build_index`'s, i.e. the item text template the index uses.
+- with a popularity weight, each of those modes again as ``<mode> + prior``: the same vectors
+  ranked by cosine plus `stream.prior`'s popularity prior, the counts being the popularity
+  baseline's (allowed interactions only).
 
 Ties are broken by catalogue position, as in `models.topk`.
 """

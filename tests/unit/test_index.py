@@ -123,6 +123,9 @@ def test_popularity_updates_without_reencoding_and_survives_save_remove_and_load
     # A generation saved before popularity existed loads with every count 0.
     (folder / "popularity.npy").unlink()
     assert load_index(tmp_path, encoder.model_version).popularity.tolist() == [0.0] * 6
+    np.save(folder / "popularity.npy", np.asarray([1, 2, np.nan, 0, 0, 0], dtype=np.float32))
+    with pytest.raises(ModelError, match="negative or non-finite counts"):
+        load_index(tmp_path, encoder.model_version)
     np.save(folder / "popularity.npy", np.ones(2, dtype=np.float32))
     with pytest.raises(ModelError, match=r"popularity \(2,\)"):
         load_index(tmp_path, encoder.model_version)

@@ -164,3 +164,19 @@ def test_the_cli_defaults_are_the_training_configs() -> None:
     assert defaults["steps"] == config.steps
     assert defaults["learning_rate"] == config.learning_rate
     assert defaults["batch_size"] == config.batch_size
+
+
+def test_the_gpu_training_script_uses_only_options_the_cli_has() -> None:
+    import re
+    import subprocess
+
+    from stream.cli import main
+
+    script = Path(__file__).parents[2] / "models" / "train_gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    calls = re.findall(r"-m stream\.cli (\w+) (.*?)(?:2>&1|$)", script.read_text().replace("\\\n", " "), re.M)
+    assert [command for command, _ in calls] == ["train", "export", "evaluate"]
+    for command, arguments in calls:
+        known = {opt for param in main.commands[command].params for opt in param.opts}
+        used = set(re.findall(r"(--[a-z-]+)", arguments))
+        assert used and used <= known, (command, used - known)
