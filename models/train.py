@@ -7,6 +7,8 @@ the history, `models.search_eval.history_window`); the item tower's input is the
 (`models.catalog.item_text`). Both towers are one BERT with the exported module's pooling
 (`export.wrapper.SentenceEmbedder`: mean over the mask, L2-normalised), so what is trained is
 exactly what `profilestream export` turns into ONNX, and the stream needs one encoder only.
+`separate_towers` trains two copies instead (the item tower saved in ``item-tower/``), for the
+README's comparison, which kept shared weights.
 
 Loss: InfoNCE over in-batch negatives (each user's target against the batch's other targets;
 duplicates of the own target are masked, they are not negatives), optionally one hard negative per

@@ -334,14 +334,18 @@ def evaluate_command(
         if not online.equal:
             sys.exit(1)
         return
-    encoder = load_encoder(settings.model_dir, options_from_settings(settings), variant)
     if task == "recommend":
         from models.rec_eval import run_rec_eval
         from models.rec_eval import write_report as write_rec_report
 
         if item_model is not None and len(models) != 1:
             raise click.UsageError("--item-model needs exactly one --model: the user tower it pairs with")
-        encoders: list[tuple[str, Any]] = [] if no_zero_shot else [("zero-shot", encoder)]
+        # The served model (PROFILESTREAM_MODEL_DIR) is only needed as the zero-shot encoder.
+        encoders: list[tuple[str, Any]] = (
+            []
+            if no_zero_shot
+            else [("zero-shot", load_encoder(settings.model_dir, options_from_settings(settings), variant))]
+        )
         item_encoders: dict[str, Any] = {}
         for model_dir in models:
             label = "fine-tuned" if len(models) == 1 else f"fine-tuned {model_dir.name}"
@@ -370,7 +374,7 @@ def evaluate_command(
 
         report = run_search_eval(
             dataset_dir,
-            encoder,
+            load_encoder(settings.model_dir, options_from_settings(settings), variant),
             window=WindowConfig.from_settings(settings),
             search=SearchConfig.from_settings(settings),
             split=split,
