@@ -11,6 +11,7 @@ lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 # pytest starts (and afterwards stops) its own Kafka and Redis instance through deploy/local/services.
 test: lint

@@ -143,7 +143,7 @@ def build_backends(model_dir: Path | None, variants: list[str], device_name: str
     import torch
 
     from export.onnx_export import default_source, export_model, inspect_source, load_embedder
-    from models.encoder import CPU, CUDA, EncoderOptions, load_variant
+    from models.encoder.onnx_encoder import CPU, CUDA, EncoderOptions, load_variant
 
     torch.set_num_threads(threads)
     if model_dir is None:

@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import delete_redis_prefix  # noqa: E402
-from stream.lookup_api import create_lookup_app  # noqa: E402
-from stream.lookups import RecoClient  # noqa: E402
-from stream.reco_store import POPULAR_KIND, RECO_KIND  # noqa: E402
-from stream.settings import Settings, load_settings  # noqa: E402
+from stream.core.settings import Settings, load_settings  # noqa: E402
+from stream.redis.reco_store import POPULAR_KIND, RECO_KIND  # noqa: E402
+from stream.serving.api import create_lookup_app  # noqa: E402
+from stream.serving.lookups import RecoClient  # noqa: E402
 
 
 def seed(settings: Settings, users: int) -> None:

@@ -34,9 +34,9 @@ from kafka import KafkaProducer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stream.events import Event, EventType  # noqa: E402
-from stream.settings import Settings, child_environment, load_settings  # noqa: E402
-from stream.topics import ensure_topics  # noqa: E402
+from stream.core.events import Event, EventType  # noqa: E402
+from stream.core.settings import Settings, child_environment, load_settings  # noqa: E402
+from stream.kafka.topics import ensure_topics  # noqa: E402
 
 TYPES = [EventType.VIEW, EventType.CLICK, EventType.SEARCH, EventType.ADD_TO_CART, EventType.PURCHASE]
 TYPE_WEIGHTS = [50, 20, 15, 10, 5]

@@ -27,8 +27,8 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, print_table
-from stream.replay import SENDERS, ReplayOptions, Sender, SourceSpec, replay
-from stream.settings import load_settings
+from stream.core.settings import load_settings
+from stream.ingest.replay import SENDERS, ReplayOptions, Sender, SourceSpec, replay
 
 BASE_TS_MS = 1_764_000_000_000
 

@@ -53,8 +53,8 @@ def free_port() -> int:
 
 
 def seed_profiles(settings: Any, item_ids: list[str], vectors: Any, users: int, seed: int) -> None:
-    from stream.reco_store import EMB_KIND
-    from stream.sinks import RECENT_KIND
+    from stream.redis.activity import RECENT_KIND
+    from stream.redis.reco_store import EMB_KIND
 
     rng = random.Random(seed)
     redis = Redis.from_url(settings.redis_url.get_secret_value())
@@ -123,7 +123,7 @@ async def open_loop(
 async def run_client(
     settings: Any, plan: list[tuple[str, str | None]], rate: float
 ) -> tuple[list[float], int, int]:
-    from stream.lookups import RecoClient
+    from stream.serving.lookups import RecoClient
 
     client = RecoClient.from_settings(settings)
     await client.open_search()
@@ -160,7 +160,7 @@ async def run_http(
 
 
 def start_server(settings: Any, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    from stream.settings import child_environment
+    from stream.core.settings import child_environment
 
     env = child_environment(os.environ, settings)
     with log_path.open("ab") as log:
@@ -211,9 +211,9 @@ def main() -> None:
     parser.add_argument("--paths", default="client,http", help="Comma-separated: client, http.")
     args = parser.parse_args()
 
-    from models.encoder import load_encoder, options_from_settings
-    from stream.runtime import load_catalogue
-    from stream.settings import load_settings
+    from models.encoder.onnx_encoder import load_encoder, options_from_settings
+    from stream.core.settings import load_settings
+    from stream.profiles.catalogue import load_catalogue
 
     settings = load_settings(
         {k: v for k, v in os.environ.items() if k.startswith("PROFILESTREAM_")},

@@ -6,7 +6,7 @@
 Per batch of users (ms, p50/p99) with an in-stock mask (90 % in stock) and 20 exclusions per
 user, i.e. the work a worker does per micro-batch:
 
-- `plain`: `models.topk.top_k` on the raw float32 matrix (BLAS product + exact re-scoring of the
+- `plain`: `models.index.topk.top_k` on the raw float32 matrix (BLAS product + exact re-scoring of the
   candidates near each k-th best), the reference; BLAS thread count set with threadpoolctl;
 - `int8`: the same call on `prepare_items(matrix)` (int8 prefilter with a proven error bound,
   then exact re-scoring); onnxruntime thread count per row. The run checks that it returns
@@ -81,7 +81,7 @@ def make_workload(args: argparse.Namespace, size: int, rng: np.random.Generator)
 
 def timed_top_k(work: Workload, matrix: Any, k: int) -> tuple[list[float], list[float], list[Any]]:
     """Wall and process-CPU ms per batch (the first 2 batches warm up), and every batch's result."""
-    from models.topk import top_k
+    from models.index.topk import top_k
 
     results = []
     times_ms = []
@@ -96,7 +96,7 @@ def timed_top_k(work: Workload, matrix: Any, k: int) -> tuple[list[float], list[
 
 
 def bench_size(args: argparse.Namespace, work: Workload) -> list[dict[str, Any]]:
-    from models.topk import prepare_items
+    from models.index.topk import prepare_items
 
     threads = [int(t) for t in args.threads.split(",")]
     rows: list[dict[str, Any]] = []
@@ -122,7 +122,7 @@ def bench_hnsw(work: Workload, *, k: int, threads: int) -> list[dict[str, Any]]:
     """faiss HNSW at a few efSearch values; recall@10 against the exact top 10."""
     import faiss
 
-    from models.topk import prepare_items, top_k
+    from models.index.topk import prepare_items, top_k
 
     faiss.omp_set_num_threads(threads)
     started = time.perf_counter()
@@ -181,7 +181,7 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         rows.extend(bench_size(args, make_workload(args, size, rng)))
     emit(
-        f"Top-K (models.topk), dim {args.dim}, {os.cpu_count()} cores, batch {args.batch}, k {args.k}, "
+        f"Top-K (models.index.topk), dim {args.dim}, {os.cpu_count()} cores, batch {args.batch}, k {args.k}, "
         "90 % in stock, 20 exclusions per user; ms per batch"
     )
     columns = ["items", "path", "threads", "p50_ms", "p99_ms", "cpu_p50_ms", "repeats", "mismatches"]

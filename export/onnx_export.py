@@ -35,8 +35,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed
 
 from export.parity import PARITY_TEXTS, measure_parity, require_parity
 from export.wrapper import SentenceEmbedder, register_classic_attention
-from models.encoder import CPU, EncoderOptions, load_variant
-from models.manifest import (
+from models.encoder.manifest import (
     FORMAT_VERSION,
     INPUT_NAMES,
     MANIFEST_NAME,
@@ -50,7 +49,8 @@ from models.manifest import (
     variant_to_json,
     write_json_atomic,
 )
-from stream.errors import ModelError
+from models.encoder.onnx_encoder import CPU, EncoderOptions, load_variant
+from stream.core.errors import ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from models.manifest import Parity
-from stream.errors import ModelError
+from models.encoder.manifest import Parity
+from stream.core.errors import ModelError
 
 MIN_COSINE = 0.999
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from stream.settings import Settings, child_environment, load_settings
+from stream.core.settings import Settings, child_environment, load_settings
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SERVICES = REPO / "deploy" / "local" / "services"
 INSTANCE = "test"
 KAFKA_PORT = 39092

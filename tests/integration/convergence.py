@@ -13,14 +13,14 @@ from typing import Any, cast
 import pytest
 from redis import Redis
 
-from models.encoder import load_encoder, options_from_settings
-from stream.drain import end_offsets, stored_positions
-from stream.events import Event
-from stream.offline import offline_payloads
-from stream.profiles import ProfileComputer, ProfileConfig
-from stream.reco_store import RECO_KIND
-from stream.runtime import load_catalogue
-from stream.settings import Settings
+from models.encoder.onnx_encoder import load_encoder, options_from_settings
+from stream.core.events import Event
+from stream.core.settings import Settings
+from stream.kafka.drain import end_offsets, stored_positions
+from stream.profiles.catalogue import load_catalogue
+from stream.profiles.computer import ProfileComputer, ProfileConfig
+from stream.profiles.offline import offline_payloads
+from stream.redis.reco_store import RECO_KIND
 
 CONVERGE_TIMEOUT_S = 300
 SCORE_TOLERANCE = 1e-4
@@ -109,7 +109,7 @@ def events_processed(settings: Settings) -> float:
 def assert_every_record_processed(settings: Settings, worker: subprocess.Popen[bytes], log: Path) -> None:
     """Every events partition's stored position reaches the end of the partition.
 
-    Positions only advance over a contiguous run of records (`stream.offsets`), so this proves
+    Positions only advance over a contiguous run of records (`stream.kafka.offsets`), so this proves
     that no record was skipped, including old events that capped windows would no longer show.
     """
     ends = end_offsets(settings)

@@ -24,11 +24,12 @@ from typing import Any
 
 import faust
 
-from stream.app import WorkerState, create_app
-from stream.reco_store import RecoStore, UserProfile
-from stream.runtime import open_worker_state
-from stream.settings import Settings, load_settings
-from stream.topics import ensure_topics
+from stream.core.records import UserProfile
+from stream.core.settings import Settings, load_settings
+from stream.kafka.topics import ensure_topics
+from stream.redis.reco_store import RecoStore
+from stream.worker.app import create_app
+from stream.worker.resources import WorkerState, open_worker_state
 
 
 class CrashingStore(RecoStore):

@@ -19,9 +19,9 @@ from hypothesis import settings as hypothesis_settings
 from kafka import KafkaConsumer, TopicPartition
 from schemathesis import GenerationMode
 
-from stream.collector import CollectorConfig, create_collector_app
-from stream.settings import Settings
-from stream.topics import ensure_topics
+from stream.core.settings import Settings
+from stream.ingest.collector import CollectorConfig, create_collector_app
+from stream.kafka.topics import ensure_topics
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration

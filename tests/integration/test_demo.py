@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.settings import Settings, child_environment
+from stream.core.settings import Settings, child_environment
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from stream.events import Event
-from stream.producer import EventProducer
-from stream.sample import SampleSpec, sample_events
-from stream.settings import Settings, child_environment
-from stream.topics import ensure_topics
+from stream.core.events import Event
+from stream.core.sample import SampleSpec, sample_events
+from stream.core.settings import Settings, child_environment
+from stream.ingest.producer import EventProducer
+from stream.kafka.topics import ensure_topics
 from tests.integration.conftest import (
     ModelFiles,
     Services,

@@ -11,10 +11,10 @@ import pytest
 from kafka.admin import KafkaAdminClient
 from redis import Redis
 
-from models.online_eval import run_online_eval, write_report
-from models.rec_data import load_dataset
-from stream.settings import Settings
-from tests.unit.rec_fixtures import write_dataset
+from models.data.amazon import load_dataset
+from models.evaluation.online import run_online_eval, write_report
+from stream.core.settings import Settings
+from tests.support.rec_fixtures import write_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,13 +14,13 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from redis import Redis
 
-from stream.deadletter import HEADER_FIELD, HEADER_REASON, HEADER_SOURCE
-from stream.events import Event, EventType
-from stream.lookups import recent_activity
-from stream.producer import EventProducer
-from stream.sample import SampleSpec, sample_events
-from stream.settings import Settings
-from stream.topics import ensure_topics, windows_changelog_topic
+from stream.core.deadletter import HEADER_FIELD, HEADER_REASON, HEADER_SOURCE
+from stream.core.events import Event, EventType
+from stream.core.sample import SampleSpec, sample_events
+from stream.core.settings import Settings
+from stream.ingest.producer import EventProducer
+from stream.kafka.topics import ensure_topics, windows_changelog_topic
+from stream.serving.lookups import recent_activity
 from tests.integration.convergence import events_processed
 from tests.integration.worker import start_worker, stop_worker
 

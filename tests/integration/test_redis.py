@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from redis import Redis
 
-from stream.events import Event, EventType
-from stream.lookups import recent_activity
-from stream.reco_store import RECO_KIND, Recommendation, RecoStore, UserProfile
-from stream.settings import Settings
-from stream.sinks import RedisActivitySink
+from stream.core.events import Event, EventType
+from stream.core.records import Recommendation, UserProfile
+from stream.core.settings import Settings
+from stream.redis.activity import RedisActivitySink
+from stream.redis.reco_store import RECO_KIND, RecoStore
+from stream.serving.lookups import recent_activity
 
 pytestmark = pytest.mark.integration
 

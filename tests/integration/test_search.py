@@ -20,16 +20,16 @@ import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
 
-from stream.events import Event, EventType
-from stream.lookup_api import create_lookup_app
-from stream.lookups import RecoClient
-from stream.producer import EventProducer
-from stream.reco_store import EMB_KIND
-from stream.sample import sample_catalogue
-from stream.search import SearchResult
-from stream.settings import Settings, child_environment, load_settings
-from stream.sinks import RECENT_KIND
-from stream.topics import ensure_topics
+from stream.core.events import Event, EventType
+from stream.core.sample import sample_catalogue
+from stream.core.settings import Settings, child_environment, load_settings
+from stream.ingest.producer import EventProducer
+from stream.kafka.topics import ensure_topics
+from stream.redis.activity import RECENT_KIND
+from stream.redis.reco_store import EMB_KIND
+from stream.serving.api import create_lookup_app
+from stream.serving.lookups import RecoClient
+from stream.serving.search import SearchResult
 from tests.integration.conftest import ModelFiles
 from tests.integration.worker import start_worker, stop_worker
 

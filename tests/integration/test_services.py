@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import INSTANCE, REPO, Services, free_port, run_services
+from tests.integration.conftest import INSTANCE, Services, free_port, run_services
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 

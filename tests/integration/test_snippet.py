@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from stream.collector import STATIC_DIR
-from stream.settings import Settings
-from stream.topics import ensure_topics
+from stream.core.settings import Settings
+from stream.ingest.collector import STATIC_DIR
+from stream.kafka.topics import ensure_topics
 from tests.integration.test_collector import consume_all, running_collector
 
 pytestmark = pytest.mark.integration

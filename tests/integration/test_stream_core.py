@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from stream.app import EXIT_BATCH_FAILED
-from stream.events import Event
-from stream.producer import EventProducer
-from stream.sample import SampleSpec, sample_events
-from stream.settings import Settings
-from stream.topics import ensure_topics
+from stream.core.events import Event
+from stream.core.sample import SampleSpec, sample_events
+from stream.core.settings import Settings
+from stream.ingest.producer import EventProducer
+from stream.kafka.topics import ensure_topics
+from stream.worker.app import EXIT_BATCH_FAILED
 from tests.integration.convergence import (
     CONVERGE_TIMEOUT_S,
     converge,

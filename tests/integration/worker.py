@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stream.settings import Settings, child_environment
+from stream.core.settings import Settings, child_environment
 
 
 def start_worker(

@@ -1,0 +1,477 @@
+"""Full-ranking next-item evaluation (`profilestream evaluate DATASET`, task ``recommend``).
+
+For every row of the evaluated split (``test`` by default) each method scores the WHOLE catalogue
+given the row's history, and the target's rank gives HR@K and NDCG@K (K = 5, 10, 20; one target
+per row, so HR@K = Recall@K) and MRR, averaged over all rows. Nothing is excluded: not the
+history's items (repeat purchases are targets too) and not rows whose target is missing from the
+catalogue (those count as misses), exactly as in the data folder's published protocol.
+
+Methods, all in one run so that they see the same rows:
+
+- ``popularity`` and ``item-kNN`` (`models.evaluation.baselines`), fitted only on
+  `models.data.amazon.allowed_sequences` (never a target of the evaluated split);
+- for each encoder given (the zero-shot export, a fine-tuned one): the stream's own user vectors,
+  computed by the worker's `ProfileComputer` from the window the stream would hold after the
+  history (purchases one second apart, `models.evaluation.search.history_window`): ``text`` (the profile
+  text through the user tower), ``items`` (decayed mean of the history's item vectors),
+  ``hybrid`` (their normalised mix) and ``last item`` (the newest history item's vector). Item
+  vectors are `models.index.item_index.build_index`'s, i.e. the item text template the index uses.
+- with a popularity weight, each of those modes again as ``<mode> + prior``: the same vectors
+  ranked by cosine plus `stream.core.prior`'s popularity prior, the counts being the popularity
+  baseline's (allowed interactions only).
+
+Ties are broken by catalogue position, as in `models.index.topk`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed
+
+from models.data.amazon import Dataset, EvalRow, allowed_sequences, history_window, interactions, load_dataset
+from models.encoder.onnx_encoder import TextEncoder
+from models.evaluation.baselines import fit_item_knn, popularity_scores
+from models.evaluation.search import ranking_metrics
+from stream.core.errors import SourceError
+from stream.core.prior import has_prior, popularity_prior
+from stream.core.window import Window, WindowConfig
+from stream.profiles.computer import ItemCatalogue, ProfileComputer, ProfileConfig, UserVectorMode
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.intp]
+K_VALUES = (5, 10, 20)
+ENCODER_MODES: tuple[str, ...] = ("text", "items", "hybrid", "last item")
+# Rows scored per matrix product: 512 x 3,459 float32 is 7 MB; bounded for large catalogues too.
+SCORE_CHUNK = 512
+
+
+def target_ranks(scores: FloatArray, targets: IntArray) -> IntArray:
+    """0-based rank of each row's target among all columns (-1 where the target is unknown).
+
+    Higher scores rank first; equal scores go by column, lower first (as `models.index.topk` does).
+    """
+    ranks = np.full(len(targets), -1, dtype=np.intp)
+    known = np.flatnonzero(targets >= 0)
+    if len(known) == 0:
+        return ranks
+    sub = scores[known]
+    target_scores = sub[np.arange(len(known)), targets[known]][:, None]
+    columns = np.arange(scores.shape[1])[None, :]
+    ahead = (sub > target_scores) | ((sub == target_scores) & (columns < targets[known][:, None]))
+    ranks[known] = ahead.sum(axis=1)
+    return ranks
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    hr: tuple[float, ...]  # per K in `ks`
+    ndcg: tuple[float, ...]
+    mrr: float
+    ks: tuple[int, ...] = K_VALUES
+
+    def at(self, k: int) -> tuple[float, float]:
+        n = self.ks.index(k)
+        return self.hr[n], self.ndcg[n]
+
+
+def summarise(ranks: IntArray, ks: Sequence[int] = K_VALUES) -> Metrics:
+    """HR@K, NDCG@K and MRR averaged over rows; a rank of -1 (unknown target) is a miss."""
+    total = max(len(ranks), 1)
+    hr, ndcg = [], []
+    for k in ks:
+        values = [ranking_metrics(None if r < 0 else int(r), k) for r in ranks]
+        hr.append(sum(v[0] for v in values) / total)
+        ndcg.append(sum(v[1] for v in values) / total)
+    mrr = float(sum(1.0 / (int(r) + 1) for r in ranks if r >= 0) / total)
+    return Metrics(tuple(hr), tuple(ndcg), mrr, tuple(ks))
+
+
+@dataclass(frozen=True, slots=True)
+class MethodResult:
+    name: str
+    group: str  # "baseline", or the encoder's label ("zero-shot", "fine-tuned")
+    model_version: str
+    metrics: Metrics
+    seconds: float
+    fallback_rows: int = 0  # rows without a user vector, ranked by popularity instead
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "name": self.name,
+            "group": self.group,
+            "model_version": self.model_version,
+            "mrr": self.metrics.mrr,
+            "seconds": round(self.seconds, 1),
+            "fallback_rows": self.fallback_rows,
+        }
+        for k, hr, ndcg in zip(self.metrics.ks, self.metrics.hr, self.metrics.ndcg, strict=True):
+            result[f"hr_at_{k}"] = hr
+            result[f"ndcg_at_{k}"] = ndcg
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class RecEvalReport:
+    dataset: str
+    split: str
+    rows: int
+    catalogue: int
+    unknown_targets: int  # rows whose target is not in the catalogue (misses for every method)
+    fit_interactions: int  # allowed interactions the baselines were fitted on
+    hybrid_weight: float
+    methods: tuple[MethodResult, ...]
+    seconds: float
+    notes: tuple[str, ...] = field(default=())
+    popularity_weight: float = 0.0  # of the "+ prior" rankings (stream.core.prior)
+
+    def method(self, name: str) -> MethodResult:
+        for method in self.methods:
+            if method.name == name:
+                return method
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": "recommend",
+            "dataset": self.dataset,
+            "split": self.split,
+            "rows": self.rows,
+            "catalogue_items": self.catalogue,
+            "unknown_targets": self.unknown_targets,
+            "fit_interactions": self.fit_interactions,
+            "hybrid_text_weight": self.hybrid_weight,
+            "popularity_weight": self.popularity_weight,
+            "protocol": "full ranking of the whole catalogue, nothing excluded; ties by catalogue order",
+            "seconds": round(self.seconds, 1),
+            "methods": [m.to_dict() for m in self.methods],
+            "notes": list(self.notes),
+        }
+
+    def to_markdown(self) -> str:
+        ks = K_VALUES
+        header = ["method", *(f"HR@{k}" for k in ks), *(f"NDCG@{k}" for k in ks), "MRR", "s"]
+        lines = [
+            f"Next-item recommendation on {self.dataset} ({self.split}, {self.rows} rows, full ranking "
+            f"of {self.catalogue} items, nothing excluded; {self.unknown_targets} targets not in the "
+            f"catalogue; baselines fitted on {self.fit_interactions} allowed interactions)",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|---" * len(header) + "|",
+        ]
+        for m in self.methods:
+            label = m.name if m.group == "baseline" else f"{m.group}: {m.name}"
+            weights = []
+            if m.name.startswith("hybrid"):
+                weights.append(f"text weight {self.hybrid_weight:g}")
+            if m.name.endswith("+ prior"):
+                weights.append(f"prior weight {self.popularity_weight:g}")
+            if weights:
+                label += f" ({', '.join(weights)})"
+            values = [*m.metrics.hr, *m.metrics.ndcg, m.metrics.mrr]
+            lines.append(f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {m.seconds:.0f} |")
+        lines.extend(f"\n{note}" for note in self.notes)
+        return "\n".join(lines) + "\n"
+
+
+class _CachedEncoder:
+    """Remembers vectors by text, so one encoding of the profile texts serves every mode."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        self._encoder = encoder
+        self.vectors: dict[str, FloatArray] = {}
+
+    @property
+    def dim(self) -> int:
+        return self._encoder.dim
+
+    @property
+    def model_version(self) -> str:
+        return self._encoder.model_version
+
+    def encode(self, texts: Sequence[str]) -> FloatArray:
+        missing = sorted({t for t in texts if t not in self.vectors})
+        if missing:
+            self.vectors.update(zip(missing, self._encoder.encode(missing), strict=True))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for n, text in enumerate(texts):
+            out[n] = self.vectors[text]
+        return out
+
+    def warm(self, texts: Sequence[str], batch_size: int, desc: str) -> None:
+        todo = sorted({t for t in texts if t and t not in self.vectors})
+        with tqdm(total=len(todo), desc=desc, unit="text", disable=not todo) as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                self.encode(batch)
+                bar.update(len(batch))
+
+
+def _catalogue(dataset: Dataset, encoder: TextEncoder, batch_size: int) -> ItemCatalogue:
+    from models.index.item_index import build_index
+    from stream.profiles.catalogue import IndexCatalogue
+
+    index = build_index(dataset.items.values(), encoder, batch_size=batch_size)
+    if tuple(index.ids) != tuple(dataset.items):
+        raise SourceError(f"item index of {dataset.name} does not keep items.json order; cannot align rows")
+    return IndexCatalogue(index, {item_id: item.title for item_id, item in dataset.items.items()})
+
+
+def _rank_rows(
+    user_vectors: FloatArray,
+    has_vector: npt.NDArray[np.bool_],
+    item_vectors: FloatArray,
+    fallback: FloatArray,
+    targets: IntArray,
+    *,
+    prior: FloatArray | None = None,
+) -> IntArray:
+    ranks = np.empty(len(targets), dtype=np.intp)
+    for start in range(0, len(targets), SCORE_CHUNK):
+        stop = min(start + SCORE_CHUNK, len(targets))
+        scores = user_vectors[start:stop] @ item_vectors.T
+        if prior is not None:
+            scores += prior
+        scores[~has_vector[start:stop]] = fallback
+        ranks[start:stop] = target_ranks(scores, targets[start:stop])
+    return ranks
+
+
+def encoder_methods(
+    label: str,
+    encoder: TextEncoder,
+    dataset: Dataset,
+    rows: Sequence[EvalRow],
+    *,
+    windows: Sequence[Window],
+    targets: IntArray,
+    popularity: FloatArray,
+    window: WindowConfig,
+    hybrid_weight: float,
+    max_profile_chars: int,
+    batch_size: int,
+    modes: Sequence[str] = ENCODER_MODES,
+    prior: FloatArray | None = None,
+    item_encoder: TextEncoder | None = None,
+) -> list[MethodResult]:
+    """The stream's user vectors of each mode against the encoder's item vectors; with a `prior`
+    (`stream.core.prior`), each mode is ranked a second time with it, as ``<mode> + prior``. An
+    `item_encoder` (a separately trained item tower) encodes the catalogue instead of `encoder`."""
+    started = time.perf_counter()
+    catalogue = _catalogue(dataset, item_encoder or encoder, batch_size)
+    cached = _CachedEncoder(encoder)
+    shared_s = time.perf_counter() - started
+    results: list[MethodResult] = []
+    for mode in modes:
+        mode_started = time.perf_counter()
+        vectors = np.zeros((len(rows), encoder.dim), dtype=np.float32)
+        has = np.zeros(len(rows), dtype=bool)
+        if mode == "last item":
+            for n, row in enumerate(rows):
+                found = catalogue.row(row.history[-1]) if row.history else None
+                if found is not None:
+                    vectors[n], has[n] = catalogue.vectors[found], True
+        else:
+            config = ProfileConfig(
+                window,
+                top_k=1,
+                max_profile_chars=max_profile_chars,
+                user_vector=_mode(mode),
+                text_weight=hybrid_weight,
+            )
+            computer = ProfileComputer(cached, catalogue, config)
+            if mode != "items":
+                texts = [computer.profile_text(w) for w in windows]
+                cached.warm(texts, batch_size, f"{label}: profile texts")
+            starts = range(0, len(rows), SCORE_CHUNK)
+            for start in tqdm(starts, desc=f"{label}: {mode} vectors", unit="chunk"):
+                chunk = [(str(n), windows[n]) for n in range(start, min(start + SCORE_CHUNK, len(rows)))]
+                for profile in computer.compute(chunk):
+                    vectors[int(profile.user_id)], has[int(profile.user_id)] = profile.vector, True
+        variants: list[tuple[str, FloatArray | None]] = [(mode, None)]
+        if prior is not None and has_prior(prior):
+            variants.append((f"{mode} + prior", prior))
+        for name, added in variants:
+            ranked_at = time.perf_counter()
+            ranks = _rank_rows(vectors, has, catalogue.vectors, popularity, targets, prior=added)
+            # The catalogue's encoding is shared by the modes, each carrying an equal share of it;
+            # the user vectors are shared by a mode's two rankings and counted in the first.
+            seconds = time.perf_counter() - (mode_started if added is None else ranked_at)
+            if added is None:
+                seconds += shared_s / len(modes)
+            results.append(
+                MethodResult(name, label, encoder.model_version, summarise(ranks), seconds, int((~has).sum()))
+            )
+            log.info("%s %s: NDCG@10 %.4f", label, name, results[-1].metrics.at(10)[1])
+    return results
+
+
+def _mode(mode: str) -> UserVectorMode:
+    if mode == "text":
+        return "text"
+    if mode == "hybrid":
+        return "hybrid"
+    return "items"
+
+
+def evaluate_recommendations(
+    dataset: Dataset,
+    encoders: Sequence[tuple[str, TextEncoder]],
+    *,
+    window: WindowConfig,
+    split: str = "test",
+    hybrid_weight: float = 0.5,
+    max_profile_chars: int = 2048,
+    batch_size: int = 64,
+    modes: Sequence[str] = ENCODER_MODES,
+    popularity_weight: float = 0.0,
+    item_encoders: Mapping[str, TextEncoder] | None = None,
+) -> RecEvalReport:
+    """Baselines and every encoder's user vectors on `split`, one full ranking per row and method.
+
+    `item_encoders` maps an encoder's label to a separate item tower for it (else it encodes both).
+
+    With a `popularity_weight`, each encoder mode is also ranked with the popularity prior of
+    `stream.core.prior`, the popularity being the baseline's counts (allowed interactions only).
+    """
+    started = time.perf_counter()
+    rows = dataset.rows.get(split)
+    if not rows:
+        raise SourceError(f"{dataset.name}: no rows in {split}.csv to evaluate; check the file")
+    ids = list(dataset.items)
+    positions = {item_id: n for n, item_id in enumerate(ids)}
+    targets = np.asarray([positions.get(row.target, -1) for row in rows], dtype=np.intp)
+    sequences = allowed_sequences(dataset, split)
+    seen = interactions(sequences)
+    methods: list[MethodResult] = []
+
+    def timed(name: str, score: Callable[[int], FloatArray]) -> None:
+        begun = time.perf_counter()
+        ranks = np.empty(len(rows), dtype=np.intp)
+        for start in range(0, len(rows), SCORE_CHUNK):
+            stop = min(start + SCORE_CHUNK, len(rows))
+            scores = np.stack([score(n) for n in range(start, stop)])
+            ranks[start:stop] = target_ranks(scores, targets[start:stop])
+        methods.append(MethodResult(name, "baseline", "", summarise(ranks), time.perf_counter() - begun))
+
+    popularity = popularity_scores(seen, positions, len(ids))
+    timed("popularity", lambda n: popularity)
+    user_items: dict[str, list[str]] = {}
+    for user, item in seen:
+        user_items.setdefault(user, []).append(item)
+    knn = fit_item_knn(user_items, positions, len(ids))
+    histories = [[positions[i] for i in row.history if i in positions] for row in rows]
+    timed("item-kNN", lambda n: knn.scores(histories[n]))
+    windows = [history_window(row.history, window) for row in rows]
+    for label, encoder in encoders:
+        methods.extend(
+            encoder_methods(
+                label,
+                encoder,
+                dataset,
+                rows,
+                windows=windows,
+                targets=targets,
+                popularity=popularity,
+                window=window,
+                hybrid_weight=hybrid_weight,
+                max_profile_chars=max_profile_chars,
+                batch_size=batch_size,
+                modes=modes,
+                prior=popularity_prior(popularity, popularity_weight),
+                item_encoder=(item_encoders or {}).get(label),
+            )
+        )
+    return RecEvalReport(
+        dataset=dataset.name,
+        split=split,
+        rows=len(rows),
+        catalogue=len(ids),
+        unknown_targets=int((targets < 0).sum()),
+        fit_interactions=len(seen),
+        hybrid_weight=hybrid_weight,
+        methods=tuple(methods),
+        seconds=time.perf_counter() - started,
+        popularity_weight=popularity_weight,
+    )
+
+
+def run_rec_eval(
+    dataset_dir: Path,
+    encoders: Sequence[tuple[str, TextEncoder]],
+    *,
+    window: WindowConfig,
+    split: str = "test",
+    limit: int | None = None,
+    hybrid_weight: float = 0.5,
+    max_profile_chars: int = 2048,
+    batch_size: int = 64,
+    popularity_weight: float = 0.0,
+    item_encoders: Mapping[str, TextEncoder] | None = None,
+) -> RecEvalReport:
+    """Read the folder (items.json, valid.csv, test.csv) and evaluate; `limit` keeps the first
+    rows of the evaluated split only (the baselines are still fitted on everything allowed)."""
+    dataset = load_dataset(dataset_dir)
+    if limit is not None:
+        dataset.rows[split] = dataset.rows[split][:limit]
+    return evaluate_recommendations(
+        dataset,
+        encoders,
+        window=window,
+        split=split,
+        hybrid_weight=hybrid_weight,
+        max_profile_chars=max_profile_chars,
+        batch_size=batch_size,
+        popularity_weight=popularity_weight,
+        item_encoders=item_encoders,
+    )
+
+
+def write_report(report: RecEvalReport, out_dir: Path) -> list[Path]:
+    """``rec_eval.json``, ``rec_eval.md`` and the bar chart ``rec_eval.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "rec_eval.json"
+    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    md_path = out_dir / "rec_eval.md"
+    md_path.write_text(report.to_markdown(), encoding="utf-8")
+    return [json_path, md_path, plot_report(report, out_dir / "rec_eval.png")]
+
+
+def plot_report(report: RecEvalReport, path: Path) -> Path:
+    # matplotlib lives in the `export` extra: only evaluation needs it.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [m.name if m.group == "baseline" else f"{m.group}\n{m.name}" for m in report.methods]
+    positions = np.arange(len(labels))
+    figure, axis = plt.subplots(figsize=(max(6.4, 0.9 * len(labels)), 4.2), dpi=120)
+    width = 0.8 / len(K_VALUES)
+    for n, k in enumerate(K_VALUES):
+        axis.bar(
+            positions + (n - 1) * width,
+            [m.metrics.at(k)[1] for m in report.methods],
+            width,
+            label=f"NDCG@{k}",
+        )
+    axis.plot(positions, [m.metrics.at(10)[0] for m in report.methods], "k^", label="HR@10")
+    axis.set_xticks(positions, labels, fontsize=7)
+    axis.set_ylabel("metric")
+    axis.set_title(f"Next-item full ranking, {report.dataset} {report.split} ({report.rows} rows)")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -1,0 +1,217 @@
+"""Item catalogues: reading JSONL/CSV/Parquet (and the amazon-office benchmark format) and the one
+template that turns an item into the text the encoder sees.
+
+Columns: item_id and title are required; brand, category, description, price, in_stock and
+popularity are optional (in_stock defaults to true; popularity, a non-negative count of recent
+interactions such as purchases in the last 30 days, to 0; it feeds `stream.core.prior`). Reading is
+I/O; `item_from_row` and `item_text` are pure.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from stream.core.errors import CatalogError
+
+CatalogFormat = Literal["auto", "jsonl", "csv", "parquet", "amazon"]
+# Long enough for the gist of a product, short enough that title words keep their weight in the
+# mean pooling and the text stays well inside the encoder's token limit.
+DESCRIPTION_CHARS = 300
+SEPARATOR = " | "
+_TRUE = {"1", "true", "yes", "y", "t"}
+_FALSE = {"0", "false", "no", "n", "f"}
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    item_id: str
+    title: str
+    brand: str = ""
+    category: str = ""
+    description: str = ""
+    price: float | None = None
+    in_stock: bool = True
+    popularity: float = 0.0
+
+
+def item_text(item: CatalogItem, description_chars: int = DESCRIPTION_CHARS) -> str:
+    """The one item template: ``title | brand | category | description[:300]``, empty parts left out."""
+    description = item.description.strip()[:description_chars].strip()
+    parts = (item.title.strip(), item.brand.strip(), item.category.strip(), description)
+    return SEPARATOR.join(part for part in parts if part)
+
+
+def text_hash(text: str) -> str:
+    """Identifies an item's encoder input; `upsert` re-encodes only items whose hash changed."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def item_from_row(row: Mapping[str, Any], where: str) -> CatalogItem:
+    """Validate one catalogue row; `where` ("items.csv row 7") goes into the error message."""
+    item_id = _text(row.get("item_id"))
+    title = _text(row.get("title"))
+    if not item_id or not title:
+        raise CatalogError(f"{where}: item_id and title are required and non-empty; fix or drop the row")
+    return CatalogItem(
+        item_id=item_id,
+        title=title,
+        brand=_text(row.get("brand")),
+        category=_text(row.get("category")),
+        description=_text(row.get("description")),
+        price=_price(row.get("price"), where),
+        in_stock=_flag(row.get("in_stock"), where),
+        popularity=_popularity(row.get("popularity"), where),
+    )
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _price(value: Any, where: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"{where}: price {value!r} is not a number; use e.g. 12.5 or leave it empty"
+        ) from exc
+
+
+def _popularity(value: Any, where: str) -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 0.0
+    try:
+        count = float(value)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"{where}: popularity {value!r} is not a number; use a count of recent interactions such as "
+            "42, or leave it empty"
+        ) from exc
+    if not math.isfinite(count) or count < 0:
+        raise CatalogError(
+            f"{where}: popularity {value!r} must be a finite count >= 0; fix or leave it empty"
+        )
+    return count
+
+
+def _flag(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    text = _text(value).lower()
+    if not text:
+        return True  # an empty cell means the default: in stock
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise CatalogError(f"{where}: in_stock {value!r} is not a boolean; use true/false or 1/0")
+
+
+def detect_format(path: Path) -> CatalogFormat:
+    suffix = path.suffix.lower()
+    formats: dict[str, CatalogFormat] = {
+        ".jsonl": "jsonl",
+        ".ndjson": "jsonl",
+        ".csv": "csv",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+        ".json": "amazon",
+    }
+    if suffix not in formats:
+        raise CatalogError(
+            f"catalogue {path}: cannot tell the format from {suffix!r}; use .jsonl, .csv, .parquet or "
+            "items.json (amazon format), or pass the format explicitly"
+        )
+    return formats[suffix]
+
+
+def read_catalog(path: Path, fmt: CatalogFormat = "auto") -> list[CatalogItem]:
+    """All items of a catalogue file; a duplicate item_id keeps the last row (later rows win)."""
+    chosen = detect_format(path) if fmt == "auto" else fmt
+    try:
+        if chosen == "amazon":
+            items = list(read_amazon_items(path))
+        else:
+            items = [item_from_row(row, f"{path} row {n}") for n, row in enumerate(_rows(path, chosen), 1)]
+    except FileNotFoundError as exc:
+        raise CatalogError(f"catalogue {path} does not exist; pass the path of an existing file") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
+        raise CatalogError(f"catalogue {path} cannot be read as {chosen} ({exc}); check the file") from exc
+    return list({item.item_id: item for item in items}.values())
+
+
+def _rows(path: Path, fmt: CatalogFormat) -> Iterable[Mapping[str, Any]]:
+    if fmt == "jsonl":
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    yield row if isinstance(row, dict) else {}
+    elif fmt == "csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            yield from csv.DictReader(handle)
+    else:
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+        try:
+            yield from pq.read_table(path).to_pylist()
+        except Exception as exc:  # pyarrow's ArrowInvalid and friends
+            raise CatalogError(f"catalogue {path} is not a readable Parquet file ({exc})") from exc
+
+
+def read_amazon_items(path: Path) -> Iterable[CatalogItem]:
+    """The amazon-office benchmark layout.
+
+    ``{"<item_id>": {"title", "description", "brand", "categories"}}``; benchmark data only.
+    """
+    document = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(document, dict):
+        raise CatalogError(f"catalogue {path}: expected an object keyed by item id (amazon format)")
+    for item_id, fields in document.items():
+        if not isinstance(fields, dict):
+            raise CatalogError(
+                f"catalogue {path}: item {item_id!r} is not an object; an amazon-format items.json maps "
+                "item ids to {title, description, brand, categories} (other catalogues: .jsonl/.csv/.parquet)"
+            )
+        if not _text(fields.get("title")):
+            continue  # untitled items carry no text to encode
+        yield CatalogItem(
+            item_id=str(item_id),
+            title=_text(fields.get("title")),
+            brand=_text(fields.get("brand")),
+            category=_categories(fields.get("categories")),
+            description=parse_listish(fields.get("description")),
+        )
+
+
+def parse_listish(value: Any) -> str:
+    """The amazon descriptions are Python list literals as strings; parse safely, else keep raw."""
+    if isinstance(value, list):
+        return " ".join(_text(part) for part in value if _text(part))
+    text = _text(value)
+    if text.startswith("["):
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return text
+        if isinstance(parsed, list):
+            return " ".join(_text(part) for part in parsed if _text(part))
+    return text
+
+
+def _categories(value: Any) -> str:
+    if isinstance(value, list):
+        return " > ".join(_text(part) for part in value if _text(part))
+    return parse_listish(value)

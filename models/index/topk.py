@@ -1,0 +1,366 @@
+"""Exact cosine top-K over the item matrix for a batch of users (numpy + onnxruntime, no I/O).
+
+Vectors are L2-normalised, so cosine = dot product. Two paths give the same answer:
+
+- plain: one float32 BLAS product scores the whole batch, `np.partition` finds each user's k-th
+  best, and every item within the BLAS error bound of it is a candidate;
+- quantised (`prepare_items`, large catalogues): an int8 copy of the matrix scores the batch
+  several times faster (`models.index.quantised`); the exact scores of the best item of each of a
+  user's k best blocks (of 32 items) bound its exact k-th best from below, and only items whose
+  proven upper bound (approximate score + error bound) reaches that floor are candidates.
+
+Either way the candidates are re-scored by `exact_scores`, a function of the two vectors alone
+(float32 products summed pairwise by numpy, row by row). A BLAS product is not such a function:
+the same pair can differ in the last bit with the matrix shape or thread split, so ranking by it
+would make the order of near-ties depend on the catalogue's size. Ranking by `exact_scores`, ties
+broken by item index, makes both paths agree bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.index.quantised import BLOCK, QuantisedItems, quantise_items
+
+Ranked = list[tuple[str, float]]
+
+# Below this many items the plain path is as fast (bench.topk: int8 won at 10k, lost at 3k) and
+# needs no second copy of the matrix.
+QUANTISE_MIN_ITEMS = 10_000
+_U = 2.0**-24  # unit roundoff of float32
+# Smallest float32 subnormal: a product that underflows is off by up to half of it, an error no
+# relative bound covers (Higham's model fl(x*y) = xy(1 + d) + e, |e| <= 2**-150).
+_SUBNORMAL = 2.0**-149
+_PAIRS_PER_CHUNK = 4096  # bounds the temporaries of `exact_scores`
+_NEVER = 2**62
+# The int8 path's floor comes from each user's k best blocks of 32 items; with fewer blocks than
+# this per k it is too low to prune much, and the plain path is faster.
+_MIN_BLOCKS_PER_K = 4
+# Candidate (user, item) pairs and their `exact_scores`.
+_Pairs = tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedItems:
+    """The item matrix, its largest row norm and, for large catalogues, its int8 prefilter.
+
+    Build it once per index load with `prepare_items`; `top_k` accepts it in place of the matrix.
+    """
+
+    vectors: NDArray[np.float32]
+    max_norm: float
+    quantised: QuantisedItems | None = None
+
+
+def prepare_items(
+    vectors: NDArray[np.float32], *, threads: int = 0, min_items: int = QUANTISE_MIN_ITEMS
+) -> PreparedItems:
+    """Wrap the (n, dim) item matrix for `top_k`; quantises it when it has at least `min_items` rows.
+
+    `threads` is the onnxruntime thread count of the int8 product (0: one per core).
+    """
+    if vectors.ndim != 2:
+        raise ValueError(f"item matrix has shape {vectors.shape}, expected (n_items, dim)")
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    if matrix.shape[0] >= max(min_items, 1) and np.isfinite(matrix).all():
+        quantised = quantise_items(matrix, threads=threads)
+        return PreparedItems(matrix, quantised.max_norm, quantised)
+    # float32 sums of squares are within gamma_d of the truth: widen by more than that.
+    squares = np.einsum("ij,ij->i", matrix, matrix)
+    max_norm = float(np.sqrt(squares.max(initial=0.0))) * (1 + 2 * _gamma(max(matrix.shape[1], 1)))
+    return PreparedItems(matrix, max_norm)
+
+
+def score_matrix(
+    users: NDArray[np.float32], items: NDArray[np.float32], in_stock: NDArray[np.bool_] | None = None
+) -> NDArray[np.float32]:
+    """(n_users, n_items) cosine scores by one BLAS product; out-of-stock items score -inf."""
+    _check_shapes(users, items.shape, in_stock)
+    scores: NDArray[np.float32] = users @ items.T
+    if in_stock is not None:
+        # One broadcast add of 0/-inf is cheaper than boolean column indexing on a wide matrix.
+        penalty = np.where(in_stock, np.float32(0.0), np.float32(-np.inf)).astype(np.float32)
+        scores += penalty
+    return scores
+
+
+def top_indices(scores: NDArray[np.float32], k: int) -> NDArray[np.intp]:
+    """Indices of the k best finite scores of one row, best first, ties by ascending index."""
+    n = scores.shape[0]
+    if k <= 0 or n == 0:
+        return np.empty(0, dtype=np.intp)
+    if k < n:
+        part = np.argpartition(scores, n - k)[n - k :]
+        threshold = scores[part].min()
+        # argpartition picks arbitrarily among scores equal to the threshold; take all of them
+        # and let the sort below decide by index.
+        candidates = np.flatnonzero(scores >= threshold)
+    else:
+        candidates = np.arange(n)
+    candidates = candidates[np.isfinite(scores[candidates])]
+    order = np.lexsort((candidates, -scores[candidates]))
+    selected: NDArray[np.intp] = candidates[order[:k]].astype(np.intp)
+    return selected
+
+
+def exact_scores(
+    users: NDArray[np.float32],
+    items: NDArray[np.float32],
+    user_rows: NDArray[np.intp],
+    item_rows: NDArray[np.intp],
+) -> NDArray[np.float32]:
+    """Score of each (user, item) pair in float32, the same whichever other pairs come along.
+
+    Each score is ``(items[i] * users[u]).sum()``: float32 products that numpy sums pairwise in
+    a fixed order for a row of a given length, so it depends on the two vectors only (unlike a
+    BLAS product, whose blocking and kernels change with the matrix shape).
+    """
+    out = np.empty(len(user_rows), dtype=np.float32)
+    # Grouping by user multiplies each gathered block by one broadcast user row, which is several
+    # times faster than gathering a user row per pair.
+    order = np.argsort(user_rows, kind="stable")
+    sorted_users = user_rows[order]
+    bounds = np.searchsorted(sorted_users, np.arange(users.shape[0] + 1))
+    for user in np.unique(sorted_users).tolist():
+        group = order[bounds[user] : bounds[user + 1]]
+        for start in range(0, len(group), _PAIRS_PER_CHUNK):
+            chunk = group[start : start + _PAIRS_PER_CHUNK]
+            products = items[item_rows[chunk]]
+            products *= users[user]
+            out[chunk] = products.sum(axis=1)
+    return out
+
+
+def top_k(
+    users: NDArray[np.float32],
+    items: NDArray[np.float32] | PreparedItems,
+    item_ids: Sequence[str],
+    k: int,
+    *,
+    in_stock: NDArray[np.bool_] | None = None,
+    exclude: Sequence[Collection[int]] | None = None,
+) -> list[Ranked]:
+    """Per user, up to k (item_id, score) pairs, best first, ties by item position.
+
+    `items` is the (n_items, dim) matrix or its `prepare_items` form (same answer, faster on large
+    catalogues). `exclude[u]` holds item indices user u must not get (e.g. already bought);
+    out-of-stock items never appear; a user gets fewer than k pairs when fewer candidates remain.
+    """
+    prepared = items if isinstance(items, PreparedItems) else prepare_items(items, min_items=_NEVER)
+    vectors = prepared.vectors
+    users = np.asarray(users, dtype=np.float32)
+    _check_shapes(users, vectors.shape, in_stock)
+    if len(item_ids) != vectors.shape[0]:
+        raise ValueError(f"{len(item_ids)} item ids for {vectors.shape[0]} item vectors")
+    excluded = _exclusion_pairs(exclude, users.shape[0], vectors.shape[0])
+    if k <= 0 or users.shape[0] == 0 or vectors.shape[0] == 0:
+        return [[] for _ in range(users.shape[0])]
+    quantised = prepared.quantised
+    blocks = 0 if quantised is None else quantised.padded // BLOCK
+    if quantised is not None and k * _MIN_BLOCKS_PER_K <= blocks and np.isfinite(users).all():
+        pairs = _quantised_candidates(quantised, users, vectors, k, in_stock=in_stock, excluded=excluded)
+    else:
+        margin = _blas_margin(users, prepared.max_norm)
+        pairs = _plain_candidates(users, vectors, k, in_stock=in_stock, excluded=excluded, margin=margin)
+    ranked = _rank(*pairs, users.shape[0], k)
+    return [[(item_ids[row], score) for row, score in user] for user in ranked]
+
+
+def _check_shapes(
+    users: NDArray[np.float32], items_shape: tuple[int, ...], in_stock: NDArray[np.bool_] | None
+) -> None:
+    if users.ndim != 2 or len(items_shape) != 2 or users.shape[1] != items_shape[1]:
+        raise ValueError(f"users {users.shape} and items {items_shape} must be 2-D with the same width")
+    if in_stock is not None and in_stock.shape != (items_shape[0],):
+        raise ValueError(f"in_stock has shape {in_stock.shape}, expected ({items_shape[0]},)")
+
+
+def _exclusion_pairs(
+    exclude: Sequence[Collection[int]] | None, n_users: int, n_items: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    if exclude is None:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    if len(exclude) != n_users:
+        raise ValueError(f"{len(exclude)} exclusion sets for {n_users} users")
+    rows = [np.fromiter(rows, dtype=np.intp, count=len(rows)) for rows in exclude]
+    item_rows = np.concatenate(rows) if rows else np.empty(0, dtype=np.intp)
+    if item_rows.size and (item_rows.min() < 0 or item_rows.max() >= n_items):
+        raise ValueError(f"exclusions name item rows outside 0..{n_items - 1}")
+    user_rows = np.repeat(np.arange(n_users, dtype=np.intp), [len(r) for r in rows])
+    return user_rows, item_rows
+
+
+def _gamma(dim: int) -> float:
+    """Relative error bound of a float32 dot product of length `dim`, in any summation order.
+
+    |computed - q·x| <= gamma * sum |q_j x_j| <= gamma * ||q|| * ||x|| (Higham, Accuracy and
+    Stability of Numerical Algorithms, 3.1); it covers BLAS and `exact_scores` alike.
+    """
+    return dim * _U / (1 - dim * _U)
+
+
+def _underflow(dim: int) -> float:
+    """Absolute error a float32 dot product of length `dim` can add by gradual underflow.
+
+    Each of the `dim` products may lose up to half a subnormal step, and the sum carries those
+    losses along with at most a (1 + gamma) factor; one whole step per product covers both.
+    Negligible for real embeddings, but it keeps the bounds true for vectors near 1e-38.
+    """
+    return dim * _SUBNORMAL
+
+
+def _blas_margin(users: NDArray[np.float32], max_norm: float) -> NDArray[np.float64]:
+    """Per user, how far below the k-th best BLAS score an exact top-k item can score.
+
+    With S = ||q|| * max ||x|| and E = gamma * S + underflow, BLAS and `exact_scores` are each
+    within E of the true score. At least k items have BLAS scores >= the k-th best f_k, so the
+    exact k-th best is at least f_k - 2E, and an item reaching that has a BLAS score >= f_k - 4E.
+    """
+    dim = users.shape[1]
+    scale = np.linalg.norm(users.astype(np.float64), axis=1) * max_norm
+    margin: NDArray[np.float64] = 4 * (_gamma(dim) * scale + _underflow(dim)) * (1 + 1e-6)
+    return margin
+
+
+def _lower(threshold: NDArray[np.float64]) -> NDArray[np.float32]:
+    """A float32 threshold at or below each given one, and above -inf.
+
+    Rounding down keeps every score the float64 threshold keeps; never going below the lowest
+    finite float32 drops the -inf of ineligible items in the same comparison.
+    """
+    rounded = np.nextafter(threshold.astype(np.float32), np.float32(-np.inf))
+    lowered: NDArray[np.float32] = np.maximum(rounded, np.finfo(np.float32).min)
+    return lowered
+
+
+def _plain_candidates(
+    users: NDArray[np.float32],
+    vectors: NDArray[np.float32],
+    k: int,
+    *,
+    in_stock: NDArray[np.bool_] | None,
+    excluded: tuple[NDArray[np.intp], NDArray[np.intp]],
+    margin: NDArray[np.float64],
+) -> _Pairs:
+    """Candidate (user, item) pairs with their exact scores: BLAS scores near each k-th best."""
+    scores = score_matrix(users, vectors, in_stock)
+    scores[excluded] = -np.inf
+    n_items = scores.shape[1]
+    if k < n_items:
+        kth = np.partition(scores, n_items - k, axis=1)[:, n_items - k].astype(np.float64)
+    else:
+        kth = np.full(scores.shape[0], -np.inf)
+    pair_users, pair_items = np.nonzero(scores >= _lower(kth - margin)[:, None])
+    return pair_users, pair_items, exact_scores(users, vectors, pair_users, pair_items)
+
+
+def _quantised_candidates(
+    quantised: QuantisedItems,
+    users: NDArray[np.float32],
+    vectors: NDArray[np.float32],
+    k: int,
+    *,
+    in_stock: NDArray[np.bool_] | None,
+    excluded: tuple[NDArray[np.intp], NDArray[np.intp]],
+) -> _Pairs:
+    """Pairs (user, item) that hold every item of each user's exact top k, with exact scores.
+
+    Scores y are in the row units of `ApproximateScores`: an item's exact score lies within
+    ``unit * (offset + slope * residual_i)`` of ``unit * y_i``.
+    """
+    dim = users.shape[1]
+    n_users = users.shape[0]
+    n_blocks = quantised.padded // BLOCK
+    seeds = min(k, n_blocks)
+    approx = quantised.score(
+        users, in_stock, exact_error=_gamma(dim), exact_underflow=_underflow(dim), seeds=seeds
+    )
+    # Block b holds items b, b + n_blocks, b + 2 * n_blocks, ...: a strided view. Block maxima and
+    # each user's best blocks come from the session, before the exclusions: a block that loses its
+    # best item to an exclusion still passes the block test below, and its items are then tested
+    # one by one against their excluded scores, so nothing is missed and the work barely grows.
+    blocks = approx.scores.reshape(n_users, BLOCK, n_blocks)
+    approx.scores[excluded] = -np.inf
+    # Seeds: the best remaining item of each of a user's k best blocks, k distinct eligible items
+    # whose exact scores bound the exact k-th best from below.
+    floor = np.full(n_users, -np.inf)
+    seed_keys = np.empty(0, dtype=np.intp)
+    seed_scores = np.empty(0, dtype=np.float32)
+    if k <= n_blocks:
+        seed_users = np.repeat(np.arange(n_users), k)
+        seed_blocks = approx.top_blocks.ravel().astype(np.intp)
+        seed_values = blocks[seed_users, :, seed_blocks]
+        seed_offsets = seed_values.argmax(axis=1)
+        seed_items = seed_offsets * n_blocks + seed_blocks
+        seed_scores = exact_scores(users, vectors, seed_users, seed_items)
+        seed_keys = seed_users * quantised.padded + seed_items
+        seed_finite = seed_values[np.arange(len(seed_items)), seed_offsets] > -np.inf
+        # A user with no eligible item in one of its k best blocks gets no floor (all candidates).
+        lowest = np.where(seed_finite, seed_scores, -np.inf).reshape(n_users, k).min(axis=1)
+        floor = lowest.astype(np.float64)
+    # Row units from here on; an item may reach the floor only if y_i + e_i >= floor / unit.
+    target = floor / approx.unit
+    loose = _lower(target - approx.error_offset - approx.error_slope * quantised.max_residual)
+    block_users, block_ids = np.nonzero(approx.block_max >= loose[:, None])
+    values = blocks[block_users, :, block_ids]
+    hits, offsets = np.nonzero(values >= loose[block_users][:, None])
+    pair_users = block_users[hits]
+    pair_items = offsets * n_blocks + block_ids[hits]
+    reach = values[hits, offsets].astype(np.float64)
+    reach += approx.error_offset[pair_users]
+    reach += approx.error_slope[pair_users] * quantised.residuals[pair_items]
+    keep = reach >= target[pair_users]
+    pair_users, pair_items = pair_users[keep], pair_items[keep]
+    scores = _scores_reusing(
+        users, vectors, (pair_users, pair_items), known=(seed_keys, seed_scores), stride=quantised.padded
+    )
+    return pair_users, pair_items, scores
+
+
+def _scores_reusing(
+    users: NDArray[np.float32],
+    vectors: NDArray[np.float32],
+    pairs: tuple[NDArray[np.intp], NDArray[np.intp]],
+    *,
+    known: tuple[NDArray[np.intp], NDArray[np.float32]],
+    stride: int,
+) -> NDArray[np.float32]:
+    """`exact_scores` of the (user, item) pairs, taking those already scored from `known` (keys
+    user * stride + item, and their scores): a third of the candidates are usually the seeds."""
+    pair_users, pair_items = pairs
+    known_keys, known_scores = known
+    scores = np.empty(len(pair_users), dtype=np.float32)
+    order = np.argsort(known_keys)
+    sorted_keys = known_keys[order]
+    keys = pair_users * stride + pair_items
+    at = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
+    found = sorted_keys[at] == keys if len(sorted_keys) else np.zeros(len(keys), dtype=bool)
+    scores[found] = known_scores[order][at[found]]
+    fresh = ~found
+    scores[fresh] = exact_scores(users, vectors, pair_users[fresh], pair_items[fresh])
+    return scores
+
+
+def _rank(
+    pair_users: NDArray[np.intp],
+    pair_items: NDArray[np.intp],
+    scores: NDArray[np.float32],
+    n_users: int,
+    k: int,
+) -> list[list[tuple[int, float]]]:
+    """The k best candidates per user by exact score, ties by item index."""
+    finite = np.isfinite(scores)
+    pair_users, pair_items, scores = pair_users[finite], pair_items[finite], scores[finite]
+    order = np.lexsort((pair_items, -scores, pair_users))
+    pair_users, pair_items, scores = pair_users[order], pair_items[order], scores[order]
+    starts = np.searchsorted(pair_users, np.arange(n_users + 1))
+    ends = np.minimum(starts[1:], starts[:-1] + k)
+    items_list, scores_list = pair_items.tolist(), scores.tolist()
+    return [
+        list(zip(items_list[start:end], scores_list[start:end], strict=True))
+        for start, end in zip(starts[:-1].tolist(), ends.tolist(), strict=True)
+    ]

@@ -1,0 +1,551 @@
+"""The `profilestream` command line: the one entrypoint that reads the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import click
+from pydantic import SecretStr
+
+from stream.core.errors import ConfigError, ProfilestreamError
+from stream.core.logs import configure_logging
+from stream.core.settings import Settings, env_name, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return cast(Settings, ctx.obj)
+
+
+def _friendly_errors(func: F) -> F:
+    """Turn profilestream's own errors into a one-paragraph message and a non-zero exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ProfilestreamError as exc:
+            click.echo(f"profilestream: error: {exc}", err=True)
+            sys.exit(2 if isinstance(exc, ConfigError) else 1)
+
+    return cast(F, wrapper)
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """profilestream: real-time e-commerce user profiles on Kafka, Faust, ONNX and Redis."""
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        click.echo(f"profilestream: error: {exc}", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def config(ctx: click.Context, as_json: bool) -> None:
+    """Show the effective settings (secrets masked) and the variable that sets each."""
+    settings = _settings(ctx)
+    rows = {
+        env_name(name): "**********" if isinstance(value, SecretStr) else str(value)
+        for name, value in settings
+    }
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max(map(len, rows))
+    for name, value in rows.items():
+        click.echo(f"{name:<{width}}  {value}")
+
+
+@main.command()
+@click.pass_context
+@_friendly_errors
+def topics(ctx: click.Context) -> None:
+    """Create the events and dead-letter topics where missing."""
+    from stream.kafka.topics import ensure_topics
+
+    ensure_topics(_settings(ctx))
+
+
+@main.command()
+@click.option("--namespace", default=None, help="Process a shadow run's topics and keys (see replay).")
+@click.pass_context
+@_friendly_errors
+def worker(ctx: click.Context, namespace: str | None) -> None:
+    """Run a stream worker (Faust) until Ctrl-C; start several to share the partitions."""
+    from stream.core.namespace import namespaced
+    from stream.worker.app import run_worker
+
+    settings = _settings(ctx)
+    run_worker(namespaced(settings, namespace) if namespace else settings)
+
+
+@main.command("produce-sample")
+@click.option("--users", default=50, show_default=True, help="Distinct users.")
+@click.option("--events", default=1000, show_default=True, help="Events to produce.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same events).")
+@click.pass_context
+@_friendly_errors
+def produce_sample(ctx: click.Context, users: int, events: int, seed: int) -> None:
+    """Produce a reproducible synthetic event stream to the events topic."""
+    from stream.core.sample import SampleSpec, sample_events
+    from stream.ingest.producer import EventProducer
+    from stream.kafka.topics import ensure_topics
+
+    settings = _settings(ctx)
+    ensure_topics(settings)
+    with EventProducer(settings) as producer:
+        sent = producer.send_many(sample_events(SampleSpec(users=users, events=events, seed=seed)))
+    click.echo(f"produced {sent} events to {settings.events_topic}")
+
+
+@main.command()
+@click.argument("user_id")
+@click.pass_context
+@_friendly_errors
+def recent(ctx: click.Context, user_id: str) -> None:
+    """Show a user's recent activity as the stream recorded it in Redis."""
+    from stream.serving.lookups import recent_activity
+
+    for entry in asyncio.run(recent_activity(_settings(ctx), user_id)):
+        click.echo(json.dumps(entry))
+
+
+@main.command("export")
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="HF BERT checkpoint folder with tokenizer.json [default: the packaged all-MiniLM-L6-v2].",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder [default: PROFILESTREAM_MODEL_DIR].",
+)
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice(["fp32", "fp32-opt", "fp16"]),
+    help="Variant to export; repeat for several [default: all three].",
+)
+@click.option(
+    "--attention",
+    type=click.Choice(["classic", "eager", "sdpa"]),
+    default="classic",
+    show_default=True,
+    help="Attention code traced into the graph; classic lets onnxruntime fuse it.",
+)
+@click.option("--max-length", type=int, default=None, help="Token limit [default: the checkpoint's].")
+@click.pass_context
+@_friendly_errors
+def export_command(
+    ctx: click.Context,
+    source: Path | None,
+    out_dir: Path | None,
+    variants: tuple[str, ...],
+    attention: str,
+    max_length: int | None,
+) -> None:
+    """Export a BERT checkpoint to ONNX (pooled, normalised output), parity-checked, with manifests."""
+    from export.onnx_export import Attention, default_source, export_model
+    from models.encoder.manifest import VARIANTS
+
+    result = export_model(
+        source or default_source(),
+        out_dir or _settings(ctx).model_dir,
+        variants or VARIANTS,
+        max_length=max_length,
+        attention=cast(Attention, attention),
+    )
+    for m in result.manifests:
+        click.echo(
+            f"{m.variant}: {result.model_dir / m.variant / m.onnx_file} "
+            f"min cosine {m.parity.min_cosine} ({m.parity.note})"
+        )
+    click.echo(f"default variant: {result.default_cpu} on CPU, {result.default_cuda} on CUDA")
+
+
+@main.command("index")
+@click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv", "parquet", "amazon"]),
+    default="auto",
+    show_default=True,
+    help="auto goes by suffix (.json = amazon items.json).",
+)
+@click.option("--rebuild", is_flag=True, help="Ignore the existing index (needed after a new encoder).")
+@click.option("--variant", default=None, help="Encoder variant [default: the model folder's default].")
+@click.pass_context
+@_friendly_errors
+def index_command(ctx: click.Context, catalog: Path, fmt: str, rebuild: bool, variant: str | None) -> None:
+    """Build or update the item index from a catalogue: only new or changed items are encoded."""
+    from models.encoder.onnx_encoder import load_encoder, options_from_settings
+    from models.index.catalog import CatalogFormat
+    from models.index.item_index import sync_catalog
+
+    settings = _settings(ctx)
+    encoder = load_encoder(settings.model_dir, options_from_settings(settings), variant)
+    stats = sync_catalog(
+        settings.index_dir,
+        catalog,
+        encoder,
+        fmt=cast(CatalogFormat, fmt),
+        rebuild=rebuild,
+        batch_size=settings.encoder_batch_size,
+    )
+    click.echo(
+        f"index {settings.index_dir}: {stats.added} added, {stats.updated} updated, "
+        f"{stats.unchanged} unchanged, {stats.removed} removed"
+    )
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("-k", default=None, type=click.IntRange(1, 1000), help="How many items (default: top_k).")
+@click.pass_context
+@_friendly_errors
+def reco(ctx: click.Context, user_id: str, k: int | None) -> None:
+    """Show a user's recommendations with reasons (popular items for unknown users)."""
+    from stream.serving.lookups import RecoClient
+
+    async def fetch() -> dict[str, Any]:
+        client = RecoClient.from_settings(_settings(ctx))
+        try:
+            return (await client.get(user_id, k)).to_dict()
+        finally:
+            await client.close()
+
+    click.echo(json.dumps(asyncio.run(fetch()), indent=2, ensure_ascii=False))
+
+
+@main.command("serve-lookups")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_context
+@_friendly_errors
+def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
+    """Serve GET /v1/users/{user_id}/recommendations for page renderers."""
+    import uvicorn
+
+    from stream.serving.api import create_lookup_app
+
+    uvicorn.run(create_lookup_app(_settings(ctx)), host=host, port=port, log_level="warning")
+
+
+@main.command("evaluate")
+@click.argument("dataset_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--task",
+    type=click.Choice(["recommend", "search", "online"]),
+    default="recommend",
+    show_default=True,
+    help="recommend = full-ranking next-item HR/NDCG/MRR of baselines and encoders; search = "
+    "query-only against personalised search, with a blend-weight sweep; online = the histories "
+    "through a real worker and Redis (needs Kafka and Redis), scored from Redis and compared with "
+    "the offline recomputation (exit code 1 if they differ).",
+)
+@click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N rows.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("var/eval"),
+    show_default=True,
+    help="Folder for the JSON and markdown report and the plot.",
+)
+@click.option("--variant", default=None, help="Encoder variant [default: the model folder's default].")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="recommend: an exported fine-tuned model folder to evaluate beside the zero-shot one "
+    "(PROFILESTREAM_MODEL_DIR); repeat for several.",
+)
+@click.option(
+    "--item-model",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="recommend: the exported item tower of a `train --separate-towers` run; needs exactly one "
+    "--model (its user tower).",
+)
+@click.option(
+    "--no-zero-shot",
+    is_flag=True,
+    help="recommend: leave out the zero-shot encoder (saves encoding its catalogue and profiles).",
+)
+@click.option(
+    "--hybrid-weight",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="recommend: share of the text vector in the hybrid user vector "
+    "[default: PROFILESTREAM_HYBRID_TEXT_WEIGHT].",
+)
+@click.pass_context
+@_friendly_errors
+def evaluate_command(
+    ctx: click.Context,
+    dataset_dir: Path,
+    task: str,
+    split: str,
+    limit: int | None,
+    out_dir: Path,
+    variant: str | None,
+    models: tuple[Path, ...],
+    item_model: Path | None,
+    no_zero_shot: bool,
+    hybrid_weight: float | None,
+) -> None:
+    """Offline evaluation on an amazon-office style DATASET_DIR (items.json, valid.csv, test.csv)."""
+    from models.encoder.onnx_encoder import load_encoder, options_from_settings
+    from stream.core.window import WindowConfig
+
+    settings = _settings(ctx)
+    if task == "online":
+        from models.evaluation.online import run_online_eval
+        from models.evaluation.online import write_report as write_online_report
+
+        online = run_online_eval(
+            settings, dataset_dir, out_dir / "online-work", os.environ, split=split, limit=limit
+        )
+        paths = write_online_report(online, out_dir)
+        click.echo(online.to_markdown())
+        click.echo("wrote " + ", ".join(str(path) for path in paths))
+        if not online.equal:
+            sys.exit(1)
+        return
+    if task == "recommend":
+        from models.evaluation.recommend import run_rec_eval
+        from models.evaluation.recommend import write_report as write_rec_report
+
+        if item_model is not None and len(models) != 1:
+            raise click.UsageError("--item-model needs exactly one --model: the user tower it pairs with")
+        # The served model (PROFILESTREAM_MODEL_DIR) is only needed as the zero-shot encoder.
+        encoders: list[tuple[str, Any]] = (
+            []
+            if no_zero_shot
+            else [("zero-shot", load_encoder(settings.model_dir, options_from_settings(settings), variant))]
+        )
+        item_encoders: dict[str, Any] = {}
+        for model_dir in models:
+            label = "fine-tuned" if len(models) == 1 else f"fine-tuned {model_dir.name}"
+            if item_model is not None:
+                label = "fine-tuned, separate towers"
+                item_encoders[label] = load_encoder(item_model, options_from_settings(settings), variant)
+            encoders.append((label, load_encoder(model_dir, options_from_settings(settings), variant)))
+        rec_report = run_rec_eval(
+            dataset_dir,
+            encoders,
+            window=WindowConfig.from_settings(settings),
+            split=split,
+            limit=limit,
+            hybrid_weight=settings.hybrid_text_weight if hybrid_weight is None else hybrid_weight,
+            # As the worker's ProfileConfig: the encoder truncates to its token limit.
+            max_profile_chars=settings.encoder_max_length * 8,
+            batch_size=settings.encoder_batch_size,
+            popularity_weight=settings.popularity_weight,
+            item_encoders=item_encoders,
+        )
+        paths = write_rec_report(rec_report, out_dir)
+        click.echo(rec_report.to_markdown())
+    else:
+        from models.evaluation.search import run_search_eval, write_report
+        from stream.serving.search import SearchConfig
+
+        report = run_search_eval(
+            dataset_dir,
+            load_encoder(settings.model_dir, options_from_settings(settings), variant),
+            window=WindowConfig.from_settings(settings),
+            search=SearchConfig.from_settings(settings),
+            split=split,
+            limit=limit,
+            batch_size=settings.encoder_batch_size,
+        )
+        paths = write_report(report, out_dir)
+        click.echo(report.to_markdown())
+    click.echo("wrote " + ", ".join(str(path) for path in paths))
+
+
+@main.command("train")
+@click.argument("dataset_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for the fine-tuned checkpoint (then: profilestream export --source OUT).",
+)
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="HF BERT checkpoint folder to start from [default: the packaged all-MiniLM-L6-v2].",
+)
+# Defaults as in models.training.train.TrainConfig (not imported here: it brings torch).
+@click.option("--steps", type=click.IntRange(min=1), default=900, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0.0), default=2e-4, show_default=True)
+@click.option("--warmup-ratio", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=1e-4), default=0.05, show_default=True)
+@click.option("--user-max-length", type=click.IntRange(8, 512), default=64, show_default=True)
+@click.option("--item-max-length", type=click.IntRange(8, 512), default=64, show_default=True)
+@click.option("--hard-negatives", is_flag=True, help="Add one item of the target's brand per example.")
+@click.option(
+    "--separate-towers",
+    is_flag=True,
+    help="Train a user and an item BERT (item tower in OUT/item-tower) instead of one shared; for "
+    "measurement: evaluate with --model OUT-export --item-model ITEM-export. The stream serves one.",
+)
+@click.option("--seed", type=int, default=13, show_default=True)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Steps between checkpoints in OUT/checkpoint (0: only the final one).",
+)
+@click.option(
+    "--split",
+    "eval_split",
+    type=click.Choice(["test", "valid"]),
+    default="test",
+    show_default=True,
+    help="The split to be evaluated later: its targets are kept out of training.",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.pass_context
+@_friendly_errors
+def train_command(
+    ctx: click.Context,
+    dataset_dir: Path,
+    out_dir: Path,
+    source: Path | None,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    warmup_ratio: float,
+    temperature: float,
+    user_max_length: int,
+    item_max_length: int,
+    hard_negatives: bool,
+    separate_towers: bool,
+    seed: int,
+    checkpoint_every: int,
+    eval_split: str,
+    device: str,
+    threads: int | None,
+) -> None:
+    """Fine-tune the shared two-tower encoder (InfoNCE) on DATASET_DIR's allowed next-item pairs."""
+    from export.onnx_export import default_source
+    from models.data.amazon import load_dataset
+    from models.training.train import TrainConfig, train
+    from stream.core.window import WindowConfig
+
+    config = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_ratio=warmup_ratio,
+        temperature=temperature,
+        user_max_length=user_max_length,
+        item_max_length=item_max_length,
+        hard_negatives=hard_negatives,
+        separate_towers=separate_towers,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        eval_split=eval_split,
+        device=device,
+        threads=threads,
+    )
+    result = train(
+        load_dataset(dataset_dir),
+        source or default_source(),
+        out_dir,
+        config,
+        WindowConfig.from_settings(_settings(ctx)),
+    )
+    first, last = result.first_last_loss()
+    click.echo(
+        f"trained {result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
+        f"({result.device}, {result.threads} threads): loss {first:.3f} -> {last:.3f}"
+    )
+    click.echo(f"next: profilestream export --source {out_dir} --out MODEL_DIR --variant fp32")
+
+
+@main.command("sample-catalogue")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--items", default=500, show_default=True, help="Items in the catalogue.")
+@click.option("--seed", default=7, show_default=True)
+def sample_catalogue_command(path: str, items: int, seed: int) -> None:
+    """Write the synthetic sample catalogue (JSONL) whose ids the sample events use."""
+    from stream.core.sample import sample_catalogue
+
+    with open(path, "w", encoding="utf-8") as out:
+        for row in sample_catalogue(items=items, seed=seed):
+            out.write(json.dumps(row) + "\n")
+    click.echo(f"wrote {items} items to {path}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Stop by itself after showing the results.")
+@click.option("--users", default=20, show_default=True, help="Users in the sample stream.")
+@click.option("--events", default=400, show_default=True, help="Events in the sample stream.")
+@click.option("--timeout-s", default=300.0, show_default=True, help="Give up waiting after this.")
+@click.option("--collector-port", default=8088, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--lookup-port", default=8081, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_context
+@_friendly_errors
+def demo(
+    ctx: click.Context,
+    once: bool,
+    users: int,
+    events: int,
+    timeout_s: float,
+    collector_port: int,
+    lookup_port: int,
+) -> None:
+    """Export, index, start worker + collector + lookups, replay a sample, show recommendations."""
+    from stream.cli.demo import DemoPorts, run_demo
+
+    run_demo(
+        _settings(ctx),
+        once=once,
+        users=users,
+        events=events,
+        timeout_s=timeout_s,
+        ports=DemoPorts(collector=collector_port, lookups=lookup_port),
+    )
+
+
+def _register_subcommands() -> None:
+    # These modules import only click and stream at module level; their heavy imports are lazy.
+    from stream.ingest.collector import collector_command
+    from stream.ingest.loaders import load_command
+    from stream.ingest.replay import replay_command
+
+    for command in (collector_command, replay_command, load_command):
+        main.add_command(command)
+
+
+_register_subcommands()

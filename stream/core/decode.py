@@ -1,0 +1,50 @@
+"""Pure batch decoding: raw Kafka messages in, valid events and dead letters out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from stream.core.deadletter import DeadLetter, SourcePosition
+from stream.core.errors import InvalidEvent
+from stream.core.events import Event, EventLimits, decode_event
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    key: bytes | None
+    value: bytes | None
+    source: SourcePosition
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    events: list[Event] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms: int) -> DecodedBatch:
+    """Decode every message; an invalid one becomes a dead letter and never stops the batch.
+
+    A message whose key is not its event's user_id (or that has no key) is rejected too: the topic
+    is partitioned by user, and a mis-keyed event would be processed out of order with the user's
+    other events.
+    """
+    batch = DecodedBatch()
+    for message in messages:
+        raw = message.value if message.value is not None else b""
+        try:
+            event = decode_event(raw, limits=limits, now_ms=now_ms)
+            if message.key != event.user_id.encode():
+                found = "no key" if message.key is None else "a key that differs"
+                reason = f"the Kafka message has {found}; key each event by its user_id"
+                raise InvalidEvent("user_id", reason)
+        except InvalidEvent as exc:
+            batch.dead_letters.append(
+                DeadLetter(
+                    key=message.key, raw=raw, field=exc.field, reason=exc.reason, source=message.source
+                )
+            )
+            continue
+        batch.events.append(event)
+    return batch

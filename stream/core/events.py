@@ -1,0 +1,263 @@
+"""Event schema v1: the JSON documents shop frontends send, decoded into typed records.
+
+Decoding is pure (the wall clock comes in as `now_ms`) so that the worker, the collector and the
+SDK share one validator and tests need no clock.
+
+A v1 event::
+
+    {"event_id": "e-1", "user_id": "u42", "type": "view", "item_id": "sku-9",
+     "ts_ms": 1732700000000, "session_id": "s-1", "context": {"page": "home"}}
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.core.errors import InvalidEvent
+from stream.core.settings import DEFAULT_MIN_TS_MS, Settings
+
+SCHEMA_VERSION = 1
+
+MAX_ID_CHARS = 128
+MAX_QUERY_CHARS = 512
+MAX_CONTEXT_KEYS = 32
+
+
+class EventType(enum.StrEnum):
+    SEARCH = "search"
+    VIEW = "view"
+    CLICK = "click"
+    ADD_TO_CART = "add_to_cart"
+    PURCHASE = "purchase"
+    # Asks the system to delete every trace of the user (privacy); carries no item.
+    FORGET = "forget"
+
+
+ITEM_TYPES = frozenset({EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE})
+_KNOWN_FIELDS = frozenset(
+    {"v", "event_id", "user_id", "type", "item_id", "query", "ts_ms", "session_id", "context"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    user_id: str
+    type: EventType
+    ts_ms: int
+    item_id: str | None = None
+    query: str | None = None
+    session_id: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The v1 JSON document of this event, with absent optional fields left out."""
+        doc: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "type": self.type.value,
+            "ts_ms": self.ts_ms,
+        }
+        for name in ("item_id", "query", "session_id"):
+            value = getattr(self, name)
+            if value is not None:
+                doc[name] = value
+        if self.context:
+            doc["context"] = dict(self.context)
+        return doc
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """Bounds an event must respect; built from the settings so that operators can tune them."""
+
+    max_bytes: int = 16_384
+    min_ts_ms: int = DEFAULT_MIN_TS_MS
+    max_future_skew_ms: int = 86_400_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventLimits:
+        return cls(
+            max_bytes=settings.event_max_bytes,
+            min_ts_ms=settings.event_min_ts_ms,
+            max_future_skew_ms=settings.event_max_future_skew_s * 1000,
+        )
+
+
+def decode_event(raw: bytes, *, limits: EventLimits, now_ms: int) -> Event:
+    """Decode one UTF-8 JSON event; raise InvalidEvent naming the field and the reason."""
+    if len(raw) > limits.max_bytes:
+        raise InvalidEvent("$", f"event is {len(raw)} bytes, over the limit of {limits.max_bytes} bytes")
+    try:
+        # json.loads(raw) step by step, with one shared decoder: json.loads(raw, parse_constant=...)
+        # builds a decoder (a reference cycle) per call, a good part of the decode time.
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        doc = _DECODER.decode(text)
+    except RecursionError as exc:
+        raise InvalidEvent("$", "JSON nested too deeply") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent("$", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(
+            "$", f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from exc
+    return event_from_dict(doc, limits=limits, now_ms=now_ms)
+
+
+def _reject_constant(name: str) -> object:
+    raise InvalidEvent("$", f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+MAX_FIELD_NAME_CHARS = 64
+# JSON can spell a lone UTF-16 surrogate ("\\ud800"); it is no Unicode character, cannot be
+# encoded as UTF-8 and would fail every later write of the event.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_REASON = "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not valid Unicode"
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
+
+
+def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
+    """Validate an already parsed JSON value as a v1 event."""
+    if not isinstance(doc, dict):
+        raise InvalidEvent("$", f"expected a JSON object, got {_json_type(doc)}")
+    unknown = sorted(set(doc) - _KNOWN_FIELDS)
+    if unknown:
+        name = unknown[0]
+        if 0 < len(name) <= MAX_FIELD_NAME_CHARS and name.isprintable():
+            raise InvalidEvent(name, "unknown field in schema v1 (check its spelling)")
+        # An empty, huge or unprintable name cannot stand as the field: quote a piece of it.
+        shown = json.dumps(name[:MAX_FIELD_NAME_CHARS])
+        raise InvalidEvent("$", f"unknown field {shown} in schema v1 (check its spelling)")
+    version = doc.get("v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise InvalidEvent("v", f"unsupported schema version {version!r}; this decoder reads v1")
+
+    event_id = _require_id(doc, "event_id")
+    user_id = _require_id(doc, "user_id")
+    event_type = _require_type(doc)
+    ts_ms = _require_ts(doc, limits, now_ms)
+    item_id = _optional_id(doc, "item_id")
+    query = _optional_text(doc, "query", MAX_QUERY_CHARS)
+    session_id = _optional_id(doc, "session_id")
+    context = _optional_context(doc)
+
+    if event_type in ITEM_TYPES and item_id is None:
+        raise InvalidEvent("item_id", f"required for type {event_type.value!r}")
+    if event_type is EventType.SEARCH and query is None:
+        raise InvalidEvent("query", "required for type 'search'")
+    if event_type is EventType.FORGET and (item_id is not None or query is not None):
+        bad = "item_id" if item_id is not None else "query"
+        raise InvalidEvent(bad, "not allowed for type 'forget'")
+    return Event(
+        event_id=event_id,
+        user_id=user_id,
+        type=event_type,
+        ts_ms=ts_ms,
+        item_id=item_id,
+        query=query,
+        session_id=session_id,
+        context=context,
+    )
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _require_id(doc: Mapping[str, object], name: str) -> str:
+    if name not in doc or doc[name] is None:
+        raise InvalidEvent(name, "required field is missing")
+    value = _optional_id(doc, name)
+    assert value is not None
+    return value
+
+
+def _optional_id(doc: Mapping[str, object], name: str) -> str | None:
+    value = _optional_text(doc, name, MAX_ID_CHARS)
+    if value is not None and (value != value.strip() or _CONTROL_CHARACTER.search(value)):
+        raise InvalidEvent(name, "must not have surrounding whitespace or control characters")
+    return value
+
+
+def _optional_text(doc: Mapping[str, object], name: str, max_chars: int) -> str | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(name, f"expected a string, got {_json_type(value)}")
+    if not value.strip():
+        raise InvalidEvent(name, "must not be empty")
+    if len(value) > max_chars:
+        raise InvalidEvent(name, f"{len(value)} characters, over the limit of {max_chars}")
+    if _LONE_SURROGATE.search(value):
+        raise InvalidEvent(name, _SURROGATE_REASON)
+    return value
+
+
+def _require_type(doc: Mapping[str, object]) -> EventType:
+    value = doc.get("type")
+    if value is None:
+        raise InvalidEvent("type", "required field is missing")
+    if not isinstance(value, str):
+        raise InvalidEvent("type", f"expected a string, got {_json_type(value)}")
+    try:
+        return EventType(value)
+    except ValueError as exc:
+        allowed = ", ".join(t.value for t in EventType)
+        raise InvalidEvent("type", f"unknown type {value[:40]!r}; expected one of {allowed}") from exc
+
+
+def _require_ts(doc: Mapping[str, object], limits: EventLimits, now_ms: int) -> int:
+    value = doc.get("ts_ms")
+    if value is None:
+        raise InvalidEvent("ts_ms", "required field is missing")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent("ts_ms", f"expected an integer (ms since epoch), got {_json_type(value)}")
+    if value < limits.min_ts_ms:
+        hint = " (it looks like seconds: multiply by 1000)" if value * 1000 >= limits.min_ts_ms else ""
+        raise InvalidEvent("ts_ms", f"{value} is before the oldest accepted time {limits.min_ts_ms}{hint}")
+    latest = now_ms + limits.max_future_skew_ms
+    if value > latest:
+        raise InvalidEvent("ts_ms", f"{value} lies in the future (latest accepted now: {latest})")
+    return value
+
+
+def _optional_context(doc: Mapping[str, object]) -> Mapping[str, Any]:
+    value = doc.get("context")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEvent("context", f"expected an object, got {_json_type(value)}")
+    if len(value) > MAX_CONTEXT_KEYS:
+        raise InvalidEvent("context", f"{len(value)} keys, over the limit of {MAX_CONTEXT_KEYS}")
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent("context", _SURROGATE_REASON) from exc
+    return value

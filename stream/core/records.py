@@ -1,0 +1,38 @@
+"""A user's computed profile: the records the profile computer produces and the Redis store writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    item_id: str
+    score: float
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    user_id: str
+    items: tuple[Recommendation, ...]
+    vector: npt.NDArray[np.float32]
+    model_version: str
+    window_version: str
+    window_newest_ts_ms: int
+    window_newest_event_id: str
+
+    def payload(self, computed_at_ms: int) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "items": [{"item_id": r.item_id, "score": r.score, "reason": r.reason} for r in self.items],
+            "model_version": self.model_version,
+            "window_newest_ts_ms": self.window_newest_ts_ms,
+            "window_newest_event_id": self.window_newest_event_id,
+            "computed_at_ms": computed_at_ms,
+            "source": "profile",
+        }

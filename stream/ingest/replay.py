@@ -1,0 +1,792 @@
+"""Replaying v1 events from a file or a Kafka topic into a topic, validated, in per-user order.
+
+``profilestream replay SOURCE`` where SOURCE is
+
+- a file of v1 events: ``.jsonl``/``.ndjson`` (one JSON event per line), ``.csv`` (one column per
+  v1 field; empty cells are absent, ``context`` holds JSON text) or ``.parquet`` (one column per
+  field; ``context`` a JSON string or a struct);
+- ``kafka://TOPIC``: the records from ``--from-offset N`` (per partition, default: the beginning) or
+  from the time range ``--from-ts-ms``/``--to-ts-ms`` (Kafka record timestamps, via offsets_for_times),
+  up to the end offsets captured at the start, so a replay of a live topic terminates.
+
+Every event goes through the worker's validator. An invalid row is counted and written with its
+position, field and reason to a rejects file (``--rejects``, JSON lines, default
+``replay-rejects.jsonl``, created only when something is rejected); it never stops the replay.
+
+Order: events are produced keyed by user_id, in source order, by an idempotent producer, so each
+user's events keep their file (or partition) order; nothing is reordered. With ``--processes N``
+users are split between N producer processes by a hash of user_id (a user never spans two), each
+reading the whole source and producing its own users' events in source order. The processes are
+spawned, so a script calling `replay` with ``processes > 1`` needs the usual
+``if __name__ == "__main__":`` guard (the ``profilestream`` command has it).
+
+Speed: ``--speed max`` (default) replays as fast as the producer goes; ``--speed 10`` keeps the
+original gaps between events' ``ts_ms`` divided by 10. A JSON line that validates is forwarded as
+it is, without re-encoding. ``--namespace NAME`` replays into that namespace's own topics
+(see `stream.core.namespace`), never touching the default ones.
+
+Sender: ``--sender aiokafka`` (default) builds whole record batches per partition and sends them
+with aiokafka (`stream.kafka.bulk_sender`), about three times faster than ``--sender kafka-python``, which
+sends event by event as the collector and SDK do. Both put a user's events in the partition of the
+default partitioner, acks=all, idempotent. A paced replay (``--speed FACTOR``) always uses
+kafka-python, whose linger sends each event soon after its time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import multiprocessing
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO, cast
+
+import click
+from kafka.errors import KafkaError
+
+from stream.core.errors import InvalidEvent, ProfilestreamError, ServiceUnavailable, SourceError
+from stream.core.events import Event, EventLimits, decode_event, event_from_dict
+from stream.core.settings import Settings
+from stream.kafka.bulk_sender import AiokafkaBatchSender, default_partition
+from stream.kafka.producer import ProducerTuning, RecordSender, kafka_producer, not_acknowledged
+from stream.kafka.security import kafka_python_security
+from stream.kafka.topics import ensure_topics, kafka_unreachable
+
+log = logging.getLogger(__name__)
+
+KAFKA_SCHEME = "kafka://"
+FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+# Replay favours throughput: big batches that fill while the previous request is in flight.
+REPLAY_TUNING = ProducerTuning(
+    client_id="profilestream-replay",
+    linger_ms=20,
+    batch_size_bytes=512 * 1024,
+    max_block_ms=60_000,
+    delivery_timeout_ms=120_000,
+    bootstrap_timeout_ms=10_000,
+)
+_INT_COLUMNS = frozenset({"ts_ms", "v"})
+_PROGRESS_EVERY = 2_000
+
+# (position in the source, original JSON bytes or None, parsed document or None)
+Item = tuple[object, bytes | None, object]
+Sender = Literal["aiokafka", "kafka-python"]
+SENDERS: tuple[Sender, ...] = ("aiokafka", "kafka-python")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """Where to read: a file path, or a topic with an offset or a time range."""
+
+    location: str
+    from_offset: int | None = None
+    from_ts_ms: int | None = None
+    to_ts_ms: int | None = None
+
+    @property
+    def topic(self) -> str | None:
+        return self.location[len(KAFKA_SCHEME) :] if self.location.startswith(KAFKA_SCHEME) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    speed: float | None = None  # None: as fast as possible
+    dry_run: bool = False
+    processes: int = 1
+    rejects_path: Path = Path("replay-rejects.jsonl")
+    progress: bool = True
+    sender: Sender = "aiokafka"  # a paced replay (speed set) always sends with kafka-python
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    position: str
+    field: str
+    reason: str
+    raw: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"position": self.position, "field": self.field, "reason": self.reason, "raw": self.raw},
+            ensure_ascii=False,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    source: str
+    topic: str | None  # None for a dry run
+    read: int
+    produced: int
+    rejected: int
+    elapsed_s: float
+    rejects_path: Path | None = None
+
+    @property
+    def events_per_s(self) -> float:
+        return self.read / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "topic": self.topic,
+            "read": self.read,
+            "produced": self.produced,
+            "rejected": self.rejected,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "events_per_s": round(self.events_per_s),
+            "rejects_path": str(self.rejects_path) if self.rejects_path else None,
+        }
+
+
+def parse_speed(text: str) -> float | None:
+    """``max`` -> None (no pacing), else a positive factor dividing the original gaps."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = 0.0
+    if not factor > 0 or factor == float("inf"):
+        raise click.BadParameter(f"{text!r}: use 'max' or a positive factor such as 1, 10 or 0.5")
+    return factor
+
+
+class Pacer:
+    """Keeps the original gaps between event times, divided by `speed`, against the wall clock.
+
+    Events whose time goes backwards (other users, clock skew) are sent at once; the schedule is
+    anchored on the first event and never drifts from the wall clock.
+    """
+
+    def __init__(
+        self,
+        speed: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._speed = speed
+        self._clock = clock
+        self._sleep = sleep
+        self._origin: tuple[int, float] | None = None
+
+    def delay_s(self, ts_ms: int) -> float:
+        if self._origin is None:
+            self._origin = (ts_ms, self._clock())
+            return 0.0
+        first_ts_ms, started = self._origin
+        due = started + (ts_ms - first_ts_ms) / 1000.0 / self._speed
+        return max(due - self._clock(), 0.0)
+
+    def wait(self, ts_ms: int) -> None:
+        delay = self.delay_s(ts_ms)
+        if delay > 0:
+            self._sleep(delay)
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+def file_format(path: Path) -> str:
+    fmt = FILE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FILE_FORMATS))
+        raise SourceError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; use one of {known}"
+        )
+    return fmt
+
+
+def iter_source(spec: SourceSpec, settings: Settings) -> Iterator[Item]:
+    topic = spec.topic
+    if topic is not None:
+        return iter_kafka(settings, topic, spec)
+    path = Path(spec.location)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file; give a .jsonl, .csv or .parquet file or kafka://TOPIC")
+    readers = {"jsonl": iter_jsonl, "csv": iter_csv, "parquet": iter_parquet}
+    return readers[file_format(path)](path)
+
+
+def iter_jsonl(path: Path) -> Iterator[Item]:
+    with open(path, "rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            raw = line.rstrip(b"\r\n")
+            if raw.strip():
+                yield number, raw, None
+
+
+def iter_csv(path: Path) -> Iterator[Item]:
+    with open(path, newline="", encoding="utf-8") as text:
+        reader = csv.DictReader(text)
+        for number, row in enumerate(reader, start=2):  # line 1 is the header
+            yield number, None, row_to_doc(row)
+
+
+def iter_parquet(path: Path) -> Iterator[Item]:
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
+        raise SourceError(f"{path}: not a readable Parquet file ({exc})") from exc
+    number = 0
+    for batch in parquet.iter_batches(batch_size=16_384):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, None, row_to_doc(row)
+
+
+def row_to_doc(row: dict[str, Any]) -> dict[str, Any]:
+    """A table row as a v1 document: empty cells dropped, numbers and context decoded from text.
+
+    A cell that does not convert is passed on unchanged, so the validator names its field.
+    """
+    return {
+        name: _cell(name, value)
+        for name, value in row.items()
+        if name is not None and value is not None and value != ""
+    }
+
+
+def _cell(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        if name in _INT_COLUMNS:
+            return int(value)
+        if name == "context":
+            return json.loads(value)
+    except ValueError:
+        pass
+    return value
+
+
+def iter_kafka(settings: Settings, topic: str, spec: SourceSpec) -> Iterator[Item]:
+    """The records of `topic` in the chosen range; each partition in order, partitions interleaved."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id="profilestream-replay-reader",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **kafka_python_security(settings),
+        )
+    except KafkaError as exc:
+        raise kafka_unreachable(settings, exc) from exc
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise SourceError(f"kafka://{topic}: no such topic on {settings.kafka_bootstrap_servers}")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        start, stop = _offset_range(consumer, tps, spec)
+        for tp in tps:
+            consumer.seek(tp, start[tp])
+        remaining = {tp for tp in tps if start[tp] < stop[tp]}
+        idle_polls = 0
+        while remaining:
+            batches = consumer.poll(timeout_ms=1000, max_records=5000)
+            idle_polls = 0 if batches else idle_polls + 1
+            if idle_polls > 60:
+                raise SourceError(f"kafka://{topic}: no records for 60 s before the end offsets {stop}")
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < stop[tp]:
+                        yield f"{tp.topic}/{tp.partition}@{record.offset}", record.value or b"", None
+            for tp in list(remaining):
+                if consumer.position(tp) >= stop[tp]:
+                    remaining.discard(tp)
+                    consumer.pause(tp)
+    except KafkaError as exc:
+        raise kafka_unreachable(settings, exc) from exc
+    finally:
+        consumer.close()
+
+
+def _offset_range(consumer: Any, tps: list[Any], spec: SourceSpec) -> tuple[dict[Any, int], dict[Any, int]]:
+    begin = consumer.beginning_offsets(tps)
+    end = consumer.end_offsets(tps)
+
+    def at_time(ts_ms: int) -> dict[Any, int]:
+        found = consumer.offsets_for_times(dict.fromkeys(tps, ts_ms))
+        return {tp: found[tp].offset if found.get(tp) is not None else end[tp] for tp in tps}
+
+    if spec.from_ts_ms is not None:
+        start = at_time(spec.from_ts_ms)
+    else:
+        start = {tp: max(begin[tp], min(spec.from_offset or 0, end[tp])) for tp in tps}
+    stop = at_time(spec.to_ts_ms + 1) if spec.to_ts_ms is not None else dict(end)
+    return start, stop
+
+
+# --- validation and producing ----------------------------------------------------------------
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    return zlib.crc32(user_id.encode()) % shards if shards > 1 else 0
+
+
+def _user_of(raw: bytes | None, doc: object) -> str | None:
+    """The user of an item without validating it (for sharding); None when there is none.
+
+    `doc` is the item's document, or UNPARSED for a line that `parse_line` left alone; such a line
+    may still be valid (a BOM, NaN in a field the validator ignores...), so it is parsed as
+    `decode_event` would parse it, keeping each user's events on one shard.
+    """
+    if raw is not None and doc is UNPARSED:
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
+    user = doc.get("user_id") if isinstance(doc, dict) else None
+    return user if isinstance(user, str) else None
+
+
+@dataclass
+class _Tally:
+    read: int = 0
+    produced: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class EventSink(Protocol):
+    """Where the replay loop puts validated events: a producer for one topic."""
+
+    @property
+    def partitions(self) -> list[int]: ...
+
+    def add(self, partition: int, key: bytes, value: bytes) -> None:
+        """Send one event (asynchronously); ServiceUnavailable once an earlier send failed."""
+
+    def finish(self) -> None:
+        """Wait until the broker acknowledged every event, then close; ServiceUnavailable if not."""
+
+    def close(self) -> None:
+        """Give up: close without waiting for acknowledgements."""
+
+
+class KafkaPythonSink:
+    """Event by event through kafka-python's ``send()`` (one future each), as the SDK sends."""
+
+    def __init__(self, producer: RecordSender, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._failures: list[BaseException] = []
+        self.partitions = _partitions(producer, topic)
+
+    def add(self, partition: int, key: bytes, value: bytes) -> None:
+        try:
+            self._producer.send(self._topic, key=key, value=value, partition=partition).add_errback(
+                self._failures.append
+            )
+        except KafkaError as exc:
+            raise not_acknowledged(self._topic, exc) from exc
+
+    def finish(self) -> None:
+        try:
+            self._producer.flush(timeout=REPLAY_TUNING.delivery_timeout_ms / 1000)
+        except KafkaError as exc:
+            raise not_acknowledged(self._topic, exc) from exc
+        finally:
+            self._producer.close(timeout=10)
+        if self._failures:
+            raise ServiceUnavailable(
+                f"{len(self._failures)} events were not acknowledged on topic {self._topic!r} "
+                f"(first: {self._failures[0]!r}); replaying again is safe for consumers that treat "
+                "event_id as the identity"
+            )
+
+    def close(self) -> None:
+        self._producer.close(timeout=1)
+
+
+def open_sink(settings: Settings, sender: Sender, *, paced: bool) -> EventSink:
+    """A connected sink for ``settings.events_topic``; ServiceUnavailable if Kafka is down."""
+    topic = settings.events_topic
+    if sender == "aiokafka" and not paced:
+        return AiokafkaBatchSender(settings, topic)
+    producer = kafka_producer(settings, REPLAY_TUNING)
+    try:
+        return KafkaPythonSink(producer, topic)
+    except BaseException:
+        producer.close(timeout=1)
+        raise
+
+
+def _replay_items(
+    items: Iterator[Item],
+    *,
+    limits: EventLimits,
+    sink: EventSink | None,
+    pacer: Pacer | None,
+    shard: tuple[int, int],
+    on_progress: Callable[[int], object],
+) -> _Tally:
+    """The hot loop: validate each item of this shard and send it; returns the counts."""
+    tally = _Tally()
+    now_ms = time.time_ns() // 1_000_000
+    index, shards = shard
+    partition_of: dict[bytes, int] = {}
+    partitions = sink.partitions if sink is not None else []
+    add = sink.add if sink is not None else None
+    unreported = 0
+    for position, raw, doc in items:
+        # Parsed once: for the shard and for validation.
+        parsed = parse_line(raw, limits) if raw is not None else doc
+        if shards > 1:
+            user = _user_of(raw, parsed)
+            # Unparsable items have no user; shard 0 reports them.
+            if (shard_of(user, shards) if user is not None else 0) != index:
+                continue
+        tally.read += 1
+        unreported += 1
+        if unreported >= _PROGRESS_EVERY:
+            on_progress(unreported)
+            unreported = 0
+        try:
+            if raw is not None:
+                event = decode_parsed(raw, parsed, limits=limits, now_ms=now_ms)
+                value = raw
+            else:
+                event = event_from_dict(doc, limits=limits, now_ms=now_ms)
+                value = event.to_json()
+        except InvalidEvent as exc:
+            shown = raw.decode("utf-8", "replace") if raw is not None else json.dumps(doc, default=str)
+            tally.rejects.append(Reject(str(position), exc.field, exc.reason, shown[:2000]))
+            continue
+        if add is None:
+            continue
+        if pacer is not None:
+            pacer.wait(event.ts_ms)
+        key = event.user_id.encode()
+        partition = partition_of.get(key)
+        if partition is None:
+            # The default partitioner's choice for the key, computed once per user.
+            partition = partition_of[key] = default_partition(key, partitions)
+        add(partition, key, value)
+        tally.produced += 1
+    on_progress(unreported)
+    return tally
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for every line: json.loads(raw, parse_constant=...) builds a decoder per call, and
+# those are reference cycles that keep the garbage collector busy (half of the validation time).
+_LINE_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+UNPARSED = object()
+
+
+def parse_line(raw: bytes, limits: EventLimits) -> object:
+    """The JSON document of a line within the size limit in UTF-8 plain JSON; else UNPARSED.
+
+    Where this parses a line, ``json.loads`` (which `decode_event` uses) gives the same document;
+    every other line (too big, a BOM, another encoding, NaN, bad JSON) is left to `decode_event`.
+    """
+    if len(raw) > limits.max_bytes:
+        return UNPARSED
+    try:
+        return _LINE_DECODER.decode(raw.decode())
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return UNPARSED
+
+
+def decode_parsed(raw: bytes, parsed: object, *, limits: EventLimits, now_ms: int) -> Event:
+    """What ``decode_event(raw)`` returns or raises, given ``parsed = parse_line(raw)``.
+
+    An unparsed line goes through `decode_event` itself, so its rejects read the same.
+    """
+    if parsed is UNPARSED:
+        return decode_event(raw, limits=limits, now_ms=now_ms)
+    return event_from_dict(parsed, limits=limits, now_ms=now_ms)
+
+
+def _partitions(producer: RecordSender, topic: str) -> list[int]:
+    try:
+        partitions = cast(Any, producer).partitions_for(topic)
+    except KafkaError as exc:
+        raise not_acknowledged(topic, exc) from exc
+    if not partitions:
+        raise SourceError(f"topic {topic!r} does not exist; create it with `profilestream topics`")
+    return sorted(partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class _ShardJob:
+    settings: Settings
+    spec: SourceSpec
+    shard: tuple[int, int]
+    dry_run: bool
+    sender: Sender
+
+
+def _run_shard(job: _ShardJob, counter: Any = None) -> tuple[int, int, list[Reject]]:
+    """One producer process: (read, produced, rejects) of its shard. Top-level so it can be pickled."""
+
+    def progress(n: int) -> None:
+        if counter is not None:
+            with counter.get_lock():
+                counter.value += n
+
+    sink = None if job.dry_run else open_sink(job.settings, job.sender, paced=False)
+    tally = _replay_into(
+        sink,
+        iter_source(job.spec, job.settings),
+        settings=job.settings,
+        pacer=None,
+        shard=job.shard,
+        on_progress=progress,
+    )
+    return tally.read, tally.produced, tally.rejects
+
+
+def _replay_into(
+    sink: EventSink | None,
+    items: Iterator[Item],
+    *,
+    settings: Settings,
+    pacer: Pacer | None,
+    shard: tuple[int, int],
+    on_progress: Callable[[int], object],
+) -> _Tally:
+    """The replay loop, then the wait for acknowledgements; the sink is closed either way."""
+    try:
+        tally = _replay_items(
+            items,
+            limits=EventLimits.from_settings(settings),
+            sink=sink,
+            pacer=pacer,
+            shard=shard,
+            on_progress=on_progress,
+        )
+    except BaseException:
+        if sink is not None:
+            sink.close()
+        raise
+    if sink is not None:
+        sink.finish()
+    return tally
+
+
+def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> ReplayReport:
+    """Replay `spec` into ``settings.events_topic`` (created if missing) and report the counts."""
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    if options.speed is not None and options.processes > 1:
+        raise ProfilestreamError("--speed FACTOR keeps one global timeline: use it with --processes 1")
+    if spec.topic is None:
+        # Fail before any topic is created when the file is missing or of an unknown kind.
+        path = Path(spec.location)
+        if not path.is_file():
+            raise SourceError(f"{path}: no such file; give a .jsonl, .csv or .parquet file or kafka://TOPIC")
+        file_format(path)
+    if spec.topic == settings.events_topic and not options.dry_run:
+        raise SourceError(f"kafka://{spec.topic} is also the target; give another target with --to")
+    if not options.dry_run:
+        ensure_topics(settings)
+    topic = settings.events_topic
+    started = time.perf_counter()
+    with tqdm(desc="replay", unit=" events", disable=not options.progress, mininterval=0.5) as bar:
+        if options.processes == 1:
+            read, produced, rejects = _replay_single(settings, spec, options, bar.update)
+        else:
+            read, produced, rejects = _replay_sharded(settings, spec, options, bar)
+    elapsed_s = time.perf_counter() - started
+    rejects_path = _write_rejects(rejects, options.rejects_path)
+    report = ReplayReport(
+        source=spec.location,
+        topic=None if options.dry_run else topic,
+        read=read,
+        produced=produced,
+        rejected=len(rejects),
+        elapsed_s=elapsed_s,
+        rejects_path=rejects_path,
+    )
+    log.info(
+        "replayed %s: %d read, %d produced to %s, %d rejected, %.0f events/s",
+        spec.location,
+        read,
+        produced,
+        report.topic,
+        len(rejects),
+        report.events_per_s,
+    )
+    return report
+
+
+def _replay_single(
+    settings: Settings, spec: SourceSpec, options: ReplayOptions, on_progress: Callable[[int], object]
+) -> tuple[int, int, list[Reject]]:
+    paced = options.speed is not None
+    sink = None if options.dry_run else open_sink(settings, options.sender, paced=paced)
+    pacer = Pacer(options.speed) if options.speed is not None else None
+    tally = _replay_into(
+        sink,
+        iter_source(spec, settings),
+        settings=settings,
+        pacer=pacer,
+        shard=(0, 1),
+        on_progress=on_progress,
+    )
+    return tally.read, tally.produced, tally.rejects
+
+
+def _replay_sharded(
+    settings: Settings, spec: SourceSpec, options: ReplayOptions, bar: Any
+) -> tuple[int, int, list[Reject]]:
+    # spawn: the parent may hold threads (tqdm's monitor, kafka clients) that fork would copy half-alive.
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("q", 0)
+    jobs = [
+        _ShardJob(settings, spec, (index, options.processes), options.dry_run, options.sender)
+        for index in range(options.processes)
+    ]
+    with context.Pool(options.processes, initializer=_init_worker, initargs=(counter,)) as pool:
+        pending = pool.map_async(_run_shard_with_counter, jobs)
+        shown = 0
+        while not pending.ready():
+            pending.wait(0.5)
+            current = counter.value
+            bar.update(current - shown)
+            shown = current
+        results = pending.get()
+        bar.update(counter.value - shown)
+    read = sum(r[0] for r in results)
+    produced = sum(r[1] for r in results)
+    rejects = [reject for r in results for reject in r[2]]
+    return read, produced, rejects
+
+
+_worker_counter: Any = None
+
+
+def _init_worker(counter: Any) -> None:
+    global _worker_counter  # noqa: PLW0603 - multiprocessing hands shared values over only this way
+    _worker_counter = counter
+
+
+def _run_shard_with_counter(job: _ShardJob) -> tuple[int, int, list[Reject]]:
+    return _run_shard(job, _worker_counter)
+
+
+def _write_rejects(rejects: list[Reject], path: Path) -> Path | None:
+    if not rejects:
+        return None
+    with open(path, "w", encoding="utf-8") as out:
+        _write_lines(out, (reject.to_json() for reject in rejects))
+    log.warning("%d invalid events written to %s", len(rejects), path)
+    return path
+
+
+def _write_lines(out: TextIO, lines: Iterator[str]) -> None:
+    for line in lines:
+        out.write(line)
+        out.write("\n")
+
+
+def target_settings(settings: Settings, namespace: str | None, to_topic: str | None) -> Settings:
+    """The settings a replay writes with: a namespace's copy, and/or another target topic."""
+    from pydantic import ValidationError
+
+    from stream.core.errors import ConfigError
+    from stream.core.namespace import namespaced
+
+    if namespace is not None and to_topic is not None:
+        raise ConfigError("--namespace chooses the target topic itself; drop --to or --namespace")
+    if namespace is not None:
+        return namespaced(settings, namespace)
+    if to_topic is not None:
+        try:
+            return Settings.model_validate({**settings.model_dump(), "events_topic": to_topic})
+        except ValidationError as exc:
+            raise ConfigError(
+                f"--to {to_topic!r}: not a valid topic name ({exc.errors()[0]['msg']})"
+            ) from exc
+    return settings
+
+
+@click.command("replay")
+@click.argument("source")
+@click.option("--to", "to_topic", help="Target topic (default: the events topic).")
+@click.option("--namespace", help="Replay into the separate topics of this namespace (a shadow run).")
+@click.option("--speed", default="max", show_default=True, help="'max', or a factor dividing original gaps.")
+@click.option(
+    "--from-offset", type=click.IntRange(0), help="kafka:// source: start at this offset per partition."
+)
+@click.option("--from-ts-ms", type=click.IntRange(0), help="kafka:// source: first record time (ms).")
+@click.option("--to-ts-ms", type=click.IntRange(0), help="kafka:// source: last record time (ms).")
+@click.option("--dry-run", is_flag=True, help="Validate and count only; produce nothing.")
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("replay-rejects.jsonl"),
+    show_default=True,
+    help="Where invalid events are written (only when there are some).",
+)
+@click.option(
+    "--processes", default=1, show_default=True, type=click.IntRange(1, 64), help="Producer processes."
+)
+@click.option(
+    "--sender",
+    type=click.Choice(SENDERS),
+    default="aiokafka",
+    show_default=True,
+    help="aiokafka: whole batches (fast); kafka-python: event by event. --speed FACTOR uses kafka-python.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def replay_command(
+    ctx: click.Context,
+    *,
+    source: str,
+    to_topic: str | None,
+    namespace: str | None,
+    speed: str,
+    from_offset: int | None,
+    from_ts_ms: int | None,
+    to_ts_ms: int | None,
+    dry_run: bool,
+    rejects_path: Path,
+    processes: int,
+    sender: Sender,
+    as_json: bool,
+) -> None:
+    """Replay v1 events from SOURCE (a .jsonl/.csv/.parquet file or kafka://TOPIC) into a topic."""
+    if from_offset is not None and from_ts_ms is not None:
+        raise click.UsageError("give --from-offset or --from-ts-ms, not both")
+    spec = SourceSpec(source, from_offset=from_offset, from_ts_ms=from_ts_ms, to_ts_ms=to_ts_ms)
+    options = ReplayOptions(
+        speed=parse_speed(speed),
+        dry_run=dry_run,
+        processes=processes,
+        rejects_path=rejects_path,
+        sender=sender,
+    )
+    try:
+        settings = target_settings(cast(Settings, ctx.obj), namespace, to_topic)
+        report = replay(settings, spec, options)
+    except ProfilestreamError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+        return
+    target = report.topic or "nowhere (dry run)"
+    click.echo(
+        f"{report.read} events read, {report.produced} produced to {target}, {report.rejected} rejected, "
+        f"{report.events_per_s:,.0f} events/s"
+    )
+    if report.rejects_path is not None:
+        click.echo(f"rejected events: {report.rejects_path}")

@@ -1,0 +1,107 @@
+"""The Python SDK: a backend service tracks schema-v1 events straight into Kafka."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from stream.core.events import Event, EventLimits, event_from_dict
+from stream.core.settings import Settings
+from stream.kafka.producer import (
+    RecordSender,
+    SendFuture,
+    kafka_producer,
+    not_acknowledged,
+    wait_acknowledged,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ProfilestreamProducer:
+    """Tracks v1 events for a backend service; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        topic: str | None = None,
+        producer_factory: Callable[[Settings], RecordSender] = kafka_producer,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        flush_timeout_s: float = 30.0,
+    ) -> None:
+        self.topic = topic or settings.events_topic
+        self._limits = EventLimits.from_settings(settings)
+        self._clock_ms = clock_ms
+        self._flush_timeout_s = flush_timeout_s
+        self._pending: list[SendFuture] = []
+        self._producer = producer_factory(settings)
+
+    def track(
+        self,
+        user_id: str,
+        type: str,
+        *,
+        item_id: str | None = None,
+        query: str | None = None,
+        ts_ms: int | None = None,
+        session_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        event_id: str | None = None,
+    ) -> Event:
+        """Validate and send one event (asynchronously); InvalidEvent names the bad field."""
+        now_ms = self._clock_ms()
+        doc: dict[str, Any] = {
+            "event_id": event_id if event_id is not None else uuid.uuid4().hex,
+            "user_id": user_id,
+            "type": type,
+            "ts_ms": ts_ms if ts_ms is not None else now_ms,
+            "item_id": item_id,
+            "query": query,
+            "session_id": session_id,
+            "context": dict(context) if context is not None else None,
+        }
+        event = event_from_dict(doc, limits=self._limits, now_ms=now_ms)
+        self.send(event)
+        return event
+
+    def send(self, event: Event) -> None:
+        """Send an already validated event (asynchronously)."""
+        try:
+            future = self._producer.send(self.topic, key=event.user_id.encode(), value=event.to_json())
+        except KafkaError as exc:
+            raise not_acknowledged(self.topic, exc) from exc
+        self._pending.append(future)
+
+    def flush(self, timeout_s: float | None = None) -> int:
+        """Wait until the broker acknowledged every event sent so far; returns how many that was."""
+        pending, self._pending = self._pending, []
+        timeout = self._flush_timeout_s if timeout_s is None else timeout_s
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            raise not_acknowledged(self.topic, exc) from exc
+        wait_acknowledged(self.topic, pending, timeout)
+        if pending:
+            log.debug("flushed %d events to %s", len(pending), self.topic)
+        return len(pending)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._producer.close(timeout=self._flush_timeout_s)
+
+    def __enter__(self) -> ProfilestreamProducer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

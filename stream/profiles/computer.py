@@ -1,0 +1,304 @@
+"""From windows to recommendations: profile text -> user vector -> top-K -> MMR -> reasons.
+
+One `ProfileComputer` serves the stream worker and the offline recomputation, so the two can
+only differ by the events they were given. No I/O here; the encoder and the item catalogue come
+in through their protocols.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from models.encoder.onnx_encoder import TextEncoder
+from models.index.topk import PreparedItems, prepare_items, top_k
+from stream.core.events import EventType
+from stream.core.prior import has_prior, popularity_prior, ranking_matrix, widen_users
+from stream.core.profile_text import build_profile_text
+from stream.core.ranking import Anchor, explain, mmr_order
+from stream.core.records import Recommendation, UserProfile
+from stream.core.settings import Settings
+from stream.core.window import Window, WindowConfig, event_weights, purchased_items, window_version
+from stream.profiles.query_cache import QueryVectorCache
+
+FloatArray = npt.NDArray[np.float32]
+UserVectorMode = Literal["text", "items", "hybrid"]
+BoolArray = npt.NDArray[np.bool_]
+
+# Distinct search queries whose vectors a worker keeps (384 floats each: about 15 MB).
+QUERY_CACHE_SIZE = 10_000
+
+# MMR re-ranks a pool this many times larger than K, so it has something to diversify with.
+MMR_POOL_FACTOR = 4
+
+
+class ItemCatalogue(Protocol):
+    """What the stream needs of the item index: vectors, stock, and text for explanations."""
+
+    @property
+    def ids(self) -> Sequence[str]: ...
+
+    @property
+    def vectors(self) -> FloatArray: ...
+
+    @property
+    def in_stock(self) -> BoolArray: ...
+
+    @property
+    def popularity(self) -> FloatArray: ...  # per item, >= 0 (0: unknown); see stream.core.prior
+
+    def row(self, item_id: str) -> int | None: ...
+
+    def title(self, item_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class PreparedCatalogue(Protocol):
+    """A catalogue that already holds its `prepare_items` form (built when the index loads)."""
+
+    @property
+    def prepared(self) -> PreparedItems: ...
+
+
+def _normalise(vectors: FloatArray) -> FloatArray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: FloatArray = (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+    return normalised
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    window: WindowConfig
+    top_k: int = 20
+    mmr_lambda: float = 1.0
+    max_profile_chars: int = 2048
+    # "text": encode the profile text (the article's user tower); "items": decayed mean of the
+    # window's item (and query) vectors, no encoder call per user; "hybrid": a normalised mix.
+    user_vector: UserVectorMode = "items"
+    text_weight: float = 0.5
+    # Weight of the popularity prior added to every recommendation score (stream.core.prior); 0: none.
+    popularity_weight: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProfileConfig:
+        return cls(
+            window=WindowConfig.from_settings(settings),
+            top_k=settings.top_k,
+            mmr_lambda=settings.mmr_lambda,
+            # Generous: the encoder truncates to its token limit; this only bounds the string.
+            max_profile_chars=settings.encoder_max_length * 8,
+            user_vector=settings.user_vector,
+            text_weight=settings.hybrid_text_weight,
+            popularity_weight=settings.popularity_weight,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    encode_ms: float  # profile texts, encoder call, user vectors
+    rank_ms: float  # top-K, MMR, reasons, payload records
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchors:
+    anchors: list[Anchor]
+    item_rows: list[int | None]  # row in the catalogue, or None for a search anchor
+    queries: list[str | None]
+
+
+def _anchors(window: Window, catalogue: ItemCatalogue) -> _Anchors:
+    """One anchor per distinct item or query of the window, newest first."""
+    seen: set[tuple[str, str]] = set()
+    result = _Anchors([], [], [])
+    for event in reversed(window.events):
+        if event.item_id is not None:
+            row = catalogue.row(event.item_id)
+            title = catalogue.title(event.item_id)
+            if row is None or not title or ("item", event.item_id) in seen:
+                continue
+            seen.add(("item", event.item_id))
+            result.anchors.append(Anchor(event.event_id, event.type, title))
+            result.item_rows.append(row)
+            result.queries.append(None)
+        elif event.type is EventType.SEARCH and event.query and ("query", event.query) not in seen:
+            seen.add(("query", event.query))
+            result.anchors.append(Anchor(event.event_id, event.type, event.query))
+            result.item_rows.append(None)
+            result.queries.append(event.query)
+    return result
+
+
+class ProfileComputer:
+    def __init__(self, encoder: TextEncoder, catalogue: ItemCatalogue, config: ProfileConfig) -> None:
+        self.encoder = encoder
+        self.catalogue = catalogue
+        self.config = config
+        # The ranking form of the item matrix (int8 prefilter on large catalogues), built once;
+        # widened by the popularity prior's column when there is a prior.
+        prior = popularity_prior(catalogue.popularity, config.popularity_weight)
+        if has_prior(prior):
+            self._ranking_items = prepare_items(ranking_matrix(catalogue.vectors, prior))
+        elif isinstance(catalogue, PreparedCatalogue):
+            self._ranking_items = catalogue.prepared
+        else:
+            self._ranking_items = prepare_items(catalogue.vectors)
+        self._query_vectors = QueryVectorCache(encoder, QUERY_CACHE_SIZE)
+
+    def profile_text(self, window: Window) -> str:
+        return build_profile_text(
+            window, self.config.window, self.catalogue.title, max_chars=self.config.max_profile_chars
+        )
+
+    def compute(self, windows: Sequence[tuple[str, Window]]) -> list[UserProfile]:
+        """Profiles for the users whose window yields a profile text; others are left out
+        (they have nothing the encoder could read, and lookups fall back to popular items)."""
+        return self.compute_timed(windows)[0]
+
+    def compute_timed(self, windows: Sequence[tuple[str, Window]]) -> tuple[list[UserProfile], Timings]:
+        """`compute`, and how long encoding and ranking took (for the worker's metrics)."""
+        started = time.perf_counter()
+        mode = self.config.user_vector
+        users: list[tuple[str, Window, str]] = []
+        anchors: list[_Anchors] = []
+        for user_id, window in windows:
+            if window.newest is None:
+                continue
+            user_anchors = _anchors(window, self.catalogue)
+            # The items vector only reads indexed items and queries (the anchors); building the
+            # text just to see that it is not empty cost a tenth of the batch.
+            text = self.profile_text(window) if mode != "items" else ""
+            if text or (mode == "items" and user_anchors.anchors):
+                users.append((user_id, window, text))
+                anchors.append(user_anchors)
+        if not users:
+            return [], Timings(0.0, 0.0)
+        queries = sorted({q for a in anchors for q in a.queries if q is not None})
+        texts = [text for _, _, text in users] if mode != "items" else []
+        query_vectors = self._query_vectors.lookup(queries)
+        new_queries = [q for q in queries if q not in query_vectors]
+        # One encoder call for the profile texts and the queries not seen lately.
+        encoded = self.encoder.encode(texts + new_queries)
+        self._query_vectors.remember(new_queries, encoded[len(texts) :])
+        query_vectors.update(zip(new_queries, encoded[len(texts) :], strict=True))
+        if mode == "text":
+            user_vectors = encoded[: len(texts)]
+        else:
+            behaviour = np.stack([self._behaviour_vector(window, query_vectors) for _, window, _ in users])
+            if mode == "items":
+                user_vectors = behaviour
+            else:
+                alpha = self.config.text_weight
+                user_vectors = _normalise(alpha * encoded[: len(texts)] + (1.0 - alpha) * behaviour)
+
+        encoded_at = time.perf_counter()
+        pool = self.config.top_k if self.config.mmr_lambda >= 1.0 else self.config.top_k * MMR_POOL_FACTOR
+        exclusions = [self._purchased_rows(window) for _, window, _ in users]
+        ranked = top_k(
+            widen_users(user_vectors, self._ranking_items.vectors.shape[1]),
+            self._ranking_items,
+            self.catalogue.ids,
+            pool,
+            in_stock=self.catalogue.in_stock,
+            exclude=exclusions,
+        )
+        candidates = [[(self._row(item_id), score) for item_id, score in user] for user in ranked]
+        profiles = [
+            self._profile(
+                user_id=user_id,
+                window=window,
+                vector=user_vectors[i],
+                candidates=candidates[i],
+                anchors=anchors[i],
+                query_vectors=query_vectors,
+            )
+            for i, (user_id, window, _) in enumerate(users)
+        ]
+        done = time.perf_counter()
+        return profiles, Timings(encode_ms=(encoded_at - started) * 1000, rank_ms=(done - encoded_at) * 1000)
+
+    def _behaviour_vector(self, window: Window, query_vectors: dict[str, FloatArray]) -> FloatArray:
+        """The decayed, type-weighted mean of the window's item and query vectors."""
+        rows: list[int] = []
+        row_weights: list[float] = []
+        total = np.zeros(self.catalogue.vectors.shape[1], dtype=np.float64)
+        for event, weight in zip(window.events, event_weights(window, self.config.window), strict=True):
+            if event.item_id is not None:
+                row = self.catalogue.row(event.item_id)
+                if row is not None:
+                    rows.append(row)
+                    row_weights.append(weight)
+            elif event.query is not None and event.query in query_vectors:
+                total += weight * query_vectors[event.query]
+        if rows:
+            # One gather and one product instead of a numpy call per event.
+            total += np.asarray(row_weights, dtype=np.float64) @ self.catalogue.vectors[rows].astype(
+                np.float64
+            )
+        vector: FloatArray = _normalise(total.astype(np.float32)[None, :])[0]
+        return vector
+
+    def _row(self, item_id: str) -> int:
+        row = self.catalogue.row(item_id)
+        assert row is not None, item_id
+        return row
+
+    def _purchased_rows(self, window: Window) -> set[int]:
+        rows = (self.catalogue.row(item_id) for item_id in purchased_items(window))
+        return {row for row in rows if row is not None}
+
+    def _profile(
+        self,
+        *,
+        user_id: str,
+        window: Window,
+        vector: FloatArray,
+        candidates: Sequence[tuple[int, float]],
+        anchors: _Anchors,
+        query_vectors: dict[str, FloatArray],
+    ) -> UserProfile:
+        rows = np.asarray([row for row, _ in candidates], dtype=np.int64)
+        scores = np.asarray([score for _, score in candidates], dtype=np.float32)
+        item_vectors = (
+            self.catalogue.vectors[rows] if len(rows) else np.zeros((0, vector.shape[0]), np.float32)
+        )
+        order = mmr_order(scores, item_vectors, self.config.top_k, self.config.mmr_lambda)
+        chosen_vectors = item_vectors[order] if order else item_vectors[:0]
+        anchor_vectors = np.asarray(
+            [
+                self.catalogue.vectors[row] if row is not None else query_vectors[query or ""]
+                for row, query in zip(anchors.item_rows, anchors.queries, strict=True)
+            ],
+            dtype=np.float32,
+        ).reshape(len(anchors.anchors), vector.shape[0])
+        reasons = explain(chosen_vectors, anchor_vectors, anchors.anchors)
+        # Each anchor's sentence once, however many items it explains.
+        sentences: dict[int, str] = {}
+        for anchor in reasons:
+            if anchor is not None and id(anchor) not in sentences:
+                sentences[id(anchor)] = anchor.reason
+        chosen_rows = rows[order].tolist() if order else []
+        chosen_scores = scores[order].tolist() if order else []
+        newest = window.newest
+        assert newest is not None
+        ids = self.catalogue.ids
+        return UserProfile(
+            user_id=user_id,
+            items=tuple(
+                Recommendation(
+                    item_id=ids[row],
+                    score=score,
+                    reason=sentences[id(reason)] if reason is not None else None,
+                )
+                for row, score, reason in zip(chosen_rows, chosen_scores, reasons, strict=True)
+            ),
+            vector=vector,
+            model_version=self.encoder.model_version,
+            window_version=window_version(window),
+            window_newest_ts_ms=newest.ts_ms,
+            window_newest_event_id=newest.event_id,
+        )

@@ -1,0 +1,131 @@
+"""Recommendations in Redis: the key schema, an atomic newer-only write, forgetting, popularity.
+
+Keys (``{prefix}`` is PROFILESTREAM_REDIS_KEY_PREFIX):
+
+- ``{prefix}:reco:{user_id}`` hash: ``json`` (the payload below), ``ver`` (the window version)
+- ``{prefix}:emb:{user_id}`` string: the user vector, float32 little-endian
+- ``{prefix}:forgotten:{user_id}`` string: event time (ms) of the user's last ``forget``
+- ``{prefix}:popular`` sorted set: item id -> forward-decayed interaction weight
+
+The payload: ``{"user_id", "items": [{"item_id", "score", "reason"}], "model_version",
+"window_newest_ts_ms", "window_newest_event_id", "computed_at_ms", "source": "profile"}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from redis.asyncio import Redis
+
+from stream.core.records import UserProfile
+from stream.core.settings import Settings
+from stream.redis.activity import RedisOp, execute_until_done
+from stream.redis.client import redis_async
+
+# Newer-only write: compare the incoming window version with the stored one byte by byte (Lua's
+# own string comparison follows the server's locale), refuse anything at or before a forget.
+WRITE_IF_NEWER_LUA = """
+local function bytes_greater(a, b)
+  if a == b then return false end
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
+local forgotten = redis.call('GET', KEYS[3])
+if forgotten and tonumber(ARGV[1]) <= tonumber(forgotten) then return -1 end
+local stored = redis.call('HGET', KEYS[1], 'ver')
+if stored and not bytes_greater(ARGV[2], stored) then return 0 end
+redis.call('HSET', KEYS[1], 'ver', ARGV[2], 'json', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4])
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return 1
+"""
+
+WRITE_IF_NEWER_SHA = hashlib.sha1(WRITE_IF_NEWER_LUA.encode(), usedforsecurity=False).hexdigest()
+
+RECO_KIND = "reco"
+EMB_KIND = "emb"
+FORGOTTEN_KIND = "forgotten"
+POPULAR_KIND = "popular"
+
+
+class RecoStore:
+    """Writes profiles atomically and newer-only; one pipeline per batch."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RecoStore:
+        return cls(redis_async(settings), settings)
+
+    def _key(self, kind: str, user_id: str) -> str:
+        return self._settings.redis_key(kind, user_id)
+
+    @property
+    def popular_key(self) -> str:
+        return f"{self._settings.redis_key_prefix}:{POPULAR_KIND}"
+
+    def profile_ops(self, profiles: Iterable[UserProfile], sha: str, computed_at_ms: int) -> list[RedisOp]:
+        ttl_s = self._settings.reco_ttl_s
+        return [
+            RedisOp(
+                "evalsha",
+                (
+                    sha,
+                    3,
+                    self._key(RECO_KIND, p.user_id),
+                    self._key(EMB_KIND, p.user_id),
+                    self._key(FORGOTTEN_KIND, p.user_id),
+                    p.window_newest_ts_ms,
+                    p.window_version,
+                    json.dumps(p.payload(computed_at_ms), separators=(",", ":"), ensure_ascii=False),
+                    np.asarray(p.vector, dtype="<f4").tobytes(),
+                    ttl_s,
+                ),
+            )
+            for p in profiles
+        ]
+
+    def forget_ops(self, forgets: Iterable[tuple[str, int]]) -> list[RedisOp]:
+        """Delete a user's keys and leave a tombstone holding only the forget's event time."""
+        ops = []
+        for user_id, ts_ms in forgets:
+            ops.append(RedisOp("delete", (self._key(RECO_KIND, user_id), self._key(EMB_KIND, user_id))))
+            ops.append(RedisOp("set", (self._key(FORGOTTEN_KIND, user_id), ts_ms)))
+        return ops
+
+    def popularity_ops(self, increments: dict[str, float]) -> list[RedisOp]:
+        return [RedisOp("zincrby", (self.popular_key, inc, item)) for item, inc in sorted(increments.items())]
+
+    async def write(
+        self,
+        profiles: Sequence[UserProfile],
+        forgets: Sequence[tuple[str, int]],
+        popularity: dict[str, float],
+        computed_at_ms: int,
+    ) -> None:
+        """Forgets first, so a profile computed in the same batch after a forget still lands."""
+        ops = self.forget_ops(forgets)
+        if profiles:
+            # The script rides along in every pipeline that calls it: a Redis restarted since
+            # the last batch has an empty script cache, and EVALSHA alone would fail with NOSCRIPT.
+            ops.append(RedisOp("script_load", (WRITE_IF_NEWER_LUA,)))
+        ops += self.profile_ops(profiles, WRITE_IF_NEWER_SHA, computed_at_ms)
+        ops += self.popularity_ops(popularity)
+        if ops:
+            await execute_until_done(self._redis, ops, what=f"{len(profiles)} profiles")
+
+    async def close(self) -> None:
+        await self._redis.aclose()

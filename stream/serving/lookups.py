@@ -1,0 +1,139 @@
+"""Reads for page renderers: a user's recommendations (popular items for unknown users) and
+personalised search.
+
+`RecoClient` is the Python client; `create_lookup_app` serves the same over HTTP:
+``GET /v1/users/{user_id}/recommendations?k=10`` and ``GET /v1/search?q=...&user_id=...&k=10``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from stream.core.records import Recommendation
+from stream.core.settings import Settings
+from stream.redis.activity import RECENT_KIND
+from stream.redis.client import redis_async
+from stream.redis.reco_store import POPULAR_KIND, RECO_KIND
+
+if TYPE_CHECKING:
+    from stream.serving.search import SearchResult
+    from stream.serving.search_service import SearchService
+
+MAX_K = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RecoResult:
+    user_id: str
+    items: tuple[Recommendation, ...]
+    # "profile": computed from the user's own window; "popular": the cold-start fallback.
+    source: Literal["profile", "popular"]
+    model_version: str | None = None
+    window_newest_ts_ms: int | None = None
+    computed_at_ms: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "source": self.source,
+            "items": [{"item_id": i.item_id, "score": i.score, "reason": i.reason} for i in self.items],
+            "model_version": self.model_version,
+            "window_newest_ts_ms": self.window_newest_ts_ms,
+            "computed_at_ms": self.computed_at_ms,
+        }
+
+
+class RecoClient:
+    """One Redis round trip per known user; a second one for the popular fallback."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._popular_key = f"{settings.redis_key_prefix}:{POPULAR_KIND}"
+        self._search: SearchService | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RecoClient:
+        return cls(redis_async(settings), settings)
+
+    async def get(self, user_id: str, k: int | None = None) -> RecoResult:
+        k = min(k or self._settings.top_k, MAX_K)
+        raw = await self._redis.hget(self._settings.redis_key(RECO_KIND, user_id), "json")
+        if raw is not None:
+            doc = json.loads(raw)
+            return RecoResult(
+                user_id=user_id,
+                items=tuple(Recommendation(i["item_id"], i["score"], i["reason"]) for i in doc["items"][:k]),
+                source="profile",
+                model_version=doc["model_version"],
+                window_newest_ts_ms=doc["window_newest_ts_ms"],
+                computed_at_ms=doc["computed_at_ms"],
+            )
+        popular = cast(
+            list[tuple[bytes, float]],
+            await self._redis.zrevrange(self._popular_key, 0, k - 1, withscores=True),
+        )
+        # Forward-decayed counts are only meaningful relative to each other: scale the top one to 1.
+        top = float(popular[0][1]) if popular else 1.0
+        return RecoResult(
+            user_id=user_id,
+            items=tuple(
+                Recommendation(item.decode(), float(score) / top, "popular right now")
+                for item, score in popular
+            ),
+            source="popular",
+        )
+
+    async def newest_event_id(self, user_id: str) -> str | None:
+        """The newest event of the window the user's stored recommendations were computed from."""
+        raw = await self._redis.hget(self._settings.redis_key(RECO_KIND, user_id), "json")
+        return None if raw is None else str(json.loads(raw)["window_newest_event_id"])
+
+    async def open_search(self) -> SearchService:
+        """Load the encoder and item index for `search` (once); a `ModelError` names what is missing."""
+        if self._search is None:
+            # onnxruntime imports lazily: reading recommendations needs no model.
+            from stream.serving.search_service import SearchService
+
+            # Loading takes seconds; a thread keeps the caller's event loop serving meanwhile.
+            self._search = await asyncio.to_thread(SearchService.open, self._settings, self._redis)
+        return self._search
+
+    async def search(self, query: str, user_id: str | None = None, k: int = 10) -> SearchResult:
+        """Catalogue items for `query`, re-ranked by the user's live profile when there is one.
+
+        Unknown, forgotten or absent users get the plain query ranking (`personalised` false,
+        `why` says which). Malformed input raises ValueError naming the field.
+        """
+        service = await self.open_search()
+        return await service.search(query, user_id, k)
+
+    async def unreachable(self) -> str | None:
+        """None when Redis answers a PING, else why not (for readiness probes)."""
+        try:
+            await self._redis.ping()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            return f"redis unreachable: {exc}"
+        return None
+
+    async def close(self) -> None:
+        if self._search is not None:
+            self._search.close()
+        await self._redis.aclose()
+
+
+async def recent_activity(settings: Settings, user_id: str) -> list[dict[str, Any]]:
+    """A user's recent events, oldest first, as `RedisActivitySink` wrote them."""
+    redis = redis_async(settings)
+    try:
+        raw = await redis.lrange(settings.redis_key(RECENT_KIND, user_id), 0, -1)
+    finally:
+        await redis.aclose()
+    return [json.loads(item) for item in raw]

@@ -1,0 +1,251 @@
+"""Personalised search, the I/O part: a user's signals from Redis and query vectors from the encoder.
+
+`SearchService.search` checks the input, reads the user's live vector, recent activity and forget
+tombstone in one Redis round trip, encodes the query (and the user's recent queries) through an
+LRU cache, and leaves ranking to the pure `stream.serving.search`.
+
+Encoding runs on one dedicated thread, and queries that arrive while it is busy go to the encoder
+together as the next batch: concurrent encoder calls on a small machine fight over the cores
+(two at once were several times slower than one after the other here), while one batch of n
+short queries costs far less than n single calls. Ranking runs in the default thread pool;
+onnxruntime and numpy release the GIL, so the event loop keeps serving meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from models.encoder.onnx_encoder import TextEncoder, load_encoder, options_from_settings
+from stream.core.settings import Settings
+from stream.profiles.computer import ItemCatalogue
+from stream.profiles.query_cache import QueryVectorCache
+from stream.redis.activity import RECENT_KIND
+from stream.redis.reco_store import EMB_KIND, FORGOTTEN_KIND
+from stream.serving.search import (
+    DEFAULT_SEARCH_K,
+    SearchConfig,
+    SearchProfile,
+    SearchResult,
+    UserSignals,
+    activity_anchors,
+    check_k,
+    check_user_id,
+    clean_query,
+    parse_activity,
+    rank_search,
+    recent_queries,
+    search_profile,
+)
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class BatchingQueryEncoder:
+    """`QueryVectorCache` for coroutines: misses of concurrent calls share one encoder batch, and
+    the encoder runs on one thread of its own."""
+
+    def __init__(self, cache: QueryVectorCache) -> None:
+        self.cache = cache
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search-encoder")
+        self._queue: list[str] = []
+        self._pending: dict[str, asyncio.Future[FloatArray]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    async def encode(self, texts: Sequence[str]) -> dict[str, FloatArray]:
+        found = self.cache.lookup(texts)
+        missing = [text for text in dict.fromkeys(texts) if text not in found]
+        if not missing:
+            return found
+        loop = asyncio.get_running_loop()
+        futures = []
+        for text in missing:
+            future = self._pending.get(text)
+            if future is None:
+                future = self._pending[text] = loop.create_future()
+                self._queue.append(text)
+            futures.append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        # asyncio.wait, not gather: a cancelled request must not cancel futures others share.
+        await asyncio.wait(futures)
+        found.update((text, future.result()) for text, future in zip(missing, futures, strict=True))
+        return found
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue, []
+            self.batches += 1
+            try:
+                vectors = await loop.run_in_executor(self._executor, self.cache.encode_new, batch)
+            except Exception as exc:  # handed to every waiting request, which re-raises it
+                for text in batch:
+                    self._pending.pop(text).set_exception(exc)
+                continue
+            for text, vector in zip(batch, vectors, strict=True):
+                self._pending.pop(text).set_result(vector)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class SignalSource(Protocol):
+    """Where a user's live signals come from; None for a user nothing is stored about."""
+
+    async def read(self, user_id: str) -> UserSignals | None: ...
+
+
+class RedisSignals:
+    """The worker's keys: ``emb`` (float32 little-endian), ``recent`` (JSON lines), ``forgotten``."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+
+    async def read(self, user_id: str) -> UserSignals | None:
+        key = self._settings.redis_key
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(key(EMB_KIND, user_id))
+        pipe.lrange(key(RECENT_KIND, user_id), 0, -1)
+        pipe.get(key(FORGOTTEN_KIND, user_id))
+        emb, recent, forgotten = await pipe.execute()
+        if emb is None and not recent and forgotten is None:
+            return None
+        vector = None
+        if emb is not None and len(emb) % 4 == 0:
+            vector = np.frombuffer(emb, dtype="<f4").astype(np.float32)
+        documents = []
+        for line in recent or []:
+            try:
+                documents.append(json.loads(line))
+            except ValueError:
+                continue  # a stray line must not fail a search
+        return UserSignals(
+            vector=vector,
+            activity=tuple(parse_activity(d for d in documents if isinstance(d, dict))),
+            forgotten_ts_ms=int(forgotten) if forgotten is not None else None,
+        )
+
+
+_UNREACHABLE = "profile store unreachable; query ranking only"
+
+
+class SearchService:
+    """The search call behind ``GET /v1/search`` and `RecoClient.search`."""
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        catalogue: ItemCatalogue,
+        signals: SignalSource,
+        config: SearchConfig,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.encoder = encoder
+        self.catalogue = catalogue
+        self.signals = signals
+        self.config = config
+        self.cache = QueryVectorCache(encoder, cache_size)
+        self.queries = BatchingQueryEncoder(self.cache)
+
+    @classmethod
+    def open(cls, settings: Settings, redis: Redis) -> SearchService:
+        """Load the encoder and the item index named by the settings (a `ModelError` if missing)."""
+        from stream.profiles.catalogue import load_catalogue
+
+        # Search encodes a few short queries per call; a second ORT thread buys little there and,
+        # spinning between calls, takes a core from everything else (the worker keeps its own).
+        options = replace(
+            options_from_settings(settings), intra_op_threads=settings.search_encoder_intra_op_threads
+        )
+        encoder = load_encoder(Path(settings.model_dir), options)
+        catalogue = load_catalogue(settings, encoder.model_version)
+        log.info("search ready: encoder %s, %d items", encoder.model_version, len(catalogue.ids))
+        return cls(
+            encoder,
+            catalogue,
+            RedisSignals(redis, settings),
+            SearchConfig.from_settings(settings),
+            settings.search_query_cache_size,
+        )
+
+    async def search(self, query: str, user_id: str | None = None, k: int = DEFAULT_SEARCH_K) -> SearchResult:
+        """Raises ValueError naming the field (q, user_id or k) for malformed input."""
+        text = clean_query(query)
+        user = check_user_id(user_id)
+        k = check_k(k)
+        signals: UserSignals | None = None
+        unreachable = False
+        if user is not None:
+            try:
+                signals = await self.signals.read(user)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Search still answers without Redis: it degrades to the query ranking, flagged.
+                log.warning("search for user %s without profile: redis unreachable (%s)", user, exc)
+                unreachable = True
+        activity = signals.usable_activity() if signals is not None else []
+        vectors = await self.queries.encode([text, *recent_queries(activity)])
+        return await asyncio.to_thread(
+            self._rank,
+            query=text,
+            user_id=user,
+            signals=signals,
+            k=k,
+            unreachable=unreachable,
+            vectors=vectors,
+        )
+
+    def close(self) -> None:
+        self.queries.close()
+
+    def _rank(
+        self,
+        *,
+        query: str,
+        user_id: str | None,
+        signals: UserSignals | None,
+        k: int,
+        unreachable: bool,
+        vectors: dict[str, FloatArray],
+    ) -> SearchResult:
+        activity = signals.usable_activity() if signals is not None else []
+        if unreachable:
+            profile = SearchProfile(None, _UNREACHABLE)
+        else:
+            profile = search_profile(user_id, signals, vectors, self.config, self.encoder.dim)
+        anchors, anchor_vectors = activity_anchors(activity, self.catalogue, vectors, exclude_query=query)
+        hits = rank_search(
+            query=query,
+            query_vector=vectors[query],
+            profile=profile,
+            catalogue=self.catalogue,
+            k=k,
+            config=self.config,
+            anchors=anchors,
+            anchor_vectors=anchor_vectors,
+        )
+        return SearchResult(
+            query=query,
+            user_id=user_id,
+            personalised=profile.personalised,
+            why=profile.why,
+            blend_weight=self.config.blend_weight if profile.personalised else 0.0,
+            items=tuple(hits),
+            model_version=self.encoder.model_version,
+        )

@@ -1,0 +1,358 @@
+"""The Faust app: per-user windows in a changelogged table, re-encoded profiles, top-K to Redis.
+
+Events are read in micro-batches (`batch_max_events` or `batch_max_wait_ms`, whichever comes
+first). A batch first passes the worker's own position per partition (`stream.worker.positions`): only
+records that run on without a gap from where the stored state ends are processed, records below
+it were processed already, and a gap sends the consumer back to read the missing records. Faust's
+commits are not trusted for this: its fetcher can drop records around restarts and rebalances
+and commit past them.
+
+For each admitted batch: invalid messages go to the dead-letter topic with their original bytes
+and the reason; valid events are applied to their user's window; every user whose window changed
+is encoded once, ranked against the item index and written to Redis by a newer-only Lua script;
+then the new windows, and after them each partition's new position, go to a Faust table backed by
+a compacted changelog topic, so a restarted worker recovers both. A crash before they are stored
+replays the batch against windows without it (recomputed, and the idempotent write makes that
+harmless); a crash after skips the records the stored position already covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import faust
+from faust.types import EventT
+from prometheus_client import generate_latest
+
+from stream.core.batch import BatchOutcome, apply_batch, not_forgotten
+from stream.core.deadletter import SourcePosition
+from stream.core.decode import DecodedBatch, RawMessage, decode_batch
+from stream.core.events import EventLimits
+from stream.core.settings import Settings
+from stream.core.window import Window, WindowConfig
+from stream.kafka.security import _sasl_password, kafka_ssl_context
+from stream.profiles.computer import Timings
+from stream.worker.fetch_wait import use_fetch_max_wait
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.positions import PositionKeeper, acting_for
+from stream.worker.resources import WorkerState
+from stream.worker.window_cache import WindowCache
+
+log = logging.getLogger(__name__)
+
+WINDOWS_TABLE = "windows"
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust's ``broker_credentials`` (None for PLAINTEXT)."""
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = kafka_ssl_context(settings)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=_sasl_password(settings),
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context,
+    )
+
+
+def create_app(
+    settings: Settings, state_factory: Callable[[Settings], WorkerState] | None = None
+) -> faust.App:
+    from stream.worker.resources import open_worker_state
+
+    factory = state_factory or open_worker_state
+    # faust's rocksdb:// store runs on rocksdict when python-rocksdb is absent (it is not installable).
+    store_url = f"{settings.table_store}://"
+    app = faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{server}" for server in settings.kafka_servers],
+        store=store_url,
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=settings.events_partitions,
+        topic_replication_factor=settings.kafka_replication_factor,
+        producer_acks=-1,
+        # A batch writes a few hundred windows of a few KB each. Faust's defaults (16 KB batches,
+        # no linger) sent them as dozens of small produce requests, and the socket writes cost
+        # about a fifth of the event loop at 1,000 events/s (py-spy); fewer, larger requests.
+        producer_linger=PRODUCER_LINGER_S,
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        # Failover time after a crash: the group waits this long for a dead member.
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_credentials=faust_credentials(settings),
+        consumer_auto_offset_reset="earliest",
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        web_in_thread=False,
+    )
+    events_topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
+    dead_letter_topic = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
+    # Faust declares the changelog (compacted, one partition per events partition) and refreshes
+    # its producer's metadata. use_partitioner: changelog records are partitioned by user id like
+    # the events topic, so a batched write lands in the user's own changelog partition (not in the
+    # partition of the batch's last event).
+    windows = app.Table(
+        WINDOWS_TABLE,
+        default=None,
+        partitions=settings.events_partitions,
+        # Raw bytes both ways: keys are the user ids exactly as in the events topic (so they hash to
+        # the same partition) and values are our own JSON. Left untyped, Faust JSON-encodes keys
+        # and then cannot read its own changelog back during recovery.
+        key_type=bytes,
+        value_type=bytes,
+        use_partitioner=True,
+    )
+    limits = EventLimits.from_settings(settings)
+    window_config = WindowConfig.from_settings(settings)
+    metrics = WorkerMetrics()
+    window_cache = WindowCache(settings.window_cache_users)
+
+    loaded: list[WorkerState] = []
+    _serve_pages(app, metrics, loaded)
+
+    positions = PositionKeeper(app, windows, settings, metrics)
+    positions.watch_idle()
+
+    async def process_batch(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
+        with positions.processing():
+            admission = await positions.admit(batch)
+            if admission.admitted:
+                await process_admitted(admission.admitted, state)
+                positions.store(admission)
+
+    async def process_admitted(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
+        started = time.perf_counter()
+        decoded = decode_batch(
+            [
+                RawMessage(
+                    key=e.message.key,
+                    value=e.message.value,
+                    source=SourcePosition(e.message.topic, e.message.partition, e.message.offset),
+                )
+                for e in batch
+            ],
+            limits=limits,
+            now_ms=int(time.time() * 1000),
+        )
+        await send_dead_letters(dead_letter_topic, decoded, metrics)
+        users = {event.user_id for event in decoded.events}
+        current = {
+            u: window_cache.decode(key, raw)
+            for u in users
+            if (raw := windows.get(key := u.encode())) is not None
+        }
+        new_windows, outcome = apply_batch(
+            current, decoded.events, window_config, settings.popularity_half_life_s * 1000
+        )
+        # The encoder releases the GIL; a thread keeps Kafka heartbeats flowing meanwhile.
+        profiles, timings = await asyncio.get_running_loop().run_in_executor(
+            None, state.computer.compute_timed, [(u, w) for u, w in outcome.changed if w.events]
+        )
+        # Two connections, so the two pipelines' round trips overlap.
+        await asyncio.gather(
+            state.activity.write(not_forgotten(decoded.events, new_windows)),
+            state.store.write(profiles, outcome.forgets, outcome.popularity, int(time.time() * 1000)),
+        )
+        # Windows are stored only after Redis has the batch. The other way round, a crash between
+        # the changelog write and the Redis write would restore windows that already hold the
+        # batch: its replay would be all duplicates, and those users' Redis entries would stay stale.
+        store_windows(windows, window_cache, new_windows, current, batch)
+        metrics.consumer_lag.set(_lag(app, batch))
+        _observe(
+            metrics,
+            batch=batch,
+            decoded=decoded,
+            outcome=outcome,
+            profiles=len(profiles),
+            timings=timings,
+        )
+        log.info(
+            "batch: %d events, %d dead letters, %d users re-encoded, %d late, %d duplicates, "
+            "encode %.0f ms, rank %.0f ms, total %.0f ms",
+            len(decoded.events),
+            len(decoded.dead_letters),
+            len(profiles),
+            outcome.late,
+            outcome.duplicates,
+            timings.encode_ms,
+            timings.rank_ms,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    @app.agent(events_topic, name="profilestream.events")
+    async def process_events(stream: faust.StreamT[bytes]) -> None:
+        state = factory(settings)
+        # The model, index and catalogue live as long as the worker: no collection needs to
+        # scan them again.
+        gc.freeze()
+        loaded.append(state)
+        try:
+            # take_events lives on faust.Stream, which the agent receives, not on StreamT.
+            async for batch in cast(faust.Stream[bytes], stream).take_events(
+                settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
+            ):
+                try:
+                    await process_batch(batch, state)
+                except Exception as exc:
+                    exit_for_redelivery(batch, exc)
+        finally:
+            loaded.clear()
+            await state.store.close()
+            await state.activity.close()
+
+    return app
+
+
+async def send_dead_letters(topic: Any, decoded: DecodedBatch, metrics: WorkerMetrics) -> None:
+    """Send a batch's invalid messages, original bytes and reason headers, to the dead-letter topic."""
+    for letter in decoded.dead_letters:
+        await topic.send(key=letter.key, value=letter.raw, headers=letter.headers())
+    if decoded.dead_letters:
+        metrics.dead_letters.inc(len(decoded.dead_letters))
+        first = decoded.dead_letters[0]
+        log.warning(
+            "dead-lettered %d messages to %s; first at %s: field %r: %s",
+            len(decoded.dead_letters),
+            topic.get_topic_name(),
+            first.source,
+            first.field,
+            first.reason,
+        )
+
+
+def _serve_pages(app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerState]) -> None:
+    """/metrics, /healthz and /readyz on the worker's web port."""
+
+    @app.page("/metrics")
+    async def _metrics(web: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8 anyway.
+        return web.bytes(generate_latest(metrics.registry), content_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.page("/healthz")
+    async def _health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def _ready(web: Any, request: Any) -> Any:
+        # Not ready while the model loads, the group rebalances or tables restore: a probe then
+        # keeps traffic and rollouts waiting instead of counting this replica as serving.
+        waiting = [
+            reason
+            for reason, pending in (
+                ("loading the encoder and index", not loaded),
+                ("rebalancing", app.rebalancing),
+                ("restoring tables from the changelog", app.in_recovery),
+            )
+            if pending
+        ]
+        if waiting:
+            return web.json({"status": "not ready", "waiting_for": waiting}, status=503)
+        return web.json({"status": "ready"})
+
+
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
+WORKER_GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults: (700, 10, 10)
+PRODUCER_LINGER_S = 0.005
+PRODUCER_MAX_BATCH_BYTES = 512 * 1024  # under the broker's default message.max.bytes (1 MB)
+
+
+def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> None:
+    """End the process at once after an unexpected error in a batch.
+
+    Faust would restart the agent and read on past the failed batch, and a later commit would
+    skip it: its events would be lost. Exiting without committing anything makes the failure a
+    crash like a SIGKILL (tested): the supervisor restarts the worker, which reads the batch again.
+    """
+    first = batch[0].message if batch else None
+    where = f"{first.topic}/{first.partition}@{first.offset}" if first else "an empty batch"
+    log.critical(
+        "batch from %s failed; exiting with %d so that it is read again after a restart",
+        where,
+        EXIT_BATCH_FAILED,
+        exc_info=error,
+    )
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
+
+
+def store_windows(
+    table: Any,
+    cache: WindowCache,
+    new_windows: dict[str, Window],
+    current: dict[str, Window],
+    batch: Sequence[EventT[bytes]],
+) -> None:
+    """Write the windows that changed to the Faust table (and so to its changelog)."""
+    event_by_key = {e.message.key: e for e in batch}
+    for user_id, window in new_windows.items():
+        if window != current.get(user_id, Window()):
+            key = user_id.encode()
+            with acting_for(event_by_key[key]):
+                table[key] = cache.encode(key, window)
+
+
+def _lag(app: faust.App, batch: Sequence[EventT[bytes]]) -> int:
+    """Messages behind the end of the partitions this batch came from (0 when caught up)."""
+    last_offsets = {event.message.tp: event.message.offset for event in batch}
+    try:
+        return sum(max(0, app.consumer.highwater(tp) - offset - 1) for tp, offset in last_offsets.items())
+    except Exception:  # a metric must never stop the worker; highwater is unknown right after a rebalance
+        log.debug("consumer lag unavailable", exc_info=True)
+        return 0
+
+
+def _observe(
+    metrics: WorkerMetrics,
+    *,
+    batch: Sequence[EventT[bytes]],
+    decoded: DecodedBatch,
+    outcome: BatchOutcome,
+    profiles: int,
+    timings: Timings,
+) -> None:
+    metrics.events.inc(len(decoded.events))
+    metrics.late_events.inc(outcome.late)
+    metrics.duplicate_events.inc(outcome.duplicates)
+    metrics.forgets.inc(len(outcome.forgets))
+    metrics.profiles_written.inc(profiles)
+    metrics.batch_events.observe(len(batch))
+    metrics.batch_users.observe(len(outcome.changed))
+    metrics.encode_ms.observe(timings.encode_ms)
+    metrics.topk_ms.observe(timings.rank_ms)
+    now_s = time.time()
+    for event in batch:
+        # Kafka's record timestamp (produce time) to now: how stale Redis was for this event.
+        metrics.freshness_ms.observe(max(0.0, (now_s - event.message.timestamp) * 1000))
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one worker until SIGINT/SIGTERM; several share the load as one consumer group."""
+    from stream.kafka.topics import ensure_topics
+
+    ensure_topics(settings)
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    # Python's cyclic garbage collector scanned the whole heap (Faust, the index, cached windows)
+    # every 2-3 s in a 1,000 events/s run, and each full pass stopped every thread for 70-140 ms
+    # (measured with gc.callbacks); rarer passes over a frozen start-up heap took p50 freshness
+    # from 410-510 to 370-430 ms (bench/pipeline.py, two runs each). The worker's garbage is
+    # nearly all acyclic and freed by reference counting, so collections are rarer, not off.
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)
+    use_fetch_max_wait(settings.kafka_fetch_max_wait_ms)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG at WARNING and above, so every
+    # library debug line (Faust's include message values, i.e. user ids) became a log record.
+    worker.spinner = None
+    worker.execute_from_commandline()

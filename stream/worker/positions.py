@@ -1,0 +1,182 @@
+"""The worker's own position per events partition, kept in the windows table (`stream.kafka.offsets`).
+
+A batch passes `PositionKeeper.admit` before it is processed and `PositionKeeper.store` after its
+windows are stored. `PositionKeeper.check_idle` covers the case a batch cannot see: records
+dropped at the end of a partition, with nothing after them to reveal the gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, cast
+
+import faust
+import faust.streams as faust_streams
+from faust.types import TP, EventT
+
+from stream.core.settings import Settings
+from stream.kafka.offsets import Admission, admit, decode_position, encode_position, marker_key
+from stream.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+# Records queued from before a seek show the same gap again; one seek per gap unless its re-read
+# has not arrived after this long.
+REWIND_RETRY_S = 2.0
+IDLE_CHECK_S = 2.0
+
+IdleCheck = Callable[[], Awaitable[None]]
+
+
+class PositionKeeper:
+    def __init__(self, app: faust.App, table: Any, settings: Settings, metrics: WorkerMetrics) -> None:
+        self._app = app
+        self._table = table
+        self._topic = settings.events_topic
+        self._partitions = settings.events_partitions
+        self._metrics = metrics
+        # A few batch waits without a batch: whatever was fetched would have come through by then.
+        self._idle_s = max(IDLE_CHECK_S, 5 * settings.batch_max_wait_ms / 1000)
+        self._rewound: dict[int, tuple[int, float]] = {}
+        self._gauged: set[int] = set()
+        self._busy = False
+        self._last_batch_s = time.monotonic()
+
+    @contextlib.contextmanager
+    def processing(self) -> Iterator[None]:
+        """Mark a batch in progress, so that `check_idle` leaves the consumer alone meanwhile."""
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._busy = False
+            self._last_batch_s = time.monotonic()
+
+    def watch_idle(self) -> None:
+        """Run `check_idle` every `IDLE_CHECK_S` on this worker."""
+        timer = cast(Callable[[IdleCheck], object], self._app.timer(interval=IDLE_CHECK_S))
+        timer(self.check_idle)
+
+    async def admit(self, batch: Sequence[EventT[bytes]]) -> Admission[EventT[bytes]]:
+        tps = {e.message.partition: e.message.tp for e in batch}
+        expected = await self._stored(list(tps.values()))
+        admission = self._admit(batch, expected)
+        if admission.rewinds:
+            # A gap that starts below the log's start can never be filled: retention deleted
+            # those records before this group read them. Carry on from the log's start instead.
+            earliest = await self._earliest([tps[p] for p in admission.rewinds])
+            deleted = {tp.partition: n for tp, n in earliest.items() if n > expected[tp.partition]}
+            if deleted:
+                log.warning(
+                    "%s: records below offsets %s were deleted before they were processed",
+                    self._topic,
+                    deleted,
+                )
+                admission = self._admit(batch, expected | deleted)
+        self._metrics.repeated_records.inc(admission.repeats)
+        if admission.repeats or admission.held_back:
+            log.info(
+                "batch: %d records below the stored position skipped (read again), %d held back behind a gap",
+                admission.repeats,
+                admission.held_back,
+            )
+        for partition, offset in admission.rewinds.items():
+            await self._rewind(tps[partition], offset, "the consumer skipped records")
+        return admission
+
+    def store(self, admission: Admission[EventT[bytes]]) -> None:
+        last_event = {e.message.partition: e for e in admission.admitted}
+        for partition, next_offset in admission.next_offsets.items():
+            # The partition's own event routes the write to its changelog partition and store.
+            with acting_for(last_event[partition]):
+                self._table[marker_key(partition, self._partitions)] = encode_position(next_offset)
+            self._set_gauge(partition, next_offset)
+
+    async def check_idle(self) -> None:
+        """Seek back any partition whose fetch position ran ahead of the stored position while no
+        batch came: records dropped at a partition's end, with none after them to show the gap."""
+        app = self._app
+        if self._busy or time.monotonic() - self._last_batch_s < self._idle_s:
+            return
+        if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
+            return
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == self._topic]
+        self._forget_gauges_except({tp.partition for tp in tps})
+        if not tps:
+            return
+        stored = await self._stored(tps)
+        earliest = await self._earliest(tps)
+        for tp in tps:
+            position = await app.consumer.position(tp)
+            expected = max(stored[tp.partition], earliest.get(tp, 0))
+            self._set_gauge(tp.partition, expected)
+            if position is not None and position > expected and not self._busy:
+                await self._rewind(tp, expected, f"the consumer is at {position} with nothing processed")
+
+    def _set_gauge(self, partition: int, next_offset: int) -> None:
+        self._metrics.positions.labels(partition=str(partition)).set(next_offset)
+        self._gauged.add(partition)
+
+    def _forget_gauges_except(self, assigned: set[int]) -> None:
+        # A partition that moved to another worker is that worker's to report.
+        for partition in self._gauged - assigned:
+            self._metrics.positions.remove(str(partition))
+        self._gauged &= assigned
+
+    def _admit(self, batch: Sequence[EventT[bytes]], expected: dict[int, int]) -> Admission[EventT[bytes]]:
+        return admit(
+            batch,
+            expected,
+            partition_of=lambda e: e.message.partition,
+            offset_of=lambda e: e.message.offset,
+        )
+
+    async def _stored(self, tps: Sequence[TP]) -> dict[int, int]:
+        """The stored position of each partition, or the start of its log where this consumer
+        group never stored one."""
+        positions: dict[int, int] = {}
+        unknown = []
+        for tp in tps:
+            raw = self._table.get(marker_key(tp.partition, self._partitions))
+            if raw is not None:
+                positions[tp.partition] = decode_position(raw)
+            else:
+                unknown.append(tp)
+        if unknown:
+            earliest = await self._earliest(unknown)
+            positions.update({tp.partition: earliest.get(tp, 0) for tp in unknown})
+        return positions
+
+    async def _earliest(self, tps: Sequence[TP]) -> dict[TP, int]:
+        return dict(await self._app.consumer.earliest_offsets(*tps))
+
+    async def _rewind(self, tp: TP, offset: int, why: str) -> None:
+        now_s = time.monotonic()
+        last = self._rewound.get(tp.partition)
+        if last is not None and last[0] == offset and now_s - last[1] < REWIND_RETRY_S:
+            return
+        self._rewound[tp.partition] = (offset, now_s)
+        log.warning(
+            "%s/%d: %s from offset %d on; seeking back to read them", tp.topic, tp.partition, why, offset
+        )
+        self._metrics.rewinds.inc()
+        await self._app.consumer.seek_wait({tp: offset})
+
+
+@contextlib.contextmanager
+def acting_for(event: EventT[bytes]) -> Iterator[None]:
+    """Make `event` Faust's current event while a table key is set.
+
+    Faust routes a table write (the RocksDB store's partition, the changelog record) by the event
+    being processed; in a micro-batch that would be the batch's last event, whatever the user. The
+    user's own event (all of a user's events share a partition) puts the write where it belongs.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)

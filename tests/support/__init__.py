@@ -1,0 +1,1 @@
+"""Helpers shared by the unit and integration tests: fakes, fixtures, tiny models, paths."""

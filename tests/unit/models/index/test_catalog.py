@@ -1,0 +1,128 @@
+"""Catalogue readers and the item text template."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.index.catalog import CatalogItem, item_text, parse_listish, read_catalog, text_hash
+from stream.core.errors import CatalogError
+
+
+def test_item_text_template_skips_empty_parts_and_truncates_description() -> None:
+    item = CatalogItem("1", "Blue Pen", brand="Bic", category="Pens", description="x" * 500)
+    assert item_text(item) == "Blue Pen | Bic | Pens | " + "x" * 300
+    assert item_text(CatalogItem("2", "Tape")) == "Tape"
+    assert text_hash("a") == text_hash("a") != text_hash("b")
+
+
+def test_jsonl_csv_and_parquet_read_the_same_items(tmp_path: Path) -> None:
+    rows = [
+        {"item_id": "a", "title": "Pen", "brand": "Bic", "price": "1.5", "in_stock": "true"},
+        {"item_id": "b", "title": "Desk", "category": "Furniture", "in_stock": "0"},
+    ]
+    jsonl = tmp_path / "items.jsonl"
+    jsonl.write_text("\n".join(json.dumps(row) for row in rows) + "\n\n")
+    csv_path = tmp_path / "items.csv"
+    csv_path.write_text(
+        "item_id,title,brand,category,description,price,in_stock\na,Pen,Bic,,,1.5,true\nb,Desk,,Furniture,,,0\n"
+    )
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    parquet = tmp_path / "items.parquet"
+    table = pa.table(
+        {
+            "item_id": ["a", "b"],
+            "title": ["Pen", "Desk"],
+            "brand": ["Bic", None],
+            "category": [None, "Furniture"],
+            "price": [1.5, None],
+            "in_stock": [True, False],
+        }
+    )
+    pq.write_table(table, parquet)
+    expected = [
+        CatalogItem("a", "Pen", brand="Bic", price=1.5, in_stock=True),
+        CatalogItem("b", "Desk", category="Furniture", in_stock=False),
+    ]
+    assert read_catalog(jsonl) == expected
+    assert read_catalog(csv_path) == expected
+    assert read_catalog(parquet) == expected
+
+
+def test_later_duplicate_rows_win(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"item_id": "a", "title": "Old"}\n{"item_id": "a", "title": "New"}\n')
+    assert [item.title for item in read_catalog(path)] == ["New"]
+
+
+def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,title,price\na,Pen,1\nb,,2\n")
+    with pytest.raises(CatalogError, match=r"items\.csv row 2: item_id and title are required"):
+        read_catalog(path)
+    path.write_text("item_id,title,price\na,Pen,cheap\n")
+    with pytest.raises(CatalogError, match="price 'cheap' is not a number"):
+        read_catalog(path)
+    path.write_text("item_id,title,in_stock\na,Pen,maybe\n")
+    with pytest.raises(CatalogError, match="in_stock 'maybe'"):
+        read_catalog(path)
+    path.write_text("item_id,title,popularity\na,Pen,lots\n")
+    with pytest.raises(CatalogError, match="row 1: popularity 'lots' is not a number"):
+        read_catalog(path)
+    for bad in ("-3", "nan", "inf"):
+        path.write_text(f"item_id,title,popularity\na,Pen,{bad}\n")
+        with pytest.raises(CatalogError, match="must be a finite count >= 0"):
+            read_catalog(path)
+
+
+def test_popularity_is_an_optional_count(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,title,popularity\na,Pen,12\nb,Ink,\nc,Tape,0.5\n")
+    assert [item.popularity for item in read_catalog(path)] == [12.0, 0.0, 0.5]
+    jsonl = tmp_path / "items.jsonl"
+    jsonl.write_text('{"item_id": "a", "title": "Pen", "popularity": 3}\n{"item_id": "b", "title": "Ink"}\n')
+    assert [item.popularity for item in read_catalog(jsonl)] == [3.0, 0.0]
+
+
+def test_unknown_suffix_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="cannot tell the format"):
+        read_catalog(tmp_path / "items.xml")
+    with pytest.raises(CatalogError, match="does not exist"):
+        read_catalog(tmp_path / "nope.csv")
+
+
+def test_amazon_format_parses_list_descriptions_safely(tmp_path: Path) -> None:
+    path = tmp_path / "items.json"
+    document = {
+        "0": {
+            "title": "Ink",
+            "description": "['Black ink.', '', 'Fits HP.']",
+            "brand": "HP",
+            "categories": "",
+        },
+        "1": {"title": "Tape", "description": "[not python", "brand": "", "categories": ["Office", "Tape"]},
+        "2": {"title": "", "description": "", "brand": "", "categories": ""},
+    }
+    path.write_text(json.dumps(document))
+    items = read_catalog(path)
+    assert items == [
+        CatalogItem("0", "Ink", brand="HP", description="Black ink. Fits HP."),
+        CatalogItem("1", "Tape", category="Office > Tape", description="[not python"),
+    ]
+
+
+def test_a_json_file_that_is_not_amazon_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('{"hidden_size": 32}')
+    with pytest.raises(CatalogError, match="item 'hidden_size' is not an object"):
+        read_catalog(path)
+
+
+def test_parse_listish_never_evaluates_code() -> None:
+    assert parse_listish("__import__('os').system('false')") == "__import__('os').system('false')"
+    assert parse_listish("[__import__('os')]") == "[__import__('os')]"
+    assert parse_listish(["a", " ", "b"]) == "a b"

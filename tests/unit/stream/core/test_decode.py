@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import json
+
+from stream.core.deadletter import HEADER_FIELD, HEADER_REASON, HEADER_SOURCE, SourcePosition
+from stream.core.decode import RawMessage, decode_batch
+from stream.core.events import EventLimits
+
+NOW_MS = 1_764_000_000_000
+
+
+def message(offset: int, value: bytes | None, key: bytes | None = b"u1") -> RawMessage:
+    return RawMessage(key=key, value=value, source=SourcePosition("events", 2, offset))
+
+
+def event_bytes(event_id: str, user_id: str = "u1") -> bytes:
+    doc = {"event_id": event_id, "user_id": user_id, "type": "view", "item_id": "i1", "ts_ms": NOW_MS}
+    return json.dumps(doc).encode()
+
+
+def test_good_events_pass_and_bad_ones_become_dead_letters_in_order() -> None:
+    batch = decode_batch(
+        [
+            message(10, event_bytes("a")),
+            message(11, b"{not json"),
+            message(12, event_bytes("b")),
+            message(13, None),
+        ],
+        limits=EventLimits(),
+        now_ms=NOW_MS,
+    )
+    assert [e.event_id for e in batch.events] == ["a", "b"]
+    assert [d.source.offset for d in batch.dead_letters] == [11, 13]
+    first = batch.dead_letters[0]
+    assert first.raw == b"{not json"
+    assert first.key == b"u1"
+    headers = dict(first.headers())
+    assert headers[HEADER_FIELD] == b"$"
+    assert b"not valid JSON" in headers[HEADER_REASON]
+    assert headers[HEADER_SOURCE] == b"events/2@11"
+
+
+def test_event_keyed_by_another_user_is_dead_lettered() -> None:
+    batch = decode_batch(
+        [message(1, event_bytes("a", user_id="u2"), key=b"u1"), message(2, event_bytes("b"), key=None)],
+        limits=EventLimits(),
+        now_ms=NOW_MS,
+    )
+    assert batch.events == []
+    assert [d.field for d in batch.dead_letters] == ["user_id", "user_id"]
+    assert "key" in batch.dead_letters[0].reason

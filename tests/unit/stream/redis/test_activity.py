@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+
+from stream.core.events import Event, EventType
+from stream.core.settings import load_settings
+from stream.redis.activity import RedisOp, activity_entry, plan_activity_writes
+
+SETTINGS = load_settings({}, recent_events_per_user=3, redis_key_prefix="t")
+
+
+def ev(n: int, user: str = "u1", kind: EventType = EventType.VIEW) -> Event:
+    item = None if kind is EventType.FORGET else f"i{n}"
+    return Event(event_id=f"e{n}", user_id=user, type=kind, ts_ms=1_700_000_000_000 + n, item_id=item)
+
+
+def test_one_push_and_trim_per_user_in_arrival_order() -> None:
+    ops = plan_activity_writes([ev(1), ev(2, "u2"), ev(3)], SETTINGS)
+    assert ops == [
+        RedisOp("rpush", ("t:recent:u1", activity_entry(ev(1)), activity_entry(ev(3)))),
+        RedisOp("ltrim", ("t:recent:u1", -3, -1)),
+        RedisOp("rpush", ("t:recent:u2", activity_entry(ev(2, "u2")))),
+        RedisOp("ltrim", ("t:recent:u2", -3, -1)),
+    ]
+
+
+def test_forget_deletes_and_keeps_only_later_events() -> None:
+    ops = plan_activity_writes([ev(1), ev(2, kind=EventType.FORGET), ev(3)], SETTINGS)
+    assert ops[0] == RedisOp("delete", ("t:recent:u1",))
+    assert ops[1] == RedisOp("rpush", ("t:recent:u1", activity_entry(ev(3))))
+    assert plan_activity_writes([ev(1), ev(2, kind=EventType.FORGET)], SETTINGS) == [
+        RedisOp("delete", ("t:recent:u1",))
+    ]
+
+
+def test_activity_entry_is_compact_json() -> None:
+    search = Event(event_id="e", user_id="u", type=EventType.SEARCH, ts_ms=5, query="pens")
+    assert json.loads(activity_entry(search)) == {
+        "event_id": "e",
+        "type": "search",
+        "ts_ms": 5,
+        "query": "pens",
+    }

@@ -1,0 +1,52 @@
+"""The decoded-window cache returns exactly what decoding the table's bytes would."""
+
+from __future__ import annotations
+
+import json
+
+from stream.core.events import EventType
+from stream.core.window import Window, WindowEvent, window_from_json, window_to_json
+from stream.worker.window_cache import WindowCache
+
+
+def window(*ids: str) -> Window:
+    return Window(
+        events=tuple(
+            WindowEvent(i, EventType.VIEW, 1_700_000_000_000 + n, f"sku-{n}", None) for n, i in enumerate(ids)
+        )
+    )
+
+
+def raw_of(w: Window) -> bytes:
+    return json.dumps(window_to_json(w), separators=(",", ":")).encode()
+
+
+def test_a_window_it_encoded_comes_back_without_decoding() -> None:
+    cache = WindowCache(max_users=10)
+    w = window("a", "b")
+    raw = cache.encode(b"u1", w)
+    assert raw == raw_of(w)
+    assert cache.decode(b"u1", raw) is w
+    # Equal bytes from elsewhere (a RocksDB read) are as good as the same object.
+    assert cache.decode(b"u1", bytes(bytearray(raw))) is w
+
+
+def test_bytes_that_changed_under_the_cache_are_decoded_afresh() -> None:
+    cache = WindowCache(max_users=10)
+    cache.encode(b"u1", window("a"))
+    restored = raw_of(window("a", "b", "c"))  # e.g. restored from the changelog after a rebalance
+    assert cache.decode(b"u1", restored) == window_from_json(json.loads(restored))
+    assert cache.decode(b"u1", restored) == window("a", "b", "c")
+
+
+def test_least_recently_used_users_leave_first_and_zero_keeps_nothing() -> None:
+    cache = WindowCache(max_users=2)
+    raws = {key: cache.encode(key, window(key.decode())) for key in (b"u1", b"u2")}
+    cache.decode(b"u1", raws[b"u1"])  # u1 is now the most recent
+    cache.encode(b"u3", window("c"))
+    assert len(cache) == 2
+    assert cache.decode(b"u1", raws[b"u1"]) == window("u1")
+    none = WindowCache(max_users=0)
+    none.encode(b"u1", window("a"))
+    assert len(none) == 0
+    assert none.decode(b"u1", raw_of(window("a"))) == window("a")
