@@ -65,12 +65,6 @@ def _fmt(value: Any, column: str) -> str:
 
 def delete_redis_prefix(settings: Any) -> None:
     """Delete every Redis key under the settings' key prefix (a benchmark's own namespace)."""
-    from redis import Redis
+    from stream.redis.client import delete_prefix
 
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
-    try:
-        keys = list(redis.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            redis.delete(*keys[start : start + 1000])
-    finally:
-        redis.close()
+    delete_prefix(settings)

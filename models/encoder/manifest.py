@@ -35,7 +35,11 @@ _EXPORT_HINT = "re-run `profilestream export` to write a fresh model folder"
 
 @dataclass(frozen=True)
 class Parity:
-    """How closely the ONNX output matched PyTorch on the fixed parity texts."""
+    """How closely the ONNX output matched PyTorch on the fixed parity texts.
+
+    Cosines are between each text's ONNX and PyTorch vectors (None when not `checked`); `n_texts`
+    is how many texts were compared.
+    """
 
     checked: bool
     min_cosine: float | None
@@ -46,7 +50,11 @@ class Parity:
 
 @dataclass(frozen=True)
 class VariantManifest:
-    """What the runtime needs to load and trust one exported variant."""
+    """What the runtime needs to load and trust one exported variant (``<variant>/manifest.json``).
+
+    `dim`: output width; `max_length`: the token limit the model was exported (or trained) for, which
+    caps the runtime's; `sha256`: hex digest of `onnx_file`; `inputs`/`output`: graph tensor names.
+    """
 
     format_version: int
     variant: str
@@ -84,6 +92,7 @@ class TopManifest:
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 (64 characters) of the file at `path`, read in 1 MiB blocks; `OSError` if unreadable."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -92,7 +101,11 @@ def sha256_file(path: Path) -> str:
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
-    """Write JSON so that readers see either the old or the new file, never half of one."""
+    """Write JSON so that readers see either the old or the new file, never half of one.
+
+    Indented, keys sorted, final newline, mode 0644; creates the parent folder. `OSError` and
+    `TypeError` (not JSON-serialisable) propagate and leave no temporary file behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -108,6 +121,8 @@ def write_json_atomic(path: Path, document: Any) -> None:
 
 
 def read_json(path: Path, what: str, hint: str) -> dict[str, Any]:
+    """The JSON object in `path`; `ModelError` naming `what`, the path and `hint` when it is
+    missing, unreadable, not JSON or not an object."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -120,6 +135,7 @@ def read_json(path: Path, what: str, hint: str) -> dict[str, Any]:
 
 
 def variant_to_json(manifest: VariantManifest) -> dict[str, Any]:
+    """The JSON document of a variant manifest (tuples as lists); `variant_from_json` reads it back."""
     document = asdict(manifest)
     document["inputs"] = list(manifest.inputs)
     document["tokenizer_files"] = list(manifest.tokenizer_files)
@@ -127,7 +143,10 @@ def variant_to_json(manifest: VariantManifest) -> dict[str, Any]:
 
 
 def variant_from_json(document: dict[str, Any], path: Path) -> VariantManifest:
-    """Validate a variant manifest; any missing or ill-typed key names the file and the key."""
+    """Validate a variant manifest; any missing or ill-typed key names the file and the key.
+
+    Raises `ModelError` for missing keys, ill-typed or negative values, or another format version.
+    """
     fields = VariantManifest.__dataclass_fields__
     missing = sorted(set(fields) - set(document))
     if missing:
@@ -167,6 +186,7 @@ def _check_types(manifest: VariantManifest) -> None:
 
 
 def top_to_json(manifest: TopManifest) -> dict[str, Any]:
+    """The JSON document of the top-level ``manifest.json`` (defaults per provider, variant paths)."""
     return {
         "format_version": manifest.format_version,
         "default": {"cpu": manifest.default_cpu, "cuda": manifest.default_cuda},
@@ -175,6 +195,11 @@ def top_to_json(manifest: TopManifest) -> dict[str, Any]:
 
 
 def read_top_manifest(model_dir: Path) -> TopManifest:
+    """The top-level manifest of a `profilestream export` folder.
+
+    Raises `ModelError` when it is missing, unreadable, lacks a key or names a default variant it
+    does not list.
+    """
     path = model_dir / MANIFEST_NAME
     document = read_json(path, "model manifest", _EXPORT_HINT)
     try:
@@ -195,5 +220,6 @@ def read_top_manifest(model_dir: Path) -> TopManifest:
 
 
 def read_variant_manifest(variant_dir: Path) -> VariantManifest:
+    """The validated manifest of one variant folder; `ModelError` as `read_json` and `variant_from_json`."""
     path = variant_dir / MANIFEST_NAME
     return variant_from_json(read_json(path, "model manifest", _EXPORT_HINT), path)

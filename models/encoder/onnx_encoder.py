@@ -41,16 +41,28 @@ class TextEncoder(Protocol):
     """Turns texts into L2-normalised float32 vectors; the seam between the stream and the model."""
 
     @property
-    def dim(self) -> int: ...
+    def dim(self) -> int:
+        """Width of every vector `encode` returns (384 for MiniLM)."""
+        ...
 
     @property
-    def model_version(self) -> str: ...
+    def model_version(self) -> str:
+        """Names the weights (``variant:sha256-prefix``); vectors of different versions never mix."""
+        ...
 
-    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """`texts` (n strings) -> ``(n, dim)`` float32, each row L2-normalised, row i for text i.
+
+        Empty input gives shape ``(0, dim)``. Implementations raise `ModelError` when the model fails.
+        """
+        ...
 
 
 @dataclass(frozen=True)
 class EncoderOptions:
+    """How to run the encoder: provider (`auto`, `cuda`, `cpu`), onnxruntime thread counts (0 = all
+    cores), the token limit per text (capped by the manifest's) and texts per onnxruntime call."""
+
     provider: Provider = "auto"
     intra_op_threads: int = 0
     inter_op_threads: int = 1
@@ -59,6 +71,7 @@ class EncoderOptions:
 
 
 def options_from_settings(settings: Settings) -> EncoderOptions:
+    """The `EncoderOptions` of the ``PROFILESTREAM_ENCODER_*`` settings."""
     return EncoderOptions(
         provider=settings.encoder_provider,
         intra_op_threads=settings.encoder_intra_op_threads,
@@ -71,14 +84,20 @@ def options_from_settings(settings: Settings) -> EncoderOptions:
 def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Group text indices into batches of similar token length, so that little padding is computed.
 
-    Sorting is stable, so equal lengths keep their input order and the plan is deterministic.
+    `lengths[i]` is text i's token count; returns lists of indices into it, each at most
+    `batch_size` long, shortest texts first, every index exactly once. Sorting is stable, so equal
+    lengths keep their input order and the plan is deterministic.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Right-pad to the longest sequence of the batch; returns (input_ids, attention_mask)."""
+    """Right-pad to the longest sequence of the batch; returns ``(input_ids, attention_mask)``.
+
+    Both are ``(n, longest)`` int64: ids padded with `pad_id`, mask 1 on real tokens and 0 on
+    padding; ``(0, 0)`` for no sequences.
+    """
     width = max((len(ids) for ids in token_ids), default=0)
     input_ids = np.full((len(token_ids), width), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(token_ids), width), dtype=np.int64)
@@ -89,13 +108,17 @@ def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[NDArray[
 
 
 def l2_normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``(n, d)`` float32 -> ``(n, d)`` float32 with unit-length rows; all-zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     normalised: NDArray[np.float32] = (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
     return normalised
 
 
 class OnnxTextEncoder:
-    """`TextEncoder` over one exported variant; build it with `load_encoder` or `load_variant`."""
+    """`TextEncoder` over one exported variant; build it with `load_encoder` or `load_variant`.
+
+    `provider` names the onnxruntime provider the session runs on (CUDA or CPU).
+    """
 
     def __init__(
         self,
@@ -114,20 +137,30 @@ class OnnxTextEncoder:
 
     @property
     def dim(self) -> int:
+        """Output width from the manifest (384 for MiniLM)."""
         return self._manifest.dim
 
     @property
     def model_version(self) -> str:
+        """``variant:sha256-prefix`` of the loaded ONNX file, e.g. ``fp32:7c40d0a937937139``."""
         return self._manifest.model_version
 
     @property
     def manifest(self) -> VariantManifest:
+        """The variant's manifest as read and verified at load."""
         return self._manifest
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, with special tokens, truncated to the token limit (no padding)."""
         return [list(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts))]
 
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """`texts` (n strings) -> ``(n, dim)`` float32, L2-normalised rows in input order.
+
+        Each text is truncated to ``min(options.max_length, manifest max_length)`` tokens (the
+        end is cut); texts run in length buckets of at most `batch_size`. Empty input gives
+        ``(0, dim)``. Raises `ModelError` when onnxruntime fails or returns the wrong width.
+        """
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -141,7 +174,12 @@ class OnnxTextEncoder:
     def run_batch(
         self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64]
     ) -> NDArray[np.float32]:
-        """One padded batch through the graph; `encode` is the API, this is for benchmarks."""
+        """One padded batch through the graph; `encode` is the API, this is for benchmarks.
+
+        Takes ``(n, seq)`` int64 ids and mask (as `pad_batch` makes them); returns ``(n, dim)``
+        float32 mean-pooled vectors, normalised by the graph (fp16 only to about 1e-3). Raises
+        `ModelError` when onnxruntime fails or the output shape is not ``(n, dim)``.
+        """
         try:
             result = self._run_session(input_ids, attention_mask)
         except Exception as exc:  # onnxruntime's errors share no useful base class
@@ -171,7 +209,11 @@ class OnnxTextEncoder:
 
 
 def provider_list(requested: Provider, available: Sequence[str]) -> list[str]:
-    """The providers to ask onnxruntime for, best first."""
+    """The providers to ask onnxruntime for, best first, e.g. ``[CUDA, CPU]``.
+
+    `available` is ``onnxruntime.get_available_providers()``. Raises `ConfigError` when `requested`
+    is ``cuda`` and CUDA is not among them.
+    """
     if requested == "cpu":
         return [CPU]
     if CUDA in available:
@@ -185,7 +227,13 @@ def provider_list(requested: Provider, available: Sequence[str]) -> list[str]:
 
 
 def load_encoder(model_dir: Path, options: EncoderOptions, variant: str | None = None) -> OnnxTextEncoder:
-    """Load the default variant for the provider (or `variant`) from a `profilestream export` folder."""
+    """Load the default variant for the provider (or `variant`) from a `profilestream export` folder.
+
+    Under ``auto``, CUDA is tried first (the CUDA default variant) and CPU taken when onnxruntime
+    cannot start it; one INFO line says which. Raises `ModelError` for a missing or unreadable
+    manifest, an unknown `variant` or a file whose sha256 does not match, and `ConfigError` when
+    ``cuda`` was required and cannot run.
+    """
     top = read_top_manifest(model_dir)
     if variant is not None and variant not in top.variants:
         raise ModelError(
@@ -210,14 +258,19 @@ def load_encoder(model_dir: Path, options: EncoderOptions, variant: str | None =
                 "missing CUDA/cuDNN libraries, see its log above); fix the GPU set-up or set it to "
                 "auto or cpu"
             )
-        logger.info("encoder: CUDA listed but not usable by onnxruntime; falling back to CPU")
+        # A warning: a GPU deployment silently encoding on CPU is many times slower.
+        logger.warning("encoder: CUDA listed but not usable by onnxruntime; falling back to CPU")
     encoder = load_variant(model_dir / (variant or top.default_cpu), options, [CPU])
     logger.info("encoder: %s on %s", encoder.model_version, encoder.provider)
     return encoder
 
 
 def load_variant(variant_dir: Path, options: EncoderOptions, providers: Sequence[str]) -> OnnxTextEncoder:
-    """Check one variant folder against its manifest and open an onnxruntime session on it."""
+    """Check one variant folder against its manifest and open an onnxruntime session on it.
+
+    `providers` as `provider_list` returns them. Raises `ModelError` for a missing, unreadable or
+    mismatched manifest, tokenizer or ONNX file, or a session onnxruntime cannot open.
+    """
     manifest = read_variant_manifest(variant_dir)
     onnx_path = verify_variant_files(variant_dir, manifest)
     tokenizer = _load_tokenizer(variant_dir / "tokenizer.json", min(options.max_length, manifest.max_length))
@@ -226,7 +279,10 @@ def load_variant(variant_dir: Path, options: EncoderOptions, providers: Sequence
 
 
 def verify_variant_files(variant_dir: Path, manifest: VariantManifest) -> Path:
-    """Every listed file exists and the ONNX file's sha256 matches; returns the ONNX path."""
+    """Every listed file exists and the ONNX file's sha256 matches; returns the ONNX path.
+
+    Raises `ModelError` naming the file and the fix (re-export) otherwise.
+    """
     manifest_path = variant_dir / "manifest.json"
     if "tokenizer.json" not in manifest.tokenizer_files:
         raise ModelError(f"model manifest {manifest_path} lists no tokenizer.json; {_EXPORT_HINT}")

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from models.data.amazon import AMAZON_BASE_TS_MS, AMAZON_HISTORY_STEP_MS, EvalRow
-from models.evaluation.recommend import K_VALUES, IntArray, Metrics, summarise
+from models.evaluation import report as report_files
+from models.evaluation.recommend import K_VALUES, IntArray, Metrics, metric_titles, summarise
 from stream.core.errors import SourceError
 from stream.core.events import Event, EventType
 from stream.core.settings import Settings
@@ -126,11 +127,7 @@ class OnlineEvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         def metrics(m: Metrics) -> dict[str, float]:
-            values = {"mrr_at_20": m.mrr}
-            for k, hr, ndcg in zip(m.ks, m.hr, m.ndcg, strict=True):
-                values[f"hr_at_{k}"] = hr
-                values[f"ndcg_at_{k}"] = ndcg
-            return values
+            return {"mrr_at_20": m.mrr, **m.by_k()}
 
         return {
             "task": "online",
@@ -154,20 +151,17 @@ class OnlineEvalReport:
         }
 
     def to_markdown(self) -> str:
-        ks = self.online.ks
-        header = ["side", *(f"HR@{k}" for k in ks), *(f"NDCG@{k}" for k in ks), "MRR@20"]
+        header = ["side", *metric_titles(self.online.ks, mrr="MRR@20")]
         lines = [
             f"Online evaluation on {self.dataset} ({self.split}, {self.rows} rows, {self.events} events "
             f"through a real worker and Redis; user vector `{self.user_vector}`, model "
             f"{self.model_version}, popularity prior weight {self.popularity_weight:g}; history items "
             f"excluded, top {ONLINE_TOP_K} in Redis)",
             "",
-            "| " + " | ".join(header) + " |",
-            "|---" * len(header) + "|",
+            *report_files.table_head(header),
         ]
         for side, m in (("online (Redis)", self.online), ("offline recomputation", self.offline)):
-            values = [*m.hr, *m.ndcg, m.mrr]
-            lines.append(f"| {side} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
+            lines.append(f"| {side} | {m.cells()} |")
         verdict = (
             "equal: every user's Redis list is the offline one"
             if self.equal
@@ -246,15 +240,9 @@ def _cleanup(settings: Settings) -> None:
     from kafka.admin import KafkaAdminClient
 
     from stream.kafka.security import kafka_python_security
-    from stream.redis.client import redis_sync
+    from stream.redis.client import delete_prefix
 
-    redis = redis_sync(settings)
-    try:
-        keys = list(redis.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            redis.delete(*keys[start : start + 1000])
-    finally:
-        redis.close()
+    delete_prefix(settings)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, **kafka_python_security(settings))
     try:
         # Faust names its own topics (the windows' changelog, the leader topic) after the app id,
@@ -378,9 +366,4 @@ def run_online_eval(
 
 def write_report(report: OnlineEvalReport, out_dir: Path) -> list[Path]:
     """``online_eval.json`` and ``online_eval.md``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "online_eval.json"
-    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    md_path = out_dir / "online_eval.md"
-    md_path.write_text(report.to_markdown(), encoding="utf-8")
-    return [json_path, md_path]
+    return report_files.write_report(report, out_dir, "online_eval")

@@ -25,11 +25,10 @@ Ties are broken by catalogue position, as in `models.index.topk`.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +38,14 @@ from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed
 
 from models.data.amazon import Dataset, EvalRow, allowed_sequences, history_window, interactions, load_dataset
 from models.encoder.onnx_encoder import TextEncoder
+from models.evaluation import report as report_files
+from models.evaluation import stats
 from models.evaluation.baselines import fit_item_knn, popularity_scores
 from models.evaluation.search import ranking_metrics
 from stream.core.errors import SourceError
 from stream.core.prior import has_prior, popularity_prior
 from stream.core.window import Window, WindowConfig
-from stream.profiles.computer import ItemCatalogue, ProfileComputer, ProfileConfig, UserVectorMode
+from stream.profiles.computer import ItemCatalogue, ProfileComputer, ProfileConfig, UserTower, UserVectorMode
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,23 @@ class Metrics:
         n = self.ks.index(k)
         return self.hr[n], self.ndcg[n]
 
+    def by_k(self) -> dict[str, float]:
+        """``hr_at_{k}`` and ``ndcg_at_{k}`` for each K, as the JSON reports name them."""
+        values: dict[str, float] = {}
+        for k, hr, ndcg in zip(self.ks, self.hr, self.ndcg, strict=True):
+            values[f"hr_at_{k}"] = hr
+            values[f"ndcg_at_{k}"] = ndcg
+        return values
+
+    def cells(self) -> str:
+        """HR@K for each K, then NDCG@K, then MRR, as markdown table cells to 4 decimals."""
+        return " | ".join(f"{v:.4f}" for v in (*self.hr, *self.ndcg, self.mrr))
+
+
+def metric_titles(ks: Sequence[int] = K_VALUES, mrr: str = "MRR") -> list[str]:
+    """Column titles matching `Metrics.cells`: HR@K per K, NDCG@K per K, then `mrr`."""
+    return [*(f"HR@{k}" for k in ks), *(f"NDCG@{k}" for k in ks), mrr]
+
 
 def summarise(ranks: IntArray, ks: Sequence[int] = K_VALUES) -> Metrics:
     """HR@K, NDCG@K and MRR averaged over rows; a rank of -1 (unknown target) is a miss."""
@@ -105,20 +123,28 @@ class MethodResult:
     metrics: Metrics
     seconds: float
     fallback_rows: int = 0  # rows without a user vector, ranked by popularity instead
+    # Per row: the target's 0-based rank and the top 10 catalogue rows (not written to JSON).
+    ranks: IntArray | None = field(default=None, repr=False, compare=False)
+    top: IntArray | None = field(default=None, repr=False, compare=False)
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # 95 % bootstrap
+    diversity: stats.Diversity | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = {
+        return {
             "name": self.name,
             "group": self.group,
             "model_version": self.model_version,
             "mrr": self.metrics.mrr,
             "seconds": round(self.seconds, 1),
             "fallback_rows": self.fallback_rows,
+            **self.metrics.by_k(),
+            "ci95": {name: [round(low, 4), round(high, 4)] for name, (low, high) in self.intervals.items()},
+            **(self.diversity.to_dict() if self.diversity else {}),
         }
-        for k, hr, ndcg in zip(self.metrics.ks, self.metrics.hr, self.metrics.ndcg, strict=True):
-            result[f"hr_at_{k}"] = hr
-            result[f"ndcg_at_{k}"] = ndcg
-        return result
+
+    @property
+    def label(self) -> str:
+        return self.name if self.group == "baseline" else f"{self.group}: {self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,15 +185,23 @@ class RecEvalReport:
         }
 
     def to_markdown(self) -> str:
-        ks = K_VALUES
-        header = ["method", *(f"HR@{k}" for k in ks), *(f"NDCG@{k}" for k in ks), "MRR", "s"]
+        header = [
+            "method",
+            *metric_titles(),
+            "NDCG@10 95 % CI",
+            "HR@10 95 % CI",
+            "ILS@10",
+            "brands@10",
+            "coverage@10",
+            "pop. rank@10",
+            "s",
+        ]
         lines = [
             f"Next-item recommendation on {self.dataset} ({self.split}, {self.rows} rows, full ranking "
             f"of {self.catalogue} items, nothing excluded; {self.unknown_targets} targets not in the "
             f"catalogue; baselines fitted on {self.fit_interactions} allowed interactions)",
             "",
-            "| " + " | ".join(header) + " |",
-            "|---" * len(header) + "|",
+            *report_files.table_head(header),
         ]
         for m in self.methods:
             label = m.name if m.group == "baseline" else f"{m.group}: {m.name}"
@@ -178,10 +212,36 @@ class RecEvalReport:
                 weights.append(f"prior weight {self.popularity_weight:g}")
             if weights:
                 label += f" ({', '.join(weights)})"
-            values = [*m.metrics.hr, *m.metrics.ndcg, m.metrics.mrr]
-            lines.append(f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {m.seconds:.0f} |")
+            lines.append(f"| {label} | {m.metrics.cells()} | {_extra_cells(m)} | {m.seconds:.0f} |")
         lines.extend(f"\n{note}" for note in self.notes)
+        if any(m.diversity for m in self.methods):
+            lines.append(
+                "\nCI: 95 % bootstrap interval over rows (the same resamples for every method). "
+                "ILS@10: mean pairwise cosine of the top 10's item vectors (lower = more diverse); "
+                "brands@10: distinct brands in the top 10; coverage@10: share of the catalogue in "
+                "any top 10; pop. rank@10: mean popularity rank of the top 10 (1 = most popular; "
+                "higher = more novel)."
+            )
         return "\n".join(lines) + "\n"
+
+
+def _extra_cells(m: MethodResult) -> str:
+    def interval(name: str) -> str:
+        low_high = m.intervals.get(name)
+        return f"{low_high[0]:.4f}-{low_high[1]:.4f}" if low_high else ""
+
+    d = m.diversity
+    diversity = (
+        [
+            f"{d.intra_list_similarity:.3f}",
+            f"{d.distinct_brands:.2f}",
+            f"{d.coverage:.3f}",
+            f"{d.mean_popularity_rank:.0f}",
+        ]
+        if d
+        else ["", "", "", ""]
+    )
+    return " | ".join([interval("ndcg@10"), interval("hr@10"), *diversity])
 
 
 class _CachedEncoder:
@@ -235,8 +295,10 @@ def _rank_rows(
     targets: IntArray,
     *,
     prior: FloatArray | None = None,
-) -> IntArray:
+) -> tuple[IntArray, IntArray]:
+    """Each row's target rank and its top 10 (`stats.top_rows`) under the given vectors."""
     ranks = np.empty(len(targets), dtype=np.intp)
+    top = np.empty((len(targets), min(stats.DIVERSITY_K, len(item_vectors))), dtype=np.intp)
     for start in range(0, len(targets), SCORE_CHUNK):
         stop = min(start + SCORE_CHUNK, len(targets))
         scores = user_vectors[start:stop] @ item_vectors.T
@@ -244,7 +306,8 @@ def _rank_rows(
             scores += prior
         scores[~has_vector[start:stop]] = fallback
         ranks[start:stop] = target_ranks(scores, targets[start:stop])
-    return ranks
+        top[start:stop] = stats.top_rows(scores)
+    return ranks, top
 
 
 def encoder_methods(
@@ -263,13 +326,22 @@ def encoder_methods(
     modes: Sequence[str] = ENCODER_MODES,
     prior: FloatArray | None = None,
     item_encoder: TextEncoder | None = None,
+    tower: UserTower | None = None,
+    catalogues: dict[str, ItemCatalogue] | None = None,
 ) -> list[MethodResult]:
     """The stream's user vectors of each mode against the encoder's item vectors; with a `prior`
     (`stream.core.prior`), each mode is ranked a second time with it, as ``<mode> + prior``. An
-    `item_encoder` (a separately trained item tower) encodes the catalogue instead of `encoder`."""
+    `item_encoder` (a separately trained item tower) encodes the catalogue instead of `encoder`.
+    Mode ``sequence`` needs the `tower` (its user vectors from the encoder's item vectors).
+    `catalogues` keeps encoded catalogues by encoder version, so each encoder encodes it once."""
     started = time.perf_counter()
-    catalogue = _catalogue(dataset, item_encoder or encoder, batch_size)
+    catalogues = {} if catalogues is None else catalogues
+    item_side = item_encoder or encoder
+    if item_side.model_version not in catalogues:
+        catalogues[item_side.model_version] = _catalogue(dataset, item_side, batch_size)
+    catalogue = catalogues[item_side.model_version]
     cached = _CachedEncoder(encoder)
+    model_version = encoder.model_version if tower is None else f"{encoder.model_version}+{tower.version}"
     shared_s = time.perf_counter() - started
     results: list[MethodResult] = []
     for mode in modes:
@@ -289,8 +361,8 @@ def encoder_methods(
                 user_vector=_mode(mode),
                 text_weight=hybrid_weight,
             )
-            computer = ProfileComputer(cached, catalogue, config)
-            if mode != "items":
+            computer = ProfileComputer(cached, catalogue, config, tower)
+            if mode in ("text", "hybrid"):
                 texts = [computer.profile_text(w) for w in windows]
                 cached.warm(texts, batch_size, f"{label}: profile texts")
             starts = range(0, len(rows), SCORE_CHUNK)
@@ -303,14 +375,23 @@ def encoder_methods(
             variants.append((f"{mode} + prior", prior))
         for name, added in variants:
             ranked_at = time.perf_counter()
-            ranks = _rank_rows(vectors, has, catalogue.vectors, popularity, targets, prior=added)
+            ranks, top = _rank_rows(vectors, has, catalogue.vectors, popularity, targets, prior=added)
             # The catalogue's encoding is shared by the modes, each carrying an equal share of it;
             # the user vectors are shared by a mode's two rankings and counted in the first.
             seconds = time.perf_counter() - (mode_started if added is None else ranked_at)
             if added is None:
                 seconds += shared_s / len(modes)
             results.append(
-                MethodResult(name, label, encoder.model_version, summarise(ranks), seconds, int((~has).sum()))
+                MethodResult(
+                    name,
+                    label,
+                    model_version,
+                    summarise(ranks),
+                    seconds,
+                    int((~has).sum()),
+                    ranks=ranks,
+                    top=top,
+                )
             )
             log.info("%s %s: NDCG@10 %.4f", label, name, results[-1].metrics.at(10)[1])
     return results
@@ -321,6 +402,8 @@ def _mode(mode: str) -> UserVectorMode:
         return "text"
     if mode == "hybrid":
         return "hybrid"
+    if mode == "sequence":
+        return "sequence"
     return "items"
 
 
@@ -336,10 +419,13 @@ def evaluate_recommendations(
     modes: Sequence[str] = ENCODER_MODES,
     popularity_weight: float = 0.0,
     item_encoders: Mapping[str, TextEncoder] | None = None,
+    towers: Sequence[tuple[str, UserTower, TextEncoder]] = (),
 ) -> RecEvalReport:
     """Baselines and every encoder's user vectors on `split`, one full ranking per row and method.
 
     `item_encoders` maps an encoder's label to a separate item tower for it (else it encodes both).
+    `towers`: (label, sequence tower, the encoder of the item vectors it reads), each ranked as
+    mode ``sequence`` (and ``sequence + prior``).
 
     With a `popularity_weight`, each encoder mode is also ranked with the popularity prior of
     `stream.core.prior`, the popularity being the baseline's counts (allowed interactions only).
@@ -358,11 +444,14 @@ def evaluate_recommendations(
     def timed(name: str, score: Callable[[int], FloatArray]) -> None:
         begun = time.perf_counter()
         ranks = np.empty(len(rows), dtype=np.intp)
+        top = np.empty((len(rows), min(stats.DIVERSITY_K, len(ids))), dtype=np.intp)
         for start in range(0, len(rows), SCORE_CHUNK):
             stop = min(start + SCORE_CHUNK, len(rows))
             scores = np.stack([score(n) for n in range(start, stop)])
             ranks[start:stop] = target_ranks(scores, targets[start:stop])
-        methods.append(MethodResult(name, "baseline", "", summarise(ranks), time.perf_counter() - begun))
+            top[start:stop] = stats.top_rows(scores)
+        seconds = time.perf_counter() - begun
+        methods.append(MethodResult(name, "baseline", "", summarise(ranks), seconds, ranks=ranks, top=top))
 
     popularity = popularity_scores(seen, positions, len(ids))
     timed("popularity", lambda n: popularity)
@@ -373,6 +462,7 @@ def evaluate_recommendations(
     histories = [[positions[i] for i in row.history if i in positions] for row in rows]
     timed("item-kNN", lambda n: knn.scores(histories[n]))
     windows = [history_window(row.history, window) for row in rows]
+    catalogues: dict[str, ItemCatalogue] = {}
     for label, encoder in encoders:
         methods.extend(
             encoder_methods(
@@ -390,9 +480,33 @@ def evaluate_recommendations(
                 modes=modes,
                 prior=popularity_prior(popularity, popularity_weight),
                 item_encoder=(item_encoders or {}).get(label),
+                catalogues=catalogues,
             )
         )
+    for label, tower, tower_encoder in towers:
+        methods.extend(
+            encoder_methods(
+                label,
+                tower_encoder,
+                dataset,
+                rows,
+                windows=windows,
+                targets=targets,
+                popularity=popularity,
+                window=window,
+                hybrid_weight=hybrid_weight,
+                max_profile_chars=max_profile_chars,
+                batch_size=batch_size,
+                modes=("sequence",),
+                prior=popularity_prior(popularity, popularity_weight),
+                tower=tower,
+                catalogues=catalogues,
+            )
+        )
+    vectors = next(iter(catalogues.values())).vectors if catalogues else None
+    methods, notes = _uncertainty_and_diversity(methods, dataset, popularity, vectors)
     return RecEvalReport(
+        notes=notes,
         dataset=dataset.name,
         split=split,
         rows=len(rows),
@@ -404,6 +518,48 @@ def evaluate_recommendations(
         seconds=time.perf_counter() - started,
         popularity_weight=popularity_weight,
     )
+
+
+def _uncertainty_and_diversity(
+    methods: Sequence[MethodResult],
+    dataset: Dataset,
+    popularity: FloatArray,
+    item_vectors: FloatArray | None,
+) -> tuple[list[MethodResult], tuple[str, ...]]:
+    """Each method with its 95 % bootstrap intervals (the same resamples for all) and diversity of
+    its top 10 (item similarity by `item_vectors`, the first encoder's; none without an encoder),
+    and a note comparing the best encoder method with the best baseline, paired, by NDCG@10."""
+    if not methods or methods[0].ranks is None:
+        return list(methods), ()
+    indices = stats.resample_indices(len(methods[0].ranks))
+    brands = stats.brand_ids([item.brand for item in dataset.items.values()])
+    popularity_rank = stats.popularity_ranks(popularity)
+    dim = item_vectors.shape[1] if item_vectors is not None else 1
+    vectors = item_vectors if item_vectors is not None else np.zeros((len(popularity), dim), np.float32)
+    result: list[MethodResult] = []
+    per_row: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
+    for method in methods:
+        assert method.ranks is not None and method.top is not None
+        values = stats.per_row(method.ranks, method.metrics.ks)
+        per_row[method.label] = values
+        div = stats.diversity(method.top, vectors, brands, popularity_rank)
+        if item_vectors is None:
+            div = replace(div, intra_list_similarity=float("nan"))
+        result.append(replace(method, intervals=stats.bootstrap_intervals(values, indices), diversity=div))
+    baselines = [m for m in result if m.group == "baseline"]
+    models = [m for m in result if m.group != "baseline"]
+    notes: list[str] = []
+    if baselines and models:
+        best_baseline = max(baselines, key=lambda m: m.metrics.at(10)[1])
+        best = max(models, key=lambda m: m.metrics.at(10)[1])
+        paired = stats.paired_difference(
+            "NDCG@10",
+            (best.label, per_row[best.label]["ndcg@10"]),
+            (best_baseline.label, per_row[best_baseline.label]["ndcg@10"]),
+            indices,
+        )
+        notes.append(paired.sentence())
+    return result, tuple(notes)
 
 
 def run_rec_eval(
@@ -418,6 +574,7 @@ def run_rec_eval(
     batch_size: int = 64,
     popularity_weight: float = 0.0,
     item_encoders: Mapping[str, TextEncoder] | None = None,
+    towers: Sequence[tuple[str, UserTower, TextEncoder]] = (),
 ) -> RecEvalReport:
     """Read the folder (items.json, valid.csv, test.csv) and evaluate; `limit` keeps the first
     rows of the evaluated split only (the baselines are still fitted on everything allowed)."""
@@ -434,44 +591,31 @@ def run_rec_eval(
         batch_size=batch_size,
         popularity_weight=popularity_weight,
         item_encoders=item_encoders,
+        towers=towers,
     )
 
 
 def write_report(report: RecEvalReport, out_dir: Path) -> list[Path]:
     """``rec_eval.json``, ``rec_eval.md`` and the bar chart ``rec_eval.png``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "rec_eval.json"
-    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    md_path = out_dir / "rec_eval.md"
-    md_path.write_text(report.to_markdown(), encoding="utf-8")
-    return [json_path, md_path, plot_report(report, out_dir / "rec_eval.png")]
+    return report_files.write_report(report, out_dir, "rec_eval", plot=plot_report)
 
 
-def plot_report(report: RecEvalReport, path: Path) -> Path:
-    # matplotlib lives in the `export` extra: only evaluation needs it.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_report(report: RecEvalReport, path: Path) -> None:
+    """NDCG@5/10/20 bars and HR@10 markers per method, as a PNG at `path`."""
     labels = [m.name if m.group == "baseline" else f"{m.group}\n{m.name}" for m in report.methods]
     positions = np.arange(len(labels))
-    figure, axis = plt.subplots(figsize=(max(6.4, 0.9 * len(labels)), 4.2), dpi=120)
     width = 0.8 / len(K_VALUES)
-    for n, k in enumerate(K_VALUES):
-        axis.bar(
-            positions + (n - 1) * width,
-            [m.metrics.at(k)[1] for m in report.methods],
-            width,
-            label=f"NDCG@{k}",
-        )
-    axis.plot(positions, [m.metrics.at(10)[0] for m in report.methods], "k^", label="HR@10")
-    axis.set_xticks(positions, labels, fontsize=7)
-    axis.set_ylabel("metric")
-    axis.set_title(f"Next-item full ranking, {report.dataset} {report.split} ({report.rows} rows)")
-    axis.grid(axis="y", alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    with report_files.saved_figure(path, width_in=max(6.4, 0.9 * len(labels)), height_in=4.2) as axis:
+        for n, k in enumerate(K_VALUES):
+            axis.bar(
+                positions + (n - 1) * width,
+                [m.metrics.at(k)[1] for m in report.methods],
+                width,
+                label=f"NDCG@{k}",
+            )
+        axis.plot(positions, [m.metrics.at(10)[0] for m in report.methods], "k^", label="HR@10")
+        axis.set_xticks(positions, labels, fontsize=7)
+        axis.set_ylabel("metric")
+        axis.set_title(f"Next-item full ranking, {report.dataset} {report.split} ({report.rows} rows)")
+        axis.grid(axis="y", alpha=0.3)
+        axis.legend(fontsize=8)

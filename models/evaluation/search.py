@@ -21,7 +21,6 @@ brand-only query is what makes a query ambiguous enough for the profile to matte
 from __future__ import annotations
 
 import html
-import json
 import logging
 import math
 import re
@@ -35,6 +34,7 @@ import numpy.typing as npt
 
 from models.data.amazon import EvalRow, history_window, read_rows
 from models.encoder.onnx_encoder import TextEncoder
+from models.evaluation import report as report_files
 from models.index.catalog import CatalogItem
 from stream.core.errors import SourceError
 from stream.core.window import WindowConfig
@@ -163,14 +163,12 @@ class SearchEvalReport:
             f"{self.candidates} candidates, target retrieved in {self.retrieved:.1%} of rows, "
             f"{self.model_version})",
             "",
-            "| ranking | HR@10 | NDCG@10 |",
-            "|---|---|---|",
+            *report_files.table_head(["ranking", "HR@10", "NDCG@10"]),
             f"| query only | {plain.hr:.4f} | {plain.ndcg:.4f} |",
             f"| personalised (blend weight {self.blend_weight:g}) | {mine.hr:.4f} | {mine.ndcg:.4f} |",
             f"| best of the sweep (weight {best.weight:g}) | {best.hr:.4f} | {best.ndcg:.4f} |",
             "",
-            "| blend weight | " + " | ".join(f"{p.weight:g}" for p in self.sweep) + " |",
-            "|---" * (len(self.sweep) + 1) + "|",
+            *report_files.table_head(["blend weight", *(f"{p.weight:g}" for p in self.sweep)]),
             "| HR@10 | " + " | ".join(f"{p.hr:.4f}" for p in self.sweep) + " |",
             "| NDCG@10 | " + " | ".join(f"{p.ndcg:.4f}" for p in self.sweep) + " |",
         ]
@@ -242,35 +240,23 @@ def evaluate_search(
 
 def write_report(report: SearchEvalReport, out_dir: Path) -> list[Path]:
     """``search_eval.json``, ``search_eval.md`` and the sweep plot ``search_eval_sweep.png``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "search_eval.json"
-    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    md_path = out_dir / "search_eval.md"
-    md_path.write_text(report.to_markdown(), encoding="utf-8")
-    return [json_path, md_path, plot_sweep(report, out_dir / "search_eval_sweep.png")]
+    return report_files.write_report(
+        report, out_dir, "search_eval", plot=plot_sweep, plot_name="search_eval_sweep.png"
+    )
 
 
-def plot_sweep(report: SearchEvalReport, path: Path) -> Path:
-    # matplotlib lives in the `export` extra: only evaluation needs it.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_sweep(report: SearchEvalReport, path: Path) -> None:
+    """HR@10 and NDCG@10 against the blend weight, the configured weight marked, as a PNG."""
     weights = [p.weight for p in report.sweep]
-    figure, axis = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    axis.plot(weights, [p.hr for p in report.sweep], marker="o", label="HR@10")
-    axis.plot(weights, [p.ndcg for p in report.sweep], marker="s", label="NDCG@10")
-    axis.axvline(report.blend_weight, color="grey", linestyle=":", label="configured weight")
-    axis.set_xlabel("blend weight (0 = query only, 1 = profile only among the candidates)")
-    axis.set_ylabel("metric")
-    axis.set_title(f"Personalised search, {report.dataset} {report.split} ({report.rows} rows)")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    with report_files.saved_figure(path) as axis:
+        axis.plot(weights, [p.hr for p in report.sweep], marker="o", label="HR@10")
+        axis.plot(weights, [p.ndcg for p in report.sweep], marker="s", label="NDCG@10")
+        axis.axvline(report.blend_weight, color="grey", linestyle=":", label="configured weight")
+        axis.set_xlabel("blend weight (0 = query only, 1 = profile only among the candidates)")
+        axis.set_ylabel("metric")
+        axis.set_title(f"Personalised search, {report.dataset} {report.split} ({report.rows} rows)")
+        axis.grid(alpha=0.3)
+        axis.legend()
 
 
 def run_search_eval(

@@ -5,21 +5,32 @@ Columns: item_id and title are required; brand, category, description, price, in
 popularity are optional (in_stock defaults to true; popularity, a non-negative count of recent
 interactions such as purchases in the last 30 days, to 0; it feeds `stream.core.prior`). Reading is
 I/O; `item_from_row` and `item_text` are pure.
+
+JSONL, CSV and Parquet are read by the shared reader `stream.core.tabular`, as event files are: a
+UTF-8 BOM is read away, ``encoding`` (``profilestream index --encoding``) decodes other text and
+undecodable bytes are a CatalogError naming the line; a malformed line (not a JSON object, a
+truncated CSV row) is skipped, counted and logged with its line number; an item_id written as a
+float (``17850.0``, pandas with gaps) is read as ``17850`` in every format. A row that is well
+formed but invalid (no title, a bad price) stops the read with its line: a catalogue is small and
+curated, and an item silently missing from search is worse than a clear error.
 """
 
 from __future__ import annotations
 
 import ast
-import csv
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from stream.core.errors import CatalogError
+from stream.core.errors import CatalogError, InvalidEvent, SourceError
+from stream.core.tabular import ReadTally, TableFormat, check_encoding, id_text, read_rows
+
+log = logging.getLogger(__name__)
 
 CatalogFormat = Literal["auto", "jsonl", "csv", "parquet", "amazon"]
 # Long enough for the gist of a product, short enough that title words keep their weight in the
@@ -32,6 +43,9 @@ _FALSE = {"0", "false", "no", "n", "f"}
 
 @dataclass(frozen=True)
 class CatalogItem:
+    """One validated catalogue row: `price` in the catalogue's currency units (None if unknown),
+    `popularity` a non-negative count of recent interactions (0 if absent)."""
+
     item_id: str
     title: str
     brand: str = ""
@@ -55,8 +69,15 @@ def text_hash(text: str) -> str:
 
 
 def item_from_row(row: Mapping[str, Any], where: str) -> CatalogItem:
-    """Validate one catalogue row; `where` ("items.csv row 7") goes into the error message."""
-    item_id = _text(row.get("item_id"))
+    """Validate one catalogue row; `where` ("items.csv row 7") goes into the error message.
+
+    Raises `CatalogError` for a missing or empty item_id or title, or an invalid price,
+    popularity or in_stock value.
+    """
+    try:
+        item_id = _text(id_text(row.get("item_id"), "item_id"))
+    except InvalidEvent as exc:
+        raise CatalogError(f"{where}: item_id {exc.reason}; fix or drop the row") from exc
     title = _text(row.get("title"))
     if not item_id or not title:
         raise CatalogError(f"{where}: item_id and title are required and non-empty; fix or drop the row")
@@ -120,6 +141,7 @@ def _flag(value: Any, where: str) -> bool:
 
 
 def detect_format(path: Path) -> CatalogFormat:
+    """The catalogue format from the file suffix; `CatalogError` for a suffix it does not know."""
     suffix = path.suffix.lower()
     formats: dict[str, CatalogFormat] = {
         ".jsonl": "jsonl",
@@ -137,46 +159,52 @@ def detect_format(path: Path) -> CatalogFormat:
     return formats[suffix]
 
 
-def read_catalog(path: Path, fmt: CatalogFormat = "auto") -> list[CatalogItem]:
-    """All items of a catalogue file; a duplicate item_id keeps the last row (later rows win)."""
+def read_catalog(path: Path, fmt: CatalogFormat = "auto", *, encoding: str = "utf-8") -> list[CatalogItem]:
+    """All items of a catalogue file; a duplicate item_id keeps the last row (later rows win).
+
+    Raises `CatalogError` (naming the file, and the line or row where there is one) for a missing
+    file, an unknown format, undecodable text or an invalid row; malformed lines are skipped and
+    logged.
+    """
     chosen = detect_format(path) if fmt == "auto" else fmt
+    if not path.is_file():
+        raise CatalogError(f"catalogue {path} does not exist; pass the path of an existing file")
+    tally = ReadTally()
     try:
         if chosen == "amazon":
-            items = list(read_amazon_items(path))
+            items = list(read_amazon_items(path, encoding=encoding))
         else:
-            items = [item_from_row(row, f"{path} row {n}") for n, row in enumerate(_rows(path, chosen), 1)]
-    except FileNotFoundError as exc:
-        raise CatalogError(f"catalogue {path} does not exist; pass the path of an existing file") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
+            where = "row" if chosen == "parquet" else "line"
+            items = [
+                item_from_row(row.values, f"{path} {where} {row.number}")
+                for row in read_rows(path, encoding=encoding, fmt=cast(TableFormat, chosen), tally=tally)
+            ]
+    except SourceError as exc:
+        raise CatalogError(f"catalogue {exc}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CatalogError(f"catalogue {path} cannot be read as {chosen} ({exc}); check the file") from exc
+    if tally.malformed:
+        log.warning(
+            "catalogue %s: skipped %d malformed lines (%s)",
+            path,
+            tally.malformed,
+            "; ".join(tally.first_malformed),
+        )
     return list({item.item_id: item for item in items}.values())
 
 
-def _rows(path: Path, fmt: CatalogFormat) -> Iterable[Mapping[str, Any]]:
-    if fmt == "jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    row = json.loads(line)
-                    yield row if isinstance(row, dict) else {}
-    elif fmt == "csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            yield from csv.DictReader(handle)
-    else:
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
-
-        try:
-            yield from pq.read_table(path).to_pylist()
-        except Exception as exc:  # pyarrow's ArrowInvalid and friends
-            raise CatalogError(f"catalogue {path} is not a readable Parquet file ({exc})") from exc
-
-
-def read_amazon_items(path: Path) -> Iterable[CatalogItem]:
+def read_amazon_items(path: Path, *, encoding: str = "utf-8") -> Iterable[CatalogItem]:
     """The amazon-office benchmark layout.
 
     ``{"<item_id>": {"title", "description", "brand", "categories"}}``; benchmark data only.
     """
-    document = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        document = json.loads(path.read_text(encoding=check_encoding(encoding)))
+    except UnicodeDecodeError as exc:
+        raise CatalogError(
+            f"catalogue {path}: not {encoding} text ({exc.reason} at byte {exc.start}); pass the "
+            "file's encoding with --encoding"
+        ) from exc
     if not isinstance(document, dict):
         raise CatalogError(f"catalogue {path}: expected an object keyed by item id (amazon format)")
     for item_id, fields in document.items():

@@ -38,6 +38,13 @@ _REBUILD_HINT = "rebuild it with `profilestream index CATALOG --rebuild`"
 
 @dataclass(frozen=True)
 class ItemIndex:
+    """The catalogue's item vectors: row i of `vectors` ((n, dim) float32, unit rows) is `ids[i]`.
+
+    `in_stock` (n,) bool, `popularity` (n,) float32 counts for the prior (zeros when absent),
+    `text_hashes` the item texts' hashes (what `upsert` compares), `encoder_version` the model
+    version that made the vectors. Raises `ValueError` when popularity has another length.
+    """
+
     ids: tuple[str, ...]
     vectors: NDArray[np.float32]
     in_stock: NDArray[np.bool_]
@@ -57,11 +64,14 @@ class ItemIndex:
         return len(self.ids)
 
     def positions(self) -> dict[str, int]:
+        """Row of each item id in `vectors` (and the other per-item arrays)."""
         return {item_id: row for row, item_id in enumerate(self.ids)}
 
 
 @dataclass(frozen=True)
 class UpsertStats:
+    """Items added, re-encoded because their text changed, left as they were, and removed."""
+
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -69,10 +79,12 @@ class UpsertStats:
 
     @property
     def encoded(self) -> int:
+        """Items that went through the encoder (added + updated)."""
         return self.added + self.updated
 
 
 def empty_index(encoder: TextEncoder) -> ItemIndex:
+    """An index of no items for `encoder`: vectors of shape ``(0, encoder.dim)``."""
     return ItemIndex(
         ids=(),
         vectors=np.empty((0, encoder.dim), dtype=np.float32),
@@ -84,6 +96,8 @@ def empty_index(encoder: TextEncoder) -> ItemIndex:
 
 
 def encode_texts(encoder: TextEncoder, texts: Sequence[str], batch_size: int) -> NDArray[np.float32]:
+    """`texts` (n) -> ``(n, encoder.dim)`` float32 unit rows, `batch_size` texts per call, with a
+    progress bar for more than one batch; the encoder's `ModelError` propagates."""
     out = np.empty((len(texts), encoder.dim), dtype=np.float32)
     with tqdm(total=len(texts), desc="encoding items", unit="item", disable=len(texts) < batch_size) as bar:
         for start in range(0, len(texts), batch_size):
@@ -96,7 +110,12 @@ def encode_texts(encoder: TextEncoder, texts: Sequence[str], batch_size: int) ->
 def upsert(
     index: ItemIndex, items: Iterable[CatalogItem], encoder: TextEncoder, batch_size: int = 256
 ) -> tuple[ItemIndex, UpsertStats]:
-    """Add new items and update changed ones; only items whose text changed are encoded."""
+    """Add new items and update changed ones; only items whose text changed are encoded.
+
+    Returns the new index (the old one is not changed) and the counts; a stock, price or
+    popularity change updates the row without encoding. Raises `ModelError` when `index` was built
+    by another encoder, and whatever the encoder raises.
+    """
     check_encoder(index, encoder.model_version, "the index in memory")
     positions = index.positions()
     latest = {item.item_id: item for item in items}
@@ -141,6 +160,7 @@ def upsert(
 
 
 def build_index(items: Iterable[CatalogItem], encoder: TextEncoder, batch_size: int = 256) -> ItemIndex:
+    """A fresh in-memory index of `items`: ``(n, encoder.dim)`` float32 unit vectors of their item text."""
     return upsert(empty_index(encoder), items, encoder, batch_size)[0]
 
 
@@ -160,6 +180,7 @@ def remove(index: ItemIndex, item_ids: Iterable[str]) -> ItemIndex:
 
 
 def check_encoder(index: ItemIndex, encoder_version: str, where: str) -> None:
+    """`ModelError` naming `where` unless `index` was built by the encoder `encoder_version`."""
     if index.encoder_version != encoder_version:
         raise ModelError(
             f"{where} was built with encoder {index.encoder_version} but the loaded encoder is "
@@ -168,7 +189,11 @@ def check_encoder(index: ItemIndex, encoder_version: str, where: str) -> None:
 
 
 def save_index(index: ItemIndex, index_dir: Path) -> Path:
-    """Write a new generation folder, then switch the manifest to it; returns the folder."""
+    """Write a new generation folder, then switch the manifest to it; returns the folder.
+
+    Readers see the old generation or the new one, never a mix; older generations are removed
+    afterwards. `OSError` propagates (the manifest still names the old generation then).
+    """
     index_dir.mkdir(parents=True, exist_ok=True)
     generation = f"gen-{time.time_ns()}"
     staging = index_dir / f".{generation}.tmp"
@@ -198,11 +223,17 @@ def save_index(index: ItemIndex, index_dir: Path) -> Path:
 
 
 def index_exists(index_dir: Path) -> bool:
+    """Whether `index_dir` holds an index manifest (`profilestream index` ran there)."""
     return (index_dir / MANIFEST_NAME).is_file()
 
 
 def load_index(index_dir: Path, encoder_version: str) -> ItemIndex:
-    """Load the current generation; refuses an index built by an encoder other than `encoder_version`."""
+    """Load the current generation; refuses an index built by an encoder other than `encoder_version`.
+
+    Vectors come back as ``(count, dim)`` float32 as saved. Raises `ModelError` for a missing or
+    mangled manifest, missing or corrupt files, shapes that disagree with the manifest, or another
+    encoder.
+    """
     manifest_path = index_dir / MANIFEST_NAME
     manifest = read_json(manifest_path, "index manifest", _REBUILD_HINT)
     try:
@@ -266,14 +297,17 @@ def sync_catalog(
     encoder: TextEncoder,
     *,
     fmt: CatalogFormat = "auto",
+    encoding: str = "utf-8",
     rebuild: bool = False,
     batch_size: int = 256,
 ) -> UpsertStats:
     """Make the index at `index_dir` match the catalogue file: upsert its items, remove the rest.
 
-    This is `profilestream index CATALOG`; with `rebuild` the existing index is ignored.
+    This is `profilestream index CATALOG`; with `rebuild` the existing index is ignored. Returns
+    the counts. Raises `CatalogError` for an unreadable or empty catalogue (never empties an index)
+    and `ModelError` when the existing index belongs to another encoder.
     """
-    items = read_catalog(catalog_path, fmt)
+    items = read_catalog(catalog_path, fmt, encoding=encoding)
     if not items:
         # Syncing to an empty catalogue would delete every item: almost surely the wrong file.
         raise CatalogError(
@@ -301,7 +335,7 @@ def sync_items(
     gone = [item_id for item_id in index.ids if item_id not in wanted]
     index = remove(index, gone)
     save_index(index, index_dir)
-    # Display titles for lookups and explanations (stream/runtime.py reads them); not part of the
+    # Display titles for lookups and explanations (stream/profiles/catalogue.py reads them); not part of the
     # vectors' contract, so they live beside the generations.
     write_json_atomic(index_dir / TITLES_NAME, {item.item_id: item.title for item in items})
     stats = UpsertStats(stats.added, stats.updated, stats.unchanged, removed=len(gone))

@@ -85,6 +85,7 @@ class QuantisedItems:
 
     @property
     def max_residual(self) -> float:
+        """The largest item quantisation error ``||x - x̂||`` (0.0 for no items)."""
         return float(self.residuals.max(initial=0.0))
 
     def score(
@@ -156,7 +157,9 @@ class QuantisedItems:
 def quantise_items(vectors: NDArray[np.float32], *, threads: int = 0) -> QuantisedItems:
     """Quantise the (n, dim) item matrix and build the scoring session (once per index load).
 
-    `threads` is onnxruntime's intra-op thread count (0: one per core).
+    `vectors`: (n_items, dim) float32. `threads` is onnxruntime's intra-op thread count (0: one
+    per core). Memory: about 1 byte per coordinate for the codes plus onnxruntime's packed copy.
+    Raises `ValueError` unless the matrix is 2-D and finite.
     """
     if vectors.ndim != 2:
         raise ValueError(f"item matrix has shape {vectors.shape}, expected (n_items, dim)")

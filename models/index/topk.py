@@ -61,7 +61,9 @@ def prepare_items(
 ) -> PreparedItems:
     """Wrap the (n, dim) item matrix for `top_k`; quantises it when it has at least `min_items` rows.
 
-    `threads` is the onnxruntime thread count of the int8 product (0: one per core).
+    `vectors`: (n_items, dim) float32 (copied to a contiguous float32 array if it is not).
+    `threads` is the onnxruntime thread count of the int8 product (0: one per core). A matrix
+    holding NaN or infinity is never quantised. Raises `ValueError` unless `vectors` is 2-D.
     """
     if vectors.ndim != 2:
         raise ValueError(f"item matrix has shape {vectors.shape}, expected (n_items, dim)")
@@ -78,7 +80,11 @@ def prepare_items(
 def score_matrix(
     users: NDArray[np.float32], items: NDArray[np.float32], in_stock: NDArray[np.bool_] | None = None
 ) -> NDArray[np.float32]:
-    """(n_users, n_items) cosine scores by one BLAS product; out-of-stock items score -inf."""
+    """(n_users, n_items) float32 cosine scores by one BLAS product; out-of-stock items score -inf.
+
+    `users` (n_users, dim) and `items` (n_items, dim) float32, unit rows; `in_stock` (n_items,)
+    bool. Raises `ValueError` when the widths or the mask's length disagree.
+    """
     _check_shapes(users, items.shape, in_stock)
     scores: NDArray[np.float32] = users @ items.T
     if in_stock is not None:
@@ -89,7 +95,10 @@ def score_matrix(
 
 
 def top_indices(scores: NDArray[np.float32], k: int) -> NDArray[np.intp]:
-    """Indices of the k best finite scores of one row, best first, ties by ascending index."""
+    """Indices of the k best finite scores of one row, best first, ties by ascending index.
+
+    `scores`: (n,) float32; returns (min(k, finite count),) intp; empty for k <= 0.
+    """
     n = scores.shape[0]
     if k <= 0 or n == 0:
         return np.empty(0, dtype=np.intp)
@@ -114,6 +123,10 @@ def exact_scores(
     item_rows: NDArray[np.intp],
 ) -> NDArray[np.float32]:
     """Score of each (user, item) pair in float32, the same whichever other pairs come along.
+
+    `users` (n_users, dim), `items` (n_items, dim) float32; `user_rows` and `item_rows` (n_pairs,)
+    row indices; returns (n_pairs,) float32, pair j scoring ``users[user_rows[j]]`` against
+    ``items[item_rows[j]]``.
 
     Each score is ``(items[i] * users[u]).sum()``: float32 products that numpy sums pairwise in
     a fixed order for a row of a given length, so it depends on the two vectors only (unlike a
@@ -146,9 +159,12 @@ def top_k(
 ) -> list[Ranked]:
     """Per user, up to k (item_id, score) pairs, best first, ties by item position.
 
-    `items` is the (n_items, dim) matrix or its `prepare_items` form (same answer, faster on large
-    catalogues). `exclude[u]` holds item indices user u must not get (e.g. already bought);
-    out-of-stock items never appear; a user gets fewer than k pairs when fewer candidates remain.
+    `users` is (n_users, dim) float32 with unit rows; `items` is the (n_items, dim) matrix or its
+    `prepare_items` form (same answer, faster on large catalogues); `item_ids` names the n_items
+    rows; `in_stock` is an (n_items,) bool mask. `exclude[u]` holds item indices user u must not
+    get (e.g. already bought); out-of-stock items never appear; a user gets fewer than k pairs when
+    fewer candidates remain. Returns one list per user; scores are float cosines (`exact_scores`).
+    Raises `ValueError` when shapes, id count, exclusion count or exclusion indices do not fit.
     """
     prepared = items if isinstance(items, PreparedItems) else prepare_items(items, min_items=_NEVER)
     vectors = prepared.vectors

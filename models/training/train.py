@@ -349,17 +349,11 @@ def _save_towers(
 ) -> None:
     """The user tower (the only one when shared) in `out_dir`, a separate item tower inside it."""
     user_tower, item_tower = towers
-    _save(user_tower, source, out_dir, config=config, losses=losses, step=step, seconds=seconds)
+    places = [(user_tower, out_dir)]
     if item_tower is not user_tower:
-        _save(
-            item_tower,
-            source,
-            out_dir / ITEM_TOWER_DIR,
-            config=config,
-            losses=losses,
-            step=step,
-            seconds=seconds,
-        )
+        places.append((item_tower, out_dir / ITEM_TOWER_DIR))
+    for tower, tower_dir in places:
+        _save(tower, source, tower_dir, config=config, losses=losses, step=step, seconds=seconds)
 
 
 def _save(

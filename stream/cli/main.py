@@ -194,9 +194,17 @@ def export_command(
 )
 @click.option("--rebuild", is_flag=True, help="Ignore the existing index (needed after a new encoder).")
 @click.option("--variant", default=None, help="Encoder variant [default: the model folder's default].")
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="Text encoding of a CSV/JSONL catalogue (e.g. cp1252); a UTF-8 byte-order mark is read away.",
+)
 @click.pass_context
 @_friendly_errors
-def index_command(ctx: click.Context, catalog: Path, fmt: str, rebuild: bool, variant: str | None) -> None:
+def index_command(
+    ctx: click.Context, catalog: Path, fmt: str, rebuild: bool, variant: str | None, encoding: str
+) -> None:
     """Build or update the item index from a catalogue: only new or changed items are encoded."""
     from models.encoder.onnx_encoder import load_encoder, options_from_settings
     from models.index.catalog import CatalogFormat
@@ -209,6 +217,7 @@ def index_command(ctx: click.Context, catalog: Path, fmt: str, rebuild: bool, va
         catalog,
         encoder,
         fmt=cast(CatalogFormat, fmt),
+        encoding=encoding,
         rebuild=rebuild,
         batch_size=settings.encoder_batch_size,
     )
@@ -347,7 +356,23 @@ def evaluate_command(
             else [("zero-shot", load_encoder(settings.model_dir, options_from_settings(settings), variant))]
         )
         item_encoders: dict[str, Any] = {}
+        towers: list[tuple[str, Any, Any]] = []
+        from models.encoder.sequence_tower import SEQUENCE_MANIFEST, SequenceTower
+
         for model_dir in models:
+            if (model_dir / SEQUENCE_MANIFEST).is_file():
+                # A sequence tower reads the zero-shot encoder's item vectors (the index's).
+                zero_shot = encoders[0][1] if encoders and encoders[0][0] == "zero-shot" else None
+                zero_shot = zero_shot or load_encoder(
+                    settings.model_dir, options_from_settings(settings), variant
+                )
+                tower = SequenceTower(
+                    model_dir,
+                    provider=settings.encoder_provider,
+                    intra_op_threads=settings.encoder_intra_op_threads,
+                )
+                towers.append((f"tower {model_dir.name}", tower, zero_shot))
+                continue
             label = "fine-tuned" if len(models) == 1 else f"fine-tuned {model_dir.name}"
             if item_model is not None:
                 label = "fine-tuned, separate towers"
@@ -365,6 +390,7 @@ def evaluate_command(
             batch_size=settings.encoder_batch_size,
             popularity_weight=settings.popularity_weight,
             item_encoders=item_encoders,
+            towers=towers,
         )
         paths = write_rec_report(rec_report, out_dir)
         click.echo(rec_report.to_markdown())
@@ -393,7 +419,27 @@ def evaluate_command(
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
     required=True,
-    help="Folder for the fine-tuned checkpoint (then: profilestream export --source OUT).",
+    help="Folder for the result: the sequence tower, checkpoint and exported ONNX (recipe sequence), "
+    "or the fine-tuned BERT checkpoint (recipe bert; then: profilestream export --source OUT).",
+)
+@click.option(
+    "--recipe",
+    type=click.Choice(["sequence", "bert"]),
+    default="sequence",
+    show_default=True,
+    help="sequence: the sequence user tower over the zero-shot item vectors (minutes on a CPU; "
+    "serve with PROFILESTREAM_USER_VECTOR=sequence PROFILESTREAM_SEQUENCE_MODEL_DIR=OUT); bert: "
+    "fine-tune the shared BERT two-tower encoder (the options below up to --separate-towers).",
+)
+# Defaults as in export.sequence_module.SequenceConfig (not imported here: it brings torch).
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="recipe sequence.")
+@click.option("--layers", type=click.IntRange(min=0), default=1, show_default=True, help="recipe sequence.")
+@click.option("--hidden", type=click.IntRange(min=8), default=256, show_default=True, help="recipe sequence.")
+@click.option(
+    "--tower-lr", type=click.FloatRange(min=0.0), default=1e-3, show_default=True, help="recipe sequence."
+)
+@click.option(
+    "--tower-batch-size", type=click.IntRange(min=2), default=256, show_default=True, help="recipe sequence."
 )
 @click.option(
     "--source",
@@ -440,6 +486,12 @@ def train_command(
     ctx: click.Context,
     dataset_dir: Path,
     out_dir: Path,
+    recipe: str,
+    epochs: int,
+    layers: int,
+    hidden: int,
+    tower_lr: float,
+    tower_batch_size: int,
     source: Path | None,
     steps: int,
     batch_size: int,
@@ -456,7 +508,24 @@ def train_command(
     device: str,
     threads: int | None,
 ) -> None:
-    """Fine-tune the shared two-tower encoder (InfoNCE) on DATASET_DIR's allowed next-item pairs."""
+    """Train on DATASET_DIR's allowed next-item pairs (InfoNCE): the sequence user tower (default)
+    or the shared BERT two-tower encoder (--recipe bert)."""
+    if recipe == "sequence":
+        _train_sequence(
+            ctx,
+            dataset_dir,
+            out_dir,
+            epochs=epochs,
+            layers=layers,
+            hidden=hidden,
+            learning_rate=tower_lr,
+            batch_size=tower_batch_size,
+            temperature=temperature,
+            eval_split=eval_split,
+            seed=seed,
+            threads=threads,
+        )
+        return
     from export.onnx_export import default_source
     from models.data.amazon import load_dataset
     from models.training.train import TrainConfig, train
@@ -491,6 +560,61 @@ def train_command(
         f"({result.device}, {result.threads} threads): loss {first:.3f} -> {last:.3f}"
     )
     click.echo(f"next: profilestream export --source {out_dir} --out MODEL_DIR --variant fp32")
+
+
+def _train_sequence(
+    ctx: click.Context,
+    dataset_dir: Path,
+    out_dir: Path,
+    *,
+    epochs: int,
+    layers: int,
+    hidden: int,
+    learning_rate: float,
+    batch_size: int,
+    temperature: float,
+    eval_split: str,
+    seed: int,
+    threads: int | None,
+) -> None:
+    from export.sequence_module import SequenceConfig
+    from models.data.amazon import load_dataset
+    from models.encoder.onnx_encoder import load_encoder, options_from_settings
+    from models.training.sequence import train_sequence_tower
+    from stream.core.window import WindowConfig
+
+    settings = _settings(ctx)
+    config = SequenceConfig(
+        hidden=hidden,
+        layers=layers,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        temperature=temperature,
+        popularity_weight=settings.popularity_weight,
+        eval_split=eval_split,
+        seed=seed,
+        threads=threads,
+    )
+    result = train_sequence_tower(
+        load_dataset(dataset_dir),
+        load_encoder(settings.model_dir, options_from_settings(settings)),
+        out_dir,
+        config,
+        WindowConfig.from_settings(settings),
+        batch_size=settings.encoder_batch_size,
+    )
+    first, last = result.train.first_last_loss()
+    click.echo(
+        f"item vectors in {result.encode_seconds:.0f} s; trained {result.train.steps} steps on "
+        f"{result.train.examples} examples in {result.train.seconds:.0f} s ({result.train.threads} threads): "
+        f"loss {first:.3f} -> {last:.3f}; exported {result.manifest.version} (parity max |diff| "
+        f"{result.manifest.parity_max_abs_diff:.1e})"
+    )
+    click.echo(
+        f"serve: PROFILESTREAM_USER_VECTOR=sequence PROFILESTREAM_SEQUENCE_MODEL_DIR={out_dir}; "
+        f"measure: profilestream evaluate {dataset_dir} --model {out_dir}"
+    )
 
 
 @main.command("sample-catalogue")
@@ -540,9 +664,9 @@ def demo(
 
 def _register_subcommands() -> None:
     # These modules import only click and stream at module level; their heavy imports are lazy.
-    from stream.ingest.collector import collector_command
-    from stream.ingest.loaders import load_command
-    from stream.ingest.replay import replay_command
+    from stream.cli.collector import collector_command
+    from stream.cli.load import load_command
+    from stream.cli.replay import replay_command
 
     for command in (collector_command, replay_command, load_command):
         main.add_command(command)

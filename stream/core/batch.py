@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from stream.core.events import Event, EventType
 from stream.core.prior import popularity_increment
-from stream.core.window import Window, WindowChange, WindowConfig, apply_events
+from stream.core.window import Window, WindowChange, WindowConfig, apply_events, received_ms_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,7 @@ class BatchOutcome:
     popularity: dict[str, float]
     late: int
     duplicates: int
+    dropped_for_bytes: int = 0
 
 
 def group_by_user(events: Sequence[Event]) -> dict[str, list[Event]]:
@@ -40,13 +41,14 @@ def apply_batch(
     changed: list[tuple[str, Window]] = []
     forgets: list[tuple[str, int]] = []
     popularity: dict[str, float] = defaultdict(float)
-    late = duplicates = 0
+    late = duplicates = dropped_for_bytes = 0
     for user_id, user_events in group_by_user(events).items():
         before = windows.get(user_id, Window())
         change: WindowChange = apply_events(before, user_events, config)
         new_windows[user_id] = change.window
         late += change.late
         duplicates += change.duplicates
+        dropped_for_bytes += change.dropped_for_bytes
         if change.forgotten and change.window.forgotten_ts_ms is not None:
             forgets.append((user_id, change.window.forgotten_ts_ms))
         if change.window.events != before.events:
@@ -59,18 +61,19 @@ def apply_batch(
                 popularity[event.item_id] += popularity_increment(
                     weight, event.ts_ms, popularity_half_life_ms
                 )
-    return new_windows, BatchOutcome(changed, forgets, dict(popularity), late, duplicates)
+    return new_windows, BatchOutcome(changed, forgets, dict(popularity), late, duplicates, dropped_for_bytes)
 
 
 def not_forgotten(events: Sequence[Event], windows: dict[str, Window]) -> list[Event]:
-    """The events that may still be recorded: forgets, and events after their user's last forget.
+    """The events that may still be recorded: forgets, and events received after their user's last
+    forget.
 
     A replay of a forgotten user's old events must not refill the user's recent-activity list.
     """
     kept = []
     for event in events:
         window = windows.get(event.user_id)
-        cut_ms = window.forgotten_ts_ms if window is not None else None
-        if event.type is EventType.FORGET or cut_ms is None or event.ts_ms > cut_ms:
+        cut_ms = window.forgotten_received_ms if window is not None else None
+        if event.type is EventType.FORGET or cut_ms is None or received_ms_of(event) > cut_ms:
             kept.append(event)
     return kept

@@ -1,16 +1,34 @@
-"""Dead letters: the original bytes of a rejected event plus why and where it was rejected.
+"""Dead letters: a bounded copy of a rejected record plus why and where it was rejected.
 
-The record's value is the event's original bytes, untouched, so a fixed consumer can replay the
-dead-letter topic as it is; the reason travels in Kafka headers.
+A dead letter is one Kafka record:
+
+- value: the original value's first `dead_letter_max_payload_bytes` bytes (all of it when it fits,
+  so a fixed consumer can replay the dead-letter topic as it is);
+- key: the original key, cut to `MAX_KEY_BYTES`;
+- headers (all UTF-8): `profilestream-error-field`, `profilestream-error-reason` (cut to
+  `MAX_REASON_BYTES`), `profilestream-source` (``topic/partition@offset``),
+  `profilestream-original-bytes` (the value's full size), `profilestream-original-sha256` (hex, of
+  the full value) and `profilestream-truncated` (``true`` when the value was cut).
+
+So a dead letter is never larger than the payload setting plus a few KiB, whatever was rejected:
+a record near the broker's own limit cannot make its dead letter fail in turn.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 HEADER_FIELD = "profilestream-error-field"
 HEADER_REASON = "profilestream-error-reason"
 HEADER_SOURCE = "profilestream-source"
+HEADER_ORIGINAL_BYTES = "profilestream-original-bytes"
+HEADER_ORIGINAL_SHA256 = "profilestream-original-sha256"
+HEADER_TRUNCATED = "profilestream-truncated"
+
+MAX_KEY_BYTES = 1_024
+MAX_REASON_BYTES = 1_024
+MAX_FIELD_BYTES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +51,40 @@ class DeadLetter:
     reason: str
     source: SourcePosition
 
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [
-            (HEADER_FIELD, self.field.encode()),
-            (HEADER_REASON, self.reason.encode()),
+    def bounded(self, max_payload_bytes: int) -> BoundedDeadLetter:
+        """The record to produce: value cut to `max_payload_bytes`, with the original's size and hash."""
+        key = self.key[:MAX_KEY_BYTES] if self.key is not None else None
+        value = self.raw[:max_payload_bytes]
+        headers = [
+            (HEADER_FIELD, _cut(self.field, MAX_FIELD_BYTES)),
+            (HEADER_REASON, _cut(self.reason, MAX_REASON_BYTES)),
             (HEADER_SOURCE, str(self.source).encode()),
+            (HEADER_ORIGINAL_BYTES, str(len(self.raw)).encode()),
+            (HEADER_ORIGINAL_SHA256, hashlib.sha256(self.raw).hexdigest().encode()),
+            (HEADER_TRUNCATED, b"true" if len(value) < len(self.raw) else b"false"),
         ]
+        return BoundedDeadLetter(key=key, value=value, headers=headers)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self.bounded(len(self.raw)).headers
+
+
+@dataclass(frozen=True, slots=True)
+class BoundedDeadLetter:
+    """A dead letter as produced: never more than the payload limit plus `MAX_KEY_BYTES` and headers."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.key or b"") + len(self.value) + sum(len(k) + len(v) for k, v in self.headers)
+
+
+def _cut(text: str, max_bytes: int) -> bytes:
+    """`text` as UTF-8, cut to `max_bytes` on a character boundary (a header must stay readable)."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= max_bytes:
+        return raw
+    return raw[: max_bytes - 3].decode("utf-8", "ignore").encode() + b"..."

@@ -28,6 +28,20 @@ class InvalidEvent(ProfilestreamError):
         self.reason = reason
 
 
+class UnmappedEventType(InvalidEvent):
+    """A file row's event type maps to no profilestream type (e.g. ``remove_from_cart``).
+
+    File readers (replay, load) skip such rows and count them per `name` rather than rejecting them.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            "type",
+            f"{name[:40]!r} maps to no profilestream type; map it with --type-map {name[:40]}=TYPE",
+        )
+        self.name = name[:40]
+
+
 class ServiceUnavailable(ProfilestreamError):
     """Kafka or Redis could not be reached; the message names the address and the setting."""
 

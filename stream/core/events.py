@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,18 @@ class EventType(enum.StrEnum):
 
 ITEM_TYPES = frozenset({EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE})
 _KNOWN_FIELDS = frozenset(
-    {"v", "event_id", "user_id", "type", "item_id", "query", "ts_ms", "session_id", "context"}
+    {
+        "v",
+        "event_id",
+        "user_id",
+        "type",
+        "item_id",
+        "query",
+        "ts_ms",
+        "session_id",
+        "context",
+        "received_ms",
+    }
 )
 
 
@@ -54,6 +66,9 @@ class Event:
     query: str | None = None
     session_id: str | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
+    # When the collector received the event (ms since epoch, its own clock); None when the event
+    # came another way. A `forget` removes what was received before it, whatever ts_ms says.
+    received_ms: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The v1 JSON document of this event, with absent optional fields left out."""
@@ -70,6 +85,8 @@ class Event:
                 doc[name] = value
         if self.context:
             doc["context"] = dict(self.context)
+        if self.received_ms is not None:
+            doc["received_ms"] = self.received_ms
         return doc
 
     def to_json(self) -> bytes:
@@ -149,9 +166,16 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
     event_type = _require_type(doc)
     ts_ms = _require_ts(doc, limits, now_ms)
     item_id = _optional_id(doc, "item_id")
-    query = _optional_text(doc, "query", MAX_QUERY_CHARS)
+    raw_query = doc.get("query")
+    # Over-long queries (pasted text) are truncated, not rejected: see `truncate_query`.
+    query = _optional_text(
+        {"query": truncate_query(raw_query) if isinstance(raw_query, str) else raw_query},
+        "query",
+        MAX_QUERY_CHARS,
+    )
     session_id = _optional_id(doc, "session_id")
     context = _optional_context(doc)
+    received_ms = _optional_received(doc)
 
     if event_type in ITEM_TYPES and item_id is None:
         raise InvalidEvent("item_id", f"required for type {event_type.value!r}")
@@ -169,7 +193,21 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
         query=query,
         session_id=session_id,
         context=context,
+        received_ms=received_ms,
     )
+
+
+def _optional_received(doc: Mapping[str, object]) -> int | None:
+    value = doc.get("received_ms")
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidEvent(
+            "received_ms", f"expected a non-negative integer (ms since epoch), got {value!r}"[:200]
+        )
+    return value
 
 
 def _json_type(value: object) -> str:
@@ -209,13 +247,38 @@ def _optional_text(doc: Mapping[str, object], name: str, max_chars: int) -> str 
         return None
     if not isinstance(value, str):
         raise InvalidEvent(name, f"expected a string, got {_json_type(value)}")
-    if not value.strip():
-        raise InvalidEvent(name, "must not be empty")
+    if is_blank(value):
+        raise InvalidEvent(name, "must not be empty (it holds only whitespace or invisible characters)")
     if len(value) > max_chars:
         raise InvalidEvent(name, f"{len(value)} characters, over the limit of {max_chars}")
     if _LONE_SURROGATE.search(value):
         raise InvalidEvent(name, _SURROGATE_REASON)
     return value
+
+
+# Unicode categories that draw nothing: controls (Cc), format characters such as the zero-width
+# space U+200B, word joiner U+2060 and BOM U+FEFF (Cf), and space, line and paragraph separators
+# such as U+00A0 and U+3000 (Zs, Zl, Zp). Text made only of these is empty to a reader.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def is_blank(text: str) -> bool:
+    """True when `text` shows nothing: empty, or only whitespace and invisible characters."""
+    return all(char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in text)
+
+
+def truncate_query(text: str) -> str:
+    """The over-long query policy, shared by the schema, the SDK, the browser snippet and search:
+    a query longer than MAX_QUERY_CHARS characters (code points) is trimmed of surrounding
+    whitespace and cut to its first MAX_QUERY_CHARS characters; a shorter one is left as it is."""
+    if len(text) <= MAX_QUERY_CHARS:
+        return text
+    return text.strip()[:MAX_QUERY_CHARS]
+
+
+def query_truncated(value: object) -> bool:
+    """Whether `truncate_query` cuts characters off `value` (not just surrounding whitespace)."""
+    return isinstance(value, str) and len(value.strip()) > MAX_QUERY_CHARS
 
 
 def _require_type(doc: Mapping[str, object]) -> EventType:

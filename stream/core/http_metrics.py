@@ -48,7 +48,8 @@ class HttpMetrics:
             started = time.perf_counter()
             response = await call_next(request)
             route = request.scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            # path_format drops convertors: "{user_id:path}" is counted as "{user_id}".
+            template = getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED_ROUTE
             self.observe(template, request.method, response.status_code, time.perf_counter() - started)
             return response
 

@@ -26,6 +26,9 @@ _KEY_PREFIX_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 # 1990-01-01T00:00:00Z: older event times are almost surely seconds mistaken for milliseconds.
 DEFAULT_MIN_TS_MS = 631_152_000_000
+# Room a produced record needs besides its value: its key (a dead letter's is cut to 1 KiB) and
+# headers (a dead letter's reason is cut to 1 KiB), plus Kafka's record and batch framing.
+RECORD_OVERHEAD_BYTES = 8_192
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -50,6 +53,22 @@ class Settings(BaseSettings):
         description="Malformed events: original bytes, reason in headers.",
     )
     events_partitions: int = Field(4, ge=1, le=1024, description="Partitions of the events topic.")
+    events_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000,
+        ge=-1,
+        description=(
+            "retention.ms of the events topic, set when `profilestream topics` creates it (-1: "
+            "forever). A forgotten user's events stay in the topic until this runs out."
+        ),
+    )
+    dead_letter_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000,
+        ge=-1,
+        description=(
+            "retention.ms of the dead-letter topic, set when it is created (-1: forever). A "
+            "forgotten user's rejected events stay there until this runs out."
+        ),
+    )
     kafka_replication_factor: int = Field(1, ge=1, le=16, description="Replication of created topics.")
     kafka_session_timeout_s: int = Field(
         15, ge=6, le=300, description="A worker that stops heartbeating loses its partitions after this."
@@ -63,6 +82,15 @@ class Settings(BaseSettings):
     consumer_group: str = Field(
         "profilestream", description="Faust app id = Kafka consumer group shared by all workers."
     )
+    kafka_request_timeout_ms: int = Field(
+        30_000,
+        ge=11_000,  # kafka-python's consumer needs it above its 10 s session timeout
+        le=300_000,
+        description=(
+            "Longest wait for one broker reply in the admin and offset clients (`topics`, lag and "
+            "drain checks); kafka-python's consumer default is 305 s."
+        ),
+    )
 
     # --- Redis -----------------------------------------------------------------------------
     redis_url: SecretStr = Field(
@@ -70,6 +98,36 @@ class Settings(BaseSettings):
         description="redis://, rediss:// (TLS) or unix:// URL; may hold a password, so it is secret.",
     )
     redis_key_prefix: str = Field("profilestream:v1", description="Prefix of every key written.")
+    redis_connect_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="Longest wait for a TCP/TLS connection to Redis to open."
+    )
+    redis_socket_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description=(
+            "Longest wait for one Redis reply (a batch's whole pipeline included); a Redis that "
+            "hangs (paused, network path dropped) fails a call after this instead of forever."
+        ),
+    )
+    redis_health_check_interval_s: int = Field(
+        15,
+        ge=0,
+        le=3600,
+        description="A pooled Redis connection idle longer than this is PINGed before reuse (0: never).",
+    )
+    redis_retry_attempts: int = Field(
+        2,
+        ge=0,
+        le=20,
+        description=(
+            "Retries of one Redis call after a connection error or timeout, with exponential "
+            "backoff, before the caller sees the error (the worker then keeps retrying its batch)."
+        ),
+    )
+    redis_retry_backoff_max_s: float = Field(
+        1.0, gt=0, le=60, description="Cap of the exponential backoff between Redis retries."
+    )
 
     # --- Model, index and local state -------------------------------------------------------
     model_dir: Path = Field(Path("var/model"), description="Exported ONNX encoder and its manifest.")
@@ -106,9 +164,19 @@ class Settings(BaseSettings):
         description="Weight of each event type in the profile (type=weight, comma-separated).",
     )
     top_k: int = Field(20, ge=1, le=1000, description="Recommendations written per user.")
-    user_vector: Literal["text", "items", "hybrid"] = Field(
+    user_vector: Literal["text", "items", "hybrid", "sequence"] = Field(
         "items",
-        description="User vector: encoded profile text, decayed mean of item vectors, or a mix.",
+        description=(
+            "User vector: encoded profile text, decayed mean of item vectors, a mix, or the "
+            "trained sequence tower over the window's item vectors (needs sequence_model_dir)."
+        ),
+    )
+    sequence_model_dir: Path = Field(
+        Path("var/sequence"),
+        description=(
+            "Exported sequence user tower (sequence_manifest.json + ONNX), read when "
+            "user_vector=sequence; `profilestream train` then `profilestream export --sequence`."
+        ),
     )
     hybrid_text_weight: float = Field(
         0.5, ge=0.0, le=1.0, description="Share of the text vector in the hybrid user vector."
@@ -192,6 +260,29 @@ class Settings(BaseSettings):
     collector_rate_burst: int = Field(
         20, ge=1, le=100_000, description="Requests a client may send at once above the rate limit."
     )
+    lookup_redis_budget_ms: int = Field(
+        2_000,
+        ge=10,
+        le=300_000,
+        description=(
+            "Longest the lookups (recommendations, search) wait for Redis in one request, retries "
+            "included; past it recommendations answer 503 with Retry-After and search ranks by the "
+            "query alone."
+        ),
+    )
+    console_worker_metrics_urls: str = Field(
+        "",
+        description=(
+            "Comma-separated worker /metrics URLs whose throughput, lag and freshness the lookups "
+            "server's /console charts (empty: http://127.0.0.1:{worker_web_port}/metrics)."
+        ),
+    )
+    console_scrape_timeout_ms: int = Field(
+        1_000,
+        ge=10,
+        le=60_000,
+        description="Longest the console waits for one worker's /metrics; a slower worker shows as down.",
+    )
 
     # --- Worker ------------------------------------------------------------------------------
     batch_max_events: int = Field(500, ge=1, le=100_000, description="Micro-batch size cap.")
@@ -201,6 +292,42 @@ class Settings(BaseSettings):
     worker_web_port: Port = Field(6066, description="Port of the worker's web server (health, metrics).")
     recent_events_per_user: int = Field(
         50, ge=1, le=10_000, description="Length of each user's recent-activity list in Redis."
+    )
+    window_max_bytes: int = Field(
+        262_144,
+        ge=1_024,
+        le=1_000_000,
+        description=(
+            "Largest stored window (its changelog record's value, UTF-8 JSON, bytes); the oldest "
+            "events leave first when it would be larger."
+        ),
+    )
+    dead_letter_max_payload_bytes: int = Field(
+        65_536,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "Bytes of a rejected record's original value copied into its dead letter (a prefix; "
+            "its full size and sha256 travel in headers)."
+        ),
+    )
+    kafka_record_max_bytes: int = Field(
+        1_000_000,
+        ge=65_536,
+        le=100_000_000,
+        description=(
+            "Largest record the worker produces (Faust's producer_max_request_size); keep it at "
+            "or under the topics' max.message.bytes."
+        ),
+    )
+    poison_max_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description=(
+            "Times a record that fails on its own with an unexpected error is tried before it is "
+            "quarantined to the dead-letter topic."
+        ),
     )
 
     # --- Event validation limits ------------------------------------------------------------
@@ -247,6 +374,35 @@ class Settings(BaseSettings):
     def _check_type_weights(cls, value: str) -> str:
         parse_type_weights(value)
         return value
+
+    @model_validator(mode="after")
+    def _check_record_sizes(self) -> Settings:
+        """Refuse limits whose worst case cannot fit one Kafka record: such a write would fail
+        every time the worker retried it."""
+        problems = []
+        room = self.kafka_record_max_bytes - RECORD_OVERHEAD_BYTES
+        if self.window_max_bytes > room:
+            problems.append(
+                f"PROFILESTREAM_WINDOW_MAX_BYTES={self.window_max_bytes} cannot fit one changelog "
+                f"record of PROFILESTREAM_KAFKA_RECORD_MAX_BYTES={self.kafka_record_max_bytes} "
+                f"(less {RECORD_OVERHEAD_BYTES} bytes for key and headers): lower it to {room} or less"
+            )
+        if self.dead_letter_max_payload_bytes > room:
+            problems.append(
+                f"PROFILESTREAM_DEAD_LETTER_MAX_PAYLOAD_BYTES={self.dead_letter_max_payload_bytes} "
+                f"cannot fit one dead-letter record of PROFILESTREAM_KAFKA_RECORD_MAX_BYTES="
+                f"{self.kafka_record_max_bytes} (less {RECORD_OVERHEAD_BYTES} bytes for key and "
+                f"headers): lower it to {room} or less"
+            )
+        if self.event_max_bytes > self.window_max_bytes:
+            problems.append(
+                f"PROFILESTREAM_EVENT_MAX_BYTES={self.event_max_bytes} is over "
+                f"PROFILESTREAM_WINDOW_MAX_BYTES={self.window_max_bytes}: one accepted event could "
+                "not fit a window; raise the window limit or lower the event limit"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:

@@ -23,28 +23,42 @@ ml-100k (``ml-100k.inter``: user, item, rating, Unix timestamp in seconds): real
 ``view`` (seen, not endorsed); ``context.rating`` keeps the rating; event_id ``ml-{user}-{item}``
 (a user rates a movie once). Rows of equal time keep file order.
 
-generic: a CSV, JSONL or Parquet file with your column names mapped onto v1 fields.
+generic: a CSV, JSONL or Parquet file with your column names mapped onto v1 fields, read by the
+shared reader `stream.core.tabular` (BOM, ``--encoding``, malformed lines skipped and counted, float-
+written integers, times in ms/s/us or date-time text, the event-type map, event ids derived from the
+row's content when the table has none).
+
+The ``profilestream load`` commands live in `stream.cli.load`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import click
-
-from models.data.amazon import SPLITS as AMAZON_SPLITS
-from models.data.amazon import load_amazon_office
-from stream.core.errors import InvalidEvent, ProfilestreamError, SourceError
+from stream.core.errors import InvalidEvent, SourceError, UnmappedEventType
 from stream.core.events import Event, EventLimits, event_from_dict
-from stream.core.settings import Settings
+from stream.core.tabular import ColumnMap, ReadTally, RowRules, format_of, read_rows, to_v1_doc
+from stream.ingest.adapters import adapt_file_record
+
+__all__ = [
+    "ColumnMap",
+    "LoadReport",
+    "RowRules",
+    "generic_docs",
+    "load_generic",
+    "load_ml100k",
+    "ml100k_docs",
+    "read_table",
+    "standard_docs",
+    "validate_docs",
+    "write_jsonl",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +68,21 @@ ML_PURCHASE_MIN_RATING = 4.0
 @dataclass(frozen=True, slots=True)
 class LoadReport:
     written: int
-    skipped: int
+    skipped: int  # every row not written: invalid + unmapped types + malformed lines
     reasons: dict[str, int] = field(default_factory=dict)  # "field: reason" -> count, most common first
+    unmapped_types: dict[str, int] = field(default_factory=dict)  # type name in the file -> rows
+    malformed: int = 0
+    malformed_lines: list[str] = field(default_factory=list)  # the first few, "line N: reason"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "written": self.written,
+            "skipped": self.skipped,
+            "invalid": self.reasons,
+            "unmapped_types": self.unmapped_types,
+            "malformed": self.malformed,
+            "malformed_lines": self.malformed_lines,
+        }
 
 
 # --- ml-100k ----------------------------------------------------------------------------------
@@ -102,83 +129,54 @@ def load_ml100k(directory: Path) -> list[dict[str, Any]]:
 # --- generic ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ColumnMap:
-    user_col: str
-    ts_col: str
-    item_col: str | None = None
-    type_col: str | None = None
-    default_type: str = "view"
-    query_col: str | None = None
-    session_col: str | None = None
-    event_id_col: str | None = None
-    ts_unit: str = "ms"  # "ms" or "s"
-    id_prefix: str = "gen"
+def generic_docs(
+    rows: Iterable[Mapping[str, Any]], columns: ColumnMap, rules: RowRules | None = None
+) -> Iterator[dict[str, Any] | InvalidEvent]:
+    """Rows of a user's table mapped onto v1 documents, in row order (see `stream.core.tabular`).
 
-
-def generic_docs(rows: Iterable[dict[str, Any]], columns: ColumnMap) -> Iterator[dict[str, Any]]:
-    """Rows of a user's table mapped onto v1 documents, in row order."""
-    scale = 1000 if columns.ts_unit == "s" else 1
-    for number, row in enumerate(rows):
-        doc: dict[str, Any] = {
-            "user_id": _text(row.get(columns.user_col)),
-            "type": _text(row.get(columns.type_col)) if columns.type_col else columns.default_type,
-            "ts_ms": _timestamp(row.get(columns.ts_col), scale),
-        }
-        for name, column in (
-            ("item_id", columns.item_col),
-            ("query", columns.query_col),
-            ("session_id", columns.session_col),
-        ):
-            if column is not None:
-                doc[name] = _text(row.get(column))
-        given_id = _text(row.get(columns.event_id_col)) if columns.event_id_col else None
-        doc["event_id"] = given_id or f"{columns.id_prefix}-{number}"
-        yield {k: v for k, v in doc.items() if v is not None}
-
-
-def _text(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
-
-
-def _timestamp(value: Any, scale: int) -> Any:
-    """Milliseconds from a number or numeric text; anything else is passed on for the validator."""
-    if isinstance(value, str):
+    A row whose values no rule can read comes out as its InvalidEvent (an UnmappedEventType for a
+    type the map leaves out), for `write_jsonl` to count.
+    """
+    chosen = rules or RowRules()
+    for row in rows:
         try:
-            value = float(value)
-        except ValueError:
-            return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return round(value * scale)
-    return value
+            yield to_v1_doc(row, columns, chosen)
+        except InvalidEvent as exc:
+            yield exc
 
 
-def read_table(path: Path) -> Iterator[dict[str, Any]]:
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise SourceError(f"{path}: no such file")
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as text:
-            yield from csv.DictReader(text)
-    elif suffix in {".jsonl", ".ndjson"}:
-        with open(path, encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError as exc:
-                        raise SourceError(f"{path}:{number}: not a JSON line ({exc})") from exc
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+def standard_docs(
+    path: Path, source: str, *, encoding: str = "utf-8", tally: ReadTally | None = None, receive_ms: int
+) -> Iterator[dict[str, Any] | InvalidEvent]:
+    """v1 documents from a JSON Lines file of a tracking sender's records (`source`: segment, ga4 or
+    snowplow; one request body or message a line, as `stream.ingest.adapters.adapt_file_record`
+    reads them), in file order.
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=16_384):
-            yield from batch.to_pylist()
-    else:
-        raise SourceError(f"{path}: unknown suffix {path.suffix!r}; use .csv, .jsonl or .parquet")
+    A line that is not JSON is counted in `tally` as malformed; a record the adapter refuses comes
+    out as its InvalidEvent, an unknown event name as an UnmappedEventType (both counted by
+    `write_jsonl`, never fatal). `receive_ms` stands in for the receive time a record lacks.
+    """
+    counted = tally if tally is not None else ReadTally()
+    for row in read_rows(path, encoding=encoding, tally=counted):
+        try:
+            adapted = adapt_file_record(source, row.values, receive_ms)
+        except InvalidEvent as exc:
+            yield exc
+            continue
+        yield from adapted.docs
+        for error in adapted.errors:
+            yield InvalidEvent(error.field, error.reason)
+        for name, count in adapted.ignored.items():
+            for _ in range(count):
+                yield UnmappedEventType(name)
+
+
+def read_table(
+    path: Path, *, encoding: str = "utf-8", tally: ReadTally | None = None
+) -> Iterator[dict[str, Any]]:
+    """The rows of a CSV, JSONL or Parquet file (the shared reader: BOM, encoding, malformed lines)."""
+    for row in read_rows(path, encoding=encoding, tally=tally):
+        yield row.values
 
 
 # --- validation and output ---------------------------------------------------------------------
@@ -186,122 +184,105 @@ def read_table(path: Path) -> Iterator[dict[str, Any]]:
 
 def validate_docs(docs: Iterable[Any], limits: EventLimits, now_ms: int) -> Iterator[Event | InvalidEvent]:
     for doc in docs:
+        if isinstance(doc, InvalidEvent):
+            yield doc
+            continue
         try:
             yield event_from_dict(doc, limits=limits, now_ms=now_ms)
         except InvalidEvent as exc:
             yield exc
 
 
-def write_jsonl(docs: Iterable[Any], out: Path, limits: EventLimits | None = None) -> LoadReport:
-    """Validate `docs` and write the valid ones to `out` as v1 JSON lines; count the rest."""
+def write_jsonl(
+    docs: Iterable[Any],
+    out: Path,
+    limits: EventLimits | None = None,
+    tally: ReadTally | None = None,
+) -> LoadReport:
+    """Validate `docs` and write the valid ones to `out` as v1 JSON lines; count the rest.
+
+    The file appears whole or not at all: it is written beside `out` and renamed at the end, so a
+    whole-file error (a wrong --encoding) leaves no half-written output. `tally` is the reader's
+    count of malformed lines, for the report.
+    """
     now_ms = time.time_ns() // 1_000_000
     written = 0
     reasons: Counter[str] = Counter()
+    unmapped: Counter[str] = Counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as sink:
-        for outcome in validate_docs(docs, limits or EventLimits(), now_ms):
-            if isinstance(outcome, InvalidEvent):
-                reasons[f"{outcome.field}: {outcome.reason}"[:200]] += 1
-                continue
-            sink.write(outcome.to_json())
-            sink.write(b"\n")
-            written += 1
-    report = LoadReport(written=written, skipped=sum(reasons.values()), reasons=dict(reasons.most_common(10)))
-    log.info("wrote %d events to %s, skipped %d invalid rows", written, out, report.skipped)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with open(partial, "wb") as sink:
+            for outcome in validate_docs(docs, limits or EventLimits(), now_ms):
+                if isinstance(outcome, UnmappedEventType):
+                    unmapped[outcome.name] += 1
+                elif isinstance(outcome, InvalidEvent):
+                    reasons[f"{outcome.field}: {outcome.reason}"[:200]] += 1
+                else:
+                    sink.write(outcome.to_json())
+                    sink.write(b"\n")
+                    written += 1
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    malformed = tally.malformed if tally is not None else 0
+    report = LoadReport(
+        written=written,
+        skipped=sum(reasons.values()) + sum(unmapped.values()) + malformed,
+        reasons=dict(reasons.most_common(10)),
+        unmapped_types=dict(unmapped.most_common()),
+        malformed=malformed,
+        malformed_lines=list(tally.first_malformed) if tally is not None else [],
+    )
+    log.info(
+        "wrote %d events to %s; skipped %d invalid rows, %d of unmapped types, %d malformed lines",
+        written,
+        out,
+        sum(reasons.values()),
+        sum(unmapped.values()),
+        malformed,
+    )
     return report
 
 
-# --- command line --------------------------------------------------------------------------------
-
-
-def _echo_report(report: LoadReport, out: Path) -> None:
-    click.echo(f"wrote {report.written} events to {out}; skipped {report.skipped} invalid rows")
-    for reason, count in report.reasons.items():
-        click.echo(f"  {count} x {reason}")
-
-
-def _limits(ctx: click.Context) -> EventLimits:
-    settings = cast(Settings | None, ctx.obj)
-    return EventLimits.from_settings(settings) if settings is not None else EventLimits()
-
-
-@click.group("load")
-def load_command() -> None:
-    """Turn a data set or your own table into a v1 event JSONL file (then `profilestream replay` it)."""
-
-
-@load_command.command("amazon-office")
-@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--split", "splits", multiple=True, type=click.Choice(AMAZON_SPLITS), help="Default: both.")
-@click.pass_context
-def load_amazon_command(ctx: click.Context, directory: Path, out: Path, splits: tuple[str, ...]) -> None:
-    """amazon-office (valid.csv, test.csv) -> purchases with times derived from row order."""
-    try:
-        report = write_jsonl(load_amazon_office(directory, splits or AMAZON_SPLITS), out, _limits(ctx))
-    except ProfilestreamError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _echo_report(report, out)
-
-
-@load_command.command("ml-100k")
-@click.argument("directory", type=click.Path(exists=True, path_type=Path))
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.pass_context
-def load_ml100k_command(ctx: click.Context, directory: Path, out: Path) -> None:
-    """MovieLens 100k (ml-100k.inter) -> views and purchases at their real times."""
-    try:
-        report = write_jsonl(load_ml100k(directory), out, _limits(ctx))
-    except ProfilestreamError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _echo_report(report, out)
-
-
-@load_command.command("generic")
-@click.argument("source", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--user-col", required=True)
-@click.option("--ts-col", required=True)
-@click.option("--ts-unit", type=click.Choice(["ms", "s"]), default="ms", show_default=True)
-@click.option("--item-col")
-@click.option("--type-col", help="Column holding the v1 type; without it every event gets --type.")
-@click.option("--type", "default_type", default="view", show_default=True)
-@click.option("--query-col")
-@click.option("--session-col")
-@click.option("--event-id-col", help="Without it, event ids are PREFIX-ROWNUMBER.")
-@click.option("--id-prefix", default="gen", show_default=True)
-@click.pass_context
-def load_generic_command(
-    ctx: click.Context,
-    *,
+def load_generic(
     source: Path,
     out: Path,
-    user_col: str,
-    ts_col: str,
-    ts_unit: str,
-    item_col: str | None,
-    type_col: str | None,
-    default_type: str,
-    query_col: str | None,
-    session_col: str | None,
-    event_id_col: str | None,
-    id_prefix: str,
-) -> None:
-    """Your CSV/JSONL/Parquet file with a column mapping -> v1 events in row order."""
-    columns = ColumnMap(
-        user_col=user_col,
-        ts_col=ts_col,
-        item_col=item_col,
-        type_col=type_col,
-        default_type=default_type,
-        query_col=query_col,
-        session_col=session_col,
-        event_id_col=event_id_col,
-        ts_unit=ts_unit,
-        id_prefix=id_prefix,
-    )
-    try:
-        report = write_jsonl(generic_docs(read_table(source), columns), out, _limits(ctx))
-    except ProfilestreamError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _echo_report(report, out)
+    columns: ColumnMap,
+    *,
+    rules: RowRules | None = None,
+    encoding: str = "utf-8",
+    limits: EventLimits | None = None,
+) -> LoadReport:
+    """`source` (CSV/JSONL/Parquet) mapped by `columns` and `rules` into the v1 JSONL file `out`."""
+    tally = ReadTally()
+    rows = read_table(source, encoding=encoding, tally=tally)
+    if format_of(source) != "jsonl":  # JSON lines may leave out a key; a table has its columns
+        rows = _with_columns(rows, columns, source)
+    return write_jsonl(generic_docs(rows, columns, rules), out, limits, tally)
+
+
+def _with_columns(
+    rows: Iterator[dict[str, Any]], columns: ColumnMap, source: Path
+) -> Iterator[dict[str, Any]]:
+    """`rows`, after checking on the first that every mapped column exists (a typo fails at once)."""
+    for number, row in enumerate(rows):
+        if number == 0:
+            wanted = [
+                (option, name)
+                for option, name in (
+                    ("--user-col", columns.user_col),
+                    ("--ts-col", columns.ts_col),
+                    ("--item-col", columns.item_col),
+                    ("--type-col", columns.type_col),
+                    ("--query-col", columns.query_col),
+                    ("--session-col", columns.session_col),
+                    ("--event-id-col", columns.event_id_col),
+                )
+                if name is not None and name not in row
+            ]
+            if wanted:
+                option, name = wanted[0]
+                known = ", ".join(repr(column) for column in list(row)[:30])
+                raise SourceError(f"{source}: {option} {name!r} is not a column; the columns are {known}")
+        yield row

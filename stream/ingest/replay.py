@@ -30,16 +30,26 @@ with aiokafka (`stream.kafka.bulk_sender`), about three times faster than ``--se
 sends event by event as the collector and SDK do. Both put a user's events in the partition of the
 default partitioner, acks=all, idempotent. A paced replay (``--speed FACTOR``) always uses
 kafka-python, whose linger sends each event soon after its time.
+
+Files are read by the shared reader `stream.core.tabular`, with the same rules as ``load generic``:
+a UTF-8 BOM is read away, ``--encoding`` decodes other text (undecodable bytes stop the replay
+before anything is produced, naming the line), malformed lines (not JSON; a truncated CSV row) are
+skipped and counted, float-written integers (``17850.0``) are read as integers in every format,
+``ts_ms`` may be ms/s/us (``--ts-unit``) or date-time text, event types go through the type map
+(unmapped ones skipped and counted per name) and a row without ``event_id`` gets one derived from
+its content. A JSON line that these rules leave unchanged is forwarded as it is.
+
+The ``profilestream replay`` command lives in `stream.cli.replay`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import multiprocessing
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +58,26 @@ from typing import Any, Literal, Protocol, TextIO, cast
 import click
 from kafka.errors import KafkaError
 
-from stream.core.errors import InvalidEvent, ProfilestreamError, ServiceUnavailable, SourceError
+from stream.core.errors import (
+    InvalidEvent,
+    ProfilestreamError,
+    ServiceUnavailable,
+    SourceError,
+    UnmappedEventType,
+)
 from stream.core.events import Event, EventLimits, decode_event, event_from_dict
 from stream.core.settings import Settings
+from stream.core.tabular import (
+    FORMATS_BY_SUFFIX,
+    ReadTally,
+    RowRules,
+    check_encoding,
+    format_of,
+    is_normal_v1,
+    normalise_v1,
+    read_jsonl_lines,
+    read_rows,
+)
 from stream.kafka.bulk_sender import AiokafkaBatchSender, default_partition
 from stream.kafka.producer import ProducerTuning, RecordSender, kafka_producer, not_acknowledged
 from stream.kafka.security import kafka_python_security
@@ -59,7 +86,7 @@ from stream.kafka.topics import ensure_topics, kafka_unreachable
 log = logging.getLogger(__name__)
 
 KAFKA_SCHEME = "kafka://"
-FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+FILE_FORMATS = FORMATS_BY_SUFFIX
 # Replay favours throughput: big batches that fill while the previous request is in flight.
 REPLAY_TUNING = ProducerTuning(
     client_id="profilestream-replay",
@@ -69,10 +96,13 @@ REPLAY_TUNING = ProducerTuning(
     delivery_timeout_ms=120_000,
     bootstrap_timeout_ms=10_000,
 )
-_INT_COLUMNS = frozenset({"ts_ms", "v"})
 _PROGRESS_EVERY = 2_000
 
-# (position in the source, original JSON bytes or None, parsed document or None)
+# (position in the source, original JSON bytes or None, document) where the document is
+# - None: a Kafka record, parsed by the replay loop;
+# - with bytes: the line as `parse_line` parsed it (a dict, or UNPARSED); valid lines go out as they are;
+# - without bytes: a normalised document (a table row, a JSON line the value rules changed), re-encoded;
+# - an InvalidEvent: a row the value rules refused (UnmappedEventType: skipped and counted by type).
 Item = tuple[object, bytes | None, object]
 Sender = Literal["aiokafka", "kafka-python"]
 SENDERS: tuple[Sender, ...] = ("aiokafka", "kafka-python")
@@ -86,6 +116,9 @@ class SourceSpec:
     from_offset: int | None = None
     from_ts_ms: int | None = None
     to_ts_ms: int | None = None
+    # Files only: the text encoding and the value rules (time unit, event-type map).
+    encoding: str = "utf-8"
+    rules: RowRules = field(default_factory=RowRules)
 
     @property
     def topic(self) -> str | None:
@@ -125,6 +158,10 @@ class ReplayReport:
     rejected: int
     elapsed_s: float
     rejects_path: Path | None = None
+    reasons: dict[str, int] = field(default_factory=dict)  # "field: reason" -> rejects, most common first
+    unmapped_types: dict[str, int] = field(default_factory=dict)  # type name in the file -> rows skipped
+    malformed: int = 0  # lines the file reader skipped (not JSON, a truncated CSV row...)
+    malformed_lines: list[str] = field(default_factory=list)  # the first few, "line N: reason"
 
     @property
     def events_per_s(self) -> float:
@@ -140,6 +177,10 @@ class ReplayReport:
             "elapsed_s": round(self.elapsed_s, 3),
             "events_per_s": round(self.events_per_s),
             "rejects_path": str(self.rejects_path) if self.rejects_path else None,
+            "reasons": self.reasons,
+            "unmapped_types": self.unmapped_types,
+            "malformed": self.malformed,
+            "malformed_lines": self.malformed_lines,
         }
 
 
@@ -192,78 +233,80 @@ class Pacer:
 
 
 def file_format(path: Path) -> str:
-    fmt = FILE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        known = ", ".join(sorted(FILE_FORMATS))
-        raise SourceError(
-            f"{path}: cannot tell the format from the suffix {path.suffix!r}; use one of {known}"
-        )
-    return fmt
+    return format_of(path)
 
 
-def iter_source(spec: SourceSpec, settings: Settings) -> Iterator[Item]:
+def iter_source(spec: SourceSpec, settings: Settings, tally: ReadTally | None = None) -> Iterator[Item]:
+    """The items of `spec`; a file's malformed lines are counted in `tally` and skipped."""
     topic = spec.topic
     if topic is not None:
         return iter_kafka(settings, topic, spec)
     path = Path(spec.location)
     if not path.is_file():
         raise SourceError(f"{path}: no such file; give a .jsonl, .csv or .parquet file or kafka://TOPIC")
-    readers = {"jsonl": iter_jsonl, "csv": iter_csv, "parquet": iter_parquet}
-    return readers[file_format(path)](path)
+    counts = tally if tally is not None else ReadTally()
+    if file_format(path) == "jsonl":
+        return iter_jsonl(path, spec, EventLimits.from_settings(settings), counts)
+    return iter_table(path, spec, counts)
 
 
-def iter_jsonl(path: Path) -> Iterator[Item]:
-    with open(path, "rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            raw = line.rstrip(b"\r\n")
-            if raw.strip():
-                yield number, raw, None
+def iter_jsonl(path: Path, spec: SourceSpec, limits: EventLimits, tally: ReadTally) -> Iterator[Item]:
+    """A JSONL file's lines: valid v1 lines as they are, others through the value rules.
 
-
-def iter_csv(path: Path) -> Iterator[Item]:
-    with open(path, newline="", encoding="utf-8") as text:
-        reader = csv.DictReader(text)
-        for number, row in enumerate(reader, start=2):  # line 1 is the header
-            yield number, None, row_to_doc(row)
-
-
-def iter_parquet(path: Path) -> Iterator[Item]:
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
-
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
-        raise SourceError(f"{path}: not a readable Parquet file ({exc})") from exc
-    number = 0
-    for batch in parquet.iter_batches(batch_size=16_384):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, None, row_to_doc(row)
-
-
-def row_to_doc(row: dict[str, Any]) -> dict[str, Any]:
-    """A table row as a v1 document: empty cells dropped, numbers and context decoded from text.
-
-    A cell that does not convert is passed on unchanged, so the validator names its field.
+    A line that is not a JSON object is malformed: counted in `tally` and skipped. A line too big
+    to parse here is left to the validator, which rejects it with its size.
     """
-    return {
-        name: _cell(name, value)
-        for name, value in row.items()
-        if name is not None and value is not None and value != ""
-    }
+    for number, raw in read_jsonl_lines(path, spec.encoding):
+        tally.rows += 1
+        parsed = parse_line(raw, limits)
+        if parsed is UNPARSED:
+            problem = _json_problem(raw)
+            if problem is not None:
+                tally.note_malformed(number, problem)
+                continue
+            yield number, raw, parsed
+        elif not isinstance(parsed, dict):
+            tally.note_malformed(number, f"a JSON {type(parsed).__name__}, not an object")
+        elif not is_normal_v1(parsed, spec.rules):
+            try:
+                yield number, None, normalise_v1(parsed, spec.rules, empty_is_absent=False)
+            except InvalidEvent as exc:
+                yield number, raw, RowReject(exc, None)
+        else:
+            yield number, raw, parsed
 
 
-def _cell(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
+def _json_problem(raw: bytes) -> str | None:
+    """Why `raw` is not JSON at all (a malformed line), or None when json.loads reads it."""
+    if len(raw) > 1_000_000:
+        return None  # too big to parse twice; the validator rejects it by its size
     try:
-        if name in _INT_COLUMNS:
-            return int(value)
-        if name == "context":
-            return json.loads(value)
-    except ValueError:
-        pass
-    return value
+        json.loads(raw)
+    except RecursionError:
+        return "JSON nested too deeply"
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg} at column {exc.colno}; a truncated line?)"
+    except ValueError as exc:
+        return f"not valid JSON ({exc})"
+    return None
+
+
+def iter_table(path: Path, spec: SourceSpec, tally: ReadTally) -> Iterator[Item]:
+    """A CSV or Parquet file of v1 columns: each row through the value rules (empty cells absent)."""
+    for row in read_rows(path, encoding=spec.encoding, tally=tally):
+        try:
+            doc: object = normalise_v1(row.values, spec.rules, empty_is_absent=True)
+        except InvalidEvent as exc:
+            doc = RowReject(exc, row.values)
+        yield row.number, None, doc
+
+
+@dataclass(frozen=True, slots=True)
+class RowReject:
+    """A file row the value rules refused, with the row as read (for the rejects file)."""
+
+    error: InvalidEvent
+    row: object
 
 
 def iter_kafka(settings: Settings, topic: str, spec: SourceSpec) -> Iterator[Item]:
@@ -355,6 +398,7 @@ class _Tally:
     read: int = 0
     produced: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    unmapped: Counter[str] = field(default_factory=Counter)
 
 
 class EventSink(Protocol):
@@ -439,8 +483,8 @@ def _replay_items(
     add = sink.add if sink is not None else None
     unreported = 0
     for position, raw, doc in items:
-        # Parsed once: for the shard and for validation.
-        parsed = parse_line(raw, limits) if raw is not None else doc
+        # Parsed once: for the shard and for validation (file lines come parsed by their reader).
+        parsed = parse_line(raw, limits) if raw is not None and doc is None else doc
         if shards > 1:
             user = _user_of(raw, parsed)
             # Unparsable items have no user; shard 0 reports them.
@@ -452,14 +496,23 @@ def _replay_items(
             on_progress(unreported)
             unreported = 0
         try:
+            if isinstance(parsed, RowReject):
+                raise parsed.error
             if raw is not None:
                 event = decode_parsed(raw, parsed, limits=limits, now_ms=now_ms)
                 value = raw
             else:
-                event = event_from_dict(doc, limits=limits, now_ms=now_ms)
+                event = event_from_dict(parsed, limits=limits, now_ms=now_ms)
                 value = event.to_json()
+        except UnmappedEventType as exc:
+            tally.unmapped[exc.name] += 1
+            continue
         except InvalidEvent as exc:
-            shown = raw.decode("utf-8", "replace") if raw is not None else json.dumps(doc, default=str)
+            if raw is not None:
+                shown = raw.decode("utf-8", "replace")
+            else:
+                row = parsed.row if isinstance(parsed, RowReject) else parsed
+                shown = json.dumps(row, default=str, ensure_ascii=False)
             tally.rejects.append(Reject(str(position), exc.field, exc.reason, shown[:2000]))
             continue
         if add is None:
@@ -532,8 +585,23 @@ class _ShardJob:
     sender: Sender
 
 
-def _run_shard(job: _ShardJob, counter: Any = None) -> tuple[int, int, list[Reject]]:
-    """One producer process: (read, produced, rejects) of its shard. Top-level so it can be pickled."""
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one producer process did (picklable): its counts and the file reader's."""
+
+    read: int
+    produced: int
+    rejects: list[Reject]
+    unmapped: dict[str, int]
+    reader: ReadTally
+
+    @classmethod
+    def of(cls, tally: _Tally, reader: ReadTally) -> _Outcome:
+        return cls(tally.read, tally.produced, tally.rejects, dict(tally.unmapped), reader)
+
+
+def _run_shard(job: _ShardJob, counter: Any = None) -> _Outcome:
+    """One producer process: the outcome of its shard. Top-level so it can be pickled."""
 
     def progress(n: int) -> None:
         if counter is not None:
@@ -541,15 +609,16 @@ def _run_shard(job: _ShardJob, counter: Any = None) -> tuple[int, int, list[Reje
                 counter.value += n
 
     sink = None if job.dry_run else open_sink(job.settings, job.sender, paced=False)
+    reader = ReadTally()
     tally = _replay_into(
         sink,
-        iter_source(job.spec, job.settings),
+        iter_source(job.spec, job.settings, reader),
         settings=job.settings,
         pacer=None,
         shard=job.shard,
         on_progress=progress,
     )
-    return tally.read, tally.produced, tally.rejects
+    return _Outcome.of(tally, reader)
 
 
 def _replay_into(
@@ -592,6 +661,7 @@ def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> Repl
         if not path.is_file():
             raise SourceError(f"{path}: no such file; give a .jsonl, .csv or .parquet file or kafka://TOPIC")
         file_format(path)
+        check_encoding(spec.encoding)
     if spec.topic == settings.events_topic and not options.dry_run:
         raise SourceError(f"kafka://{spec.topic} is also the target; give another target with --to")
     if not options.dry_run:
@@ -600,27 +670,41 @@ def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> Repl
     started = time.perf_counter()
     with tqdm(desc="replay", unit=" events", disable=not options.progress, mininterval=0.5) as bar:
         if options.processes == 1:
-            read, produced, rejects = _replay_single(settings, spec, options, bar.update)
+            outcomes = [_replay_single(settings, spec, options, bar.update)]
         else:
-            read, produced, rejects = _replay_sharded(settings, spec, options, bar)
+            outcomes = _replay_sharded(settings, spec, options, bar)
     elapsed_s = time.perf_counter() - started
+    rejects = [reject for outcome in outcomes for reject in outcome.rejects]
+    unmapped: Counter[str] = Counter()
+    for outcome in outcomes:
+        unmapped.update(outcome.unmapped)
+    reasons = Counter(f"{reject.field}: {reject.reason}"[:200] for reject in rejects)
+    # Every shard reads the whole file: its malformed lines are those of shard 0.
+    reader = outcomes[0].reader
     rejects_path = _write_rejects(rejects, options.rejects_path)
     report = ReplayReport(
         source=spec.location,
         topic=None if options.dry_run else topic,
-        read=read,
-        produced=produced,
+        read=sum(outcome.read for outcome in outcomes),
+        produced=sum(outcome.produced for outcome in outcomes),
         rejected=len(rejects),
         elapsed_s=elapsed_s,
         rejects_path=rejects_path,
+        reasons=dict(reasons.most_common(10)),
+        unmapped_types=dict(unmapped.most_common()),
+        malformed=reader.malformed,
+        malformed_lines=list(reader.first_malformed),
     )
     log.info(
-        "replayed %s: %d read, %d produced to %s, %d rejected, %.0f events/s",
+        "replayed %s: %d read, %d produced to %s, %d rejected, %d of unmapped types, %d malformed lines, "
+        "%.0f events/s",
         spec.location,
-        read,
-        produced,
+        report.read,
+        report.produced,
         report.topic,
         len(rejects),
+        sum(unmapped.values()),
+        reader.malformed,
         report.events_per_s,
     )
     return report
@@ -628,24 +712,23 @@ def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> Repl
 
 def _replay_single(
     settings: Settings, spec: SourceSpec, options: ReplayOptions, on_progress: Callable[[int], object]
-) -> tuple[int, int, list[Reject]]:
+) -> _Outcome:
     paced = options.speed is not None
     sink = None if options.dry_run else open_sink(settings, options.sender, paced=paced)
     pacer = Pacer(options.speed) if options.speed is not None else None
+    reader = ReadTally()
     tally = _replay_into(
         sink,
-        iter_source(spec, settings),
+        iter_source(spec, settings, reader),
         settings=settings,
         pacer=pacer,
         shard=(0, 1),
         on_progress=on_progress,
     )
-    return tally.read, tally.produced, tally.rejects
+    return _Outcome.of(tally, reader)
 
 
-def _replay_sharded(
-    settings: Settings, spec: SourceSpec, options: ReplayOptions, bar: Any
-) -> tuple[int, int, list[Reject]]:
+def _replay_sharded(settings: Settings, spec: SourceSpec, options: ReplayOptions, bar: Any) -> list[_Outcome]:
     # spawn: the parent may hold threads (tqdm's monitor, kafka clients) that fork would copy half-alive.
     context = multiprocessing.get_context("spawn")
     counter = context.Value("q", 0)
@@ -661,12 +744,9 @@ def _replay_sharded(
             current = counter.value
             bar.update(current - shown)
             shown = current
-        results = pending.get()
+        results: list[_Outcome] = pending.get()
         bar.update(counter.value - shown)
-    read = sum(r[0] for r in results)
-    produced = sum(r[1] for r in results)
-    rejects = [reject for r in results for reject in r[2]]
-    return read, produced, rejects
+    return results
 
 
 _worker_counter: Any = None
@@ -677,7 +757,7 @@ def _init_worker(counter: Any) -> None:
     _worker_counter = counter
 
 
-def _run_shard_with_counter(job: _ShardJob) -> tuple[int, int, list[Reject]]:
+def _run_shard_with_counter(job: _ShardJob) -> _Outcome:
     return _run_shard(job, _worker_counter)
 
 
@@ -715,78 +795,3 @@ def target_settings(settings: Settings, namespace: str | None, to_topic: str | N
                 f"--to {to_topic!r}: not a valid topic name ({exc.errors()[0]['msg']})"
             ) from exc
     return settings
-
-
-@click.command("replay")
-@click.argument("source")
-@click.option("--to", "to_topic", help="Target topic (default: the events topic).")
-@click.option("--namespace", help="Replay into the separate topics of this namespace (a shadow run).")
-@click.option("--speed", default="max", show_default=True, help="'max', or a factor dividing original gaps.")
-@click.option(
-    "--from-offset", type=click.IntRange(0), help="kafka:// source: start at this offset per partition."
-)
-@click.option("--from-ts-ms", type=click.IntRange(0), help="kafka:// source: first record time (ms).")
-@click.option("--to-ts-ms", type=click.IntRange(0), help="kafka:// source: last record time (ms).")
-@click.option("--dry-run", is_flag=True, help="Validate and count only; produce nothing.")
-@click.option(
-    "--rejects",
-    "rejects_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("replay-rejects.jsonl"),
-    show_default=True,
-    help="Where invalid events are written (only when there are some).",
-)
-@click.option(
-    "--processes", default=1, show_default=True, type=click.IntRange(1, 64), help="Producer processes."
-)
-@click.option(
-    "--sender",
-    type=click.Choice(SENDERS),
-    default="aiokafka",
-    show_default=True,
-    help="aiokafka: whole batches (fast); kafka-python: event by event. --speed FACTOR uses kafka-python.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.pass_context
-def replay_command(
-    ctx: click.Context,
-    *,
-    source: str,
-    to_topic: str | None,
-    namespace: str | None,
-    speed: str,
-    from_offset: int | None,
-    from_ts_ms: int | None,
-    to_ts_ms: int | None,
-    dry_run: bool,
-    rejects_path: Path,
-    processes: int,
-    sender: Sender,
-    as_json: bool,
-) -> None:
-    """Replay v1 events from SOURCE (a .jsonl/.csv/.parquet file or kafka://TOPIC) into a topic."""
-    if from_offset is not None and from_ts_ms is not None:
-        raise click.UsageError("give --from-offset or --from-ts-ms, not both")
-    spec = SourceSpec(source, from_offset=from_offset, from_ts_ms=from_ts_ms, to_ts_ms=to_ts_ms)
-    options = ReplayOptions(
-        speed=parse_speed(speed),
-        dry_run=dry_run,
-        processes=processes,
-        rejects_path=rejects_path,
-        sender=sender,
-    )
-    try:
-        settings = target_settings(cast(Settings, ctx.obj), namespace, to_topic)
-        report = replay(settings, spec, options)
-    except ProfilestreamError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if as_json:
-        click.echo(json.dumps(report.to_dict()))
-        return
-    target = report.topic or "nowhere (dry run)"
-    click.echo(
-        f"{report.read} events read, {report.produced} produced to {target}, {report.rejected} rejected, "
-        f"{report.events_per_s:,.0f} events/s"
-    )
-    if report.rejects_path is not None:
-        click.echo(f"rejected events: {report.rejects_path}")

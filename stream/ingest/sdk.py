@@ -1,4 +1,9 @@
-"""The Python SDK: a backend service tracks schema-v1 events straight into Kafka."""
+"""The Python SDK: a backend service tracks schema-v1 events straight into Kafka.
+
+Over-long queries follow the one policy of the schema, the collector and the browser snippet: a
+query longer than MAX_QUERY_CHARS (512) characters is trimmed and cut to its first 512 characters
+(`stream.core.events.truncate_query`), and the event is sent.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from stream.core.events import Event, EventLimits, event_from_dict
+from stream.core.events import MAX_QUERY_CHARS, Event, EventLimits, event_from_dict, query_truncated
 from stream.core.settings import Settings
 from stream.kafka.producer import (
     RecordSender,
@@ -55,7 +60,9 @@ class ProfilestreamProducer:
         context: Mapping[str, Any] | None = None,
         event_id: str | None = None,
     ) -> Event:
-        """Validate and send one event (asynchronously); InvalidEvent names the bad field."""
+        """Validate and send one event (asynchronously); InvalidEvent names the bad field.
+
+        A `query` over MAX_QUERY_CHARS characters is cut to them (see the module docstring)."""
         now_ms = self._clock_ms()
         doc: dict[str, Any] = {
             "event_id": event_id if event_id is not None else uuid.uuid4().hex,
@@ -68,6 +75,8 @@ class ProfilestreamProducer:
             "context": dict(context) if context is not None else None,
         }
         event = event_from_dict(doc, limits=self._limits, now_ms=now_ms)
+        if query_truncated(query):
+            log.debug("cut a %d-character query to %d characters", len(query or ""), MAX_QUERY_CHARS)
         self.send(event)
         return event
 

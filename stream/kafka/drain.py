@@ -46,7 +46,12 @@ def stored_positions(web_port: int, host: str = "127.0.0.1") -> dict[int, int]:
 def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:
     """Partition -> end offset (the next offset to be written) of the events topic."""
     name = topic or settings.events_topic
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, **kafka_python_security(settings))
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_servers,
+        # A hung broker fails this call after the timeout instead of kafka-python's 305 s default.
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        **kafka_python_security(settings),
+    )
     try:
         partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
         return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}

@@ -27,6 +27,25 @@ def windows_changelog_topic(settings: Settings) -> str:
     return f"{settings.consumer_group}-windows-changelog"
 
 
+def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    """Configs a topic is created with.
+
+    The events and dead-letter topics delete records after their retention
+    (PROFILESTREAM_EVENTS_RETENTION_MS, PROFILESTREAM_DEAD_LETTER_RETENTION_MS): a `forget` removes
+    the user's state in Redis and the window changelog, but the user's raw events stay in these
+    two topics until their retention runs out. The changelog is compacted (its latest record per
+    user is the state) and so keeps no forgotten window once compaction has run.
+    """
+    if name == windows_changelog_topic(settings):
+        return {"cleanup.policy": "compact"}
+    retention_ms = (
+        settings.dead_letter_retention_ms
+        if name == settings.dead_letter_topic
+        else settings.events_retention_ms
+    )
+    return {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
+
+
 def ensure_topics(settings: Settings) -> None:
     """Create the events, dead-letter and window-changelog topics where missing.
 
@@ -46,6 +65,7 @@ def ensure_topics(settings: Settings) -> None:
         admin = KafkaAdminClient(
             bootstrap_servers=settings.kafka_servers,
             client_id="profilestream-admin",
+            request_timeout_ms=settings.kafka_request_timeout_ms,
             **kafka_python_security(settings),
         )
     except KafkaError as exc:
@@ -57,7 +77,7 @@ def ensure_topics(settings: Settings) -> None:
                 name,
                 partitions,
                 settings.kafka_replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if name == changelog else {},
+                topic_configs=topic_configs(settings, name),
             )
             for name, partitions in wanted.items()
             if name not in existing

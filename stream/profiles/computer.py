@@ -16,7 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from models.encoder.onnx_encoder import TextEncoder
+from models.encoder.sequence_tower import SequenceInputs, sequence_features
 from models.index.topk import PreparedItems, prepare_items, top_k
+from stream.core.errors import ConfigError
 from stream.core.events import EventType
 from stream.core.prior import has_prior, popularity_prior, ranking_matrix, widen_users
 from stream.core.profile_text import build_profile_text
@@ -27,7 +29,7 @@ from stream.core.window import Window, WindowConfig, event_weights, purchased_it
 from stream.profiles.query_cache import QueryVectorCache
 
 FloatArray = npt.NDArray[np.float32]
-UserVectorMode = Literal["text", "items", "hybrid"]
+UserVectorMode = Literal["text", "items", "hybrid", "sequence"]
 BoolArray = npt.NDArray[np.bool_]
 
 # Distinct search queries whose vectors a worker keeps (384 floats each: about 15 MB).
@@ -35,6 +37,18 @@ QUERY_CACHE_SIZE = 10_000
 
 # MMR re-ranks a pool this many times larger than K, so it has something to diversify with.
 MMR_POOL_FACTOR = 4
+
+
+class UserTower(Protocol):
+    """The sequence user tower (`models.encoder.sequence_tower.SequenceTower`, or a test fake)."""
+
+    @property
+    def max_length(self) -> int: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def encode(self, inputs: SequenceInputs) -> FloatArray: ...
 
 
 class ItemCatalogue(Protocol):
@@ -78,7 +92,8 @@ class ProfileConfig:
     mmr_lambda: float = 1.0
     max_profile_chars: int = 2048
     # "text": encode the profile text (the article's user tower); "items": decayed mean of the
-    # window's item (and query) vectors, no encoder call per user; "hybrid": a normalised mix.
+    # window's item (and query) vectors, no encoder call per user; "hybrid": a normalised mix;
+    # "sequence": the trained tower over the window's item and query vectors (needs a tower).
     user_vector: UserVectorMode = "items"
     text_weight: float = 0.5
     # Weight of the popularity prior added to every recommendation score (stream.core.prior); 0: none.
@@ -134,10 +149,28 @@ def _anchors(window: Window, catalogue: ItemCatalogue) -> _Anchors:
 
 
 class ProfileComputer:
-    def __init__(self, encoder: TextEncoder, catalogue: ItemCatalogue, config: ProfileConfig) -> None:
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        catalogue: ItemCatalogue,
+        config: ProfileConfig,
+        tower: UserTower | None = None,
+    ) -> None:
+        if config.user_vector == "sequence" and tower is None:
+            raise ConfigError(
+                "PROFILESTREAM_USER_VECTOR=sequence needs the sequence tower: train one with "
+                "`profilestream train DATASET --out DIR` and set PROFILESTREAM_SEQUENCE_MODEL_DIR=DIR"
+            )
         self.encoder = encoder
         self.catalogue = catalogue
         self.config = config
+        self.tower = tower if config.user_vector == "sequence" else None
+        # Profiles name both models when the tower makes the user vector.
+        self.model_version = (
+            f"{encoder.model_version}+{self.tower.version}"
+            if self.tower is not None
+            else encoder.model_version
+        )
         # The ranking form of the item matrix (int8 prefilter on large catalogues), built once;
         # widened by the popularity prior's column when there is a prior.
         prior = popularity_prior(catalogue.popularity, config.popularity_weight)
@@ -171,14 +204,14 @@ class ProfileComputer:
             user_anchors = _anchors(window, self.catalogue)
             # The items vector only reads indexed items and queries (the anchors); building the
             # text just to see that it is not empty cost a tenth of the batch.
-            text = self.profile_text(window) if mode != "items" else ""
-            if text or (mode == "items" and user_anchors.anchors):
+            text = self.profile_text(window) if mode in ("text", "hybrid") else ""
+            if text or (mode in ("items", "sequence") and user_anchors.anchors):
                 users.append((user_id, window, text))
                 anchors.append(user_anchors)
         if not users:
             return [], Timings(0.0, 0.0)
         queries = sorted({q for a in anchors for q in a.queries if q is not None})
-        texts = [text for _, _, text in users] if mode != "items" else []
+        texts = [text for _, _, text in users] if mode in ("text", "hybrid") else []
         query_vectors = self._query_vectors.lookup(queries)
         new_queries = [q for q in queries if q not in query_vectors]
         # One encoder call for the profile texts and the queries not seen lately.
@@ -187,6 +220,16 @@ class ProfileComputer:
         query_vectors.update(zip(new_queries, encoded[len(texts) :], strict=True))
         if mode == "text":
             user_vectors = encoded[: len(texts)]
+        elif self.tower is not None:
+            # One batched tower call for every changed user (unknown items are skipped).
+            inputs = sequence_features(
+                [window for _, window, _ in users],
+                self.catalogue.row,
+                self.catalogue.vectors,
+                query_vectors,
+                self.tower.max_length,
+            )
+            user_vectors = self.tower.encode(inputs)
         else:
             behaviour = np.stack([self._behaviour_vector(window, query_vectors) for _, window, _ in users])
             if mode == "items":
@@ -297,7 +340,7 @@ class ProfileComputer:
                 for row, score, reason in zip(chosen_rows, chosen_scores, reasons, strict=True)
             ),
             vector=vector,
-            model_version=self.encoder.model_version,
+            model_version=self.model_version,
             window_version=window_version(window),
             window_newest_ts_ms=newest.ts_ms,
             window_newest_event_id=newest.event_id,

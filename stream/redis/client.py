@@ -2,6 +2,11 @@
 
 TLS files come from PROFILESTREAM_REDIS_SSL_*; ACL users and passwords travel in
 PROFILESTREAM_REDIS_URL (``rediss://user:password@host:6379/0``).
+
+Every client has connect and socket timeouts, a health check of idle pooled connections and a
+bounded retry policy (exponential backoff) from PROFILESTREAM_REDIS_*: a Redis that hangs
+instead of refusing (a paused process, a dropped network path) makes a call fail after
+``redis_socket_timeout_s`` rather than block the worker, the lookups or search forever.
 """
 
 from __future__ import annotations
@@ -10,8 +15,19 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.core.settings import Settings
+
+# First retry after this long; each further one waits twice as long, up to the configured cap.
+RETRY_BACKOFF_BASE_S = 0.05
+# redis-py raises these for refused, cut and timed-out connections (socket errors included).
+RETRIED_ERRORS: tuple[type[RedisError], ...] = (RedisConnectionError, RedisTimeoutError)
 
 
 def _redis_tls(settings: Settings) -> dict[str, Any]:
@@ -24,9 +40,49 @@ def _redis_tls(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def _backoff(settings: Settings) -> ExponentialBackoff:
+    return ExponentialBackoff(cap=settings.redis_retry_backoff_max_s, base=RETRY_BACKOFF_BASE_S)
+
+
+def redis_options(settings: Settings, *, asynchronous: bool) -> dict[str, Any]:
+    """Keyword arguments of ``Redis.from_url``: timeouts, health checks, retries and TLS."""
+    retry: redis.retry.Retry | redis.asyncio.retry.Retry
+    if asynchronous:
+        retry = redis.asyncio.retry.Retry(_backoff(settings), settings.redis_retry_attempts, RETRIED_ERRORS)
+    else:
+        retry = redis.retry.Retry(_backoff(settings), settings.redis_retry_attempts, RETRIED_ERRORS)
+    return {
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "health_check_interval": settings.redis_health_check_interval_s,
+        "retry": retry,
+        **_redis_tls(settings),
+    }
+
+
 def redis_async(settings: Settings) -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value(), **_redis_tls(settings))
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url.get_secret_value(), **redis_options(settings, asynchronous=True)
+    )
 
 
 def redis_sync(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url.get_secret_value(), **_redis_tls(settings))
+    return redis.Redis.from_url(
+        settings.redis_url.get_secret_value(), **redis_options(settings, asynchronous=False)
+    )
+
+
+def delete_prefix(settings: Settings, *, batch: int = 1000) -> int:
+    """Delete every key under ``PROFILESTREAM_REDIS_KEY_PREFIX``; return how many there were.
+
+    For namespaces a tool owns alone (a benchmark's, an evaluation's): never the served prefix.
+    Keys are found with SCAN (`batch` per call) and deleted `batch` at a time.
+    """
+    client = redis_sync(settings)
+    try:
+        keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}:*", count=batch))
+        for start in range(0, len(keys), batch):
+            client.delete(*keys[start : start + batch])
+        return len(keys)
+    finally:
+        client.close()

@@ -125,7 +125,9 @@ class RecoStore:
         ops += self.profile_ops(profiles, WRITE_IF_NEWER_SHA, computed_at_ms)
         ops += self.popularity_ops(popularity)
         if ops:
-            await execute_until_done(self._redis, ops, what=f"{len(profiles)} profiles")
+            await execute_until_done(
+                self._redis, ops, what=f"{len(profiles)} profiles", key_prefix=self._settings.redis_key_prefix
+            )
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -1,11 +1,22 @@
 """HTTP lookups for page renderers: ``GET /v1/users/{user_id}/recommendations?k=`` and
 ``GET /v1/search?q=&user_id=&k=``.
 
+A user id is any id the event schema accepts, ``/``, ``?``, ``#``, ``+``, ``=`` and ``..``
+included: percent-encode it in the path (``/v1/users/shop-eu%2F4711/recommendations``; the route
+takes the rest of the path up to ``/recommendations``), or, behind a proxy that rewrites encoded
+slashes, use the query form ``GET /v1/recommendations?user_id=...``. An id of only whitespace or
+invisible characters is a 422, as in the schema.
+
+When Redis refuses, fails or does not answer within `lookup_redis_budget_ms`, recommendations
+answer 503 with ``Retry-After`` and ``{"detail": "<the cause>"}`` (never a 500), and search
+answers 200 ranked by the query alone (``personalised`` false, ``why`` names the cause).
+
 Search needs the encoder and the item index; they load at start-up. When they are missing the
 app still starts and serves recommendations (which need only Redis), and search answers 503
 naming the settings to fix, so a page renderer without search is not held hostage by the model.
 ``GET /healthz`` is liveness, ``GET /readyz`` readiness (Redis answers), ``GET /metrics`` request
-counts and latencies by route template (never by user id).
+counts and latencies by route template (never by user id). ``GET /console`` is the live console
+(`stream.serving.console`).
 """
 
 from __future__ import annotations
@@ -15,23 +26,34 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 
-from stream.core.errors import ModelError
+from stream.core.errors import ModelError, ServiceUnavailable
+from stream.core.events import MAX_QUERY_CHARS
 from stream.core.http_metrics import HttpMetrics
 from stream.core.settings import Settings
+from stream.serving.console import install_console
 from stream.serving.lookups import MAX_K, RecoClient
 from stream.serving.search import (
     DEFAULT_SEARCH_K,
-    MAX_QUERY_CHARS,
     MAX_SEARCH_K,
     MAX_USER_ID_CHARS,
+    check_user_id,
     clean_query,
 )
 
 log = logging.getLogger(__name__)
+
+# Seconds a client waits before asking again after a 503: Redis restarts take seconds.
+RETRY_AFTER_S = 5
+_UNAVAILABLE = {
+    "description": "Redis refused, failed or did not answer in time; `detail` names the cause.",
+    "headers": {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds."}},
+}
+# After the length checks (so that their messages come first): an invisible-only id is a 422.
+VISIBLE = AfterValidator(check_user_id)
 
 
 def create_lookup_app(settings: Settings) -> FastAPI:
@@ -54,14 +76,33 @@ def create_lookup_app(settings: Settings) -> FastAPI:
         await state.pop("client").close()
 
     app = FastAPI(title="profilestream lookups", version="1", lifespan=lifespan)
-    HttpMetrics("lookups").install(app)
+    http_metrics = HttpMetrics("lookups")
+    http_metrics.install(app)
+    install_console(app, settings, lambda: state["client"], http_metrics.registry)
 
-    @app.get("/v1/users/{user_id}/recommendations")
+    @app.exception_handler(ServiceUnavailable)
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("answering 503: %s", exc)
+        return JSONResponse(
+            status_code=503, content={"detail": str(exc)}, headers={"Retry-After": str(RETRY_AFTER_S)}
+        )
+
+    # {user_id:path}: an id may hold "/" (percent-encoded by the client, decoded by the server).
+    @app.get("/v1/users/{user_id:path}/recommendations", responses={503: _UNAVAILABLE})
     async def recommendations(
-        user_id: Annotated[str, Path(min_length=1, max_length=128)],
+        user_id: Annotated[str, Path(min_length=1, max_length=MAX_USER_ID_CHARS), VISIBLE],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = settings.top_k,
     ) -> dict[str, Any]:
         """The user's top-k with reasons; `source` is "popular" when the user has no profile."""
+        result = await state["client"].get(user_id, k)
+        return result.to_dict()
+
+    @app.get("/v1/recommendations", responses={503: _UNAVAILABLE})
+    async def recommendations_by_query(
+        user_id: Annotated[str, Query(min_length=1, max_length=MAX_USER_ID_CHARS), VISIBLE],
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = settings.top_k,
+    ) -> dict[str, Any]:
+        """The same as ``/v1/users/{user_id}/recommendations``, with the id in the query string."""
         result = await state["client"].get(user_id, k)
         return result.to_dict()
 
@@ -69,8 +110,14 @@ def create_lookup_app(settings: Settings) -> FastAPI:
     async def search(
         q: Annotated[
             str,
-            # The length limit applies after stripping, so clean_query checks it, not max_length.
-            Query(min_length=1, description=f"What the user typed (at most {MAX_QUERY_CHARS} characters)."),
+            # Over-long queries are cut by clean_query (the event schema's policy), not refused.
+            Query(
+                min_length=1,
+                description=(
+                    f"What the user typed; MAX_QUERY_CHARS = {MAX_QUERY_CHARS}: a longer query is trimmed "
+                    f"and cut to its first {MAX_QUERY_CHARS} characters, as a tracked search event is."
+                ),
+            ),
             AfterValidator(clean_query),
         ],
         user_id: Annotated[
@@ -78,6 +125,7 @@ def create_lookup_app(settings: Settings) -> FastAPI:
             Query(
                 min_length=1, max_length=MAX_USER_ID_CHARS, description="Leave out for anonymous visitors."
             ),
+            VISIBLE,
         ] = None,
         k: Annotated[int, Query(ge=1, le=MAX_SEARCH_K)] = DEFAULT_SEARCH_K,
     ) -> dict[str, Any]:

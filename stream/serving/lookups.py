@@ -3,30 +3,51 @@ personalised search.
 
 `RecoClient` is the Python client; `create_lookup_app` serves the same over HTTP:
 ``GET /v1/users/{user_id}/recommendations?k=10`` and ``GET /v1/search?q=...&user_id=...&k=10``.
+
+Every Redis read is bounded by `lookup_redis_budget_ms`, retries included: when Redis refuses,
+fails or hangs, recommendations raise `ServiceUnavailable` naming the cause (the HTTP app answers
+503 with Retry-After) and search ranks by the query alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
+from stream.core.errors import ServiceUnavailable
 from stream.core.records import Recommendation
 from stream.core.settings import Settings
 from stream.redis.activity import RECENT_KIND
 from stream.redis.client import redis_async
-from stream.redis.reco_store import POPULAR_KIND, RECO_KIND
+from stream.redis.reco_store import FORGOTTEN_KIND, POPULAR_KIND, RECO_KIND
 
 if TYPE_CHECKING:
     from stream.serving.search import SearchResult
     from stream.serving.search_service import SearchService
 
 MAX_K = 1000
+T = TypeVar("T")
+
+
+async def bounded_redis(call: Awaitable[T], what: str, budget_ms: int) -> T:
+    """`call`'s result, or ServiceUnavailable naming why Redis gave none within `budget_ms`."""
+    try:
+        return await asyncio.wait_for(call, budget_ms / 1000)
+    except TimeoutError as exc:
+        raise ServiceUnavailable(
+            f"Redis did not answer {what} within {budget_ms} ms (PROFILESTREAM_LOOKUP_REDIS_BUDGET_MS): "
+            "it may be paused, overloaded or its network path down; retry later"
+        ) from exc
+    except (RedisError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"Redis failed {what}: {exc}. Check that Redis runs at PROFILESTREAM_REDIS_URL; retry later"
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +71,15 @@ class RecoResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    """A user's raw Redis entries: the reco payload (JSON), recent-activity lines, forget time."""
+
+    reco_json: bytes | None
+    recent_lines: tuple[bytes, ...]
+    forgotten_ts_ms: int | None
+
+
 class RecoClient:
     """One Redis round trip per known user; a second one for the popular fallback."""
 
@@ -57,6 +87,7 @@ class RecoClient:
         self._redis = redis
         self._settings = settings
         self._popular_key = f"{settings.redis_key_prefix}:{POPULAR_KIND}"
+        self._budget_ms = settings.lookup_redis_budget_ms
         self._search: SearchService | None = None
 
     @classmethod
@@ -64,6 +95,10 @@ class RecoClient:
         return cls(redis_async(settings), settings)
 
     async def get(self, user_id: str, k: int | None = None) -> RecoResult:
+        """The user's stored top-k, else the popular items; ServiceUnavailable when Redis is not there."""
+        return await bounded_redis(self._get(user_id, k), "a recommendations lookup", self._budget_ms)
+
+    async def _get(self, user_id: str, k: int | None) -> RecoResult:
         k = min(k or self._settings.top_k, MAX_K)
         raw = await self._redis.hget(self._settings.redis_key(RECO_KIND, user_id), "json")
         if raw is not None:
@@ -89,6 +124,23 @@ class RecoClient:
                 for item, score in popular
             ),
             source="popular",
+        )
+
+    async def stored_profile(self, user_id: str) -> StoredProfile:
+        """Everything Redis holds about a user for the console, in one bounded round trip."""
+        return await bounded_redis(self._stored_profile(user_id), "a profile lookup", self._budget_ms)
+
+    async def _stored_profile(self, user_id: str) -> StoredProfile:
+        key = self._settings.redis_key
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(key(RECO_KIND, user_id), "json")
+        pipe.lrange(key(RECENT_KIND, user_id), 0, -1)
+        pipe.get(key(FORGOTTEN_KIND, user_id))
+        reco, recent, forgotten = await pipe.execute()
+        return StoredProfile(
+            reco_json=reco,
+            recent_lines=tuple(recent or ()),
+            forgotten_ts_ms=int(forgotten) if forgotten is not None else None,
         )
 
     async def newest_event_id(self, user_id: str) -> str | None:
@@ -118,8 +170,8 @@ class RecoClient:
     async def unreachable(self) -> str | None:
         """None when Redis answers a PING, else why not (for readiness probes)."""
         try:
-            await self._redis.ping()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+            await bounded_redis(self._redis.ping(), "a PING", self._budget_ms)
+        except ServiceUnavailable as exc:
             return f"redis unreachable: {exc}"
         return None
 

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.index.topk import top_k
-from stream.core.events import EventType
+from stream.core.events import MAX_ID_CHARS, EventType, is_blank, truncate_query
 from stream.core.ranking import Anchor, explain
 from stream.core.settings import Settings
 from stream.profiles.computer import ItemCatalogue, PreparedCatalogue
@@ -29,9 +29,9 @@ from stream.profiles.computer import ItemCatalogue, PreparedCatalogue
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
 
-# The event schema's limit on a search event's query: whatever can be searched can be tracked.
-MAX_QUERY_CHARS = 512
-MAX_USER_ID_CHARS = 128
+# The event schema's limits: whatever can be searched can be tracked, and a query is cut to
+# MAX_QUERY_CHARS the same way here as in the schema (`stream.core.events.truncate_query`).
+MAX_USER_ID_CHARS = MAX_ID_CHARS
 MAX_SEARCH_K = 100
 DEFAULT_SEARCH_K = 10
 # The newest distinct queries of the recent-activity list that join the search profile.
@@ -57,14 +57,15 @@ class SearchConfig:
 
 
 def clean_query(value: object) -> str:
-    """The query to search for, stripped; a ValueError naming `q` says what is wrong with it."""
+    """The query to search for, stripped and cut to MAX_QUERY_CHARS characters as the event schema
+    cuts a tracked query; a ValueError naming `q` says what is wrong with it."""
     if not isinstance(value, str):
         raise ValueError(f"q must be a string, got {type(value).__name__}")
-    text = value.strip()
-    if not text:
-        raise ValueError("q is empty or only whitespace; send the words to search for")
-    if len(text) > MAX_QUERY_CHARS:
-        raise ValueError(f"q has {len(text)} characters; at most {MAX_QUERY_CHARS} are accepted")
+    if is_blank(value):
+        raise ValueError(
+            "q is empty or only whitespace or invisible characters; send the words to search for"
+        )
+    text = truncate_query(value.strip())
     if any(ord(char) < 32 for char in text):
         raise ValueError("q contains control characters; send plain text")
     return text
@@ -75,6 +76,8 @@ def check_user_id(value: object) -> str | None:
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_USER_ID_CHARS:
         raise ValueError(f"user_id must be a string of 1-{MAX_USER_ID_CHARS} characters, or left out")
+    if is_blank(value):
+        raise ValueError("user_id holds only whitespace or invisible characters; send the user's id")
     return value
 
 

@@ -25,8 +25,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from models.encoder.onnx_encoder import TextEncoder, load_encoder, options_from_settings
 from stream.core.settings import Settings
@@ -155,9 +154,12 @@ class SearchService:
         catalogue: ItemCatalogue,
         signals: SignalSource,
         config: SearchConfig,
+        *,
         cache_size: int = 10_000,
+        redis_budget_ms: int = 2_000,
     ) -> None:
         self.encoder = encoder
+        self.redis_budget_s = redis_budget_ms / 1000
         self.catalogue = catalogue
         self.signals = signals
         self.config = config
@@ -182,7 +184,8 @@ class SearchService:
             catalogue,
             RedisSignals(redis, settings),
             SearchConfig.from_settings(settings),
-            settings.search_query_cache_size,
+            cache_size=settings.search_query_cache_size,
+            redis_budget_ms=settings.lookup_redis_budget_ms,
         )
 
     async def search(self, query: str, user_id: str | None = None, k: int = DEFAULT_SEARCH_K) -> SearchResult:
@@ -194,10 +197,11 @@ class SearchService:
         unreachable = False
         if user is not None:
             try:
-                signals = await self.signals.read(user)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Bounded: a Redis that hangs must not hold the search (lookup_redis_budget_ms).
+                signals = await asyncio.wait_for(self.signals.read(user), self.redis_budget_s)
+            except (RedisError, OSError, TimeoutError) as exc:
                 # Search still answers without Redis: it degrades to the query ranking, flagged.
-                log.warning("search for user %s without profile: redis unreachable (%s)", user, exc)
+                log.warning("search without the user's profile: redis unreachable (%r)", exc)
                 unreachable = True
         activity = signals.usable_activity() if signals is not None else []
         vectors = await self.queries.encode([text, *recent_queries(activity)])

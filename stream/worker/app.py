@@ -7,13 +7,18 @@ it were processed already, and a gap sends the consumer back to read the missing
 commits are not trusted for this: its fetcher can drop records around restarts and rebalances
 and commit past them.
 
-For each admitted batch: invalid messages go to the dead-letter topic with their original bytes
-and the reason; valid events are applied to their user's window; every user whose window changed
+For each admitted batch: invalid messages go to the dead-letter topic as a bounded copy (prefix,
+size, sha256, reason: `stream.core.deadletter`), acknowledged by the broker before anything else
+of the batch happens; valid events are applied to their user's window; every user whose window changed
 is encoded once, ranked against the item index and written to Redis by a newer-only Lua script;
 then the new windows, and after them each partition's new position, go to a Faust table backed by
 a compacted changelog topic, so a restarted worker recovers both. A crash before they are stored
 replays the batch against windows without it (recomputed, and the idempotent write makes that
 harmless); a crash after skips the records the stored position already covers.
+
+A batch that fails with an unexpected error is processed again in halves down to single records,
+and a record that fails alone `poison_max_attempts` times is quarantined to the dead-letter topic
+(`stream.worker.quarantine`); only a peer's failure (Kafka, Redis) still ends the process.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from faust.types import EventT
 from prometheus_client import generate_latest
 
 from stream.core.batch import BatchOutcome, apply_batch, not_forgotten
-from stream.core.deadletter import SourcePosition
+from stream.core.deadletter import DeadLetter, SourcePosition
 from stream.core.decode import DecodedBatch, RawMessage, decode_batch
 from stream.core.events import EventLimits
 from stream.core.settings import Settings
@@ -41,6 +46,7 @@ from stream.profiles.computer import Timings
 from stream.worker.fetch_wait import use_fetch_max_wait
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.positions import PositionKeeper, acting_for
+from stream.worker.quarantine import process_isolating
 from stream.worker.resources import WorkerState
 from stream.worker.window_cache import WindowCache
 
@@ -89,6 +95,7 @@ def create_app(
         # about a fifth of the event loop at 1,000 events/s (py-spy); fewer, larger requests.
         producer_linger=PRODUCER_LINGER_S,
         producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        producer_max_request_size=settings.kafka_record_max_bytes,
         # Failover time after a crash: the group waits this long for a dead member.
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_credentials=faust_credentials(settings),
@@ -117,7 +124,7 @@ def create_app(
     limits = EventLimits.from_settings(settings)
     window_config = WindowConfig.from_settings(settings)
     metrics = WorkerMetrics()
-    window_cache = WindowCache(settings.window_cache_users)
+    window_cache = WindowCache(settings.window_cache_users, on_corrupt=metrics.corrupt_windows.inc)
 
     loaded: list[WorkerState] = []
     _serve_pages(app, metrics, loaded)
@@ -129,8 +136,15 @@ def create_app(
         with positions.processing():
             admission = await positions.admit(batch)
             if admission.admitted:
-                await process_admitted(admission.admitted, state)
+                poisoned = await process_isolating(
+                    admission.admitted,
+                    lambda part: process_admitted(part, state),
+                    max_attempts=settings.poison_max_attempts,
+                )
+                if poisoned:
+                    await quarantine(dead_letter_topic, poisoned, settings, metrics)
                 positions.store(admission)
+            await positions.update_lag()
 
     async def process_admitted(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
         started = time.perf_counter()
@@ -146,7 +160,9 @@ def create_app(
             limits=limits,
             now_ms=int(time.time() * 1000),
         )
-        await send_dead_letters(dead_letter_topic, decoded, metrics)
+        await send_dead_letters(
+            dead_letter_topic, decoded.dead_letters, metrics, settings.dead_letter_max_payload_bytes
+        )
         users = {event.user_id for event in decoded.events}
         current = {
             u: window_cache.decode(key, raw)
@@ -169,7 +185,6 @@ def create_app(
         # the changelog write and the Redis write would restore windows that already hold the
         # batch: its replay would be all duplicates, and those users' Redis entries would stay stale.
         store_windows(windows, window_cache, new_windows, current, batch)
-        metrics.consumer_lag.set(_lag(app, batch))
         _observe(
             metrics,
             batch=batch,
@@ -193,7 +208,8 @@ def create_app(
 
     @app.agent(events_topic, name="profilestream.events")
     async def process_events(stream: faust.StreamT[bytes]) -> None:
-        state = factory(settings)
+        # Loaded in a thread: the event loop meanwhile answers /readyz ("loading") and heartbeats.
+        state = await asyncio.get_running_loop().run_in_executor(None, factory, settings)
         # The model, index and catalogue live as long as the worker: no collection needs to
         # scan them again.
         gc.freeze()
@@ -215,16 +231,51 @@ def create_app(
     return app
 
 
-async def send_dead_letters(topic: Any, decoded: DecodedBatch, metrics: WorkerMetrics) -> None:
-    """Send a batch's invalid messages, original bytes and reason headers, to the dead-letter topic."""
-    for letter in decoded.dead_letters:
-        await topic.send(key=letter.key, value=letter.raw, headers=letter.headers())
-    if decoded.dead_letters:
-        metrics.dead_letters.inc(len(decoded.dead_letters))
-        first = decoded.dead_letters[0]
+async def quarantine(
+    topic: Any,
+    poisoned: Sequence[tuple[EventT[bytes], Exception]],
+    settings: Settings,
+    metrics: WorkerMetrics,
+) -> None:
+    """Dead-letter records that failed alone `poison_max_attempts` times, the error as reason."""
+    letters = [
+        DeadLetter(
+            key=e.message.key,
+            raw=e.message.value or b"",
+            field="$",
+            reason=(
+                f"quarantined: processing failed {settings.poison_max_attempts} times on this "
+                f"record alone: {type(error).__name__}: {error}"
+            ),
+            source=SourcePosition(e.message.topic, e.message.partition, e.message.offset),
+        )
+        for e, error in poisoned
+    ]
+    for letter in letters:
+        log.error("quarantining %s: %s", letter.source, letter.reason)
+    await send_dead_letters(topic, letters, metrics, settings.dead_letter_max_payload_bytes)
+    metrics.quarantined.inc(len(letters))
+
+
+async def send_dead_letters(
+    topic: Any, letters: Sequence[DeadLetter], metrics: WorkerMetrics, max_payload_bytes: int
+) -> None:
+    """Send dead letters (bounded copies, reasons in headers) and wait for the broker's acks.
+
+    Awaited before the batch goes on, so the partition's position can move past a rejected record
+    only once the broker holds its dead letter (a crash in between re-reads and re-sends it).
+    """
+    pending = []
+    for letter in letters:
+        record = letter.bounded(max_payload_bytes)
+        pending.append(await topic.send(key=record.key, value=record.value, headers=record.headers))
+    await asyncio.gather(*pending)
+    if letters:
+        metrics.dead_letters.inc(len(letters))
+        first = letters[0]
         log.warning(
             "dead-lettered %d messages to %s; first at %s: field %r: %s",
-            len(decoded.dead_letters),
+            len(letters),
             topic.get_topic_name(),
             first.source,
             first.field,
@@ -303,16 +354,6 @@ def store_windows(
                 table[key] = cache.encode(key, window)
 
 
-def _lag(app: faust.App, batch: Sequence[EventT[bytes]]) -> int:
-    """Messages behind the end of the partitions this batch came from (0 when caught up)."""
-    last_offsets = {event.message.tp: event.message.offset for event in batch}
-    try:
-        return sum(max(0, app.consumer.highwater(tp) - offset - 1) for tp, offset in last_offsets.items())
-    except Exception:  # a metric must never stop the worker; highwater is unknown right after a rebalance
-        log.debug("consumer lag unavailable", exc_info=True)
-        return 0
-
-
 def _observe(
     metrics: WorkerMetrics,
     *,
@@ -325,6 +366,7 @@ def _observe(
     metrics.events.inc(len(decoded.events))
     metrics.late_events.inc(outcome.late)
     metrics.duplicate_events.inc(outcome.duplicates)
+    metrics.window_bytes_dropped.inc(outcome.dropped_for_bytes)
     metrics.forgets.inc(len(outcome.forgets))
     metrics.profiles_written.inc(profiles)
     metrics.batch_events.observe(len(batch))

@@ -71,5 +71,34 @@ class WorkerMetrics:
             registry=r,
         )
         self.consumer_lag = Gauge(
-            "profilestream_consumer_lag", "Messages behind the end of the events topic.", registry=r
+            "profilestream_consumer_lag",
+            "Messages behind the end of the events topic, over all assigned partitions "
+            "(NaN while any partition's lag is unknown).",
+            registry=r,
+        )
+        self.partition_lag = Gauge(
+            "profilestream_partition_lag",
+            "Messages behind the end of each assigned events partition (NaN when unknown).",
+            ["partition"],
+            registry=r,
+        )
+        self.lag_errors = Counter(
+            "profilestream_consumer_lag_errors",
+            "Times a partition's lag could not be read (its gauge is NaN meanwhile).",
+            registry=r,
+        )
+        self.window_bytes_dropped = Counter(
+            "profilestream_window_bytes_dropped_events",
+            "Oldest events dropped from a window to keep it under window_max_bytes.",
+            registry=r,
+        )
+        self.corrupt_windows = Counter(
+            "profilestream_corrupt_windows",
+            "Stored windows that could not be decoded; those users' windows started empty.",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "profilestream_quarantined_records",
+            "Records that failed alone poison_max_attempts times, sent to the dead-letter topic.",
+            registry=r,
         )

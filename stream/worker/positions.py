@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -43,6 +44,7 @@ class PositionKeeper:
         self._idle_s = max(IDLE_CHECK_S, 5 * settings.batch_max_wait_ms / 1000)
         self._rewound: dict[int, tuple[int, float]] = {}
         self._gauged: set[int] = set()
+        self._lagged: set[int] = set()
         self._busy = False
         self._last_batch_s = time.monotonic()
 
@@ -104,6 +106,7 @@ class PositionKeeper:
             return
         if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
             return
+        await self.update_lag()
         tps = [tp for tp in app.consumer.assignment() if tp.topic == self._topic]
         self._forget_gauges_except({tp.partition for tp in tps})
         if not tps:
@@ -116,6 +119,36 @@ class PositionKeeper:
             self._set_gauge(tp.partition, expected)
             if position is not None and position > expected and not self._busy:
                 await self._rewind(tp, expected, f"the consumer is at {position} with nothing processed")
+
+    async def update_lag(self) -> None:
+        """Set the lag gauges of every partition assigned to this worker: the log's end less the
+        stored position. A partition whose lag cannot be read shows NaN and counts an error (a 0
+        there would read as "caught up")."""
+        app = self._app
+        try:
+            tps = [tp for tp in app.consumer.assignment() if tp.topic == self._topic]
+            stored = await self._stored(tps) if tps else {}
+        except Exception as exc:  # a metric must never stop the worker
+            log.warning("consumer lag unavailable: %s", exc)
+            self._metrics.lag_errors.inc()
+            self._metrics.consumer_lag.set(math.nan)
+            return
+        for partition in self._lagged - {tp.partition for tp in tps}:
+            self._metrics.partition_lag.remove(str(partition))
+        self._lagged = {tp.partition for tp in tps}
+        total = 0.0
+        for tp in tps:
+            lag = math.nan
+            try:
+                highwater = app.consumer.highwater(tp)
+                if highwater is not None and highwater >= 0:
+                    lag = float(max(0, highwater - stored[tp.partition]))
+            except Exception as exc:
+                log.warning("lag of %s/%d unavailable: %s", tp.topic, tp.partition, exc)
+                self._metrics.lag_errors.inc()
+            self._metrics.partition_lag.labels(partition=str(tp.partition)).set(lag)
+            total += lag
+        self._metrics.consumer_lag.set(total)
 
     def _set_gauge(self, partition: int, next_offset: int) -> None:
         self._metrics.positions.labels(partition=str(partition)).set(next_offset)

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.encoder.onnx_encoder import load_encoder, options_from_settings
+from models.encoder.sequence_tower import SequenceTower
+from stream.core.errors import ModelError
 from stream.core.settings import Settings
 from stream.profiles.catalogue import load_catalogue
 from stream.profiles.computer import ProfileComputer, ProfileConfig
-from stream.redis.activity import EventSink, RedisActivitySink
+from stream.redis.activity import ActivitySink, RedisActivitySink
 from stream.redis.reco_store import RecoStore
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,7 @@ class WorkerState:
 
     computer: ProfileComputer
     store: RecoStore
-    activity: EventSink
+    activity: ActivitySink
 
 
 def open_worker_state(settings: Settings) -> WorkerState:
@@ -34,8 +36,23 @@ def open_worker_state(settings: Settings) -> WorkerState:
         encoder.dim,
         len(catalogue.ids),
     )
+    tower = None
+    if settings.user_vector == "sequence":
+        tower = SequenceTower(
+            Path(settings.sequence_model_dir),
+            provider=settings.encoder_provider,
+            intra_op_threads=settings.encoder_intra_op_threads,
+        )
+        if tower.manifest.item_model_version not in ("", encoder.model_version):
+            # The tower reads the index's item vectors: from another encoder they mean nothing to it.
+            raise ModelError(
+                f"sequence tower {settings.sequence_model_dir} was trained on item vectors of encoder "
+                f"{tower.manifest.item_model_version} but the worker's encoder is {encoder.model_version}; "
+                "retrain it with `profilestream train` against PROFILESTREAM_MODEL_DIR"
+            )
+        log.info("user vectors: sequence tower %s", tower.version)
     return WorkerState(
-        computer=ProfileComputer(encoder, catalogue, ProfileConfig.from_settings(settings)),
+        computer=ProfileComputer(encoder, catalogue, ProfileConfig.from_settings(settings), tower),
         store=RecoStore.from_settings(settings),
         activity=RedisActivitySink.from_settings(settings),
     )

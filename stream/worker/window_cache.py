@@ -4,19 +4,28 @@ Every batch reads the windows of its users from the Faust table as JSON. Decodin
 again was the largest share of the batch code on the event loop (py-spy at 1,000 events/s); the
 table's bytes are the truth, so a cached window is used only while its bytes equal the table's
 (after a restart or a rebalance the table restores new bytes, and they are decoded afresh).
+
+A stored window that cannot be decoded (a corrupt changelog record: bad JSON, missing keys, wrong
+types) is logged and counted by `on_corrupt`, and the user's window starts empty: the next write
+replaces the bad record, where raising would fail every batch of that user again and again.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import logging
 from collections import OrderedDict
+from collections.abc import Callable
 
-from stream.core.window import Window, window_from_json, window_to_json
+from stream.core.window import CorruptWindow, Window, decode_window, encode_window
+
+log = logging.getLogger(__name__)
 
 
 class WindowCache:
-    def __init__(self, max_users: int) -> None:
+    def __init__(self, max_users: int, on_corrupt: Callable[[], None] = lambda: None) -> None:
         self._max_users = max_users
+        self._on_corrupt = on_corrupt
         self._entries: OrderedDict[bytes, tuple[bytes, Window]] = OrderedDict()
 
     def decode(self, key: bytes, raw: bytes) -> Window:
@@ -25,13 +34,23 @@ class WindowCache:
         if cached is not None and (cached[0] is raw or cached[0] == raw):
             self._entries.move_to_end(key)
             return cached[1]
-        window = window_from_json(json.loads(raw))
+        try:
+            window = decode_window(raw)
+        except CorruptWindow as exc:
+            # The user id is personal data: the log names it by a hash.
+            log.error(
+                "stored window of user sha256:%s is corrupt (%s); starting that user's window empty",
+                hashlib.sha256(key).hexdigest()[:16],
+                exc,
+            )
+            self._on_corrupt()
+            return Window()
         self._remember(key, raw, window)
         return window
 
     def encode(self, key: bytes, window: Window) -> bytes:
         """`window` as the table's value for `key`, remembered decoded."""
-        raw = json.dumps(window_to_json(window), separators=(",", ":")).encode()
+        raw = encode_window(window)
         self._remember(key, raw, window)
         return raw
 

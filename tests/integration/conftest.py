@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,11 +19,15 @@ from redis import Redis
 
 from stream.core.settings import Settings, child_environment, load_settings
 from tests.support.paths import REPO
+from tests.support.ports import TEST_KAFKA_PORT, TEST_REDIS_PORT, free_port
+
+__all__ = ["free_port"]  # re-exported: tests import it from here
 
 SERVICES = REPO / "deploy" / "local" / "services"
 INSTANCE = "test"
-KAFKA_PORT = 39092
-REDIS_PORT = 36379
+# Below the ephemeral port range (tests/support/ports.py says why).
+KAFKA_PORT = TEST_KAFKA_PORT
+REDIS_PORT = TEST_REDIS_PORT
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,6 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
         if result.returncode != 0:
             pytest.fail(f"profilestream {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return files
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def isolated_settings(

@@ -1,10 +1,18 @@
 """A real worker with a fault injected at its first Redis write (a crash, or records dropped).
 
-``kill`` (the default) SIGKILLs the process; ``raise`` raises an unexpected error instead, which
-the worker must turn into an exit without committing the batch. ``skip N`` fails nothing: from its
+``kill`` (the default) SIGKILLs the process; ``raise`` raises a peer's failure instead
+(`ServiceUnavailable`, as a Redis outage would), which the worker must turn into an exit without
+committing the batch. ``skip N`` fails nothing: from its
 first Redis write on, the consumer silently drops the first N records (once each) that it fetches
 from each events partition, as Faust's fetcher can around restarts and rebalances; the worker
 must notice and read them again.
+
+Modes for the poison tests (tests/integration/test_poison.py): ``poison EVENT_ID`` makes the
+encoder step fail with an unexpected error whenever a window holds that event (the worker must
+quarantine that one record and go on); ``dlq-delay`` holds every dead letter back for
+`DLQ_DELAY_S` before it is really sent, and SIGKILLs the process (after flushing the producer) one
+second after the first Redis write: a worker that moved its position on without the dead letters'
+acks loses them; ``slow-load SECONDS`` makes loading the model and index take that much longer.
 
 By then Faust's producer has sent everything the batch produced so far (changelog records
 included), so the kill leaves the broker exactly as a crash at the worst moment would: whatever
@@ -15,21 +23,27 @@ with the usual PROFILESTREAM_* environment.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import faust
+import faust.topics
 
+from stream.core.errors import ServiceUnavailable
 from stream.core.records import UserProfile
 from stream.core.settings import Settings, load_settings
 from stream.kafka.topics import ensure_topics
 from stream.redis.reco_store import RecoStore
 from stream.worker.app import create_app
 from stream.worker.resources import WorkerState, open_worker_state
+
+DLQ_DELAY_S = 3.0
 
 
 class CrashingStore(RecoStore):
@@ -50,14 +64,27 @@ class CrashingStore(RecoStore):
         popularity: dict[str, float],
         computed_at_ms: int,
     ) -> None:
-        if self._mode == "skip":
+        if self._mode in ("skip", "poison", "slow-load"):
             self._armed = True
             await self._inner.write(profiles, forgets, popularity, computed_at_ms)
             return
+        if self._mode == "dlq-delay":
+            await self._inner.write(profiles, forgets, popularity, computed_at_ms)
+            if not self._armed:
+                self._armed = True
+                asyncio.get_running_loop().call_later(1.0, self._flush_and_kill)
+            return
         await self._app.producer.flush()
         if self._mode == "raise":
-            raise RuntimeError("injected failure inside the Redis write")
+            raise ServiceUnavailable("injected failure inside the Redis write")
         os.kill(os.getpid(), signal.SIGKILL)
+
+    def _flush_and_kill(self) -> None:
+        async def flush_and_kill() -> None:
+            await self._app.producer.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        _background.add(asyncio.ensure_future(flush_and_kill()))
 
     def _drop_fetched_records_once_armed(self) -> None:
         # Wrapped before the first fetch: a fetch that is already waiting when the drops are armed
@@ -88,6 +115,45 @@ class CrashingStore(RecoStore):
         await self._inner.close()
 
 
+_background: set[asyncio.Future[None]] = set()
+
+
+class PoisonedComputer:
+    """The real profile computer, failing whenever a window holds the poison event."""
+
+    def __init__(self, inner: Any, poison_event_id: str) -> None:
+        self._inner = inner
+        self._poison = poison_event_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def compute_timed(self, windows: Sequence[tuple[str, Any]]) -> Any:
+        for _, window in windows:
+            if any(e.event_id == self._poison for e in window.events):
+                raise ValueError(f"injected failure on event {self._poison}")
+        return self._inner.compute_timed(windows)
+
+
+def delay_dead_letters(dead_letter_topic: str) -> None:
+    """Hold every dead letter back `DLQ_DELAY_S` before it is sent; its future completes on the ack."""
+    send = faust.topics.Topic.send
+
+    async def delayed_send(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.get_topic_name() != dead_letter_topic:
+            return await send(self, *args, **kwargs)
+        acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def later() -> None:
+            await asyncio.sleep(DLQ_DELAY_S)
+            acked.set_result(await (await send(self, *args, **kwargs)))
+
+        _background.add(asyncio.ensure_future(later()))
+        return acked
+
+    faust.topics.Topic.send = delayed_send  # type: ignore[method-assign]
+
+
 def main() -> None:
     settings = load_settings(os.environ)
     ensure_topics(settings)
@@ -97,9 +163,17 @@ def main() -> None:
     def crashing_state(worker_settings: Settings) -> WorkerState:
         state = open_worker_state(worker_settings)
         mode = sys.argv[1] if len(sys.argv) > 1 else "kill"
-        skip = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+        skip = int(sys.argv[2]) if mode == "skip" and len(sys.argv) > 2 else 0
         store = CrashingStore(state.store, apps[0], mode, worker_settings.events_topic, skip)
-        return WorkerState(state.computer, store, state.activity)
+        computer: Any = state.computer
+        if mode == "poison":
+            computer = PoisonedComputer(state.computer, sys.argv[2])
+        if mode == "slow-load":
+            time.sleep(float(sys.argv[2]))
+        return WorkerState(computer, store, state.activity)
+
+    if len(sys.argv) > 1 and sys.argv[1] == "dlq-delay":
+        delay_dead_letters(settings.dead_letter_topic)
 
     apps.append(create_app(settings, crashing_state))
     faust.Worker(apps[0], loglevel="info", quiet=True).execute_from_commandline()

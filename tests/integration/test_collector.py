@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import threading
@@ -19,8 +20,10 @@ from hypothesis import settings as hypothesis_settings
 from kafka import KafkaConsumer, TopicPartition
 from schemathesis import GenerationMode
 
+from stream.core.events import MAX_QUERY_CHARS
 from stream.core.settings import Settings
-from stream.ingest.collector import CollectorConfig, create_collector_app
+from stream.ingest.collector import create_collector_app
+from stream.ingest.gateway import CollectorConfig
 from stream.kafka.topics import ensure_topics
 from tests.integration.conftest import free_port
 
@@ -89,7 +92,7 @@ def test_a_good_batch_lands_in_the_topic_keyed_and_in_order(isolated: Settings) 
         assert httpx.get(f"{base}/readyz", timeout=30).status_code == 200
         response = httpx.post(f"{base}/v1/events", json=batch, timeout=30)
         assert response.status_code == 202, response.text
-        assert response.json() == {"accepted": 40}
+        assert response.json() == {"accepted": 40, "rejected": [], "truncated": 0, "clamped": 0}
     records = consume_all(isolated, isolated.events_topic)
     assert sorted(r[1]["event_id"] for r in records) == sorted(e["event_id"] for e in batch)
     for key, value, _ in records:
@@ -104,21 +107,63 @@ def test_malformed_input_gets_a_4xx_naming_the_field_and_nothing_lands(isolated:
     ensure_topics(isolated)
     cases: list[tuple[bytes, str, int, str]] = [
         (b"{oops", "application/json", 400, "$"),
-        (json.dumps(event(1, ts_ms=1_700_000_000)).encode(), "application/json", 422, "ts_ms"),
-        (json.dumps([event(1), event(2, type="like")]).encode(), "application/json", 422, "type"),
+        (json.dumps(event(1, ts_ms="soon")).encode(), "application/json", 422, "ts_ms"),
+        (
+            json.dumps([event(1, type="like"), event(2, user_id="\u200b")]).encode(),
+            "application/json",
+            422,
+            "type",
+        ),
+        (json.dumps(event(1)).encode(), "application/json", 400, "$"),  # labelled gzip below
+        (gzip.compress(b"[" + b" " * 3_000_000 + b"]"), "application/json", 413, "$"),  # gzip bomb
+        (json.dumps(event(1)).encode(), "application/json", 415, "Content-Encoding"),  # br below
         (json.dumps(event(1, item_id=None)).encode(), "application/json", 422, "item_id"),
         (json.dumps(event(1, price=3)).encode(), "application/json", 422, "price"),
         (b"x" * 2_000_000, "application/json", 413, "$"),
         (json.dumps(event(1)).encode(), "application/xml", 415, "$"),
     ]
+    encodings = {3: "gzip", 4: "gzip", 5: "br"}
     with running_collector(isolated) as base:
-        for body, content_type, status, field_name in cases:
-            response = httpx.post(
-                f"{base}/v1/events", content=body, headers={"content-type": content_type}, timeout=30
-            )
+        for n, (body, content_type, status, field_name) in enumerate(cases):
+            headers = {"content-type": content_type}
+            if n in encodings:
+                headers["content-encoding"] = encodings[n]
+            response = httpx.post(f"{base}/v1/events", content=body, headers=headers, timeout=30)
             assert response.status_code == status, (body[:80], response.text)
             assert field_name in [e["field"] for e in response.json()["errors"]], response.text
     assert consume_all(isolated, isolated.events_topic) == []
+
+
+def test_a_gzip_batch_from_a_fast_clock_lands_partially_stamped_and_corrected(isolated: Settings) -> None:
+    """Field cases f01 (gzip), f03 (one bad event in a batch) and the clock-ahead snippet mode."""
+    ensure_topics(isolated)
+    skew_ms = 25 * 3600 * 1000
+    client_now = int(time.time() * 1000) + skew_ms
+    batch = [event(n, ts_ms=client_now - 1000) for n in range(4)]
+    batch[1]["type"] = "like"
+    batch[2].update(type="search", item_id=None, query="pasted " + "x" * 1000)
+    body = gzip.compress(json.dumps({"sent_at_ms": client_now, "events": batch}).encode())
+    with running_collector(isolated) as base:
+        before = int(time.time() * 1000)
+        response = httpx.post(
+            f"{base}/v1/events",
+            content=body,
+            headers={"content-type": "text/plain", "content-encoding": "gzip"},
+            timeout=30,
+        )
+        after = int(time.time() * 1000)
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert (answer["accepted"], answer["truncated"], answer["clamped"]) == (3, 1, 0)
+    assert [(e["index"], e["field"]) for e in answer["rejected"]] == [(1, "type")]
+    records = sorted(
+        (r[1] for r in consume_all(isolated, isolated.events_topic)), key=lambda r: r["event_id"]
+    )
+    assert [r["event_id"] for r in records] == ["c-0", "c-2", "c-3"]
+    for record in records:
+        assert before <= record["received_ms"] <= after
+        assert record["ts_ms"] == record["received_ms"] - 1000  # the client's day of skew taken out
+    assert len(records[1]["query"]) == MAX_QUERY_CHARS
 
 
 def test_kafka_down_gives_503_with_retry_after(isolated: Settings) -> None:

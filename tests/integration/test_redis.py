@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 from redis import Redis
 
 from stream.core.events import Event, EventType
 from stream.core.records import Recommendation, UserProfile
-from stream.core.settings import Settings
-from stream.redis.activity import RedisActivitySink
-from stream.redis.reco_store import RECO_KIND, RecoStore
+from stream.core.settings import Settings, load_settings
+from stream.redis.activity import RECENT_KIND, RedisActivitySink
+from stream.redis.reco_store import EMB_KIND, RECO_KIND, RecoStore
 from stream.serving.lookups import recent_activity
+from tests.integration.conftest import Services
+from tests.support.cutting_proxy import CuttingProxy, Mode, cutting_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +91,129 @@ def test_profile_writes_survive_a_redis_that_lost_its_script_cache(isolated: Set
 
     asyncio.run(scenario())
     assert newest_stored() == 2
+
+
+# --- the newer-only write refuses, on a real Redis ------------------------------------------------
+
+
+@pytest.fixture
+def redis_only(services: Services, tmp_path: Path) -> Iterator[Settings]:
+    """Settings with their own key prefix on the test Redis (no model needed)."""
+    prefix = f"t:redis-{uuid.uuid4().hex[:8]}"
+    settings = load_settings({}, redis_url=services.redis_url, redis_key_prefix=prefix, data_dir=tmp_path)
+    yield settings
+    client = Redis.from_url(services.redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def stored(settings: Settings, user: str) -> dict[str, Any] | None:
+    client = Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        raw = client.hget(settings.redis_key(RECO_KIND, user), "json")
+    finally:
+        client.close()
+    return None if raw is None else cast(dict[str, Any], json.loads(raw))
+
+
+def write_profiles(settings: Settings, *writes: tuple[UserProfile, int]) -> None:
+    async def scenario() -> None:
+        store = RecoStore.from_settings(settings)
+        try:
+            for p, computed_at_ms in writes:
+                await store.write([p], [], {}, computed_at_ms=computed_at_ms)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_newer_only_write_refuses_an_older_version(redis_only: Settings) -> None:
+    write_profiles(redis_only, (profile("a", 5), 100), (profile("a", 3), 200))
+    got = stored(redis_only, "a")
+    assert got is not None
+    assert (got["window_newest_ts_ms"], got["computed_at_ms"]) == (5, 100)
+
+
+def test_the_newer_only_write_refuses_an_equal_version(redis_only: Settings) -> None:
+    # The same window computed twice (a replay after a crash): the first write stays.
+    write_profiles(redis_only, (profile("a", 5), 100), (profile("a", 5), 200))
+    got = stored(redis_only, "a")
+    assert got is not None
+    assert got["computed_at_ms"] == 100
+
+
+def test_the_newer_only_write_accepts_a_newer_version(redis_only: Settings) -> None:
+    write_profiles(redis_only, (profile("a", 5), 100), (profile("a", 6), 200))
+    got = stored(redis_only, "a")
+    assert got is not None
+    assert (got["window_newest_ts_ms"], got["computed_at_ms"]) == (6, 200)
+
+
+def test_the_newer_only_write_refuses_a_window_at_or_before_a_forget(redis_only: Settings) -> None:
+    async def scenario() -> None:
+        store = RecoStore.from_settings(redis_only)
+        try:
+            await store.write([], [("a", 10)], {}, computed_at_ms=1)
+            await store.write([profile("a", 9)], [], {}, computed_at_ms=2)
+            await store.write([profile("a", 10)], [], {}, computed_at_ms=3)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    assert stored(redis_only, "a") is None
+    client = Redis.from_url(redis_only.redis_url.get_secret_value())
+    try:
+        assert client.get(redis_only.redis_key(EMB_KIND, "a")) is None
+    finally:
+        client.close()
+    # A window newer than the forget lands (the user came back).
+    write_profiles(redis_only, (profile("a", 11), 4))
+    got = stored(redis_only, "a")
+    assert got is not None and got["window_newest_ts_ms"] == 11
+
+
+# --- no double application after a connection cut mid-pipeline -----------------------------------
+
+
+def through_proxy(settings: Settings, proxy: CuttingProxy) -> Settings:
+    return settings.model_copy(update={"redis_url": SecretStr(f"redis://127.0.0.1:{proxy.port}/0")})
+
+
+def redis_port(settings: Settings) -> int:
+    port = urlsplit(settings.redis_url.get_secret_value()).port
+    assert port is not None
+    return port
+
+
+@pytest.mark.parametrize("mode", ["mid_request", "after_exec", "mid_pipeline"])
+def test_a_connection_cut_mid_pipeline_applies_a_batch_exactly_once(redis_only: Settings, mode: Mode) -> None:
+    events = [ev(n, f"u{n % 3}") for n in range(1, 31)]
+
+    async def scenario() -> int:
+        async with cutting_proxy("127.0.0.1", redis_port(redis_only), mode) as proxy:
+            settings = through_proxy(redis_only, proxy)
+            sink = RedisActivitySink.from_settings(settings)
+            store = RecoStore.from_settings(settings)
+            try:
+                await sink.write(events)
+                proxy.armed = True
+                await store.write([], [], {"sku-1": 1.5, "sku-2": 0.5}, computed_at_ms=1)
+            finally:
+                await sink.close()
+                await store.close()
+            return proxy.cuts
+
+    cuts = asyncio.run(scenario())
+    client = Redis.from_url(redis_only.redis_url.get_secret_value())
+    try:
+        lengths = [client.llen(redis_only.redis_key(RECENT_KIND, f"u{u}")) for u in range(3)]
+        popular = f"{redis_only.redis_key_prefix}:popular"
+        scores = (client.zscore(popular, "sku-1"), client.zscore(popular, "sku-2"))
+    finally:
+        client.close()
+    assert lengths == [10, 10, 10]  # RPUSH applied once per event
+    assert scores == (1.5, 0.5)  # ZINCRBY applied once
+    assert cuts == 2  # each write was cut once: the scenario really happened

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from kafka.admin import KafkaAdminClient
 from redis import Redis
 
+from stream.cli.replay import replay_command
 from stream.core.namespace import namespaced
 from stream.core.settings import Settings
-from stream.ingest.replay import ReplayOptions, SourceSpec, replay, replay_command
+from stream.ingest.replay import ReplayOptions, SourceSpec, replay
 from stream.ingest.sdk import ProfilestreamProducer
 from tests.integration.test_collector import consume_all
 

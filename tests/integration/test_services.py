@@ -44,7 +44,7 @@ def test_second_up_reuses_the_running_servers(services: Services) -> None:
 def test_taken_port_gives_a_clear_error_and_starts_nothing(services: Services) -> None:
     name = f"conflict-{uuid.uuid4().hex[:6]}"
     with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", 0))
+        blocker.bind(("127.0.0.1", free_port()))
         blocker.listen()
         taken = blocker.getsockname()[1]
         result = run_services(

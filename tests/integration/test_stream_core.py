@@ -169,10 +169,11 @@ def test_crash_between_changelog_and_redis_write_loses_no_profile(isolated: Sett
     fail_in_redis_write_then_recover(isolated, tmp_path, mode="kill", exit_code=-signal.SIGKILL, seed=44)
 
 
-def test_unexpected_error_in_a_batch_exits_the_worker_and_loses_nothing(
+def test_a_peer_failure_in_a_batch_exits_the_worker_and_loses_nothing(
     isolated: Settings, tmp_path: Path
 ) -> None:
-    # Faust would restart a crashed agent past the failed batch; the worker exits instead.
+    # Faust would restart a crashed agent past the failed batch; the worker exits instead. (An
+    # error of the records themselves is quarantined instead: tests/integration/test_poison.py.)
     failed_log = fail_in_redis_write_then_recover(
         isolated, tmp_path, mode="raise", exit_code=EXIT_BATCH_FAILED, seed=45
     )

@@ -1,13 +1,21 @@
-"""Deterministic stand-ins for the encoder and the item catalogue (unit tests only)."""
+"""Stand-ins shared by the unit tests: the encoder, the item catalogue and Kafka producers.
+
+The one home for test fakes: a test that needs a fake producer imports it from here rather than
+defining its own, so every fake follows the real client's surface the same way.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 DIM = 32
 
@@ -69,3 +77,90 @@ class FakeCatalogue:
 
     def title(self, item_id: str) -> str | None:
         return self.titles.get(item_id)
+
+
+class DoneFuture:
+    """kafka-python's send future, already settled: acknowledged, or failed with `error`."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+
+    def get(self, timeout: float | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def add_errback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if self.error is not None:
+            f(self.error, *args, **kwargs)
+
+
+@dataclass
+class FakeProducer:
+    """kafka-python's `KafkaProducer` surface that the collector, SDK and replay use.
+
+    Every send is recorded in `sent` as ``(topic, key, value)`` and its explicit partition (None
+    when the producer was left to pick one) in `sent_partitions`. The topic has `partitions`
+    partitions. With `error` set, the broker acknowledges nothing: each send's future fails with it
+    and `partitions_for` raises it (the broker is unreachable).
+    """
+
+    error: Exception | None = None
+    partitions: int = 1
+    sent: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
+    sent_partitions: list[int | None] = field(default_factory=list)
+    flushed: int = 0
+    closed: bool = False
+
+    def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None
+    ) -> DoneFuture:
+        self.sent.append((topic, key, value))
+        self.sent_partitions.append(partition)
+        return DoneFuture(self.error)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.flushed += 1
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+    def partitions_for(self, topic: str) -> set[int]:
+        if self.error is not None:
+            raise self.error
+        return set(range(self.partitions))
+
+
+class FakeBatchProducer:
+    """aiokafka's producer surface the bulk sender uses; acknowledges (or fails) batches a moment later.
+
+    `failing_partition`: batches sent to it fail with a timeout; `unreachable`: `start` fails.
+    """
+
+    def __init__(self, failing_partition: int | None = None, unreachable: bool = False) -> None:
+        self.failing_partition = failing_partition
+        self.unreachable = unreachable
+        self.sent: list[tuple[str, int, BatchBuilder]] = []
+        self.started = self.stopped = False
+
+    async def start(self) -> None:
+        if self.unreachable:
+            raise KafkaConnectionError("connection refused")
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(4_096, 0)
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        self.sent.append((topic, partition, batch))
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if partition == self.failing_partition:
+            asyncio.get_running_loop().call_later(0.001, delivery.set_exception, KafkaTimeoutError())
+        else:
+            asyncio.get_running_loop().call_later(0.001, delivery.set_result, None)
+        return delivery

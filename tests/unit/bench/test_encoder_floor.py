@@ -3,12 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-onnx = pytest.importorskip("onnx")
+from tests.support.requirements import require_module
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
+onnx = require_module("onnx")
+require_module("torch")
+require_module("transformers")
 
 from bench.encoder_floor import _session, matmul_floor_model, weight_matmul_shapes  # noqa: E402
 from export.onnx_export import export_model  # noqa: E402

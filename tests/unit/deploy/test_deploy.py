@@ -18,6 +18,7 @@ from stream.ingest.collector import create_collector_app
 from stream.serving.api import create_lookup_app
 from stream.worker.app import create_app
 from tests.support.paths import REPO
+from tests.support.requirements import require_tool
 
 K8S = REPO / "deploy" / "k8s"
 SYSTEMD = REPO / "deploy" / "systemd"
@@ -111,8 +112,8 @@ def test_worker_replicas_do_not_exceed_partitions() -> None:
     assert worker["spec"]["replicas"] <= int(environment()["PROFILESTREAM_EVENTS_PARTITIONS"])
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_units_verify(tmp_path: Path) -> None:
+    systemd_analyze = require_tool("systemd-analyze", "systemd")
     venv_bin = Path(shutil.which("profilestream") or REPO / ".venv" / "bin" / "profilestream")
     assert venv_bin.exists(), "install the project first: deploy/local/install"
     units = []
@@ -125,7 +126,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         units.append(str(tmp_path / name))
     assert len(units) == 3
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", *units],
+        [systemd_analyze, "verify", "--man=no", *units],
         check=False,
         capture_output=True,
         text=True,

@@ -98,10 +98,39 @@ def test_load_encoder_takes_the_cpu_default(exported: tuple[Path, ExportResult])
         load_encoder(exported[1].model_dir, CPU_OPTIONS, "fp64")
 
 
-def test_auto_provider_falls_back_to_cpu_without_a_usable_gpu(exported: tuple[Path, ExportResult]) -> None:
-    encoder = load_encoder(exported[1].model_dir, EncoderOptions(provider="auto", max_length=64))
-    assert encoder.provider in {CPU, CUDA}
-    assert encoder.encode(["pens"]).shape == (1, 32)
+# Run in a child process with no visible GPU, on any machine: onnxruntime is asked for CUDA (listed
+# as available even where the installed onnxruntime is CPU-only), cannot start it, and the encoder
+# must end up on CPU with a warning in the log.
+FALLBACK_PROBE = """
+import logging, sys
+from pathlib import Path
+import onnxruntime as ort
+from models.encoder import onnx_encoder
+from models.encoder.onnx_encoder import CPU, CUDA, EncoderOptions, load_encoder
+available = ort.get_available_providers()
+if CUDA not in available:
+    ort.get_available_providers = lambda: [CUDA, *available]
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+encoder = load_encoder(Path(sys.argv[1]), EncoderOptions(provider="auto", max_length=64))
+print("PROVIDER", encoder.provider, encoder.encode(["pens"]).shape)
+"""
+
+
+def test_auto_provider_falls_back_to_cpu_with_a_warning_without_a_usable_gpu(
+    exported: tuple[Path, ExportResult],
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", FALLBACK_PROBE, str(exported[1].model_dir)],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"PROVIDER {CPU} (1, 32)" in result.stdout
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("WARNING")]
+    assert any("falling back to CPU" in line for line in warnings), result.stdout
 
 
 def test_provider_list() -> None:

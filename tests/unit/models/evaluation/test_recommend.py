@@ -168,9 +168,9 @@ def test_the_prior_ranking_adds_weight_times_log_count_to_each_mode(tmp_path: Pa
     has = np.ones(1, dtype=bool)
     fallback = np.zeros(3, dtype=np.float32)
     target = np.asarray([2])
-    assert _rank_rows(users, has, items, fallback, target).tolist() == [2]
+    assert _rank_rows(users, has, items, fallback, target)[0].tolist() == [2]
     prior = np.asarray([0.0, 0.0, 1.5], dtype=np.float32)
-    assert _rank_rows(users, has, items, fallback, target, prior=prior).tolist() == [0]
+    assert _rank_rows(users, has, items, fallback, target, prior=prior)[0].tolist() == [0]
     assert weighted.to_dict()["popularity_weight"] == 0.05
     assert "| zero-shot: text + prior (prior weight 0.05) |" in weighted.to_markdown()
 

@@ -62,7 +62,7 @@ def test_later_duplicate_rows_win(tmp_path: Path) -> None:
 def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     path.write_text("item_id,title,price\na,Pen,1\nb,,2\n")
-    with pytest.raises(CatalogError, match=r"items\.csv row 2: item_id and title are required"):
+    with pytest.raises(CatalogError, match=r"items\.csv line 3: item_id and title are required"):
         read_catalog(path)
     path.write_text("item_id,title,price\na,Pen,cheap\n")
     with pytest.raises(CatalogError, match="price 'cheap' is not a number"):
@@ -71,7 +71,7 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="in_stock 'maybe'"):
         read_catalog(path)
     path.write_text("item_id,title,popularity\na,Pen,lots\n")
-    with pytest.raises(CatalogError, match="row 1: popularity 'lots' is not a number"):
+    with pytest.raises(CatalogError, match="line 2: popularity 'lots' is not a number"):
         read_catalog(path)
     for bad in ("-3", "nan", "inf"):
         path.write_text(f"item_id,title,popularity\na,Pen,{bad}\n")
@@ -126,3 +126,30 @@ def test_parse_listish_never_evaluates_code() -> None:
     assert parse_listish("__import__('os').system('false')") == "__import__('os').system('false')"
     assert parse_listish("[__import__('os')]") == "[__import__('os')]"
     assert parse_listish(["a", " ", "b"]) == "a b"
+
+
+def test_catalogue_bom_encoding_float_ids_and_malformed_lines(tmp_path: Path) -> None:
+    """The catalogue goes through the shared file reader: the same rules as event files."""
+    bom = tmp_path / "items.csv"
+    bom.write_bytes(b"\xef\xbb\xbfitem_id,title\r\n17850.0,Pen\r\n17851,Ink\r\n17852\r\n")
+    assert [(i.item_id, i.title) for i in read_catalog(bom)] == [("17850", "Pen"), ("17851", "Ink")]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("item_id,title\n1,Café crème\n".encode("cp1252"))
+    with pytest.raises(CatalogError, match=r"line 2: .*--encoding"):
+        read_catalog(latin)
+    assert read_catalog(latin, encoding="cp1252")[0].title == "Café crème"
+    jsonl = tmp_path / "items.jsonl"
+    jsonl.write_text('{"item_id": 17850.0, "title": "Pen"}\n{"item_id": 3, "title"\n')
+    assert [i.item_id for i in read_catalog(jsonl)] == ["17850"]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "items.parquet"
+    pq.write_table(pa.table({"item_id": [17850.0, 2.0], "title": ["Pen", "Ink"]}), parquet)
+    assert [i.item_id for i in read_catalog(parquet)] == ["17850", "2"]
+    pq.write_table(pa.table({"item_id": [1.5], "title": ["Pen"]}), parquet)
+    with pytest.raises(CatalogError, match=r"row 1: item_id '1.5' is not a whole number"):
+        read_catalog(parquet)
+    amazon = tmp_path / "items.json"
+    amazon.write_bytes(b"\xef\xbb\xbf" + json.dumps({"7": {"title": "Tape"}}).encode())
+    assert [i.item_id for i in read_catalog(amazon)] == ["7"]

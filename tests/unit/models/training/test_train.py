@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import REPO
+from tests.support.requirements import require_module
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+torch = require_module("torch")
+require_module("transformers")
 
 from export.onnx_export import export_model, inspect_source  # noqa: E402
 from models.data.amazon import load_dataset  # noqa: E402
@@ -96,7 +97,8 @@ def test_train_export_evaluate_through_the_cli(tmp_path: Path) -> None:
     source = write_tiny_checkpoint(tmp_path / "tiny")
     runner = CliRunner()
     env = {"PROFILESTREAM_ENCODER_PROVIDER": "cpu", "PROFILESTREAM_ENCODER_INTRA_OP_THREADS": "1"}
-    args = ["train", str(data), "--out", str(tmp_path / "ckpt"), "--source", str(source), "--steps", "4"]
+    args = ["train", str(data), "--recipe", "bert", "--out", str(tmp_path / "ckpt"), "--source", str(source)]
+    args += ["--steps", "4"]
     args += ["--batch-size", "4", "--device", "cpu", "--threads", "1", "--user-max-length", "24"]
     trained = runner.invoke(
         main,
@@ -166,6 +168,13 @@ def test_the_cli_defaults_are_the_training_configs() -> None:
     assert defaults["steps"] == config.steps
     assert defaults["learning_rate"] == config.learning_rate
     assert defaults["batch_size"] == config.batch_size
+    from export.sequence_module import SequenceConfig
+
+    tower = SequenceConfig()
+    assert defaults["recipe"] == "sequence"
+    assert (defaults["epochs"], defaults["layers"], defaults["hidden"]) == (tower.epochs, tower.layers, tower.hidden)
+    assert (defaults["tower_lr"], defaults["tower_batch_size"]) == (tower.learning_rate, tower.batch_size)
+    assert defaults["temperature"] == tower.temperature
 
 
 def test_the_gpu_training_script_uses_only_options_the_cli_has() -> None:
@@ -177,7 +186,7 @@ def test_the_gpu_training_script_uses_only_options_the_cli_has() -> None:
     script = REPO / "models" / "train_gpu.sh"
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     calls = re.findall(r"-m stream\.cli (\w+) (.*?)(?:2>&1|$)", script.read_text().replace("\\\n", " "), re.M)
-    assert [command for command, _ in calls] == ["train", "export", "evaluate"]
+    assert [command for command, _ in calls] == ["train", "export", "train", "evaluate"]
     for command, arguments in calls:
         known = {opt for param in main.commands[command].params for opt in param.opts}
         used = set(re.findall(r"(--[a-z-]+)", arguments))

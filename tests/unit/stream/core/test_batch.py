@@ -15,7 +15,7 @@ def ev(event_id: str, user: str, ts_ms: int, kind: EventType = EventType.VIEW) -
 
 
 def test_replayed_events_from_before_a_forget_are_not_recorded_again() -> None:
-    forgotten = {"gone": Window(forgotten_ts_ms=T0 + 10)}
+    forgotten = {"gone": Window(forgotten_ts_ms=T0 + 10, forgotten_received_ms=T0 + 10)}
     events = [
         ev("old", "gone", T0 + 5),
         ev("at-forget", "gone", T0 + 10),

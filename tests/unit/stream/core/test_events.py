@@ -8,7 +8,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.core.errors import InvalidEvent
-from stream.core.events import Event, EventLimits, EventType, decode_event, event_from_dict
+from stream.core.events import (
+    MAX_QUERY_CHARS,
+    Event,
+    EventLimits,
+    EventType,
+    decode_event,
+    event_from_dict,
+    is_blank,
+    query_truncated,
+    truncate_query,
+)
 
 NOW_MS = 1_764_000_000_000
 LIMITS = EventLimits(max_bytes=2048)
@@ -146,9 +156,8 @@ def test_oversize_event_is_rejected_before_parsing() -> None:
     assert "over the limit of 2048 bytes" in error.reason
 
 
-def test_oversize_ids_and_queries_are_rejected() -> None:
+def test_oversize_ids_are_rejected() -> None:
     assert rejected_doc(valid(user_id="u" * 129)).field == "user_id"
-    assert rejected_doc(valid(type="search", item_id=_DROP, query="q" * 513)).field == "query"
 
 
 @pytest.mark.parametrize("value", ["", "   ", " padded", "tab\there"])
@@ -236,3 +245,60 @@ def test_escaped_surrogate_pairs_are_ordinary_characters() -> None:
     event = decode_event(json.dumps(valid(event_id="e\U0001f600")).encode(), limits=LIMITS, now_ms=NOW_MS)
     assert event.event_id == "e\U0001f600"
     assert decode_event(event.to_json(), limits=LIMITS, now_ms=NOW_MS) == event
+
+
+# --- invisible-only text and the over-long query policy ---------------------------------------------
+
+INVISIBLE_ONLY = [
+    "\u200b",
+    "\u200b\u200c\u200d",
+    "\u2060",
+    "\ufeff",
+    "\u3000",
+    "\u00a0",
+    "\u200b \ufeff\t\u3000",
+]
+
+
+@pytest.mark.parametrize("text", INVISIBLE_ONLY)
+@pytest.mark.parametrize("name", ["event_id", "user_id", "item_id", "session_id", "query"])
+def test_invisible_only_text_is_empty_in_every_text_field(name: str, text: str) -> None:
+    doc = valid(type="search", item_id=_DROP, query="pens") if name == "query" else valid()
+    doc[name] = text
+    error = rejected_doc(doc)
+    assert error.field == name
+    assert "empty" in error.reason
+
+
+@given(
+    st.text(
+        alphabet=st.characters(categories=("Cc", "Cf", "Zs", "Zl", "Zp")),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_any_mix_of_invisible_characters_is_blank(text: str) -> None:
+    assert is_blank(text)
+    assert not is_blank(text + "a")
+    assert not is_blank("\U0001f525")  # an emoji is visible
+
+
+@pytest.mark.parametrize("extra", [1, 600])
+def test_an_over_long_query_is_trimmed_and_cut_to_max_query_chars(extra: int) -> None:
+    pasted = "  " + "q" * (MAX_QUERY_CHARS + extra) + " \n"
+    event = event_from_dict(
+        valid(type="search", item_id=_DROP, query=pasted), limits=EventLimits(), now_ms=NOW_MS
+    )
+    assert event.query == "q" * MAX_QUERY_CHARS
+    assert query_truncated(pasted)
+    assert truncate_query(pasted) == event.query
+
+
+def test_a_query_within_the_limit_is_kept_as_sent() -> None:
+    query = " " + "q" * (MAX_QUERY_CHARS - 1)
+    event = event_from_dict(
+        valid(type="search", item_id=_DROP, query=query), limits=EventLimits(), now_ms=NOW_MS
+    )
+    assert event.query == query
+    assert not query_truncated(query)
+    assert not query_truncated("  " + "q" * MAX_QUERY_CHARS + "  ")

@@ -2,16 +2,21 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from functools import reduce
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.core.events import Event, EventType
 from stream.core.window import (
+    CorruptWindow,
     Window,
     WindowConfig,
     apply_events,
+    decode_window,
+    encode_window,
     event_weights,
     purchased_items,
     window_from_json,
@@ -143,3 +148,141 @@ def test_version_grows_when_an_out_of_order_event_fills_the_window() -> None:
 def test_json_round_trip(events: list[Event]) -> None:
     window = window_of(events)
     assert window_from_json(json.loads(json.dumps(window_to_json(window)))) == window
+
+
+# --- Forget by receive order (field case f05) ---------------------------------------------------
+
+
+def received(n: int, ts: int, received_at: int, kind: EventType = EventType.VIEW) -> Event:
+    return replace(ev(n, ts, kind), received_ms=T0 + received_at)
+
+
+def test_forget_removes_what_was_received_before_it_whatever_its_event_time() -> None:
+    # f05: an add-to-cart from a phone 10 min fast arrives before the forget but is stamped after it.
+    fast_clock = received(1, 600_000, 1_000, EventType.ADD_TO_CART)
+    forget = received(2, 3_000, 3_000, EventType.FORGET)
+    slow_clock_after = received(3, 2_000, 4_000)
+    window = window_of([fast_clock, forget, slow_clock_after], WindowConfig(max_age_ms=10**9))
+    assert ids(window) == ["e3"]
+    assert window.forgotten_ts_ms == T0 + 3_000
+    assert window.forgotten_received_ms == T0 + 3_000
+
+
+def test_without_a_receive_time_the_event_time_stands_in() -> None:
+    window = window_of([ev(1, 1), ev(2, 5, EventType.FORGET), ev(3, 4), ev(4, 6)])
+    assert ids(window) == ["e4"]
+
+
+@st.composite
+def interleavings(draw: st.DrawFn) -> list[Event]:
+    """Events and forgets in receive order (strictly increasing receive times), any event times."""
+    kinds = draw(st.lists(st.sampled_from([EventType.VIEW, EventType.FORGET]), max_size=30))
+    events = []
+    at = 0
+    for n, kind in enumerate(kinds):
+        at += draw(st.integers(1, 1_000))
+        events.append(received(n, draw(st.integers(0, 1_000_000)), at, kind))
+    return events
+
+
+@settings(max_examples=300)
+@given(interleavings(), st.randoms(use_true_random=False), st.integers(1, 6))
+def test_the_window_holds_exactly_the_events_received_after_the_last_forget(
+    events: list[Event], rng: random.Random, chunk: int
+) -> None:
+    config = WindowConfig(max_events=1_000, max_age_ms=10**12)
+    forgets = [i for i, e in enumerate(events) if e.type is EventType.FORGET]
+    after_last = events[forgets[-1] + 1 :] if forgets else events
+    expected = sorted(e.event_id for e in after_last if e.type is not EventType.FORGET)
+    # Processed in any order and batching: Kafka keeps a user's order, but replays and the
+    # offline recomputation group differently.
+    shuffled = list(events)
+    rng.shuffle(shuffled)
+    assert sorted(ids(window_of(shuffled, config, chunk))) == expected
+    assert sorted(ids(window_of(events, config, chunk))) == expected
+
+
+# --- Windows bounded in bytes (field cases f14, f14b) -------------------------------------------
+
+EMOJI = [chr(c) for c in range(0x1F300, 0x1F5FF)]
+
+
+def emoji_search(n: int, rng: random.Random) -> Event:
+    query = "".join(rng.choice(EMOJI) for _ in range(512))
+    return Event(f"emo-{n:04d}", "u", EventType.SEARCH, T0 + n * 1000, query=query)
+
+
+def test_f14_an_emoji_searcher_cannot_make_a_window_over_its_byte_limit() -> None:
+    rng = random.Random(1)
+    config = WindowConfig(max_events=200, max_bytes=300_000, max_age_ms=10**9)
+    change = apply_events(Window(), [emoji_search(n, rng) for n in range(200)], config)
+    stored = encode_window(change.window)
+    assert len(stored) <= config.max_bytes
+    assert b"\\u" not in stored  # 4 bytes per emoji stored, not 12
+    assert change.dropped_for_bytes == 200 - len(change.window.events) > 0
+    # The oldest left first: what stays is the newest run of events.
+    assert ids(change.window) == [f"emo-{n:04d}" for n in range(200 - len(change.window.events), 200)]
+    assert decode_window(stored) == change.window
+
+
+def test_f14b_a_crawler_with_long_ids_stays_under_the_limit() -> None:
+    events = [
+        Event(
+            f"crawler-evt-{i:06d}-".ljust(128, "x"),
+            "u",
+            EventType.VIEW,
+            T0 + i * 10,
+            item_id=f"https://shop.example/p/{i:06d}?".ljust(128, "q"),
+        )
+        for i in range(5000)
+    ]
+    config = WindowConfig(max_events=10_000, max_bytes=1_000_000 - 8_192, max_age_ms=10**9)
+    window = window_of(events, config, chunk=500)
+    assert len(encode_window(window)) <= config.max_bytes
+    assert len(window.events) < 5000
+
+
+text = st.text(st.characters(codec="utf-8"), min_size=1, max_size=300)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(text, text), max_size=40), st.integers(1_024, 20_000))
+def test_no_window_is_ever_stored_over_its_byte_limit(rows: list[tuple[str, str]], max_bytes: int) -> None:
+    events = [
+        Event(f"{n}-{eid}", "u", EventType.SEARCH, T0 + n, query=query) for n, (eid, query) in enumerate(rows)
+    ]
+    config = WindowConfig(max_events=100, max_bytes=max_bytes, max_age_ms=10**9)
+    window = window_of(events, config, chunk=7)
+    stored = encode_window(window)
+    assert len(stored) <= max_bytes
+    assert decode_window(stored) == window
+
+
+# --- Corrupt stored windows ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"e":"x"}',
+        b'{"e":[["id","view",1]]}',
+        b'{"e":[["id","nope",1,null,null]]}',
+        b'{"e":[["id","view","1",null,null]]}',
+        b'{"e":[[1,"view",1,null,null]]}',
+        b'{"e":[["id","view",1,5,null]]}',
+        b'{"e":[],"f":"yesterday"}',
+        b'{"e":[],"f":true}',
+    ],
+)
+def test_a_corrupt_stored_window_raises_corrupt_window(raw: bytes) -> None:
+    with pytest.raises(CorruptWindow):
+        decode_window(raw)
+
+
+def test_windows_stored_before_receive_times_still_read() -> None:
+    window = decode_window(b'{"e":[["a","view",5,"i",null]],"f":3}')
+    assert window.events[0].received_ms == 5
+    assert window.forgotten_received_ms == 3

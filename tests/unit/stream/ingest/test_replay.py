@@ -16,6 +16,7 @@ from stream.core.errors import ConfigError, InvalidEvent, SourceError
 from stream.core.events import EventLimits, decode_event
 from stream.core.namespace import namespaced
 from stream.core.settings import Settings, load_settings
+from stream.core.tabular import ReadTally, RowRules, normalise_v1
 from stream.ingest.replay import (
     UNPARSED,
     Item,
@@ -29,41 +30,12 @@ from stream.ingest.replay import (
     iter_source,
     parse_line,
     parse_speed,
-    row_to_doc,
     shard_of,
     target_settings,
 )
+from tests.support.fakes import FakeProducer
 
 TS = 1_764_000_000_000
-
-
-class Future:
-    def get(self, timeout: float | None = None) -> None:
-        return None
-
-    def add_errback(self, f: Any, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-class RecordingProducer:
-    def __init__(self, partitions: int = 4) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
-        self._partitions = set(range(partitions))
-
-    def send(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None
-    ) -> Future:
-        self.sent.append((topic, key, value, partition))
-        return Future()
-
-    def flush(self, timeout: float | None = None) -> None:
-        return None
-
-    def close(self, timeout: float | None = None) -> None:
-        return None
-
-    def partitions_for(self, topic: str) -> set[int]:
-        return self._partitions
 
 
 def doc(n: int, user: str = "u1", **changes: Any) -> dict[str, Any]:
@@ -78,7 +50,7 @@ def doc(n: int, user: str = "u1", **changes: Any) -> dict[str, Any]:
     return event
 
 
-def run(items: list[Item], producer: RecordingProducer | None, shard: tuple[int, int] = (0, 1)) -> Any:
+def run(items: list[Item], producer: FakeProducer | None, shard: tuple[int, int] = (0, 1)) -> Any:
     return _replay_items(
         iter(items),
         limits=EventLimits(),
@@ -100,14 +72,14 @@ def test_valid_json_lines_are_forwarded_unchanged_in_order_and_keyed(
     path = tmp_path / "e.jsonl"
     lines = [json.dumps(doc(n, user=f"u{n % 3}"), indent=None) for n in range(9)]
     path.write_text("\n".join(lines[:5]) + "\n\n" + "\n".join(lines[5:]) + "\n")
-    producer = RecordingProducer()
+    producer = FakeProducer(partitions=4)
     tally = run(list(iter_source(SourceSpec(str(path)), settings)), producer)
     assert (tally.read, tally.produced, tally.rejects) == (9, 9, [])
-    assert [value for _, _, value, _ in producer.sent] == [line.encode() for line in lines]
-    assert [key for _, key, _, _ in producer.sent] == [f"u{n % 3}".encode() for n in range(9)]
+    assert [value for _, _, value in producer.sent] == [line.encode() for line in lines]
+    assert [key for _, key, _ in producer.sent] == [f"u{n % 3}".encode() for n in range(9)]
     # One partition per user, as the default partitioner would pick it.
     by_user: dict[bytes | None, set[int | None]] = {}
-    for _, key, _, partition in producer.sent:
+    for (_, key, _), partition in zip(producer.sent, producer.sent_partitions, strict=True):
         by_user.setdefault(key, set()).add(partition)
     assert all(len(parts) == 1 for parts in by_user.values())
 
@@ -119,11 +91,15 @@ def test_invalid_rows_are_counted_with_position_and_field_not_fatal(
     path.write_text(
         "\n".join([json.dumps(doc(1)), "{broken", json.dumps(doc(2, type="like")), json.dumps(doc(3))]) + "\n"
     )
-    producer = RecordingProducer()
-    tally = run(list(iter_source(SourceSpec(str(path)), settings)), producer)
-    assert (tally.read, tally.produced) == (4, 2)
-    assert [(r.position, r.field) for r in tally.rejects] == [("2", "$"), ("3", "type")]
-    assert tally.rejects[0].raw == "{broken"
+    producer = FakeProducer(partitions=4)
+    reader = ReadTally()
+    tally = run(list(iter_source(SourceSpec(str(path)), settings, reader)), producer)
+    # The broken line is malformed (skipped and counted by the reader); the unknown type is
+    # skipped and counted by name.
+    assert (tally.read, tally.produced) == (3, 2)
+    assert (reader.malformed, reader.first_malformed[0][:7]) == (1, "line 2:")
+    assert dict(tally.unmapped) == {"like": 1}
+    assert tally.rejects == []
 
 
 def test_dry_run_validates_without_producing(tmp_path: Path, settings: Settings) -> None:
@@ -133,14 +109,14 @@ def test_dry_run_validates_without_producing(tmp_path: Path, settings: Settings)
 
 def test_shards_split_users_without_overlap_and_keep_each_users_order() -> None:
     items: list[Item] = [(n, json.dumps(doc(n, user=f"u{n % 11}")).encode(), None) for n in range(200)]
-    shards = [RecordingProducer(), RecordingProducer(), RecordingProducer()]
+    shards = [FakeProducer(partitions=4), FakeProducer(partitions=4), FakeProducer(partitions=4)]
     tallies = [run(items, producer, (i, 3)) for i, producer in enumerate(shards)]
     assert sum(t.read for t in tallies) == 200
-    users = [{key for _, key, _, _ in p.sent} for p in shards]
+    users = [{key for _, key, _ in p.sent} for p in shards]
     assert not (users[0] & users[1]) and not (users[1] & users[2]) and not (users[0] & users[2])
     for producer in shards:
-        for user in {key for _, key, _, _ in producer.sent}:
-            ids = [json.loads(v or b"")["event_id"] for _, k, v, _ in producer.sent if k == user]
+        for user in {key for _, key, _ in producer.sent}:
+            ids = [json.loads(v or b"")["event_id"] for _, k, v in producer.sent if k == user]
             assert ids == sorted(ids, key=lambda e: int(e[1:]))
     assert shard_of("u1", 1) == 0
 
@@ -153,7 +129,7 @@ def test_csv_and_parquet_rows_become_v1_documents(tmp_path: Path, settings: Sett
         f"e2,u1,search,,pens,{TS + 1},\n"
         "e3,u1,view,i1,,yesterday,\n"
     )
-    producer = RecordingProducer()
+    producer = FakeProducer(partitions=4)
     tally = run(list(iter_source(SourceSpec(str(csv_path)), settings)), producer)
     assert tally.produced == 2
     assert json.loads(producer.sent[0][2] or b"")["context"] == {"page": "home"}
@@ -169,19 +145,26 @@ def test_csv_and_parquet_rows_become_v1_documents(tmp_path: Path, settings: Sett
         "ts_ms": [TS, TS + 1],
     }
     pq.write_table(pa.Table.from_pydict(columns), parquet_path)
-    producer = RecordingProducer()
+    producer = FakeProducer(partitions=4)
     tally = run(list(iter_source(SourceSpec(str(parquet_path)), settings)), producer)
     assert (tally.produced, tally.rejects) == (2, [])
     assert json.loads(producer.sent[1][2] or b"")["query"] == "q"
 
 
-def test_row_to_doc_leaves_unconvertible_cells_for_the_validator() -> None:
-    assert row_to_doc({"ts_ms": "12", "v": "1", "context": "{}", "item_id": "", "x": None}) == {
-        "ts_ms": 12,
-        "v": 1,
-        "context": {},
+def test_table_rows_normalised_and_unreadable_cells_named() -> None:
+    rules = RowRules()
+    doc = normalise_v1(
+        {"event_id": "e", "ts_ms": "12", "v": "1", "context": "{}", "item_id": "", "x": None},
+        rules,
+        empty_is_absent=True,
+    )
+    assert doc == {"event_id": "e", "ts_ms": 12, "v": 1, "context": {}}
+    assert normalise_v1({"event_id": "e", "context": "{bad"}, rules, empty_is_absent=True) == {
+        "event_id": "e",
+        "context": "{bad",
     }
-    assert row_to_doc({"ts_ms": "soon", "context": "{bad"}) == {"ts_ms": "soon", "context": "{bad"}
+    with pytest.raises(InvalidEvent, match="ts_ms"):
+        normalise_v1({"ts_ms": "soon"}, rules, empty_is_absent=True)
 
 
 def test_file_format_comes_from_the_suffix(tmp_path: Path, settings: Settings) -> None:
@@ -308,3 +291,158 @@ def test_lines_the_fast_parser_leaves_alone_still_shard_by_their_user() -> None:
         if isinstance(loaded, dict) and isinstance(loaded.get("user_id"), str):
             expected = loaded["user_id"]
         assert _user_of(raw, parse_line(raw, limits)) == expected, raw[:80]
+
+
+# --- field cases: the shared file reader in replay (issue 15 part 5) -----------------------------
+
+FIELD = Path(__file__).parent / "data"
+
+
+def replayed(path: Path, settings: Settings, **spec: Any) -> tuple[Any, ReadTally, list[dict[str, Any]]]:
+    producer = FakeProducer(partitions=4)
+    reader = ReadTally()
+    tally = run(list(iter_source(SourceSpec(str(path), **spec), settings, reader)), producer)
+    return tally, reader, [json.loads(value or b"") for _, _, value in producer.sent]
+
+
+def test_f09_a_bom_before_the_header_keeps_the_event_ids(settings: Settings) -> None:
+    tally, _, events = replayed(FIELD / "f09-utf8-bom.csv", settings)
+    assert (tally.produced, tally.rejects) == (2, [])
+    assert [e["event_id"] for e in events] == ["bom-1", "bom-2"]
+
+
+def test_f10b_cp1252_is_a_clear_error_before_any_event_then_replays_with_the_encoding(
+    settings: Settings,
+) -> None:
+    path = FIELD / "f10b-cp1252-v1-events.csv"
+    producer = FakeProducer(partitions=4)
+    with pytest.raises(SourceError, match=r"line 2: .*--encoding cp1252"):
+        run(list(iter_source(SourceSpec(str(path)), settings)), producer)
+    assert producer.sent == []
+    tally, _, events = replayed(path, settings, encoding="cp1252")
+    assert tally.produced == 1
+    assert events[0]["query"] == "café crème mug"
+
+
+def test_f11_float_written_integers_replay_the_same_from_csv_jsonl_and_parquet(
+    tmp_path: Path, settings: Settings
+) -> None:
+    tally, _, from_csv = replayed(FIELD / "f11-float-formatted-integers.csv", settings)
+    assert (tally.produced, tally.rejects) == (3, [])
+    assert {e["user_id"] for e in from_csv} == {"90001"}
+    assert [e["ts_ms"] for e in from_csv] == [1_796_006_133_034, 1_796_006_134_034, 1_796_006_135_034]
+    jsonl = tmp_path / "f11.jsonl"
+    jsonl.write_text(
+        "\n".join(
+            json.dumps(
+                {k: v for k, v in e.items() if k != "v"} | {"user_id": 90001.0, "ts_ms": float(e["ts_ms"])}
+            )
+            for e in from_csv
+        )
+    )
+    _, _, from_jsonl = replayed(jsonl, settings)
+    parquet = tmp_path / "f11.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "event_id": [e["event_id"] for e in from_csv],
+                "user_id": [90001.0] * 3,
+                "type": [e["type"] for e in from_csv],
+                "item_id": [e.get("item_id") for e in from_csv],
+                "query": [e.get("query") for e in from_csv],
+                "ts_ms": [float(e["ts_ms"]) for e in from_csv],
+            }
+        ),
+        parquet,
+    )
+    _, _, from_parquet = replayed(parquet, settings)
+    strip = [{k: v for k, v in e.items() if k != "v"} for e in from_csv]
+    assert [{k: v for k, v in e.items() if k != "v"} for e in from_jsonl] == strip
+    assert [{k: v for k, v in e.items() if k != "v"} for e in from_parquet] == strip
+
+
+def test_json_lines_the_rules_change_are_re_encoded_and_others_forwarded_as_they_are(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tmp_path / "e.jsonl"
+    plain = json.dumps(doc(1))
+    no_id = {k: v for k, v in doc(2, type="addtocart").items() if k != "event_id"}
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + plain.encode()
+        + b"\n"
+        + json.dumps(no_id).encode()
+        + b"\n"
+        + json.dumps(no_id).encode()  # a duplicated line: the same derived id
+        + b"\n"
+        + json.dumps(doc(3, type="remove_from_cart")).encode()
+        + b"\n"
+        + json.dumps(doc(4, ts_ms="2025-11-24T16:00:00Z")).encode()
+        + b'\n{"event_id": "cut", "user_id": "u1", "ty'
+    )
+    producer = FakeProducer(partitions=4)
+    reader = ReadTally()
+    tally = run(list(iter_source(SourceSpec(str(path)), settings, reader)), producer)
+    values = [value for _, _, value in producer.sent]
+    assert values[0] == plain.encode()  # BOM read away, the line forwarded byte for byte
+    derived = [json.loads(v or b"") for v in values[1:3]]
+    assert derived[0]["type"] == "add_to_cart"
+    assert derived[0]["event_id"] == derived[1]["event_id"]
+    assert derived[0]["event_id"].startswith("row-")
+    assert json.loads(values[3] or b"")["ts_ms"] == 1_764_000_000_000
+    assert dict(tally.unmapped) == {"remove_from_cart": 1}
+    assert (reader.malformed, reader.first_malformed[0][:7]) == (1, "line 6:")
+
+
+def test_ts_unit_and_type_map_apply_to_replayed_files(tmp_path: Path, settings: Settings) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text("event_id,user_id,type,item_id,ts_ms\ne1,u1,wish,i1,1764000000\ne2,u1,view,i1,1.5\n")
+    rules = RowRules(ts_unit="s", type_map={"wish": "click", "view": "view"})
+    tally, _, events = replayed(path, settings, rules=rules)
+    assert [(e["type"], e["ts_ms"]) for e in events] == [("click", 1_764_000_000_000)]
+    # In seconds 1.5 is 1500 ms, a time before the oldest accepted one.
+    assert [(r.position, r.field) for r in tally.rejects] == [("3", "ts_ms")]
+    assert "before the oldest" in tally.rejects[0].reason
+    tally, _, _ = replayed(path, settings, rules=RowRules(type_map={"wish": "click", "view": "view"}))
+    assert [(r.position, r.field) for r in tally.rejects] == [("2", "ts_ms"), ("3", "ts_ms")]
+    assert "not a whole number" in tally.rejects[1].reason
+
+
+def test_replay_command_reports_rejects_unmapped_types_and_malformed_lines(
+    tmp_path: Path, settings: Settings
+) -> None:
+    from click.testing import CliRunner
+
+    from stream.cli.replay import replay_command
+
+    path = tmp_path / "e.csv"
+    path.write_text(
+        "event_id,user_id,type,item_id,ts_ms\n"
+        "e1,u1,cart,i1,2025-11-24 16:00:00 UTC\n"
+        "e2,u1,remove_from_cart,i1,1764000000000\n"
+        "e3,u1,view,,1764000000000\n"
+        "e4,u1\n"
+    )
+    args = [str(path), "--dry-run", "--json", "--rejects", str(tmp_path / "rejects.jsonl")]
+    result = CliRunner().invoke(replay_command, args, obj=settings, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    # The progress bar shares the output: the report is the JSON object in it.
+    report = json.loads(result.output[result.output.index('{"source"') :].splitlines()[0])
+    assert (report["read"], report["rejected"]) == (3, 1)
+    assert report["reasons"] == {"item_id: required for type 'view'": 1}
+    assert report["unmapped_types"] == {"remove_from_cart": 1}
+    assert (report["malformed"], report["malformed_lines"][0][:7]) == (1, "line 5:")
+    failed = CliRunner().invoke(
+        replay_command, [str(FIELD / "f10b-cp1252-v1-events.csv"), "--dry-run"], obj=settings
+    )
+    assert failed.exit_code == 1
+    assert "--encoding" in failed.output and "Traceback" not in failed.output
+
+
+def test_json_lines_that_are_not_objects_are_malformed(tmp_path: Path, settings: Settings) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join(["[]", "null", "7", json.dumps(doc(1))]) + "\n")
+    tally, reader, events = replayed(path, settings)
+    assert (tally.read, len(events), tally.rejects) == (1, 1, [])
+    assert reader.malformed == 3
+    assert reader.first_malformed[0] == "line 1: a JSON list, not an object"

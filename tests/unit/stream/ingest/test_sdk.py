@@ -9,42 +9,12 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 
 from stream.core.errors import InvalidEvent, ServiceUnavailable
+from stream.core.events import MAX_QUERY_CHARS, truncate_query
 from stream.core.settings import Settings, load_settings
 from stream.ingest.sdk import ProfilestreamProducer
+from tests.support.fakes import FakeProducer
 
 NOW_MS = 1_764_000_000_000
-
-
-class Future:
-    def __init__(self, error: Exception | None) -> None:
-        self.error = error
-
-    def get(self, timeout: float | None = None) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def add_errback(self, f: Any, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-class FakeProducer:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
-        self.flushed = 0
-        self.closed = False
-
-    def send(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None
-    ) -> Future:
-        self.sent.append((topic, key, value))
-        return Future(self.error)
-
-    def flush(self, timeout: float | None = None) -> None:
-        self.flushed += 1
-
-    def close(self, timeout: float | None = None) -> None:
-        self.closed = True
 
 
 @pytest.fixture
@@ -103,3 +73,20 @@ def test_flush_counts_acknowledged_events(settings: Settings) -> None:
     for n in range(3):
         producer.track("u1", "click", item_id=f"i{n}")
     assert producer.flush() == 3
+
+
+def test_an_over_long_query_is_cut_as_the_schema_and_collector_cut_it(settings: Settings) -> None:
+    fake = FakeProducer()
+    pasted = "  gel pens " + "x" * 900
+    with make(settings, fake) as producer:
+        event = producer.track("u1", "search", query=pasted)
+    assert event.query == truncate_query(pasted) == pasted.strip()[:MAX_QUERY_CHARS]
+    [(_, _, value)] = fake.sent
+    assert json.loads(value or b"")["query"] == event.query
+
+
+@pytest.mark.parametrize("query", ["\u200b", "\ufeff\u2060", "\u3000\u00a0"])
+def test_an_invisible_only_query_is_refused(settings: Settings, query: str) -> None:
+    with make(settings, FakeProducer()) as producer, pytest.raises(InvalidEvent) as info:
+        producer.track("u1", "search", query=query)
+    assert info.value.field == "query"

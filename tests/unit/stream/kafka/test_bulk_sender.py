@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections import defaultdict
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner as AiokafkaPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
@@ -24,6 +22,7 @@ from stream.kafka.bulk_sender import (
     RecordBatch,
     default_partition,
 )
+from tests.support.fakes import FakeBatchProducer
 
 
 def keys() -> list[bytes]:
@@ -81,6 +80,22 @@ def records_of(batch: RecordBatch) -> list[tuple[bytes, bytes]]:
     return [(record.key, record.value) for record in DefaultRecordBatch(built)]
 
 
+def assert_each_key_in_its_default_partition_in_order(
+    batches: list[tuple[int, RecordBatch]], rows: list[tuple[int, bytes, bytes]]
+) -> None:
+    """Every record of `batches` ((partition, batch) pairs) sits in its key's default partition, and
+    each key's values arrive in the order of `rows`."""
+    sent_by_key: dict[bytes, list[bytes]] = defaultdict(list)
+    for partition, batch in batches:
+        for key, value in records_of(batch):
+            assert default_partition(key, [0, 1, 2, 3]) == partition
+            sent_by_key[key].append(value)
+    expected: dict[bytes, list[bytes]] = defaultdict(list)
+    for _, key, value in rows:
+        expected[key].append(value)
+    assert sent_by_key == expected
+
+
 def events(count: int, users: int) -> list[tuple[int, bytes, bytes]]:
     partitions = [0, 1, 2, 3]
     rows = []
@@ -103,16 +118,7 @@ def test_batches_hold_one_partition_each_and_keep_every_keys_order() -> None:
     batcher.flush()
     assert 0 < len(submitted) - full <= 4
     assert all(batch.closed() for _, batch in submitted)  # type: ignore[attr-defined]
-
-    sent_by_key: dict[bytes, list[bytes]] = defaultdict(list)
-    for partition, batch in submitted:
-        for key, value in records_of(batch):
-            assert default_partition(key, [0, 1, 2, 3]) == partition
-            sent_by_key[key].append(value)
-    expected: dict[bytes, list[bytes]] = defaultdict(list)
-    for _, key, value in rows:
-        expected[key].append(value)
-    assert sent_by_key == expected
+    assert_each_key_in_its_default_partition_in_order(submitted, rows)
 
 
 def test_a_record_larger_than_a_batch_goes_alone_into_the_next_one() -> None:
@@ -124,52 +130,19 @@ def test_a_record_larger_than_a_batch_goes_alone_into_the_next_one() -> None:
     assert [records_of(batch) for _, batch in submitted] == [[(b"k", b"small")], [(b"k", b"x" * 1_000)]]
 
 
-class FakeProducer:
-    """aiokafka's producer surface the sender uses; acknowledges (or fails) batches a moment later."""
-
-    def __init__(self, failing_partition: int | None = None, unreachable: bool = False) -> None:
-        self.failing_partition = failing_partition
-        self.unreachable = unreachable
-        self.sent: list[tuple[str, int, BatchBuilder]] = []
-        self.started = self.stopped = False
-
-    async def start(self) -> None:
-        if self.unreachable:
-            raise KafkaConnectionError("connection refused")
-        self.started = True
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        return {0, 1, 2, 3}
-
-    def create_batch(self) -> BatchBuilder:
-        return BatchBuilder(4_096, 0)
-
-    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future[Any]:
-        self.sent.append((topic, partition, batch))
-        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if partition == self.failing_partition:
-            asyncio.get_running_loop().call_later(0.001, delivery.set_exception, KafkaTimeoutError())
-        else:
-            asyncio.get_running_loop().call_later(0.001, delivery.set_result, None)
-        return delivery
-
-
 @pytest.fixture
 def settings() -> Settings:
     return load_settings({})
 
 
-def sender_with(settings: Settings, fake: FakeProducer, **tuning: Any) -> AiokafkaBatchSender:
+def sender_with(settings: Settings, fake: FakeBatchProducer, **tuning: Any) -> AiokafkaBatchSender:
     return AiokafkaBatchSender(
         settings, "t", BatchTuning(**tuning), producer_factory=lambda settings, tuning: fake
     )
 
 
 def test_finish_waits_for_every_acknowledgement_and_keeps_order(settings: Settings) -> None:
-    fake = FakeProducer()
+    fake = FakeBatchProducer()
     # Two batch slots: the replay thread has to wait for acknowledgements while it produces.
     sender = sender_with(settings, fake, max_unacknowledged_batches=2)
     assert sender.partitions == [0, 1, 2, 3]
@@ -179,20 +152,12 @@ def test_finish_waits_for_every_acknowledgement_and_keeps_order(settings: Settin
     sender.finish()
     assert sender.acknowledged_events == 5_000
     assert fake.stopped
-    sent_by_key: dict[bytes, list[bytes]] = defaultdict(list)
-    for topic, partition, batch in fake.sent:
-        assert topic == "t"
-        for key, value in records_of(batch):
-            assert default_partition(key, [0, 1, 2, 3]) == partition
-            sent_by_key[key].append(value)
-    expected: dict[bytes, list[bytes]] = defaultdict(list)
-    for _, key, value in rows:
-        expected[key].append(value)
-    assert sent_by_key == expected
+    assert {topic for topic, _, _ in fake.sent} == {"t"}
+    assert_each_key_in_its_default_partition_in_order([(p, batch) for _, p, batch in fake.sent], rows)
 
 
 def test_unacknowledged_batches_are_reported_never_dropped(settings: Settings) -> None:
-    fake = FakeProducer(failing_partition=2)
+    fake = FakeBatchProducer(failing_partition=2)
     sender = sender_with(settings, fake)
     rows = [(partition, key, value) for partition, key, value in events(300, users=11)]
     with pytest.raises(ServiceUnavailable, match=r"did not acknowledge \d+ events on topic 't'"):
@@ -207,4 +172,4 @@ def test_unacknowledged_batches_are_reported_never_dropped(settings: Settings) -
 
 def test_unreachable_broker_is_service_unavailable(settings: Settings) -> None:
     with pytest.raises(ServiceUnavailable, match="did not answer"):
-        sender_with(settings, FakeProducer(unreachable=True))
+        sender_with(settings, FakeBatchProducer(unreachable=True))

@@ -16,12 +16,14 @@ from hypothesis import strategies as st
 
 from stream.core.errors import ConfigError
 from stream.core.settings import Settings, as_environment, load_settings
-from stream.ingest.collector import CollectorConfig, create_collector_app
+from stream.ingest.collector import create_collector_app
+from stream.ingest.gateway import CollectorConfig
 from stream.ingest.rate_limit import RateLimiter, retry_after_header
 from stream.kafka.security import aiokafka_security, kafka_python_security
 from stream.redis.client import redis_async, redis_sync
 from stream.worker.app import faust_credentials
-from tests.unit.stream.ingest.test_collector import NOW_MS, FakeProducer, good
+from tests.support.fakes import FakeProducer
+from tests.unit.stream.ingest.test_collector import NOW_MS, good
 
 SASL = {
     "PROFILESTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",

@@ -6,6 +6,7 @@ either missing on purpose or replaced by the fakes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from stream.core.events import MAX_QUERY_CHARS, truncate_query
 from stream.core.settings import Settings, load_settings
 from stream.serving.api import create_lookup_app
-from stream.serving.search import MAX_QUERY_CHARS, SearchConfig, UserSignals
+from stream.serving.search import SearchConfig, UserSignals
 from stream.serving.search_service import SearchService
 from tests.support.fakes import FakeCatalogue
 
+FIELD_CASES = Path(__file__).resolve().parents[3] / "support" / "field_cases"
 TITLES = {"a": "acme stapler", "b": "papyrus stapler", "c": "acme gel pens"}
 
 
@@ -59,7 +62,10 @@ def errors(response: Any) -> list[tuple[str, str]]:
         ({}, "q", "required"),
         ({"q": ""}, "q", "at least 1"),
         ({"q": "   "}, "q", "empty or only whitespace"),
-        ({"q": "x" * (MAX_QUERY_CHARS + 1)}, "q", f"at most {MAX_QUERY_CHARS}"),
+        ({"q": "\u200b"}, "q", "invisible"),
+        ({"q": "\u200b\ufeff\u2060"}, "q", "invisible"),
+        ({"q": "\u3000\u00a0 \u200c"}, "q", "invisible"),
+        ({"q": "pens", "user_id": "\u200b"}, "user_id", "invisible"),
         ({"q": "pens", "k": "0"}, "k", "greater than or equal to 1"),
         ({"q": "pens", "k": "101"}, "k", "less than or equal to 100"),
         ({"q": "pens", "k": "ten"}, "k", "valid integer"),
@@ -101,3 +107,18 @@ def test_without_model_files_search_answers_503_naming_the_settings(no_model: Te
 def test_the_length_limit_applies_to_the_stripped_query(fake_model: TestClient) -> None:
     padded = "  " + "x" * MAX_QUERY_CHARS + "  "
     assert fake_model.get("/v1/search", params={"q": padded}).status_code == 200
+
+
+def test_an_over_long_query_is_cut_as_the_event_schema_cuts_it(fake_model: TestClient) -> None:
+    pasted = " stapler " + "x" * 900
+    response = fake_model.get("/v1/search", params={"q": pasted})
+    assert response.status_code == 200
+    assert response.json()["query"] == truncate_query(pasted)
+    assert len(response.json()["query"]) == MAX_QUERY_CHARS
+
+
+def test_field_case_f15_zero_width_searches_are_empty(fake_model: TestClient) -> None:
+    case = json.loads((FIELD_CASES / "f15-invisible-only-queries.json").read_bytes())
+    for query in case["zero_width_queries"]:
+        assert fake_model.get("/v1/search", params={"q": query}).status_code == 422
+    assert fake_model.get("/v1/search", params={"q": case["emoji_only"]}).status_code == 200

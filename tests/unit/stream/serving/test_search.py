@@ -5,12 +5,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from stream.core.events import Event, EventType
+from stream.core.events import MAX_QUERY_CHARS, Event, EventType
 from stream.core.window import Window, WindowConfig, apply_events
 from stream.profiles.computer import ProfileComputer, ProfileConfig
 from stream.profiles.query_cache import QueryVectorCache
 from stream.serving.search import (
-    MAX_QUERY_CHARS,
     ActivityEntry,
     SearchConfig,
     SearchResult,
@@ -177,7 +176,8 @@ def test_out_of_stock_items_never_appear() -> None:
     [
         ("", "empty"),
         ("   \t ", "empty"),
-        ("x" * (MAX_QUERY_CHARS + 1), "at most"),
+        ("\u200b\ufeff", "invisible"),
+        ("\u3000\u00a0\u2060", "invisible"),
         ("a\x00b", "control"),
         (42, "string"),
         (None, "string"),
@@ -191,6 +191,7 @@ def test_malformed_queries_are_refused_naming_the_field(value: object, fragment:
 
 def test_queries_are_stripped_and_k_and_user_id_checked() -> None:
     assert clean_query("  gel pens ") == "gel pens"
+    assert clean_query(" " + "x" * (MAX_QUERY_CHARS + 40)) == "x" * MAX_QUERY_CHARS
     assert check_k(10) == 10
     assert check_user_id(None) is None
     for bad_k in (0, 101, True, "5", 2.0):

@@ -50,3 +50,11 @@ def test_least_recently_used_users_leave_first_and_zero_keeps_nothing() -> None:
     none.encode(b"u1", window("a"))
     assert len(none) == 0
     assert none.decode(b"u1", raw_of(window("a"))) == window("a")
+
+
+def test_a_corrupt_stored_window_starts_empty_and_is_counted() -> None:
+    corrupt: list[int] = []
+    cache = WindowCache(max_users=10, on_corrupt=lambda: corrupt.append(1))
+    for raw in (b"{oops", b'{"e":[["a","view"]]}', b'{"e":[["a","view","1",null,null]]}', b"[]"):
+        assert cache.decode(b"u1", raw) == Window()
+    assert len(corrupt) == 4

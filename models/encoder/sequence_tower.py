@@ -1,0 +1,243 @@
+"""Runtime sequence user tower: a window's item and query vectors -> one user vector (onnxruntime).
+
+The tower (trained by `models.training.sequence`, exported by `export.sequence_export`) reads the
+user's window as a sequence: per event the item vector the index stores (or the search query's
+vector), the event type, the log2 bucket of its age relative to the newest event, and its position
+counted from the newest. It outputs an L2-normalised vector in the item space, ranked against the
+item index like any other user vector.
+
+`sequence_features` is the one place that turns windows into the tower's inputs: training, the
+offline evaluation and the worker all call it, so they cannot disagree about what the tower reads.
+No torch here (the worker imports this module).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
+
+from models.encoder.manifest import sha256_file
+from stream.core.errors import ModelError
+from stream.core.events import EventType
+from stream.core.window import Window
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+SEQUENCE_MANIFEST = "sequence_manifest.json"
+SEQUENCE_FORMAT_VERSION = 1
+# Id 0 is padding; the order is part of the manifest, so an exported tower keeps its meaning.
+EVENT_TYPE_VOCAB: tuple[str, ...] = ("search", "view", "click", "add_to_cart", "purchase")
+# Age buckets: 0 padding, then 1 + floor(log2(1 + age_s)), capped: 1 s .. ~ 2^20 s (12 days) and older.
+GAP_BUCKETS = 24
+INPUT_NAMES = ("vectors", "event_types", "gap_buckets", "mask")
+OUTPUT_NAME = "user_vector"
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceInputs:
+    """A batch of right-aligned sequences (the newest event in the last slot, padding on the left).
+
+    `vectors` (B, L, D) float32; `event_types`, `gap_buckets` (B, L) int64 (0 = padding);
+    `mask` (B, L) float32, 1 where an event is. `lengths[b]` is how many events row b holds.
+    """
+
+    vectors: FloatArray
+    event_types: IntArray
+    gap_buckets: IntArray
+    mask: FloatArray
+
+    @property
+    def lengths(self) -> npt.NDArray[np.int64]:
+        lengths: npt.NDArray[np.int64] = self.mask.sum(axis=1).astype(np.int64)
+        return lengths
+
+    def feeds(self) -> dict[str, Any]:
+        return dict(
+            zip(INPUT_NAMES, (self.vectors, self.event_types, self.gap_buckets, self.mask), strict=True)
+        )
+
+
+def gap_bucket(age_ms: int) -> int:
+    """1 + floor(log2(1 + age in seconds)), capped at GAP_BUCKETS - 1 (0 is padding)."""
+    seconds = max(0, age_ms) / 1000.0
+    return min(GAP_BUCKETS - 1, 1 + math.floor(math.log2(1.0 + seconds)))
+
+
+def _type_id(event_type: EventType) -> int:
+    name = str(event_type)
+    return EVENT_TYPE_VOCAB.index(name) + 1 if name in EVENT_TYPE_VOCAB else 0
+
+
+def sequence_features(
+    windows: Sequence[Window],
+    row_of: Callable[[str], int | None],
+    item_vectors: FloatArray,
+    query_vectors: Mapping[str, FloatArray],
+    max_length: int,
+) -> SequenceInputs:
+    """The tower's inputs for each window: its events oldest first, the newest `max_length` that
+    have a vector (catalogue items; searches whose query vector is given); unknown items skipped.
+    A window with none of them gives an all-padding row (its `lengths` entry is 0)."""
+    dim = item_vectors.shape[1]
+    batch = len(windows)
+    vectors = np.zeros((batch, max_length, dim), dtype=np.float32)
+    types = np.zeros((batch, max_length), dtype=np.int64)
+    gaps = np.zeros((batch, max_length), dtype=np.int64)
+    mask = np.zeros((batch, max_length), dtype=np.float32)
+    for b, window in enumerate(windows):
+        newest = window.newest
+        if newest is None:
+            continue
+        kept: list[tuple[FloatArray, int, int]] = []
+        for event in reversed(window.events):
+            if len(kept) == max_length:
+                break
+            vector: FloatArray | None = None
+            if event.item_id is not None:
+                row = row_of(event.item_id)
+                if row is not None:
+                    vector = item_vectors[row]
+            elif event.type is EventType.SEARCH and event.query and event.query in query_vectors:
+                vector = query_vectors[event.query]
+            if vector is not None:
+                kept.append((vector, _type_id(event.type), gap_bucket(newest.ts_ms - event.ts_ms)))
+        for slot, (vector, type_id, bucket) in enumerate(kept):
+            position = max_length - 1 - slot  # newest in the last slot
+            vectors[b, position] = vector
+            types[b, position] = type_id
+            gaps[b, position] = bucket
+            mask[b, position] = 1.0
+    return SequenceInputs(vectors, types, gaps, mask)
+
+
+@dataclass(frozen=True)
+class SequenceManifest:
+    """``sequence_manifest.json`` of an exported tower: what the runtime needs to load and trust it."""
+
+    format_version: int
+    onnx_file: str
+    sha256: str
+    dim: int  # input item-vector width = output width
+    hidden: int
+    layers: int
+    max_length: int
+    event_types: tuple[str, ...]
+    gap_buckets: int
+    temperature: float
+    popularity_weight: float  # the prior weight the tower was trained and tuned with
+    item_model_version: str  # the encoder whose item vectors it reads
+    version: str  # "sequence:<sha256 prefix>"
+    parity_max_abs_diff: float | None = None
+    trained: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["event_types"] = list(self.event_types)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: Path) -> SequenceManifest:
+        try:
+            manifest = cls(**{**data, "event_types": tuple(data["event_types"])})
+        except (TypeError, KeyError) as exc:
+            raise ModelError(f"{where}: not a sequence tower manifest ({exc}); re-export the tower") from exc
+        if manifest.format_version != SEQUENCE_FORMAT_VERSION:
+            raise ModelError(
+                f"{where}: format {manifest.format_version}, this version reads {SEQUENCE_FORMAT_VERSION}; "
+                "re-export the tower with `profilestream export --sequence`"
+            )
+        if tuple(manifest.event_types) != EVENT_TYPE_VOCAB or manifest.gap_buckets != GAP_BUCKETS:
+            raise ModelError(
+                f"{where}: event types {manifest.event_types} / {manifest.gap_buckets} gap buckets differ "
+                f"from this version's {EVENT_TYPE_VOCAB} / {GAP_BUCKETS}; re-export the tower"
+            )
+        return manifest
+
+
+def write_sequence_manifest(directory: Path, manifest: SequenceManifest) -> Path:
+    path = directory / SEQUENCE_MANIFEST
+    path.write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_sequence_manifest(directory: Path) -> SequenceManifest:
+    path = directory / SEQUENCE_MANIFEST
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: missing; PROFILESTREAM_USER_VECTOR=sequence needs a trained tower "
+            "(`profilestream train DATASET --out DIR`, then set PROFILESTREAM_SEQUENCE_MODEL_DIR=DIR)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable ({exc}); re-export the tower") from exc
+    return SequenceManifest.from_json(data, path)
+
+
+class SequenceTower:
+    """The exported tower through onnxruntime: `SequenceInputs` -> (B, dim) L2-normalised vectors."""
+
+    def __init__(self, directory: Path, *, provider: str = "auto", intra_op_threads: int = 1) -> None:
+        self.manifest = read_sequence_manifest(directory)
+        onnx_path = directory / self.manifest.onnx_file
+        if not onnx_path.is_file():
+            raise ModelError(f"{onnx_path}: missing (listed in {SEQUENCE_MANIFEST}); re-export the tower")
+        digest = sha256_file(onnx_path)
+        if digest != self.manifest.sha256:
+            raise ModelError(
+                f"{onnx_path}: sha256 {digest[:12]} does not match the manifest's "
+                f"{self.manifest.sha256[:12]}; the file is corrupt or was replaced, re-export the tower"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        available = ort.get_available_providers()
+        want_cuda = provider in ("auto", "cuda") and "CUDAExecutionProvider" in available
+        if provider == "cuda" and not want_cuda:
+            raise ModelError("PROFILESTREAM_ENCODER_PROVIDER=cuda but onnxruntime has no CUDA provider")
+        providers = (["CUDAExecutionProvider"] if want_cuda else []) + ["CPUExecutionProvider"]
+        try:
+            self._session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(
+                f"{onnx_path}: onnxruntime could not load it ({exc}); re-export the tower"
+            ) from exc
+        self.provider = self._session.get_providers()[0]
+        logger.info("sequence tower %s on %s", self.manifest.version, self.provider)
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    @property
+    def max_length(self) -> int:
+        return self.manifest.max_length
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def encode(self, inputs: SequenceInputs) -> FloatArray:
+        """One batched call; rows without any event come back as zero vectors."""
+        batch = inputs.vectors.shape[0]
+        if batch == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        try:
+            (out,) = self._session.run([OUTPUT_NAME], inputs.feeds())
+        except Exception as exc:
+            raise ModelError(f"sequence tower {self.version} failed on a batch of {batch}: {exc}") from exc
+        result: FloatArray = np.asarray(out, dtype=np.float32)
+        result[inputs.lengths == 0] = 0.0
+        return result

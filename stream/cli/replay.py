@@ -1,0 +1,127 @@
+"""``profilestream replay``: v1 events from a file or a Kafka topic into a topic.
+
+The replaying itself is `stream.ingest.replay`; this module holds only the command and its options
+(the file options are shared with ``profilestream load``, see `stream.cli.load.file_options`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import cast
+
+import click
+
+from stream.cli.load import checked_encoding, file_options, row_rules
+from stream.core.errors import ProfilestreamError
+from stream.core.settings import Settings
+from stream.ingest.replay import (
+    SENDERS,
+    ReplayOptions,
+    ReplayReport,
+    Sender,
+    SourceSpec,
+    parse_speed,
+    replay,
+    target_settings,
+)
+
+
+@click.command("replay")
+@click.argument("source")
+@click.option("--to", "to_topic", help="Target topic (default: the events topic).")
+@click.option("--namespace", help="Replay into the separate topics of this namespace (a shadow run).")
+@click.option("--speed", default="max", show_default=True, help="'max', or a factor dividing original gaps.")
+@click.option(
+    "--from-offset", type=click.IntRange(0), help="kafka:// source: start at this offset per partition."
+)
+@click.option("--from-ts-ms", type=click.IntRange(0), help="kafka:// source: first record time (ms).")
+@click.option("--to-ts-ms", type=click.IntRange(0), help="kafka:// source: last record time (ms).")
+@click.option("--dry-run", is_flag=True, help="Validate and count only; produce nothing.")
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("replay-rejects.jsonl"),
+    show_default=True,
+    help="Where invalid events are written (only when there are some).",
+)
+@click.option(
+    "--processes", default=1, show_default=True, type=click.IntRange(1, 64), help="Producer processes."
+)
+@click.option(
+    "--sender",
+    type=click.Choice(SENDERS),
+    default="aiokafka",
+    show_default=True,
+    help="aiokafka: whole batches (fast); kafka-python: event by event. --speed FACTOR uses kafka-python.",
+)
+@file_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def replay_command(
+    ctx: click.Context,
+    *,
+    source: str,
+    to_topic: str | None,
+    namespace: str | None,
+    speed: str,
+    from_offset: int | None,
+    from_ts_ms: int | None,
+    to_ts_ms: int | None,
+    dry_run: bool,
+    rejects_path: Path,
+    processes: int,
+    sender: Sender,
+    encoding: str,
+    ts_unit: str,
+    type_map_specs: tuple[str, ...],
+    type_map_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Replay v1 events from SOURCE (a .jsonl/.csv/.parquet file or kafka://TOPIC) into a topic.
+
+    The file options (--encoding, --ts-unit, --type-map, --type-map-file) apply to files only.
+    """
+    if from_offset is not None and from_ts_ms is not None:
+        raise click.UsageError("give --from-offset or --from-ts-ms, not both")
+    spec = SourceSpec(
+        source,
+        from_offset=from_offset,
+        from_ts_ms=from_ts_ms,
+        to_ts_ms=to_ts_ms,
+        encoding=checked_encoding(encoding),
+        rules=row_rules(ts_unit, type_map_specs, type_map_file),
+    )
+    options = ReplayOptions(
+        speed=parse_speed(speed),
+        dry_run=dry_run,
+        processes=processes,
+        rejects_path=rejects_path,
+        sender=sender,
+    )
+    try:
+        settings = target_settings(cast(Settings, ctx.obj), namespace, to_topic)
+        report = replay(settings, spec, options)
+    except ProfilestreamError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+        return
+    echo_replay_report(report)
+
+
+def echo_replay_report(report: ReplayReport) -> None:
+    target = report.topic or "nowhere (dry run)"
+    click.echo(
+        f"{report.read} events read, {report.produced} produced to {target}, {report.rejected} rejected, "
+        f"{report.events_per_s:,.0f} events/s"
+    )
+    for reason, count in report.reasons.items():
+        click.echo(f"  {count} x invalid: {reason}")
+    for name, count in report.unmapped_types.items():
+        click.echo(f"  {count} x type {name!r} maps to no v1 type (map it with --type-map {name}=TYPE)")
+    if report.malformed:
+        click.echo(f"  {report.malformed} x malformed line, first: " + "; ".join(report.malformed_lines))
+    if report.rejects_path is not None:
+        click.echo(f"rejected events: {report.rejects_path}")

@@ -1,0 +1,71 @@
+"""One reader for event and catalogue files (CSV, JSONL, Parquet) and one set of value rules.
+
+`reader` turns a file into rows with their line (or row) number: a UTF-8 BOM is read away, the
+encoding is a parameter, undecodable bytes are a `SourceError` naming the line and the
+``--encoding`` option, and a truncated or malformed line is skipped and counted in a `ReadTally`.
+`values` normalises what the rows hold the same way for every format: integers written as floats,
+event times in ms, s, us or as date-time text, event-type names from public exports, and event ids
+derived from a row's content when it has none. Both are pure (no Kafka, Redis or clock).
+"""
+
+from __future__ import annotations
+
+from stream.core.tabular.reader import (
+    FORMATS_BY_SUFFIX,
+    MALFORMED_LINES_SHOWN,
+    ReadTally,
+    Row,
+    TableFormat,
+    check_encoding,
+    ensure_decodable,
+    format_of,
+    read_jsonl_lines,
+    read_rows,
+)
+from stream.core.tabular.values import (
+    DEFAULT_TYPE_MAP,
+    ID_FIELDS,
+    TS_UNITS,
+    V1_COLUMNS,
+    ColumnMap,
+    RowRules,
+    TsUnit,
+    derived_event_id,
+    id_text,
+    integer_value,
+    is_normal_v1,
+    map_event_type,
+    normalise_v1,
+    parse_type_map,
+    time_ms,
+    to_v1_doc,
+)
+
+__all__ = [
+    "DEFAULT_TYPE_MAP",
+    "FORMATS_BY_SUFFIX",
+    "ID_FIELDS",
+    "MALFORMED_LINES_SHOWN",
+    "TS_UNITS",
+    "V1_COLUMNS",
+    "ColumnMap",
+    "ReadTally",
+    "Row",
+    "RowRules",
+    "TableFormat",
+    "TsUnit",
+    "check_encoding",
+    "derived_event_id",
+    "ensure_decodable",
+    "format_of",
+    "id_text",
+    "integer_value",
+    "is_normal_v1",
+    "map_event_type",
+    "normalise_v1",
+    "parse_type_map",
+    "read_jsonl_lines",
+    "read_rows",
+    "time_ms",
+    "to_v1_doc",
+]

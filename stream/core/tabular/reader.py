@@ -1,0 +1,305 @@
+"""Rows of a CSV, JSONL or Parquet file with their line (or row) number.
+
+Rules, the same for every caller (replay, load generic, the catalogue reader):
+
+- The format comes from the suffix (`FORMATS_BY_SUFFIX`) unless the caller names it.
+- Text files are decoded with the given encoding (default UTF-8); a UTF-8 byte-order mark is read
+  away (Excel's "CSV UTF-8" writes one), on the first line and, in JSONL, on any line (files
+  concatenated with ``cat``).
+- Undecodable bytes are a whole-file problem: before the first row is returned the file is checked
+  from end to end, and a `SourceError` names the line, the bytes and the ``--encoding`` option. So
+  a file in the wrong encoding writes or produces nothing rather than half of itself. The one
+  exception is a last character cut short by the end of the file: that is a truncated last line.
+- A malformed line (a CSV row with fewer cells than the header, e.g. a truncated last line, or with
+  extra non-empty cells; a JSONL line that is not a JSON object; a line the csv module refuses) is
+  skipped and counted in a `ReadTally` with the first few line numbers; it never stops the read.
+- Blank lines (and CSV rows of only empty cells) are skipped silently.
+
+CSV numbers are physical line numbers (the header is line 1) of the row's first line; JSONL numbers
+are line numbers; Parquet numbers count rows from 1.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from stream.core.errors import SourceError
+
+TableFormat = Literal["csv", "jsonl", "parquet"]
+FORMATS_BY_SUFFIX: dict[str, TableFormat] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+# How many malformed lines a report lists by number (all of them are counted).
+MALFORMED_LINES_SHOWN = 5
+_CHECK_CHUNK_BYTES = 1 << 20
+_PARQUET_BATCH_ROWS = 16_384
+_BOM = "\ufeff"
+_BOM_BYTES = codecs.BOM_UTF8
+_ENCODING_HINT = (
+    "pass the file's encoding with --encoding (for example --encoding cp1252 for a Windows or Excel "
+    "export, --encoding latin-1 for ISO-8859-1, --encoding utf-16 for UTF-16)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row: its line (CSV, JSONL) or row (Parquet) number and its cells by column name."""
+
+    number: int
+    values: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ReadTally:
+    """What the reader skipped: malformed lines, counted, the first few with their reason."""
+
+    rows: int = 0
+    malformed: int = 0
+    first_malformed: list[str] = field(default_factory=list)
+
+    def note_malformed(self, number: int, reason: str) -> None:
+        self.malformed += 1
+        if len(self.first_malformed) < MALFORMED_LINES_SHOWN:
+            self.first_malformed.append(f"line {number}: {reason[:200]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"malformed": self.malformed, "malformed_lines": list(self.first_malformed)}
+
+
+def format_of(path: Path) -> TableFormat:
+    """The format a file's suffix names; SourceError listing the known suffixes otherwise."""
+    fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS_BY_SUFFIX))
+        raise SourceError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; use one of {known}"
+        )
+    return fmt
+
+
+def check_encoding(encoding: str) -> str:
+    """The codec name to open text with: UTF-8 reads a BOM away; SourceError for an unknown name."""
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError as exc:
+        raise SourceError(
+            f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, cp1252, latin-1 or utf-16"
+        ) from exc
+    if info.name == "utf-8":
+        return "utf-8-sig"
+    return info.name
+
+
+def ensure_decodable(path: Path, encoding: str) -> bool:
+    """SourceError naming the first line whose bytes `encoding` cannot decode.
+
+    Returns True when the file ends inside a character (its last line is truncated), else False.
+    """
+    codec = check_encoding(encoding)
+    decoder = codecs.getincrementaldecoder(codec)("strict")
+    lines_before = 0
+    try:
+        with open(path, "rb") as data:
+            while True:
+                chunk = data.read(_CHECK_CHUNK_BYTES)
+                pending = decoder.getstate()[0]
+                try:
+                    text = decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as exc:
+                    if not chunk:
+                        # Only the bytes of a character cut short by the end of the file are left:
+                        # a truncated last line (a copy taken while it was written), which the
+                        # reader counts as malformed, not a file in another encoding.
+                        return True
+                    done = (pending + chunk)[: exc.start].decode(codec, "replace")
+                    if lines_before == 0 and chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                        raise SourceError(
+                            f'{path}: starts with a UTF-16 byte-order mark (Excel\'s "Unicode text"); '
+                            "pass --encoding utf-16"
+                        ) from exc
+                    raise _undecodable(path, encoding, lines_before + done.count("\n") + 1, exc) from exc
+                except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
+                    raise SourceError(
+                        f"{path} line {lines_before + 1}: not valid {encoding} text ({exc}); {_ENCODING_HINT}"
+                    ) from exc
+                lines_before += text.count("\n")
+                if not chunk:
+                    return False
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+
+
+def _undecodable(path: Path, encoding: str, line: int, exc: UnicodeError) -> SourceError:
+    where = f"{path} line {line}" if line else str(path)
+    if not isinstance(exc, UnicodeDecodeError):
+        return SourceError(f"{where}: not valid {encoding} text ({exc}); {_ENCODING_HINT}")
+    shown = exc.object[exc.start : min(exc.end, exc.start + 4)].hex(" ").upper()
+    return SourceError(
+        f"{where}: bytes {shown} are not valid {encoding} ({exc.reason}); the file is in another "
+        f"encoding: {_ENCODING_HINT}"
+    )
+
+
+def read_rows(
+    path: Path,
+    *,
+    encoding: str = "utf-8",
+    fmt: TableFormat | None = None,
+    tally: ReadTally | None = None,
+) -> Iterator[Row]:
+    """The rows of `path` in file order; malformed lines are counted in `tally` and skipped.
+
+    Raises SourceError (naming the file and the fix) for a whole-file problem: missing, unknown
+    suffix or encoding, undecodable bytes, not Parquet.
+    """
+    chosen = fmt or format_of(path)
+    counts = tally if tally is not None else ReadTally()
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file; give the path of a .csv, .jsonl or .parquet file")
+    if chosen == "csv":
+        rows = _csv_rows(path, encoding, counts)
+    elif chosen == "jsonl":
+        rows = _jsonl_rows(path, encoding, counts)
+    else:
+        rows = _parquet_rows(path)
+    for row in rows:
+        counts.rows += 1
+        yield row
+
+
+def read_jsonl_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a JSONL file as UTF-8 bytes without line end or BOM, numbered from 1.
+
+    UTF-8 lines are returned as they are in the file (replay forwards them without re-encoding);
+    other encodings are decoded and encoded as UTF-8.
+    """
+    codec = check_encoding(encoding)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file; give the path of a .jsonl file")
+    ensure_decodable(path, encoding)
+    try:
+        if codec == "utf-8-sig":
+            with open(path, "rb") as data:
+                for number, line in enumerate(data, start=1):
+                    raw = line.rstrip(b"\r\n")
+                    if raw.startswith(_BOM_BYTES):
+                        raw = raw[len(_BOM_BYTES) :]
+                    if raw.strip():
+                        yield number, raw
+            return
+        # "replace": after `ensure_decodable` only a cut last character can be undecodable.
+        with open(path, encoding=codec, errors="replace", newline="") as text:
+            for number, text_line in enumerate(text, start=1):
+                stripped = text_line.rstrip("\r\n").removeprefix(_BOM)
+                if stripped.strip():
+                    yield number, stripped.encode("utf-8", "surrogatepass")
+    except UnicodeError as exc:  # the file changed since it was checked
+        raise _undecodable(path, encoding, 0, exc) from exc
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+
+
+def _jsonl_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
+    for number, raw in read_jsonl_lines(path, encoding):
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            tally.note_malformed(number, _json_problem(exc))
+            continue
+        if not isinstance(value, dict):
+            tally.note_malformed(number, f"a JSON {type(value).__name__}, not an object")
+            continue
+        yield Row(number, value)
+
+
+def _json_problem(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON ({exc.msg} at column {exc.colno}; a truncated line?)"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    return f"not valid JSON ({exc})"
+
+
+def _csv_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
+    codec = check_encoding(encoding)
+    cut = ensure_decodable(path, encoding)
+    try:
+        # "replace": after `ensure_decodable` only a cut last character can be undecodable.
+        with open(path, encoding=codec, errors="replace", newline="") as text:
+            held: Row | None = None
+            for row in _csv_records(csv.reader(text), tally):
+                if held is not None:
+                    yield held
+                held = row
+            if held is not None and cut and any(value.endswith("\ufffd") for value in held.values.values()):
+                # The row the file's end cut inside a character (replaced by U+FFFD on reading): its
+                # cells may all be there, but the last one is cut short.
+                tally.note_malformed(held.number, "the file ends inside a character (a truncated line?)")
+            elif held is not None:
+                yield held
+    except UnicodeError as exc:  # the file changed since it was checked
+        raise _undecodable(path, encoding, 0, exc) from exc
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+
+
+def _csv_records(reader: Any, tally: ReadTally) -> Iterator[Row]:
+    header: list[str] | None = None
+    last_line = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            tally.note_malformed(last_line + 1, f"not valid CSV ({exc})")
+            if reader.line_num == last_line:  # no progress: nothing more can be read
+                return
+            last_line = reader.line_num
+            continue
+        number, last_line = last_line + 1, reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        if header is None:
+            header = [cell.removeprefix(_BOM).strip() for cell in cells]
+            continue
+        if len(cells) < len(header):
+            tally.note_malformed(number, f"{len(cells)} of {len(header)} columns (a truncated line?)")
+            continue
+        if len(cells) > len(header) and any(cell.strip() for cell in cells[len(header) :]):
+            tally.note_malformed(number, f"{len(cells)} cells for {len(header)} columns")
+            continue
+        yield Row(number, dict(zip(header, cells, strict=False)))
+
+
+def _parquet_rows(path: Path) -> Iterator[Row]:
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
+        raise SourceError(f"{path}: not a readable Parquet file ({exc}); check the file") from exc
+    number = 0
+    batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:  # a corrupt page: the rest of the file cannot be trusted
+            raise SourceError(
+                f"{path}: Parquet data after row {number} cannot be read ({exc}); check the file"
+            ) from exc
+        for values in batch.to_pylist():
+            number += 1
+            yield Row(number, values)

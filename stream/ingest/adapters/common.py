@@ -1,0 +1,267 @@
+"""What the three standard-event adapters share: their result record, time and id helpers.
+
+An adapter is a pure function from the sender's parsed JSON payload (and the server's receive
+time) to an `Adapted`: the schema v1 documents it maps to, the unknown event names it ignored,
+the identity links it saw and the per-message problems. `validate` then runs the worker's own
+validator over the documents, naming a failing field in the sender's terms (``messageId``, not
+``event_id``), so that a shop can fix its tracking call.
+
+Whole-payload problems (the body is not an object, ``batch`` is not an array) raise
+`InvalidEvent` with the field; per-message problems never stop the other messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stream.core.errors import InvalidEvent
+from stream.core.events import MAX_ID_CHARS, Event, EventLimits, event_from_dict, query_truncated
+from stream.ingest.body import FieldError
+
+# Context values copied from the sender are bounded like ids, so that a mapped event stays far
+# below the event size limit whatever the sender put in its own fields.
+MAX_CONTEXT_VALUE_CHARS = MAX_ID_CHARS
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEvent:
+    """One mapped v1 document and where it came from: the message's index in the payload and,
+    for each v1 field, the sender's path that filled it (to name it in an error)."""
+
+    index: int
+    doc: dict[str, Any]
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLink:
+    """`from_id` and `to_id` name the same person (Segment identify/alias).
+
+    Collected for the anonymous-to-known identity feature; not applied to profiles yet.
+    """
+
+    source: str
+    kind: str
+    from_id: str
+    to_id: str
+    ts_ms: int
+    message_id: str | None
+
+
+@dataclass(slots=True)
+class Adapted:
+    """The outcome of adapting one payload (see the module docstring)."""
+
+    source: str
+    events: list[SourceEvent] = field(default_factory=list)
+    ignored: Counter[str] = field(default_factory=Counter)
+    identities: list[IdentityLink] = field(default_factory=list)
+    errors: list[FieldError] = field(default_factory=list)
+
+    def error(self, index: int | None, path: str, reason: str) -> None:
+        self.errors.append(FieldError(index, path, reason))
+
+    def ignore(self, name: str) -> None:
+        # Names are the sender's; bound them so that a hostile sender cannot grow the counter keys.
+        self.ignored[name[:80]] += 1
+
+    @property
+    def docs(self) -> list[dict[str, Any]]:
+        """The v1 documents, ready for `stream.core.events.event_from_dict`."""
+        return [event.doc for event in self.events]
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """The valid events of a payload, the problems of the others, and how many were adjusted as
+    the collector adjusts its own events (see `stream.ingest.body`)."""
+
+    events: list[Event]
+    errors: list[FieldError]
+    # Events whose time was outside the accepted range and was replaced by their receive time.
+    clamped: int = 0
+    # Events whose over-long query was cut (`stream.core.events.truncate_query`).
+    truncated: int = 0
+
+
+def validate(adapted: Adapted, *, limits: EventLimits, now_ms: int) -> Validated:
+    """The valid events of `adapted`, and its errors plus those of the v1 validator.
+
+    An event time outside the accepted range (a device clock years off, a sender's bug) becomes
+    the receive time, as on ``POST /v1/events``: the event is kept, only its time was wrong.
+    """
+    events: list[Event] = []
+    errors = list(adapted.errors)
+    clamped = truncated = 0
+    for source_event in adapted.events:
+        doc = source_event.doc
+        ts, received = doc.get("ts_ms"), doc.get("received_ms")
+        was_clamped = (
+            isinstance(ts, int)
+            and isinstance(received, int)
+            and not limits.min_ts_ms <= ts <= received + limits.max_future_skew_ms
+        )
+        if was_clamped:
+            doc = {**doc, "ts_ms": received}
+        try:
+            event = event_from_dict(doc, limits=limits, now_ms=now_ms)
+            size = len(event.to_json())
+            if size > limits.max_bytes:
+                raise InvalidEvent("$", f"event is {size} bytes, over the limit of {limits.max_bytes} bytes")
+        except InvalidEvent as exc:
+            path = source_event.fields.get(exc.field, exc.field)
+            errors.append(FieldError(source_event.index, path, exc.reason))
+            continue
+        truncated += query_truncated(doc.get("query"))
+        clamped += was_clamped
+        events.append(event)
+    return Validated(events, errors, clamped, truncated)
+
+
+def json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def require_object(value: object, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidEvent(path, f"expected a JSON object, got {json_type(value)}")
+    return value
+
+
+def optional_object(value: object, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return require_object(value, path)
+
+
+def require_array(value: object, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise InvalidEvent(path, f"expected a JSON array, got {json_type(value)}")
+    return value
+
+
+def optional_id(value: object, path: str) -> str | None:
+    """An id the sender may spell as a string or an integer (product ids often are numbers)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidEvent(path, f"expected a string id, got {json_type(value)}")
+    return str(value)
+
+
+def first_id(container: Mapping[str, Any], names: Sequence[str], prefix: str) -> tuple[str | None, str]:
+    """The first present id among `names` and its path; the first name's path when none is."""
+    for name in names:
+        value = optional_id(container.get(name), f"{prefix}{name}")
+        if value is not None:
+            return value, f"{prefix}{name}"
+    return None, f"{prefix}{names[0]}"
+
+
+def context_value(value: object) -> str | None:
+    """A sender value worth keeping in the event's context: a short string or an integer."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    if not text.strip() or len(text) > MAX_CONTEXT_VALUE_CHARS:
+        return None
+    return text
+
+
+def context_of(**values: object) -> dict[str, str]:
+    kept = {name: context_value(value) for name, value in values.items()}
+    return {name: value for name, value in kept.items() if value is not None}
+
+
+def iso_to_ms(value: object, path: str) -> int | None:
+    """ISO-8601 text (``2024-05-01T12:00:00.123Z``, offset or none meaning UTC) in ms since epoch."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(path, f"expected an ISO-8601 time string, got {json_type(value)}")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        shown = json.dumps(value[:40])
+        raise InvalidEvent(path, f"{shown} is not an ISO-8601 time (e.g. 2024-05-01T12:00:00.000Z)") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return _to_ms(parsed.timestamp() * 1000, path)
+
+
+def integer_ms(value: object, path: str, *, divisor: int = 1) -> int | None:
+    """An integer time (a JSON number or a numeric string, as trackers send them) divided to ms."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        text = value
+        try:
+            value = int(text.strip())
+        except ValueError as exc:
+            raise InvalidEvent(path, f"expected an integer time, got {json.dumps(text[:40])}") from exc
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent(path, f"expected an integer time, got {json_type(value)}")
+    return _to_ms(value // divisor, path)
+
+
+def _to_ms(value: float, path: str) -> int:
+    # Far outside any plausible event time: refuse here, before integer overflow elsewhere.
+    if not -(2**53) < value < 2**53:
+        raise InvalidEvent(path, "time out of range")
+    return int(value)
+
+
+def skew_corrected(received_ms: int, sent_ms: int | None, created_ms: int | None) -> int | None:
+    """The device's creation time moved onto the server's clock: received - (sent - created).
+
+    The device's clock may be off by hours, but the delay between creating and sending an event
+    is measured on that one clock, so it survives; this is Segment's `timestamp` and Snowplow's
+    `derived_tstamp` rule.
+    """
+    if created_ms is None:
+        return None
+    if sent_ms is None:
+        return created_ms
+    return received_ms - (sent_ms - created_ms)
+
+
+def derived_id(parent: str, index: int) -> str:
+    """The id of the `index`-th event made from one message: ``{parent}:{index}``, hashed when
+    that would exceed the id limit (a retried message maps to the same ids, so they deduplicate)."""
+    candidate = f"{parent}:{index}"
+    if len(candidate) <= MAX_ID_CHARS:
+        return candidate
+    return f"{content_id('long', parent)}:{index}"
+
+
+def content_id(prefix: str, *parts: object) -> str:
+    """A deterministic id from content, for senders whose events carry none (GA4)."""
+    digest = hashlib.sha256(
+        json.dumps(parts, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8", "replace")
+    )
+    return f"{prefix}-{digest.hexdigest()[:32]}"
+
+
+def event_name_key(name: str) -> str:
+    """`Product Viewed`, `product_viewed` and `PRODUCT VIEWED` compare equal."""
+    return " ".join(name.replace("_", " ").split()).casefold()

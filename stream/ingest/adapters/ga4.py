@@ -1,0 +1,147 @@
+"""Google Analytics 4 Measurement Protocol payloads (``POST /mp/collect``) mapped to schema v1.
+
+Body: ``{"client_id" | "app_instance_id", "user_id"?, "timestamp_micros"?, "events": [{"name",
+"params": {...}, "timestamp_micros"?}]}``. GA4 events carry no id, so ids are derived from the
+content (a resent request maps to the same ids and deduplicates). The mapping table is in
+stream/ingest/README.md, "Standard tracking events".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stream.core.errors import InvalidEvent
+from stream.core.events import EventType
+from stream.ingest.adapters.common import (
+    Adapted,
+    SourceEvent,
+    content_id,
+    context_of,
+    first_id,
+    integer_ms,
+    json_type,
+    optional_id,
+    optional_object,
+    require_array,
+    require_object,
+)
+
+SOURCE = "ga4"
+
+EVENT_TYPES: Mapping[str, EventType] = {
+    "search": EventType.SEARCH,
+    "view_search_results": EventType.SEARCH,
+    "view_item": EventType.VIEW,
+    "select_item": EventType.CLICK,
+    "add_to_cart": EventType.ADD_TO_CART,
+    "purchase": EventType.PURCHASE,
+}
+# GA4's item: "one of item_id or item_name is required".
+ITEM_ID_FIELDS = ("item_id", "item_name")
+MICROS_PER_MS = 1000
+
+
+def adapt_ga4(payload: object, *, receive_ms: int) -> Adapted:
+    """Map one Measurement Protocol request body (see the module docstring)."""
+    adapted = Adapted(SOURCE)
+    body = require_object(payload, "$")
+    client_id, client_field = first_id(body, ("client_id", "app_instance_id"), "")
+    user_id = optional_id(body.get("user_id"), "user_id")
+    if client_id is None and user_id is None:
+        raise InvalidEvent("client_id", "required (or app_instance_id for Firebase apps, or user_id)")
+    request_ms = integer_ms(body.get("timestamp_micros"), "timestamp_micros", divisor=MICROS_PER_MS)
+    events = require_array(body.get("events"), "events")
+    person = user_id if user_id is not None else client_id
+    assert person is not None
+    person_field = "user_id" if user_id is not None else client_field
+    for index, event in enumerate(events):
+        path = f"events[{index}]."
+        try:
+            _adapt_event(
+                adapted,
+                index,
+                require_object(event, f"events[{index}]"),
+                path=path,
+                person=(person, person_field),
+                client_id=client_id,
+                request_ms=request_ms,
+                receive_ms=receive_ms,
+            )
+        except InvalidEvent as exc:
+            adapted.error(index, exc.field, exc.reason)
+    return adapted
+
+
+def _adapt_event(
+    adapted: Adapted,
+    index: int,
+    event: dict[str, Any],
+    *,
+    path: str,
+    person: tuple[str, str],
+    client_id: str | None,
+    request_ms: int | None,
+    receive_ms: int,
+) -> None:
+    name = event.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidEvent(f"{path}name", f"expected the event name, got {json_type(name)}")
+    event_type = EVENT_TYPES.get(name)
+    if event_type is None:
+        adapted.ignore(name)
+        return
+    params = optional_object(event.get("params"), f"{path}params")
+    event_ms = integer_ms(event.get("timestamp_micros"), f"{path}timestamp_micros", divisor=MICROS_PER_MS)
+    ts_ms = event_ms if event_ms is not None else request_ms if request_ms is not None else receive_ms
+    ts_field = (
+        f"{path}timestamp_micros"
+        if event_ms is not None
+        else "timestamp_micros"
+        if request_ms is not None
+        else "$"
+    )
+    user_id, user_field = person
+    session_id = optional_id(params.get("session_id"), f"{path}params.session_id")
+    base: dict[str, Any] = {
+        "user_id": user_id,
+        "type": event_type.value,
+        "ts_ms": ts_ms,
+        "received_ms": receive_ms,
+    }
+    if session_id is not None:
+        base["session_id"] = session_id
+    event_context = context_of(
+        source=SOURCE,
+        event_name=name,
+        client_id=client_id if client_id != user_id else None,
+        order_id=params.get("transaction_id"),
+    )
+    base["context"] = event_context
+    fields = {
+        "user_id": user_field,
+        "ts_ms": ts_field,
+        "session_id": f"{path}params.session_id",
+        "context": f"{path}params",
+        "event_id": f"{path}name",
+    }
+    if event_type is EventType.SEARCH:
+        query = params.get("search_term")
+        doc = {
+            **base,
+            "event_id": content_id(SOURCE, user_id, client_id, name, ts_ms, query, index),
+            "query": query,
+        }
+        adapted.events.append(SourceEvent(index, doc, {**fields, "query": f"{path}params.search_term"}))
+        return
+    items = require_array(params.get("items"), f"{path}params.items")
+    if not items:
+        raise InvalidEvent(f"{path}params.items", f"a {name} event needs at least one item")
+    for position, item in enumerate(items):
+        item_prefix = f"{path}params.items[{position}]."
+        item_id, item_path = first_id(
+            require_object(item, item_prefix.rstrip(".")), ITEM_ID_FIELDS, item_prefix
+        )
+        event_id = content_id(SOURCE, user_id, client_id, name, ts_ms, item_id, index, position)
+        doc = {**base, "event_id": event_id, "item_id": item_id}
+        adapted.events.append(SourceEvent(index, doc, {**fields, "item_id": item_path}))

@@ -1,0 +1,204 @@
+"""Collector endpoints at the paths standard trackers already post to (change only the host).
+
+- Segment / RudderStack HTTP API: ``POST /v1/track``, ``/v1/identify``, ``/v1/alias``,
+  ``/v1/page``, ``/v1/screen``, ``/v1/group``, ``/v1/batch`` (and analytics.js's short
+  ``/v1/t``, ``/v1/i``, ``/v1/a``, ``/v1/p``, ``/v1/s``, ``/v1/g``, ``/v1/b``);
+- GA4 Measurement Protocol: ``POST /mp/collect`` (``measurement_id``/``api_secret`` or
+  ``firebase_app_id`` in the query string are accepted and not checked);
+- Snowplow tracker protocol: ``POST /com.snowplowanalytics.snowplow/tp2``.
+
+Each request goes through the collector's own guard (bearer token, rate limit), content type,
+body size limit and Content-Encoding handling, is mapped by `stream.ingest.adapters`, validated
+by the worker's validator and published through the collector's Kafka gateway (acks=all).
+
+Answers: 200 ``{"accepted", "ignored": {name: count}, "identities", "rejected": [{"index",
+"field", "reason"}], "clamped", "truncated"}`` once Kafka acknowledged the accepted events
+(the senders' own servers answer 2xx too, so their SDKs do not retry a request that landed);
+400 unparsable JSON; 413 too large; 415 content type or encoding; 422 ``{"errors": [...]}``
+naming the field when the payload's shape is wrong or no message of it is valid; 401/429 from the
+guard; 503 with ``Retry-After`` when Kafka does not acknowledge.
+
+Credentials: when ``PROFILESTREAM_COLLECTOR_TOKEN`` is set, a sender may present it the way it
+presents its own key: Segment's HTTP Basic auth (the write key as user name), GA4's
+``api_secret`` query parameter, or a bearer token (Snowplow's ``customHeaders``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter
+
+from stream.core.errors import InvalidEvent, ServiceUnavailable
+from stream.core.events import EventLimits
+from stream.ingest.adapters import Adapted, adapt_ga4, adapt_segment, adapt_snowplow, validate
+from stream.ingest.body import (
+    Rejection,
+    body_error,
+    check_content_type,
+    decode_content,
+    parse_json,
+    too_large,
+)
+from stream.ingest.gateway import CollectorConfig, KafkaGateway, RequestGuard, error_response, read_limited
+
+log = logging.getLogger(__name__)
+
+SEGMENT_PATHS = {
+    "track": ("/v1/track", "/v1/t"),
+    "identify": ("/v1/identify", "/v1/i"),
+    "alias": ("/v1/alias", "/v1/a"),
+    "page": ("/v1/page", "/v1/p"),
+    "screen": ("/v1/screen", "/v1/s"),
+    "group": ("/v1/group", "/v1/g"),
+    "batch": ("/v1/batch", "/v1/b"),
+}
+GA4_PATH = "/mp/collect"
+SNOWPLOW_PATH = "/com.snowplowanalytics.snowplow/tp2"
+Adapter = Callable[[object, int], Adapted]
+
+
+class StandardMetrics:
+    """Messages by source and outcome, in the collector's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.messages = Counter(
+            "profilestream_collector_standard_events",
+            "Standard tracking events by source (segment, ga4, snowplow) and outcome: accepted "
+            "(v1 events produced), ignored (unknown event names), identity (identify/alias links, "
+            "not applied yet), rejected (invalid, listed in the answer).",
+            ["source", "outcome"],
+            registry=registry,
+        )
+
+    def count(self, source: str, outcome: str, amount: int) -> None:
+        if amount:
+            self.messages.labels(source, outcome).inc(amount)
+
+
+def standard_events_router(
+    *,
+    guard: RequestGuard,
+    gateway: KafkaGateway,
+    config: CollectorConfig,
+    limits: EventLimits,
+    registry: CollectorRegistry,
+    clock_ms: Callable[[], int],
+) -> APIRouter:
+    """The routes of the module docstring, sharing the collector's guard, limits and gateway."""
+    # Left out of /openapi.json: the bodies follow the senders' own specs (the README has the
+    # mapping tables), and the collector's schema-driven tests cover POST /v1/events only.
+    router = APIRouter(include_in_schema=False)
+    metrics = StandardMetrics(registry)
+    retry_after = {"Retry-After": str(config.retry_after_s)}
+
+    async def handle(request: Request, source: str, adapter: Adapter) -> JSONResponse:
+        received_ms = clock_ms()
+        refused = guard.check(_with_sender_credential(request, source))
+        if refused is not None:
+            return refused
+        unsupported = check_content_type(request.headers.get("content-type"))
+        if unsupported is not None:
+            return error_response(unsupported)
+        body = await read_limited(request, config.max_body_bytes)
+        if body is None:
+            return error_response(too_large(config.max_body_bytes + 1, config.max_body_bytes))
+        decoded = decode_content(body, request.headers.get("content-encoding"), config.max_body_bytes)
+        if isinstance(decoded, Rejection):
+            return error_response(decoded)
+        payload = parse_json(decoded)
+        if isinstance(payload, Rejection):
+            return error_response(payload)
+        try:
+            adapted = adapter(payload, received_ms)
+        except InvalidEvent as exc:
+            metrics.count(source, "rejected", 1)
+            return error_response(body_error(422, exc.reason, exc.field))
+        if len(adapted.events) > config.max_batch_events:
+            return error_response(
+                body_error(
+                    413,
+                    f"the payload maps to {len(adapted.events)} events, over the limit of "
+                    f"{config.max_batch_events}; split it",
+                )
+            )
+        outcome = validate(adapted, limits=limits, now_ms=received_ms)
+        metrics.count(source, "rejected", len(outcome.errors))
+        metrics.count(source, "ignored", sum(adapted.ignored.values()))
+        metrics.count(source, "identity", len(adapted.identities))
+        if not outcome.events and outcome.errors and not adapted.ignored and not adapted.identities:
+            return error_response(Rejection(422, tuple(outcome.errors)))
+        if outcome.events:
+            try:
+                # kafka-python blocks; the event loop keeps serving other requests meanwhile.
+                await asyncio.to_thread(gateway.publish, outcome.events)
+            except ServiceUnavailable as exc:
+                log.warning("answering 503 for %d %s events: %s", len(outcome.events), source, exc)
+                return error_response(body_error(503, str(exc)), headers=retry_after)
+        metrics.count(source, "accepted", len(outcome.events))
+        return JSONResponse(
+            status_code=200,
+            content={
+                "accepted": len(outcome.events),
+                "ignored": dict(adapted.ignored),
+                "identities": len(adapted.identities),
+                "rejected": [error.to_dict() for error in outcome.errors],
+                "clamped": outcome.clamped,
+                "truncated": outcome.truncated,
+            },
+        )
+
+    def segment_endpoint(implied: str | None) -> Callable[[Request], Awaitable[JSONResponse]]:
+        def adapter(payload: object, received_ms: int) -> Adapted:
+            return adapt_segment(payload, receive_ms=received_ms, message_type=implied)
+
+        async def post_segment(request: Request) -> JSONResponse:
+            return await handle(request, "segment", adapter)
+
+        return post_segment
+
+    for kind, paths in SEGMENT_PATHS.items():
+        endpoint = segment_endpoint(None if kind == "batch" else kind)
+        for path in paths:
+            router.add_api_route(
+                path,
+                endpoint,
+                methods=["POST"],
+                summary=f"Segment / RudderStack HTTP API: {kind}",
+            )
+
+    @router.post(GA4_PATH, summary="GA4 Measurement Protocol")
+    async def post_ga4(request: Request) -> JSONResponse:
+        return await handle(request, "ga4", lambda payload, ms: adapt_ga4(payload, receive_ms=ms))
+
+    @router.post(SNOWPLOW_PATH, summary="Snowplow tracker protocol (POST)")
+    async def post_snowplow(request: Request) -> JSONResponse:
+        return await handle(request, "snowplow", lambda payload, ms: adapt_snowplow(payload, receive_ms=ms))
+
+    return router
+
+
+def _with_sender_credential(request: Request, source: str) -> Request:
+    """`request` with the sender's own way of presenting a key turned into the bearer token the
+    collector's guard checks: HTTP Basic auth with the key as user name (Segment's write key) or,
+    on the GA4 path only, the ``api_secret`` query parameter."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    token: str | None = None
+    if scheme.lower() == "basic":
+        try:
+            token = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            token = None
+    elif not scheme and source == "ga4":
+        token = request.query_params.get("api_secret")
+    if not token:
+        return request
+    headers = [(name, raw) for name, raw in request.scope["headers"] if name != b"authorization"]
+    headers.append((b"authorization", f"Bearer {token}".encode("latin-1", "replace")))
+    return Request({**request.scope, "headers": headers}, request.receive)

@@ -1,0 +1,75 @@
+"""Redis clients give up on a peer that hangs (accepts, never answers) within their timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from stream.core.settings import Settings, load_settings
+from stream.redis.client import redis_async, redis_sync
+
+
+@pytest.fixture
+def hung_redis() -> Iterator[int]:
+    """A listening socket that accepts connections and never answers (like a SIGSTOPped Redis)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield int(server.getsockname()[1])
+
+
+def settings_for(port: int) -> Settings:
+    return load_settings(
+        {},
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        redis_socket_timeout_s=0.3,
+        redis_connect_timeout_s=0.3,
+        redis_retry_attempts=1,
+        redis_retry_backoff_max_s=0.05,
+    )
+
+
+def test_the_sync_client_times_out_on_a_hung_redis(hung_redis: int) -> None:
+    client = redis_sync(settings_for(hung_redis))
+    started = time.monotonic()
+    with pytest.raises((RedisTimeoutError, RedisConnectionError)):
+        client.ping()
+    client.close()
+    # Two tries (one retry) of 0.3 s each, plus backoff: far below a hang.
+    assert time.monotonic() - started < 3
+
+
+def test_the_async_client_times_out_on_a_hung_redis(hung_redis: int) -> None:
+    async def ping() -> float:
+        client = redis_async(settings_for(hung_redis))
+        started = time.monotonic()
+        try:
+            with pytest.raises((RedisTimeoutError, RedisConnectionError)):
+                await asyncio.wait_for(client.ping(), timeout=10)
+        finally:
+            await client.aclose()
+        return time.monotonic() - started
+
+    assert asyncio.run(ping()) < 3
+
+
+def test_client_options_come_from_the_settings() -> None:
+    settings = load_settings(
+        {},
+        redis_connect_timeout_s=2.5,
+        redis_socket_timeout_s=7.0,
+        redis_health_check_interval_s=30,
+        redis_retry_attempts=4,
+    )
+    for client in (redis_sync(settings), redis_async(settings)):
+        kwargs = client.connection_pool.connection_kwargs
+        assert kwargs["socket_connect_timeout"] == 2.5
+        assert kwargs["socket_timeout"] == 7.0
+        assert kwargs["health_check_interval"] == 30
+        assert kwargs["retry"].get_retries() == 4
