@@ -5,7 +5,7 @@ the popular set into a fresh key prefix, then times `--requests` sequential look
 users (a share of them unknown, served by the popular fallback) through `RecoClient.get` and
 through `GET /v1/users/{id}/recommendations` on a real uvicorn server. Prints JSON and a table.
 
-    .venv/bin/python bench/lookups.py --redis-url redis://127.0.0.1:36379/0
+    .venv/bin/python bench/lookups.py --redis-url redis://127.0.0.1:29379/0
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def time_http(settings: Settings, ids: list[str]) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:36379/0")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:29379/0")
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--unknown-share", type=float, default=0.1)

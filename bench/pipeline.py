@@ -8,7 +8,7 @@ time to Redis write, from the workers' histograms, interpolated within buckets),
 encoded per second, the coalescing ratio (events per profile computed) and the workers' CPU
 time per event (from /proc: what the machine can carry, whatever else was running).
 
-Needs running servers (`deploy/local/services up --name test --kafka-port 39092 --redis-port 36379`)
+Needs running servers (`deploy/local/services up --name test --kafka-port 29092 --redis-port 29379`)
 and an exported model and index:
 
     .venv/bin/python bench/pipeline.py --model-dir var/model --index-dir var/index --rates 100,500,1000
@@ -270,8 +270,8 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap", default="127.0.0.1:39092")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:36379/0")
+    parser.add_argument("--bootstrap", default="127.0.0.1:29092")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:29379/0")
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--index-dir", type=Path, required=True)
     parser.add_argument("--rates", default="100,500,1000,2000")

@@ -170,8 +170,8 @@ def drain(settings: Settings, log: Path, timeout_s: float) -> tuple[list[int], f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap", default="127.0.0.1:39092")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:36379/0")
+    parser.add_argument("--bootstrap", default="127.0.0.1:29092")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:29379/0")
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--index-dir", type=Path, required=True)
     parser.add_argument("--events", type=int, default=100_000, help="Records in all, poison included.")

@@ -3,7 +3,7 @@
     .venv/bin/python bench/replay.py --events 100000 --events 200000 --processes 1 --processes 2 \
         --sender aiokafka --sender kafka-python
 
-Needs a running Kafka (default: the test instance, 127.0.0.1:39092). Prints one JSON line per run
+Needs a running Kafka (default: the test instance, 127.0.0.1:29092). Prints one JSON line per run
 and a table of events/s, one row per (events, sender, processes): the batch sender (aiokafka) and
 the event-by-event one (kafka-python) side by side. Events are synthetic v1 views spread over
 --users users. --repeats N runs each row N times and reports the median (the machine is shared).
@@ -62,7 +62,7 @@ def write_events(path: Path, count: int, users: int) -> None:
 
 
 @click.command()
-@click.option("--bootstrap", default="127.0.0.1:39092", show_default=True)
+@click.option("--bootstrap", default="127.0.0.1:29092", show_default=True)
 @click.option("--events", "counts", multiple=True, type=int, default=[100_000, 200_000], show_default=True)
 @click.option("--processes", "process_counts", multiple=True, type=int, default=[1, 2], show_default=True)
 @click.option("--users", default=5_000, show_default=True)

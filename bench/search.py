@@ -1,6 +1,6 @@
 """Personalised search latency at a fixed request rate, query encoding included.
 
-    python -m bench.search [--rate 50] [--duration-s 20] [--redis-url redis://127.0.0.1:36379/0]
+    python -m bench.search [--rate 50] [--duration-s 20] [--redis-url redis://127.0.0.1:29379/0]
 
 Writes `--users` live profiles into a fresh Redis key prefix the way the worker does (an ``emb``
 vector: the mean of a few catalogue items, and a ``recent`` list with views and two searches),
@@ -202,7 +202,7 @@ def summary(name: str, outcome: tuple[list[float], int, int], wall_s: float) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:36379/0")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:29379/0")
     parser.add_argument("--rate", type=float, default=50.0, help="Requests per second (open loop).")
     parser.add_argument("--duration-s", type=float, default=20.0)
     parser.add_argument("--users", type=int, default=1000)

@@ -66,18 +66,25 @@ class _Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
-        batch, length, hidden = x.shape
+    def forward(self, x: torch.Tensor, key_bias: torch.Tensor, *, newest_only: bool = False) -> torch.Tensor:
+        """`newest_only`: only the newest slot queries (the last block: nothing else is read), which
+        makes it attention pooling from the newest event at a fraction of the cost."""
+        batch, _, hidden = x.shape
         head_dim = hidden // self.heads
         q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+        if newest_only:
+            x, q = x[:, -1:], q[:, -1:]
 
         def split(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(batch, length, self.heads, head_dim).transpose(1, 2)
+            return t.reshape(batch, t.shape[1], self.heads, head_dim).transpose(1, 2)
 
         scores = split(q) @ split(k).transpose(-1, -2) / math.sqrt(head_dim) + key_bias[:, None, None, :]
-        attended = (torch.softmax(scores, dim=-1) @ split(v)).transpose(1, 2).reshape(batch, length, hidden)
+        attended = (
+            (torch.softmax(scores, dim=-1) @ split(v)).transpose(1, 2).reshape(batch, x.shape[1], hidden)
+        )
         x = x + self.drop(self.proj(attended))
-        return x + self.drop(self.ffn(self.norm2(x)))
+        out: torch.Tensor = x + self.drop(self.ffn(self.norm2(x)))
+        return out
 
 
 class SequenceTowerModule(nn.Module):
@@ -110,19 +117,23 @@ class SequenceTowerModule(nn.Module):
         x = self.inp(vectors) + self.types(event_types) + self.gaps(gap_buckets) + self.positions(slots)[None]
         x = self.drop(x)
         key_bias = (1.0 - mask) * -1e4
-        for block in self.blocks:
-            x = block(x, key_bias)
+        for n, block in enumerate(self.blocks):
+            x = block(x, key_bias, newest_only=n == len(self.blocks) - 1)
         newest = x[:, -1]
         user = self.out(self.norm(newest)) + vectors[:, -1]
         return nn.functional.normalize(user, dim=-1)
 
 
 def tensors(inputs: SequenceInputs, index: npt.NDArray[np.int64] | slice) -> tuple[torch.Tensor, ...]:
+    """The rows `index` as tensors, cut to their longest sequence: the slots are right-aligned,
+    so all-padding columns on the left change nothing but cost (positions count from the right)."""
+    mask = inputs.mask[index]
+    width = max(1, int(mask.sum(axis=1).max())) if len(mask) else 1
     return (
-        torch.from_numpy(inputs.vectors[index]),
-        torch.from_numpy(inputs.event_types[index]),
-        torch.from_numpy(inputs.gap_buckets[index]),
-        torch.from_numpy(inputs.mask[index]),
+        torch.from_numpy(np.ascontiguousarray(inputs.vectors[index][:, -width:])),
+        torch.from_numpy(np.ascontiguousarray(inputs.event_types[index][:, -width:])),
+        torch.from_numpy(np.ascontiguousarray(inputs.gap_buckets[index][:, -width:])),
+        torch.from_numpy(np.ascontiguousarray(mask[:, -width:])),
     )
 
 

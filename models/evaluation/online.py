@@ -220,20 +220,17 @@ def _redis_lists(settings: Settings, users: Sequence[str]) -> dict[str, list[tup
 def _offline_lists(
     settings: Settings, events: Sequence[Event]
 ) -> tuple[dict[str, list[tuple[str, float]]], str]:
-    from models.encoder.onnx_encoder import load_encoder, options_from_settings
-    from stream.profiles.catalogue import load_catalogue
-    from stream.profiles.computer import ProfileComputer, ProfileConfig
     from stream.profiles.offline import offline_payloads
+    from stream.worker.resources import open_computer
 
-    encoder = load_encoder(settings.model_dir, options_from_settings(settings))
-    catalogue = load_catalogue(settings, encoder.model_version)
-    computer = ProfileComputer(encoder, catalogue, ProfileConfig.from_settings(settings))
+    # Opened as the worker opens it (encoder, index, and the tower in mode `sequence`).
+    computer = open_computer(settings)
     payloads = offline_payloads(events, computer)
     lists = {
         user: [(item["item_id"], float(item["score"])) for item in payload["items"]]
         for user, payload in payloads.items()
     }
-    return lists, encoder.model_version
+    return lists, computer.model_version
 
 
 def _cleanup(settings: Settings) -> None:

@@ -420,8 +420,12 @@ def evaluate_recommendations(
     popularity_weight: float = 0.0,
     item_encoders: Mapping[str, TextEncoder] | None = None,
     towers: Sequence[tuple[str, UserTower, TextEncoder]] = (),
+    catalogues: Mapping[str, ItemCatalogue] | None = None,
 ) -> RecEvalReport:
     """Baselines and every encoder's user vectors on `split`, one full ranking per row and method.
+
+    `catalogues`: item catalogues already encoded, by encoder version (items.json order), reused
+    instead of encoding the items again.
 
     `item_encoders` maps an encoder's label to a separate item tower for it (else it encodes both).
     `towers`: (label, sequence tower, the encoder of the item vectors it reads), each ranked as
@@ -462,7 +466,7 @@ def evaluate_recommendations(
     histories = [[positions[i] for i in row.history if i in positions] for row in rows]
     timed("item-kNN", lambda n: knn.scores(histories[n]))
     windows = [history_window(row.history, window) for row in rows]
-    catalogues: dict[str, ItemCatalogue] = {}
+    encoded: dict[str, ItemCatalogue] = dict(catalogues or {})
     for label, encoder in encoders:
         methods.extend(
             encoder_methods(
@@ -480,7 +484,7 @@ def evaluate_recommendations(
                 modes=modes,
                 prior=popularity_prior(popularity, popularity_weight),
                 item_encoder=(item_encoders or {}).get(label),
-                catalogues=catalogues,
+                catalogues=encoded,
             )
         )
     for label, tower, tower_encoder in towers:
@@ -500,10 +504,10 @@ def evaluate_recommendations(
                 modes=("sequence",),
                 prior=popularity_prior(popularity, popularity_weight),
                 tower=tower,
-                catalogues=catalogues,
+                catalogues=encoded,
             )
         )
-    vectors = next(iter(catalogues.values())).vectors if catalogues else None
+    vectors = next(iter(encoded.values())).vectors if encoded else None
     methods, notes = _uncertainty_and_diversity(methods, dataset, popularity, vectors)
     return RecEvalReport(
         notes=notes,

@@ -121,7 +121,8 @@ def popularity_ranks(popularity: FloatArray) -> npt.NDArray[np.float64]:
     counts = np.asarray(popularity, dtype=np.float64)
     higher = np.sort(counts)[::-1]
     # Items strictly more popular than this one, plus one.
-    ranks: npt.NDArray[np.float64] = (len(counts) - np.searchsorted(higher[::-1], counts, side="right")) + 1.0
+    ahead = len(counts) - np.searchsorted(higher[::-1], counts, side="right")
+    ranks: npt.NDArray[np.float64] = ahead.astype(np.float64) + 1.0
     return ranks
 
 

@@ -153,6 +153,12 @@ def recent(ctx: click.Context, user_id: str) -> None:
     help="Attention code traced into the graph; classic lets onnxruntime fuse it.",
 )
 @click.option("--max-length", type=int, default=None, help="Token limit [default: the checkpoint's].")
+@click.option(
+    "--sequence",
+    is_flag=True,
+    help="SOURCE is a sequence tower (`profilestream train` folder): export it to ONNX in --out "
+    "(train already does this in its own folder).",
+)
 @click.pass_context
 @_friendly_errors
 def export_command(
@@ -162,8 +168,20 @@ def export_command(
     variants: tuple[str, ...],
     attention: str,
     max_length: int | None,
+    sequence: bool,
 ) -> None:
     """Export a BERT checkpoint to ONNX (pooled, normalised output), parity-checked, with manifests."""
+    if sequence:
+        from export.sequence_export import export_sequence_tower
+
+        if source is None:
+            raise click.UsageError("--sequence needs --source: the `profilestream train` output folder")
+        target = out_dir or _settings(ctx).sequence_model_dir
+        manifest = export_sequence_tower(source, target)
+        click.echo(
+            f"{target / manifest.onnx_file}: {manifest.version}, parity {manifest.parity_max_abs_diff:.1e}"
+        )
+        return
     from export.onnx_export import Attention, default_source, export_model
     from models.encoder.manifest import VARIANTS
 

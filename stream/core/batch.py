@@ -19,6 +19,7 @@ class BatchOutcome:
     """What one batch did to the windows: inputs for the encoder and the Redis write."""
 
     changed: list[tuple[str, Window]]
+    # (user id, receive time of the user's last forget: the window's cut)
     forgets: list[tuple[str, int]]
     popularity: dict[str, float]
     late: int
@@ -49,8 +50,10 @@ def apply_batch(
         late += change.late
         duplicates += change.duplicates
         dropped_for_bytes += change.dropped_for_bytes
-        if change.forgotten and change.window.forgotten_ts_ms is not None:
-            forgets.append((user_id, change.window.forgotten_ts_ms))
+        if change.forgotten and change.window.forgotten_received_ms is not None:
+            # The receive time of the cut, as the window applies it: Redis' tombstone compares it
+            # with a profile's newest receive time, so both cut by the same order.
+            forgets.append((user_id, change.window.forgotten_received_ms))
         if change.window.events != before.events:
             changed.append((user_id, change.window))
         # Only events that entered the window count towards popularity: replays add nothing.

@@ -46,6 +46,10 @@ class ServiceUnavailable(ProfilestreamError):
     """Kafka or Redis could not be reached; the message names the address and the setting."""
 
 
+class Overloaded(ServiceUnavailable):
+    """A bounded in-process queue is full (back-pressure); the message names the setting."""
+
+
 class ModelError(ProfilestreamError):
     """A model or index file is missing, corrupt or does not match its manifest or encoder.
 

@@ -148,7 +148,7 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
     """Validate an already parsed JSON value as a v1 event."""
     if not isinstance(doc, dict):
-        raise InvalidEvent("$", f"expected a JSON object, got {_json_type(doc)}")
+        raise InvalidEvent("$", f"expected a JSON object, got {json_type(doc)}")
     unknown = sorted(set(doc) - _KNOWN_FIELDS)
     if unknown:
         name = unknown[0]
@@ -210,7 +210,8 @@ def _optional_received(doc: Mapping[str, object]) -> int | None:
     return value
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How JSON names `value`'s type (\"a string\", \"an object\"...), for error messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -246,7 +247,7 @@ def _optional_text(doc: Mapping[str, object], name: str, max_chars: int) -> str 
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidEvent(name, f"expected a string, got {_json_type(value)}")
+        raise InvalidEvent(name, f"expected a string, got {json_type(value)}")
     if is_blank(value):
         raise InvalidEvent(name, "must not be empty (it holds only whitespace or invisible characters)")
     if len(value) > max_chars:
@@ -286,7 +287,7 @@ def _require_type(doc: Mapping[str, object]) -> EventType:
     if value is None:
         raise InvalidEvent("type", "required field is missing")
     if not isinstance(value, str):
-        raise InvalidEvent("type", f"expected a string, got {_json_type(value)}")
+        raise InvalidEvent("type", f"expected a string, got {json_type(value)}")
     try:
         return EventType(value)
     except ValueError as exc:
@@ -301,7 +302,7 @@ def _require_ts(doc: Mapping[str, object], limits: EventLimits, now_ms: int) -> 
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent("ts_ms", f"expected an integer (ms since epoch), got {_json_type(value)}")
+        raise InvalidEvent("ts_ms", f"expected an integer (ms since epoch), got {json_type(value)}")
     if value < limits.min_ts_ms:
         hint = " (it looks like seconds: multiply by 1000)" if value * 1000 >= limits.min_ts_ms else ""
         raise InvalidEvent("ts_ms", f"{value} is before the oldest accepted time {limits.min_ts_ms}{hint}")
@@ -316,7 +317,7 @@ def _optional_context(doc: Mapping[str, object]) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidEvent("context", f"expected an object, got {_json_type(value)}")
+        raise InvalidEvent("context", f"expected an object, got {json_type(value)}")
     if len(value) > MAX_CONTEXT_KEYS:
         raise InvalidEvent("context", f"{len(value)} keys, over the limit of {MAX_CONTEXT_KEYS}")
     try:

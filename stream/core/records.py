@@ -25,6 +25,16 @@ class UserProfile:
     window_version: str
     window_newest_ts_ms: int
     window_newest_event_id: str
+    # The newest receive time (`received_ms`, else event time) among the window's events: what the
+    # Redis write compares with a forget tombstone, which holds the forget's receive time, so that
+    # the store cuts by receive order exactly as the window does. None: the event time stands in.
+    window_newest_received_ms: int | None = None
+
+    @property
+    def newest_received_ms(self) -> int:
+        if self.window_newest_received_ms is None:
+            return self.window_newest_ts_ms
+        return self.window_newest_received_ms
 
     def payload(self, computed_at_ms: int) -> dict[str, Any]:
         return {
@@ -33,6 +43,7 @@ class UserProfile:
             "model_version": self.model_version,
             "window_newest_ts_ms": self.window_newest_ts_ms,
             "window_newest_event_id": self.window_newest_event_id,
+            "window_newest_received_ms": self.newest_received_ms,
             "computed_at_ms": computed_at_ms,
             "source": "profile",
         }

@@ -320,6 +320,61 @@ class Settings(BaseSettings):
             "or under the topics' max.message.bytes."
         ),
     )
+    user_retention_s: int = Field(
+        90 * 24 * 3600,
+        ge=0,
+        description=(
+            "Seconds a user may stay inactive before the worker removes their window from the "
+            "table (a changelog tombstone). Inactive: the newest receive time in the window is "
+            "older than the partition's newest record time less this. 0 = keep every user forever."
+        ),
+    )
+    retention_sweep_users_per_batch: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description=(
+            "Stored windows the retention sweep checks after each batch; the sweep walks the table "
+            "a little per batch instead of all at once."
+        ),
+    )
+    recent_ttl_s: int = Field(
+        30 * 24 * 3600,
+        ge=0,
+        description="Expiry of a user's recent-activity list, renewed by each write (0 = never).",
+    )
+    forget_tombstone_ttl_s: int = Field(
+        30 * 24 * 3600,
+        ge=0,
+        description=(
+            "Expiry of a forget tombstone in Redis (0 = never). It must outlive the events topic's "
+            "retention (events_retention_ms), or a replay of old events could bring the user back."
+        ),
+    )
+    popular_max_items: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Items kept in the popular-items sorted set; the lowest-scored are trimmed.",
+    )
+    sdk_max_pending_sends: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "Events the Python SDK may hold unacknowledged; track() then waits for the broker "
+            "(up to its flush timeout) and fails with BackPressure if still full."
+        ),
+    )
+    search_max_queued_queries: int = Field(
+        1_024,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Query texts waiting for the search encoder; a search beyond it is refused with "
+            "Overloaded (HTTP 503) instead of queuing without end."
+        ),
+    )
     poison_max_attempts: int = Field(
         3,
         ge=1,
@@ -402,6 +457,27 @@ class Settings(BaseSettings):
             )
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _check_tombstone_outlives_events(self) -> Settings:
+        """A forget tombstone that expires while the user's old events are still in the topic
+        would let a replay of them bring the forgotten user back."""
+        ttl_s, events_ms = self.forget_tombstone_ttl_s, self.events_retention_ms
+        if ttl_s == 0:
+            return self
+        if events_ms == -1:
+            raise ValueError(
+                f"PROFILESTREAM_FORGET_TOMBSTONE_TTL_S={ttl_s} expires forget tombstones, but "
+                "PROFILESTREAM_EVENTS_RETENTION_MS=-1 keeps events forever: a replay could bring a "
+                "forgotten user back; set PROFILESTREAM_FORGET_TOMBSTONE_TTL_S=0 (never expire)"
+            )
+        if ttl_s * 1000 <= events_ms:
+            raise ValueError(
+                f"PROFILESTREAM_FORGET_TOMBSTONE_TTL_S={ttl_s} ({ttl_s * 1000} ms) must be longer "
+                f"than PROFILESTREAM_EVENTS_RETENTION_MS={events_ms}: a replay of events still in "
+                f"the topic could bring a forgotten user back; raise it above {events_ms // 1000} s"
+            )
         return self
 
     @model_validator(mode="after")

@@ -51,12 +51,15 @@ from stream.ingest.body import (
     Batch,
     Rejection,
     body_error,
-    check_content_type,
-    decode_content,
     parse_batch,
-    too_large,
 )
-from stream.ingest.gateway import CollectorConfig, KafkaGateway, RequestGuard, error_response, read_limited
+from stream.ingest.gateway import (
+    CollectorConfig,
+    KafkaGateway,
+    RequestGuard,
+    error_response,
+    read_body,
+)
 from stream.ingest.standard_routes import standard_events_router
 from stream.kafka.producer import (
     ProducerTuning,
@@ -297,18 +300,9 @@ def create_collector_app(
     )
     async def post_events(request: Request) -> JSONResponse:
         received_ms = clock_ms()
-        refused = guard.check(request)
-        if refused is not None:
-            return refused
-        unsupported = check_content_type(request.headers.get("content-type"))
-        if unsupported is not None:
-            return error_response(unsupported)
-        body = await read_limited(request, config.max_body_bytes)
-        if body is None:
-            return error_response(too_large(config.max_body_bytes + 1, config.max_body_bytes))
-        decoded = decode_content(body, request.headers.get("content-encoding"), config.max_body_bytes)
-        if isinstance(decoded, Rejection):
-            return error_response(decoded)
+        decoded = await read_body(request, guard, config.max_body_bytes)
+        if isinstance(decoded, JSONResponse):
+            return decoded
         outcome = parse_batch(
             decoded,
             limits=limits,

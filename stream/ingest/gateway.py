@@ -25,6 +25,9 @@ from stream.ingest.body import (
     FieldError,
     Rejection,
     body_error,
+    check_content_type,
+    decode_content,
+    too_large,
 )
 from stream.ingest.rate_limit import RateLimiter, retry_after_header
 from stream.kafka.producer import (
@@ -176,3 +179,22 @@ async def read_limited(request: Request, max_body_bytes: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_body(request: Request, guard: RequestGuard, max_body_bytes: int) -> bytes | JSONResponse:
+    """The request's decompressed body once the guard let it through, or the answer refusing it:
+    401/429 from the guard, 415 for a content type or encoding not taken, 413 over
+    `max_body_bytes` (compressed or not), 400 for a body that is not what its label says."""
+    refused = guard.check(request)
+    if refused is not None:
+        return refused
+    unsupported = check_content_type(request.headers.get("content-type"))
+    if unsupported is not None:
+        return error_response(unsupported)
+    body = await read_limited(request, max_body_bytes)
+    if body is None:
+        return error_response(too_large(max_body_bytes + 1, max_body_bytes))
+    decoded = decode_content(body, request.headers.get("content-encoding"), max_body_bytes)
+    if isinstance(decoded, Rejection):
+        return error_response(decoded)
+    return decoded

@@ -3,6 +3,12 @@
 Over-long queries follow the one policy of the schema, the collector and the browser snippet: a
 query longer than MAX_QUERY_CHARS (512) characters is trimmed and cut to its first 512 characters
 (`stream.core.events.truncate_query`), and the event is sent.
+
+Sends are asynchronous, and the SDK keeps each one's future until `flush` sees it acknowledged. At
+most `sdk_max_pending_sends` are kept: a send that would exceed them first waits for the broker to
+acknowledge those (up to the flush timeout), so a broker that is slow or down holds the caller back
+instead of letting memory grow; if the broker does not acknowledge them in time, the send raises
+`Overloaded` (a `ServiceUnavailable`) naming the setting, and the event is not sent.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from stream.core.errors import Overloaded, ServiceUnavailable
 from stream.core.events import MAX_QUERY_CHARS, Event, EventLimits, event_from_dict, query_truncated
 from stream.core.settings import Settings
 from stream.kafka.producer import (
@@ -46,6 +53,7 @@ class ProfilestreamProducer:
         self._clock_ms = clock_ms
         self._flush_timeout_s = flush_timeout_s
         self._pending: list[SendFuture] = []
+        self._max_pending = settings.sdk_max_pending_sends
         self._producer = producer_factory(settings)
 
     def track(
@@ -81,7 +89,10 @@ class ProfilestreamProducer:
         return event
 
     def send(self, event: Event) -> None:
-        """Send an already validated event (asynchronously)."""
+        """Send an already validated event (asynchronously); see the module docstring for when
+        it waits first and when it raises `Overloaded`."""
+        if len(self._pending) >= self._max_pending:
+            self._wait_for_room()
         try:
             future = self._producer.send(self.topic, key=event.user_id.encode(), value=event.to_json())
         except KafkaError as exc:
@@ -100,6 +111,18 @@ class ProfilestreamProducer:
         if pending:
             log.debug("flushed %d events to %s", len(pending), self.topic)
         return len(pending)
+
+    def _wait_for_room(self) -> None:
+        held = len(self._pending)
+        try:
+            self.flush()
+        except ServiceUnavailable as exc:
+            raise Overloaded(
+                f"the SDK holds {held} unacknowledged events, its limit "
+                f"(PROFILESTREAM_SDK_MAX_PENDING_SENDS={self._max_pending}), and the broker did not "
+                f"acknowledge them within {self._flush_timeout_s:g} s, so this event was not sent: "
+                f"{exc}"
+            ) from exc
 
     def close(self) -> None:
         try:

@@ -41,12 +41,15 @@ from stream.ingest.adapters import Adapted, adapt_ga4, adapt_segment, adapt_snow
 from stream.ingest.body import (
     Rejection,
     body_error,
-    check_content_type,
-    decode_content,
     parse_json,
-    too_large,
 )
-from stream.ingest.gateway import CollectorConfig, KafkaGateway, RequestGuard, error_response, read_limited
+from stream.ingest.gateway import (
+    CollectorConfig,
+    KafkaGateway,
+    RequestGuard,
+    error_response,
+    read_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +103,9 @@ def standard_events_router(
 
     async def handle(request: Request, source: str, adapter: Adapter) -> JSONResponse:
         received_ms = clock_ms()
-        refused = guard.check(_with_sender_credential(request, source))
-        if refused is not None:
-            return refused
-        unsupported = check_content_type(request.headers.get("content-type"))
-        if unsupported is not None:
-            return error_response(unsupported)
-        body = await read_limited(request, config.max_body_bytes)
-        if body is None:
-            return error_response(too_large(config.max_body_bytes + 1, config.max_body_bytes))
-        decoded = decode_content(body, request.headers.get("content-encoding"), config.max_body_bytes)
-        if isinstance(decoded, Rejection):
-            return error_response(decoded)
+        decoded = await read_body(_with_sender_credential(request, source), guard, config.max_body_bytes)
+        if isinstance(decoded, JSONResponse):
+            return decoded
         payload = parse_json(decoded)
         if isinstance(payload, Rejection):
             return error_response(payload)

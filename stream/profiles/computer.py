@@ -344,4 +344,5 @@ class ProfileComputer:
             window_version=window_version(window),
             window_newest_ts_ms=newest.ts_ms,
             window_newest_event_id=newest.event_id,
+            window_newest_received_ms=max(e.received_ms for e in window.events),
         )

@@ -3,7 +3,8 @@
 `ActivitySink` is the seam (named apart from replay's `EventSink`, which sends events to Kafka);
 `RedisActivitySink` keeps each user's most recent events as received, newest last, under
 ``{prefix}:recent:{user_id}`` (for debugging and `profilestream recent`); a `forget` event deletes
-that list. Recommendations themselves are written by `stream.redis.reco_store`.
+that list. Each write renews the list's expiry (`recent_ttl_s`), so a user who goes quiet leaves
+no list behind. Recommendations themselves are written by `stream.redis.reco_store`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class ActivitySink(Protocol):
 def activity_entry(event: Event) -> str:
     """The compact JSON line kept per event in a user's recent-activity list."""
     entry: dict[str, object] = {"event_id": event.event_id, "type": event.type.value, "ts_ms": event.ts_ms}
+    if event.received_ms is not None:
+        # Search compares it with the forget tombstone, which holds the forget's receive time.
+        entry["received_ms"] = event.received_ms
     if event.item_id is not None:
         entry["item_id"] = event.item_id
     if event.query is not None:
@@ -69,6 +73,7 @@ def plan_activity_writes(events: Sequence[Event], settings: Settings) -> list[Re
     for event in events:
         by_user[event.user_id].append(event)
     keep = settings.recent_events_per_user
+    ttl_s = settings.recent_ttl_s
     ops: list[RedisOp] = []
     for user_id, user_events in by_user.items():
         key = settings.redis_key(RECENT_KIND, user_id)
@@ -80,6 +85,8 @@ def plan_activity_writes(events: Sequence[Event], settings: Settings) -> list[Re
         if survivors:
             ops.append(RedisOp("rpush", (key, *(activity_entry(e) for e in survivors))))
             ops.append(RedisOp("ltrim", (key, -keep, -1)))
+            if ttl_s > 0:
+                ops.append(RedisOp("expire", (key, ttl_s)))
     return ops
 
 

@@ -4,11 +4,19 @@ Keys (``{prefix}`` is PROFILESTREAM_REDIS_KEY_PREFIX):
 
 - ``{prefix}:reco:{user_id}`` hash: ``json`` (the payload below), ``ver`` (the window version)
 - ``{prefix}:emb:{user_id}`` string: the user vector, float32 little-endian
-- ``{prefix}:forgotten:{user_id}`` string: event time (ms) of the user's last ``forget``
-- ``{prefix}:popular`` sorted set: item id -> forward-decayed interaction weight
+- ``{prefix}:forgotten:{user_id}`` string: receive time (ms) of the user's last ``forget`` (its
+  ``received_ms``, else its event time: the window's cut), expiring after ``forget_tombstone_ttl_s``
+- ``{prefix}:popular`` sorted set: catalogue item id -> forward-decayed interaction weight, trimmed
+  to the ``popular_max_items`` highest after each batch
+
+Forgetting goes by receive order, as in the window (`stream.core.window`): the newer-only write
+refuses a profile whose newest RECEIVE time is at or before the tombstone. A profile computed from
+events received after a forget lands even when a slow client clock stamped them earlier; a replay
+of events received before it is refused whatever their event times.
 
 The payload: ``{"user_id", "items": [{"item_id", "score", "reason"}], "model_version",
-"window_newest_ts_ms", "window_newest_event_id", "computed_at_ms", "source": "profile"}``.
+"window_newest_ts_ms", "window_newest_event_id", "window_newest_received_ms", "computed_at_ms",
+"source": "profile"}``.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from stream.redis.activity import RedisOp, execute_until_done
 from stream.redis.client import redis_async
 
 # Newer-only write: compare the incoming window version with the stored one byte by byte (Lua's
-# own string comparison follows the server's locale), refuse anything at or before a forget.
+# own string comparison follows the server's locale), refuse a window whose newest receive time
+# (ARGV[1]) is at or before the forget's receive time.
 WRITE_IF_NEWER_LUA = """
 local function bytes_greater(a, b)
   if a == b then return false end
@@ -88,7 +97,7 @@ class RecoStore:
                     self._key(RECO_KIND, p.user_id),
                     self._key(EMB_KIND, p.user_id),
                     self._key(FORGOTTEN_KIND, p.user_id),
-                    p.window_newest_ts_ms,
+                    p.newest_received_ms,
                     p.window_version,
                     json.dumps(p.payload(computed_at_ms), separators=(",", ":"), ensure_ascii=False),
                     np.asarray(p.vector, dtype="<f4").tobytes(),
@@ -99,15 +108,33 @@ class RecoStore:
         ]
 
     def forget_ops(self, forgets: Iterable[tuple[str, int]]) -> list[RedisOp]:
-        """Delete a user's keys and leave a tombstone holding only the forget's event time."""
+        """Delete a user's keys and leave a tombstone holding only the forget's receive time.
+
+        The tombstone expires after `forget_tombstone_ttl_s`, which the settings require to be
+        longer than the events topic's retention: by then no replay can bring the user back.
+        """
+        ttl_s = self._settings.forget_tombstone_ttl_s
         ops = []
-        for user_id, ts_ms in forgets:
+        for user_id, received_ms in forgets:
             ops.append(RedisOp("delete", (self._key(RECO_KIND, user_id), self._key(EMB_KIND, user_id))))
-            ops.append(RedisOp("set", (self._key(FORGOTTEN_KIND, user_id), ts_ms)))
+            tombstone = self._key(FORGOTTEN_KIND, user_id)
+            ops.append(RedisOp("set", (tombstone, received_ms)))
+            if ttl_s > 0:
+                ops.append(RedisOp("expire", (tombstone, ttl_s)))
         return ops
 
     def popularity_ops(self, increments: dict[str, float]) -> list[RedisOp]:
-        return [RedisOp("zincrby", (self.popular_key, inc, item)) for item, inc in sorted(increments.items())]
+        """ZINCRBY each item, then trim the set to its `popular_max_items` highest scores.
+
+        Callers pass catalogue items only (the worker drops the others): a client cannot grow the
+        set with made-up ids, and the trim bounds it even as the catalogue changes.
+        """
+        if not increments:
+            return []
+        ops = [RedisOp("zincrby", (self.popular_key, inc, item)) for item, inc in sorted(increments.items())]
+        # Ranks ascend by score: removing 0..-(N+1) keeps the N highest. O(log n + removed).
+        ops.append(RedisOp("zremrangebyrank", (self.popular_key, 0, -(self._settings.popular_max_items + 1))))
+        return ops
 
     async def write(
         self,

@@ -41,7 +41,13 @@ from stream.core.records import Recommendation
 from stream.core.settings import Settings
 from stream.core.window import Window, WindowConfig, WindowEvent, event_weights
 from stream.serving.lookups import RecoClient, StoredProfile
-from stream.serving.search import MAX_USER_ID_CHARS, UserSignals, check_user_id, parse_activity
+from stream.serving.search import (
+    MAX_USER_ID_CHARS,
+    ActivityEntry,
+    UserSignals,
+    check_user_id,
+    parse_activity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +85,8 @@ class ProfileView:
     forgotten_ts_ms: int | None = None
     window: tuple[WindowRow, ...] = ()
     now_ms: int = 0
+    # Catalogue titles of the items shown (known once search has loaded the item index).
+    titles: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def freshness_ms(self) -> int | None:
@@ -91,7 +99,15 @@ class ProfileView:
         return {
             "user_id": self.user_id,
             "source": self.source,
-            "items": [{"item_id": i.item_id, "score": i.score, "reason": i.reason} for i in self.items],
+            "items": [
+                {
+                    "item_id": i.item_id,
+                    "title": self.titles.get(i.item_id),
+                    "score": i.score,
+                    "reason": i.reason,
+                }
+                for i in self.items
+            ],
             "model_version": self.model_version,
             "window_newest_ts_ms": self.window_newest_ts_ms,
             "computed_at_ms": self.computed_at_ms,
@@ -106,6 +122,7 @@ class ProfileView:
                     "age_ms": r.age_ms,
                     "weight": r.weight,
                     "item_id": r.item_id,
+                    "title": None if r.item_id is None else self.titles.get(r.item_id),
                     "query": r.query,
                 }
                 for r in self.window
@@ -114,7 +131,13 @@ class ProfileView:
         }
 
 
-def profile_view(user_id: str, stored: StoredProfile, config: WindowConfig, now_ms: int) -> ProfileView:
+def profile_view(
+    user_id: str,
+    stored: StoredProfile,
+    config: WindowConfig,
+    now_ms: int,
+    title: Callable[[str], str | None] = lambda _: None,
+) -> ProfileView:
     """The console's view of what Redis holds (pure).
 
     The recent list is kept as received, so it is cleaned up the way the window is: events at or
@@ -122,16 +145,16 @@ def profile_view(user_id: str, stored: StoredProfile, config: WindowConfig, now_
     than the window's max age before the newest one are left out, and the rest is ordered by event
     time and weighed by `event_weights`, the window's own weighting.
     """
-    documents = []
+    documents: list[dict[str, Any]] = []
     for line in stored.recent_lines:
         try:
-            doc = json.loads(line)
+            parsed = json.loads(line)
         except ValueError:
             continue  # a stray line must not fail the page
-        if isinstance(doc, dict):
-            documents.append(doc)
+        if isinstance(parsed, dict):
+            documents.append(parsed)
     signals = UserSignals(None, tuple(parse_activity(documents)), stored.forgotten_ts_ms)
-    unique = {}
+    unique: dict[str, ActivityEntry] = {}
     for entry in signals.usable_activity():
         unique.setdefault(entry.event_id, entry)
     entries = sorted(unique.values(), key=lambda e: (e.ts_ms, e.event_id))
@@ -153,15 +176,22 @@ def profile_view(user_id: str, stored: StoredProfile, config: WindowConfig, now_
         )
         for e, weight in zip(entries, event_weights(window, config), strict=True)
     )
+    items: tuple[Recommendation, ...] = ()
+    doc: dict[str, Any] = {}
+    if stored.reco_json is not None:
+        doc = json.loads(stored.reco_json)
+        items = tuple(Recommendation(i["item_id"], i["score"], i["reason"]) for i in doc["items"])
+    shown = {r.item_id for r in rows if r.item_id is not None} | {i.item_id for i in items}
+    titles = {item: name for item in sorted(shown) if (name := title(item))}
     if stored.reco_json is None:
         return ProfileView(
-            user_id, "none", forgotten_ts_ms=stored.forgotten_ts_ms, window=rows, now_ms=now_ms
+            user_id, "none", forgotten_ts_ms=stored.forgotten_ts_ms, window=rows, now_ms=now_ms, titles=titles
         )
-    doc = json.loads(stored.reco_json)
     return ProfileView(
         user_id=user_id,
         source="profile",
-        items=tuple(Recommendation(i["item_id"], i["score"], i["reason"]) for i in doc["items"]),
+        items=items,
+        titles=titles,
         model_version=doc.get("model_version"),
         window_newest_ts_ms=doc.get("window_newest_ts_ms"),
         computed_at_ms=doc.get("computed_at_ms"),
@@ -329,7 +359,7 @@ def install_console(
     ) -> dict[str, Any]:
         """What Redis holds about the user: stored top-K, freshness, and the recent events weighed."""
         stored = await client().stored_profile(user_id)
-        return profile_view(user_id, stored, config, clock_ms()).to_dict()
+        return profile_view(user_id, stored, config, clock_ms(), client().title).to_dict()
 
     @router.get("/v1/console/metrics")
     async def metrics() -> dict[str, Any]:

@@ -111,10 +111,17 @@ class RecoClient:
                 window_newest_ts_ms=doc["window_newest_ts_ms"],
                 computed_at_ms=doc["computed_at_ms"],
             )
+        # The worker counts catalogue items only; once search has loaded the index, items that have
+        # left it since (a new index) are skipped too, reading a few spare entries to fill k.
+        catalogue = self._search.catalogue if self._search is not None else None
+        spare = 0 if catalogue is None else k
         popular = cast(
             list[tuple[bytes, float]],
-            await self._redis.zrevrange(self._popular_key, 0, k - 1, withscores=True),
+            await self._redis.zrevrange(self._popular_key, 0, k + spare - 1, withscores=True),
         )
+        if catalogue is not None:
+            popular = [(item, score) for item, score in popular if catalogue.row(item.decode()) is not None]
+        popular = popular[:k]
         # Forward-decayed counts are only meaningful relative to each other: scale the top one to 1.
         top = float(popular[0][1]) if popular else 1.0
         return RecoResult(
@@ -157,6 +164,10 @@ class RecoClient:
             # Loading takes seconds; a thread keeps the caller's event loop serving meanwhile.
             self._search = await asyncio.to_thread(SearchService.open, self._settings, self._redis)
         return self._search
+
+    def title(self, item_id: str) -> str | None:
+        """The catalogue title of an item, once search has loaded the index (None before, or unknown)."""
+        return None if self._search is None else self._search.catalogue.title(item_id)
 
     async def search(self, query: str, user_id: str | None = None, k: int = 10) -> SearchResult:
         """Catalogue items for `query`, re-ranked by the user's live profile when there is one.

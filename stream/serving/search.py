@@ -99,6 +99,12 @@ class ActivityEntry:
     ts_ms: int
     item_id: str | None = None
     query: str | None = None
+    received_ms: int | None = None
+
+    @property
+    def receive_order_ms(self) -> int:
+        """When it was received (the collector's stamp), else its event time: the forget's cut."""
+        return self.received_ms if self.received_ms is not None else self.ts_ms
 
 
 def parse_activity(documents: Iterable[Mapping[str, Any]]) -> list[ActivityEntry]:
@@ -112,6 +118,7 @@ def parse_activity(documents: Iterable[Mapping[str, Any]]) -> list[ActivityEntry
                 ts_ms=int(doc["ts_ms"]),
                 item_id=str(doc["item_id"]) if doc.get("item_id") is not None else None,
                 query=str(doc["query"]) if doc.get("query") is not None else None,
+                received_ms=int(doc["received_ms"]) if doc.get("received_ms") is not None else None,
             )
         except (KeyError, TypeError, ValueError):
             continue
@@ -131,8 +138,9 @@ class UserSignals:
     def usable_activity(self) -> list[ActivityEntry]:
         """Activity after the user's last forget: the list is kept as received, so an old replay
         could append pre-forget events; those must not personalise anything."""
+        # The tombstone holds the forget's receive time: cut by receive order, like the window.
         cut = self.forgotten_ts_ms
-        return [e for e in self.activity if cut is None or e.ts_ms > cut]
+        return [e for e in self.activity if cut is None or e.receive_order_ms > cut]
 
 
 def recent_queries(entries: Sequence[ActivityEntry], limit: int = RECENT_QUERIES) -> list[str]:

@@ -7,8 +7,11 @@ LRU cache, and leaves ranking to the pure `stream.serving.search`.
 Encoding runs on one dedicated thread, and queries that arrive while it is busy go to the encoder
 together as the next batch: concurrent encoder calls on a small machine fight over the cores
 (two at once were several times slower than one after the other here), while one batch of n
-short queries costs far less than n single calls. Ranking runs in the default thread pool;
-onnxruntime and numpy release the GIL, so the event loop keeps serving meanwhile.
+short queries costs far less than n single calls. At most `search_max_queued_queries` query texts
+wait for (or are in) the encoder; a search that would add more is refused with `Overloaded`
+(HTTP 503) at once, so a burst cannot queue without end while every caller's wait grows. Ranking
+runs in the default thread pool; onnxruntime and numpy release the GIL, so the event loop keeps
+serving meanwhile.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from models.encoder.onnx_encoder import TextEncoder, load_encoder, options_from_settings
+from stream.core.errors import Overloaded
 from stream.core.settings import Settings
 from stream.profiles.computer import ItemCatalogue
 from stream.profiles.query_cache import QueryVectorCache
@@ -58,8 +62,9 @@ class BatchingQueryEncoder:
     """`QueryVectorCache` for coroutines: misses of concurrent calls share one encoder batch, and
     the encoder runs on one thread of its own."""
 
-    def __init__(self, cache: QueryVectorCache) -> None:
+    def __init__(self, cache: QueryVectorCache, max_queued: int = 1_024) -> None:
         self.cache = cache
+        self.max_queued = max_queued
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search-encoder")
         self._queue: list[str] = []
         self._pending: dict[str, asyncio.Future[FloatArray]] = {}
@@ -71,6 +76,13 @@ class BatchingQueryEncoder:
         missing = [text for text in dict.fromkeys(texts) if text not in found]
         if not missing:
             return found
+        new = [text for text in missing if text not in self._pending]
+        if new and len(self._pending) + len(new) > self.max_queued:
+            raise Overloaded(
+                f"search is busy: {len(self._pending)} query texts are waiting for the encoder, its "
+                f"limit (PROFILESTREAM_SEARCH_MAX_QUEUED_QUERIES={self.max_queued}); retry shortly, "
+                "or run more search replicas"
+            )
         loop = asyncio.get_running_loop()
         futures = []
         for text in missing:
@@ -157,6 +169,7 @@ class SearchService:
         *,
         cache_size: int = 10_000,
         redis_budget_ms: int = 2_000,
+        max_queued_queries: int = 1_024,
     ) -> None:
         self.encoder = encoder
         self.redis_budget_s = redis_budget_ms / 1000
@@ -164,7 +177,7 @@ class SearchService:
         self.signals = signals
         self.config = config
         self.cache = QueryVectorCache(encoder, cache_size)
-        self.queries = BatchingQueryEncoder(self.cache)
+        self.queries = BatchingQueryEncoder(self.cache, max_queued_queries)
 
     @classmethod
     def open(cls, settings: Settings, redis: Redis) -> SearchService:
@@ -186,6 +199,7 @@ class SearchService:
             SearchConfig.from_settings(settings),
             cache_size=settings.search_query_cache_size,
             redis_budget_ms=settings.lookup_redis_budget_ms,
+            max_queued_queries=settings.search_max_queued_queries,
         )
 
     async def search(self, query: str, user_id: str | None = None, k: int = DEFAULT_SEARCH_K) -> SearchResult:

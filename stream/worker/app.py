@@ -48,6 +48,7 @@ from stream.worker.metrics import WorkerMetrics
 from stream.worker.positions import PositionKeeper, acting_for
 from stream.worker.quarantine import process_isolating
 from stream.worker.resources import WorkerState
+from stream.worker.retention import BoundedState
 from stream.worker.window_cache import WindowCache
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ def create_app(
 
     positions = PositionKeeper(app, windows, settings, metrics)
     positions.watch_idle()
+    bounded = BoundedState(windows, settings, metrics, window_cache)
 
     async def process_batch(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
         with positions.processing():
@@ -163,10 +165,9 @@ def create_app(
         await send_dead_letters(
             dead_letter_topic, decoded.dead_letters, metrics, settings.dead_letter_max_payload_bytes
         )
-        users = {event.user_id for event in decoded.events}
         current = {
             u: window_cache.decode(key, raw)
-            for u in users
+            for u in {event.user_id for event in decoded.events}
             if (raw := windows.get(key := u.encode())) is not None
         }
         new_windows, outcome = apply_batch(
@@ -179,7 +180,14 @@ def create_app(
         # Two connections, so the two pipelines' round trips overlap.
         await asyncio.gather(
             state.activity.write(not_forgotten(decoded.events, new_windows)),
-            state.store.write(profiles, outcome.forgets, outcome.popularity, int(time.time() * 1000)),
+            state.store.write(
+                profiles,
+                outcome.forgets,
+                # Moves the retention watermarks and sweeps a few stored windows; returns the
+                # popularity of catalogue items only.
+                bounded.admit(batch, decoded.events, outcome.popularity, state.computer.catalogue.ids),
+                int(time.time() * 1000),
+            ),
         )
         # Windows are stored only after Redis has the batch. The other way round, a crash between
         # the changelog write and the Redis write would restore windows that already hold the

@@ -27,6 +27,16 @@ class WorkerMetrics:
             "profilestream_duplicate_events", "Events already in the window.", registry=r
         )
         self.forgets = Counter("profilestream_forgets", "Users forgotten.", registry=r)
+        self.users_expired = Counter(
+            "profilestream_users_expired",
+            "Windows removed from the table because their user was inactive over user_retention_s.",
+            registry=r,
+        )
+        self.popularity_unknown_items = Counter(
+            "profilestream_popularity_unknown_items",
+            "Item ids left out of the popular counts because the index does not hold them.",
+            registry=r,
+        )
         self.repeated_records = Counter(
             "profilestream_repeated_records",
             "Records read again below the stored position (after a restart or rewind), not reprocessed.",

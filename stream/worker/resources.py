@@ -27,7 +27,9 @@ class WorkerState:
     activity: ActivitySink
 
 
-def open_worker_state(settings: Settings) -> WorkerState:
+def open_computer(settings: Settings) -> ProfileComputer:
+    """The encoder, the item index and (for `user_vector=sequence`) the tower, as a `ProfileComputer`:
+    the worker and the offline recomputation open it the same way."""
     encoder = load_encoder(Path(settings.model_dir), options_from_settings(settings))
     catalogue = load_catalogue(settings, encoder.model_version)
     log.info(
@@ -51,8 +53,12 @@ def open_worker_state(settings: Settings) -> WorkerState:
                 "retrain it with `profilestream train` against PROFILESTREAM_MODEL_DIR"
             )
         log.info("user vectors: sequence tower %s", tower.version)
+    return ProfileComputer(encoder, catalogue, ProfileConfig.from_settings(settings), tower)
+
+
+def open_worker_state(settings: Settings) -> WorkerState:
     return WorkerState(
-        computer=ProfileComputer(encoder, catalogue, ProfileConfig.from_settings(settings), tower),
+        computer=open_computer(settings),
         store=RecoStore.from_settings(settings),
         activity=RedisActivitySink.from_settings(settings),
     )

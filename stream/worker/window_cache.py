@@ -54,6 +54,10 @@ class WindowCache:
         self._remember(key, raw, window)
         return raw
 
+    def discard(self, key: bytes) -> None:
+        """Forget `key`'s cached window (its table entry was removed)."""
+        self._entries.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._entries)
 

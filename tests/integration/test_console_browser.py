@@ -156,12 +156,14 @@ def test_console_shows_profile_search_and_live_charts_in_headless_chromium(
         chromium.find_element(By.ID, "lookup-btn").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#topk tbody tr")) == len(TOP_K))
 
-        rows = [
-            [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
-            for row in chromium.find_elements(By.CSS_SELECTOR, "#topk tbody tr")
-        ]
-        assert [(r[1], r[2]) for r in rows] == [(i.item_id, f"{i.score:.4f}") for i in TOP_K]
-        assert [r[3] for r in rows] == [i.reason for i in TOP_K]
+        assert [
+            cell.get_attribute("data-item-id")
+            for cell in chromium.find_elements(By.CSS_SELECTOR, "#topk tbody td[data-item-id]")
+        ] == [i.item_id for i in TOP_K]
+        assert texts(chromium, "#topk tbody td.num") == [f"{i.score:.4f}" for i in TOP_K]
+        assert texts(chromium, "#topk tbody tr td:nth-child(4)") == [i.reason for i in TOP_K]
+        # Titles from the item index the lookups server loaded for search.
+        assert texts(chromium, "#topk tbody tr td:nth-child(2)")[0] == "sku-00090 Papyrus heavy duty stapler"
         assert chromium.find_element(By.ID, "profile-user").text == USER
         assert chromium.find_element(By.ID, "freshness").text == f"{FRESHNESS_MS} ms"
         assert chromium.find_element(By.ID, "source").text == "stored profile"
@@ -174,10 +176,10 @@ def test_console_shows_profile_search_and_live_charts_in_headless_chromium(
             "view",
         ]
         assert texts(chromium, "#window tbody tr td:nth-child(3)") == [
-            "sku-00084",
+            "sku-00084 Papyrus heavy duty stapler",
             '"Papyrus stapler"',
-            "sku-00084",
-            "sku-00029",
+            "sku-00084 Papyrus heavy duty stapler",
+            "sku-00029 Papyrus compact stapler",
         ]
         assert texts(chromium, "#window tbody tr td:nth-child(1)")[0].endswith("min")
         assert texts(chromium, "#window tbody tr td:nth-child(4)")[0] == "3.000"

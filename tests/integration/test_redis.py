@@ -19,7 +19,7 @@ from stream.core.events import Event, EventType
 from stream.core.records import Recommendation, UserProfile
 from stream.core.settings import Settings, load_settings
 from stream.redis.activity import RECENT_KIND, RedisActivitySink
-from stream.redis.reco_store import EMB_KIND, RECO_KIND, RecoStore
+from stream.redis.reco_store import EMB_KIND, FORGOTTEN_KIND, RECO_KIND, RecoStore
 from stream.serving.lookups import recent_activity
 from tests.integration.conftest import Services
 from tests.support.cutting_proxy import CuttingProxy, Mode, cutting_proxy
@@ -60,7 +60,7 @@ def test_forget_removes_the_users_keys_and_nothing_else(isolated: Settings) -> N
     assert asyncio.run(scenario()) == (0, 1)
 
 
-def profile(user: str, newest: int) -> UserProfile:
+def profile(user: str, newest: int, received: int | None = None) -> UserProfile:
     return UserProfile(
         user_id=user,
         items=(Recommendation("sku-1", 0.5, None),),
@@ -69,6 +69,7 @@ def profile(user: str, newest: int) -> UserProfile:
         window_version=f"{newest:016d}e{newest}\x00",
         window_newest_ts_ms=newest,
         window_newest_event_id=f"e{newest}",
+        window_newest_received_ms=received,
     )
 
 
@@ -173,6 +174,69 @@ def test_the_newer_only_write_refuses_a_window_at_or_before_a_forget(redis_only:
     write_profiles(redis_only, (profile("a", 11), 4))
     got = stored(redis_only, "a")
     assert got is not None and got["window_newest_ts_ms"] == 11
+
+
+def test_the_newer_only_write_cuts_a_forget_by_receive_order_like_the_window(redis_only: Settings) -> None:
+    # The window keeps an event received after a forget even when a slow client clock stamped it
+    # earlier than the forget; its profile must land too. A replay of events received before the
+    # forget stays refused whatever their event times say.
+    async def scenario() -> None:
+        store = RecoStore.from_settings(redis_only)
+        try:
+            await store.write([], [("slow", 1_000)], {}, computed_at_ms=1)
+            await store.write([profile("slow", 900, received=1_001)], [], {}, computed_at_ms=2)
+            await store.write([], [("replayed", 1_000)], {}, computed_at_ms=3)
+            await store.write([profile("replayed", 5_000, received=999)], [], {}, computed_at_ms=4)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    got = stored(redis_only, "slow")
+    assert got is not None and got["window_newest_received_ms"] == 1_001
+    assert stored(redis_only, "replayed") is None
+
+
+def test_recent_lists_and_forget_tombstones_expire(redis_only: Settings) -> None:
+    settings = redis_only.model_copy(update={"recent_ttl_s": 600, "forget_tombstone_ttl_s": 900_000})
+
+    async def scenario() -> None:
+        sink = RedisActivitySink.from_settings(settings)
+        store = RecoStore.from_settings(settings)
+        try:
+            await sink.write([ev(1, "a")])
+            await store.write([], [("b", 10)], {}, computed_at_ms=1)
+        finally:
+            await sink.close()
+            await store.close()
+
+    asyncio.run(scenario())
+    client = Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        assert 0 < client.ttl(settings.redis_key(RECENT_KIND, "a")) <= 600
+        assert 600 < client.ttl(settings.redis_key(FORGOTTEN_KIND, "b")) <= 900_000
+    finally:
+        client.close()
+
+
+def test_popular_is_trimmed_to_its_highest_items(redis_only: Settings) -> None:
+    settings = redis_only.model_copy(update={"popular_max_items": 3})
+
+    async def scenario() -> None:
+        store = RecoStore.from_settings(settings)
+        try:
+            await store.write([], [], {f"sku-{n}": float(n) for n in range(1, 6)}, computed_at_ms=1)
+            await store.write([], [], {"sku-1": 10.0}, computed_at_ms=2)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    client = Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        key = f"{settings.redis_key_prefix}:popular"
+        members = cast(list[bytes], client.zrevrange(key, 0, -1))
+        assert [m.decode() for m in members] == ["sku-1", "sku-5", "sku-4"]
+    finally:
+        client.close()
 
 
 # --- no double application after a connection cut mid-pipeline -----------------------------------

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream.core.errors import InvalidEvent
-from stream.core.events import MAX_ID_CHARS, Event, EventLimits, event_from_dict, query_truncated
+from stream.core.events import MAX_ID_CHARS, Event, EventLimits, event_from_dict, json_type, query_truncated
 from stream.ingest.body import FieldError
 
 # Context values copied from the sender are bounded like ids, so that a mapped event stays far
@@ -122,22 +122,6 @@ def validate(adapted: Adapted, *, limits: EventLimits, now_ms: int) -> Validated
         clamped += was_clamped
         events.append(event)
     return Validated(events, errors, clamped, truncated)
-
-
-def json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def require_object(value: object, path: str) -> dict[str, Any]:

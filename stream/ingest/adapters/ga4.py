@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream.core.errors import InvalidEvent
-from stream.core.events import EventType
+from stream.core.events import EventType, json_type
 from stream.ingest.adapters.common import (
     Adapted,
     SourceEvent,
@@ -20,7 +20,6 @@ from stream.ingest.adapters.common import (
     context_of,
     first_id,
     integer_ms,
-    json_type,
     optional_id,
     optional_object,
     require_array,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream.core.errors import InvalidEvent
-from stream.core.events import EventType
+from stream.core.events import EventType, json_type
 from stream.ingest.adapters.common import (
     Adapted,
     IdentityLink,
@@ -23,7 +23,6 @@ from stream.ingest.adapters.common import (
     event_name_key,
     first_id,
     iso_to_ms,
-    json_type,
     optional_id,
     optional_object,
     require_array,

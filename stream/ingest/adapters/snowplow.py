@@ -17,14 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream.core.errors import InvalidEvent
-from stream.core.events import EventType
+from stream.core.events import EventType, json_type
 from stream.ingest.adapters.common import (
     Adapted,
     SourceEvent,
     context_of,
     derived_id,
     integer_ms,
-    json_type,
     optional_id,
     require_array,
     require_object,

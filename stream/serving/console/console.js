@@ -47,6 +47,15 @@
 
   // --- profile --------------------------------------------------------------------------------
 
+  // The item id, and its catalogue title beside it once the lookups server has the item index.
+  function itemCell(itemId, title) {
+    const cell = el("td");
+    cell.dataset.itemId = itemId;
+    cell.append(el("span", itemId));
+    if (title) cell.append(el("span", ` ${title}`, "muted"));
+    return cell;
+  }
+
   function renderProfile(p) {
     $("profile-user").textContent = p.user_id;
     $("source").textContent = p.source === "profile"
@@ -60,7 +69,8 @@
     topk.replaceChildren();
     p.items.forEach((item, i) => {
       const row = el("tr");
-      row.append(el("td", i + 1), el("td", item.item_id), el("td", item.score.toFixed(4), "num"), el("td", item.reason));
+      row.append(el("td", i + 1), itemCell(item.item_id, item.title), el("td", item.score.toFixed(4), "num"),
+        el("td", item.reason));
       topk.append(row);
     });
     if (!p.items.length) {
@@ -84,7 +94,8 @@
       barCell.append(bar);
       const age = el("td", ms(e.age_ms));
       age.title = new Date(e.ts_ms).toISOString();
-      row.append(age, el("td", e.type), el("td", e.item_id ?? (e.query !== null ? `"${e.query}"` : "")),
+      const what = e.item_id !== null ? itemCell(e.item_id, e.title) : el("td", e.query !== null ? `"${e.query}"` : "");
+      row.append(age, el("td", e.type), what,
         el("td", e.weight.toFixed(3), "num"), barCell);
       win.append(row);
     });
@@ -190,9 +201,12 @@
       }
       points = [];
     };
+    // The x axis spans what has been collected (at least 10 polls), newest at the right edge.
+    const span = Math.max(series.length, 10) - 1;
+    const offset = span + 1 - series.length;
     series.forEach((v, i) => {
       if (v === null) return flush();
-      const x = (width * i) / Math.max(1, POINTS - 1);
+      const x = (width * (i + offset)) / span;
       const y = height - pad - ((height - pad - 16) * v) / max;
       points.push(`${x.toFixed(1)},${y.toFixed(1)}`);
     });

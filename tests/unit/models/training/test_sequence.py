@@ -47,11 +47,14 @@ def test_the_tower_trains_on_a_tiny_data_set_lowers_the_loss_and_never_sees_a_te
     assert len(result.losses) == SMALL.epochs
     assert last < first * 0.8, (first, last)
     # The trained tower ranks each training target higher than the untrained one (`last item`) did.
-    untrained = sequence_features_vectors = data.inputs.vectors[:, -1]
+    untrained = data.inputs.vectors[:, -1]
     trained = tower_vectors(model, data.inputs)
-    rank = lambda users: (users @ vectors.T > (users * vectors[data.targets]).sum(1, keepdims=True)).sum(1)  # noqa: E731
-    assert rank(trained).mean() < rank(untrained).mean()
-    del sequence_features_vectors
+
+    def mean_rank(users: np.ndarray) -> float:
+        target_scores = (users * vectors[data.targets]).sum(1, keepdims=True)
+        return float((users @ vectors.T > target_scores).sum(1).mean())
+
+    assert mean_rank(trained) < mean_rank(untrained)
 
 
 def test_the_export_passes_parity_and_a_tampered_file_is_refused(tmp_path: Path) -> None:
@@ -126,7 +129,7 @@ def test_a_window_whose_newest_event_changes_topic_gets_the_new_topic(tmp_path: 
     ]
     ranked: dict[str, list[str]] = {}
     for mode in ("sequence", "items"):
-        profile = ProfileConfig(WindowConfig(), top_k=4, user_vector=mode)  # type: ignore[arg-type]
+        profile = ProfileConfig(WindowConfig(), top_k=4, user_vector=mode)
         tower = SequenceTower(tmp_path / "tower", provider="cpu") if mode == "sequence" else None
         comp = ProfileComputer(BagOfWordsEncoder(), catalogue, profile, tower)
         ranked[mode] = [i["item_id"] for i in offline_payloads(events, comp)["u"]["items"]]
@@ -143,3 +146,30 @@ def test_the_recipe_trains_and_exports_into_one_folder(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {SEQUENCE_MANIFEST, result.manifest.onnx_file}
     features = sequence_features([], lambda _: None, np.zeros((1, 4), np.float32), {}, 8)
     assert features.vectors.shape == (0, 8, 4)
+
+
+def test_train_then_evaluate_the_tower_through_the_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from export.onnx_export import export_model
+    from stream.cli import main
+    from tests.support.tiny_model import write_tiny_checkpoint
+
+    data = write_dataset(tmp_path / "data")
+    export_model(write_tiny_checkpoint(tmp_path / "tiny"), tmp_path / "zero", ["fp32"])
+    env = {
+        "PROFILESTREAM_ENCODER_PROVIDER": "cpu",
+        "PROFILESTREAM_ENCODER_INTRA_OP_THREADS": "1",
+        "PROFILESTREAM_MODEL_DIR": str(tmp_path / "zero"),
+    }
+    runner = CliRunner()
+    args = ["train", str(data), "--out", str(tmp_path / "tower"), "--epochs", "2", "--hidden", "16"]
+    trained = runner.invoke(main, [*args, "--threads", "1"], env=env)
+    assert trained.exit_code == 0, trained.output
+    assert "PROFILESTREAM_USER_VECTOR=sequence" in trained.output
+    out = tmp_path / "eval"
+    args = ["evaluate", str(data), "--no-zero-shot", "--model", str(tmp_path / "tower"), "--out", str(out)]
+    evaluated = runner.invoke(main, args, env=env)
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "| tower tower: sequence |" in evaluated.output
+    assert "| tower tower: sequence + prior (prior weight 0.05) |" in evaluated.output

@@ -172,7 +172,11 @@ def test_the_cli_defaults_are_the_training_configs() -> None:
 
     tower = SequenceConfig()
     assert defaults["recipe"] == "sequence"
-    assert (defaults["epochs"], defaults["layers"], defaults["hidden"]) == (tower.epochs, tower.layers, tower.hidden)
+    assert (defaults["epochs"], defaults["layers"], defaults["hidden"]) == (
+        tower.epochs,
+        tower.layers,
+        tower.hidden,
+    )
     assert (defaults["tower_lr"], defaults["tower_batch_size"]) == (tower.learning_rate, tower.batch_size)
     assert defaults["temperature"] == tower.temperature
 

@@ -39,6 +39,14 @@ def test_a_forget_in_the_batch_cuts_events_up_to_its_time_in_any_order() -> None
     assert [e.event_id for e in not_forgotten(events, windows)] == ["f", "c"]
 
 
+def test_a_forget_is_reported_with_its_receive_time_the_cut_redis_keeps() -> None:
+    # A slow client clock: the forget's event time lags its receive time. Redis' tombstone must
+    # hold the receive time, the window's cut, not the event time.
+    forget = Event("f", "u", EventType.FORGET, T0 + 5, received_ms=T0 + 50)
+    _, outcome = apply_batch({}, [forget], WindowConfig(), popularity_half_life_ms=7 * 86_400_000)
+    assert outcome.forgets == [("u", T0 + 50)]
+
+
 def test_popularity_stays_finite_for_the_shortest_half_life_allowed() -> None:
     from stream.core.prior import popularity_increment
     from stream.core.settings import Settings, load_settings

@@ -127,9 +127,9 @@ def test_incremental_batches_equal_the_offline_recomputation() -> None:
         got = dict(online[user])
         got_items, expected_items = got.pop("items"), dict(expected).pop("items")
         assert got == {k: v for k, v in expected.items() if k != "items"}
-        assert [(i["item_id"], i["reason"]) for i in got_items] == [  # type: ignore[attr-defined]
+        assert [(i["item_id"], i["reason"]) for i in got_items] == [
             (i["item_id"], i["reason"]) for i in expected_items
         ]
-        assert [i["score"] for i in got_items] == pytest.approx(  # type: ignore[attr-defined]
+        assert [i["score"] for i in got_items] == pytest.approx(
             [i["score"] for i in expected_items], abs=1e-6
         )

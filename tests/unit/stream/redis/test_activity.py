@@ -6,7 +6,7 @@ from stream.core.events import Event, EventType
 from stream.core.settings import load_settings
 from stream.redis.activity import RedisOp, activity_entry, plan_activity_writes
 
-SETTINGS = load_settings({}, recent_events_per_user=3, redis_key_prefix="t")
+SETTINGS = load_settings({}, recent_events_per_user=3, redis_key_prefix="t", recent_ttl_s=0)
 
 
 def ev(n: int, user: str = "u1", kind: EventType = EventType.VIEW) -> Event:
@@ -41,3 +41,15 @@ def test_activity_entry_is_compact_json() -> None:
         "ts_ms": 5,
         "query": "pens",
     }
+
+
+def test_each_write_renews_the_lists_expiry() -> None:
+    settings = SETTINGS.model_copy(update={"recent_ttl_s": 600})
+    ops = plan_activity_writes([ev(1), ev(2, "u2")], settings)
+    assert RedisOp("expire", ("t:recent:u1", 600)) in ops
+    assert RedisOp("expire", ("t:recent:u2", 600)) in ops
+
+
+def test_activity_entry_carries_the_receive_time_the_forget_cut_compares() -> None:
+    event = Event(event_id="e", user_id="u", type=EventType.VIEW, ts_ms=5, item_id="i", received_ms=9)
+    assert json.loads(activity_entry(event))["received_ms"] == 9

@@ -73,7 +73,9 @@ def test_profile_view_weighs_the_window_like_the_worker_and_measures_freshness()
     assert view["source"] == "profile"
     assert view["freshness_ms"] == 850
     assert view["written_ago_ms"] == 60_000 - 850
-    assert view["items"] == [{"item_id": "sku-2", "score": 0.91, "reason": "because you viewed sku-1"}]
+    assert view["items"] == [
+        {"item_id": "sku-2", "title": None, "score": 0.91, "reason": "because you viewed sku-1"}
+    ]
     assert [e["event_id"] for e in view["window"]] == ["e2", "e1", "e3"], "oldest first, by event time"
     # Type weight halved per half-life before the newest event: search 0.5/4, view 1/2, click 2.
     assert [e["weight"] for e in view["window"]] == pytest.approx([0.125, 0.5, 2.0])
@@ -246,6 +248,9 @@ class FakeClient:
         self.asked.append(user_id)
         return self.stored
 
+    def title(self, item_id: str) -> str | None:
+        return {"sku-1": "Papyrus compact stapler"}.get(item_id)
+
 
 @pytest.fixture
 def fake() -> FakeClient:
@@ -275,6 +280,9 @@ def test_profile_route_takes_any_schema_id_percent_encoded(
     assert fake.asked == [user_id]
     assert response.json()["user_id"] == user_id
     assert response.json()["freshness_ms"] == 40
+    # Titles from the item index where it knows the item, else None (the page shows the id).
+    assert response.json()["window"][0]["title"] == "Papyrus compact stapler"
+    assert response.json()["items"][0]["title"] is None
 
 
 def test_profile_route_refuses_an_invisible_id(console_app: TestClient, fake: FakeClient) -> None:
