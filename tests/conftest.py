@@ -7,8 +7,9 @@ minutes) and the next run's fault tests found their port taken.
 Every process the run starts inherits LEAK_MARKER_ENV (set here at start-up, unique per run), so
 leftovers are found even after their parent died and they were reparented: the run's descendants
 plus every process carrying this run's marker. The service instances that deploy/local/services
-keeps (their pids are in var/services/*/*.pid: a dev loop may leave them running on purpose) are
-not leftovers. Leftovers are listed, killed, and the exit status set to "tests failed".
+keeps (their pids are in var/services/*/*.pid: a dev loop may leave them running on purpose) and
+multiprocessing's own resource tracker and fork server of the pytest process are not leftovers.
+Leftovers are listed, killed, and the exit status set to "tests failed".
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ def service_pids() -> set[int]:
     return pids
 
 
+def interpreter_helper_pids() -> set[int]:
+    """The helper processes multiprocessing starts for this interpreter itself (its resource
+    tracker, its fork server): started lazily by libraries the tests use, they end when this
+    process does (their pipe to it closes), so they are not a test's leftovers."""
+    from multiprocessing import forkserver, resource_tracker
+
+    pids = {
+        getattr(resource_tracker._resource_tracker, "_pid", None),
+        getattr(forkserver._forkserver, "_forkserver_pid", None),
+    }
+    return {pid for pid in pids if isinstance(pid, int)}
+
+
 def _carries_marker(proc: psutil.Process, marker: str) -> bool:
     try:
         return proc.environ().get(LEAK_MARKER_ENV) == marker
@@ -54,7 +68,7 @@ def leftover_processes() -> list[psutil.Process]:
     for proc in psutil.process_iter():
         if proc.pid != me.pid and proc.pid not in found and _carries_marker(proc, marker):
             found[proc.pid] = proc
-    keep = service_pids()
+    keep = service_pids() | interpreter_helper_pids()
     alive = []
     for proc in found.values():
         try:
