@@ -467,7 +467,13 @@ def evaluate_recommendations(
     timed("item-kNN", lambda n: knn.scores(histories[n]))
     windows = [history_window(row.history, window) for row in rows]
     encoded: dict[str, ItemCatalogue] = dict(catalogues or {})
-    for label, encoder in encoders:
+    # Each encoder ranks its modes; each sequence tower ranks mode "sequence" over its encoder's items.
+    runs: list[tuple[str, TextEncoder, tuple[str, ...], TextEncoder | None, UserTower | None]] = [
+        (label, encoder, tuple(modes), (item_encoders or {}).get(label), None) for label, encoder in encoders
+    ]
+    runs += [(label, tower_encoder, ("sequence",), None, tower) for label, tower, tower_encoder in towers]
+    prior = popularity_prior(popularity, popularity_weight) if runs else None
+    for label, encoder, run_modes, item_encoder, tower in runs:
         methods.extend(
             encoder_methods(
                 label,
@@ -481,28 +487,9 @@ def evaluate_recommendations(
                 hybrid_weight=hybrid_weight,
                 max_profile_chars=max_profile_chars,
                 batch_size=batch_size,
-                modes=modes,
-                prior=popularity_prior(popularity, popularity_weight),
-                item_encoder=(item_encoders or {}).get(label),
-                catalogues=encoded,
-            )
-        )
-    for label, tower, tower_encoder in towers:
-        methods.extend(
-            encoder_methods(
-                label,
-                tower_encoder,
-                dataset,
-                rows,
-                windows=windows,
-                targets=targets,
-                popularity=popularity,
-                window=window,
-                hybrid_weight=hybrid_weight,
-                max_profile_chars=max_profile_chars,
-                batch_size=batch_size,
-                modes=("sequence",),
-                prior=popularity_prior(popularity, popularity_weight),
+                modes=run_modes,
+                prior=prior,
+                item_encoder=item_encoder,
                 tower=tower,
                 catalogues=encoded,
             )
