@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from kafka import KafkaConsumer, TopicPartition
@@ -26,6 +24,7 @@ from stream.ingest.collector import create_collector_app
 from stream.ingest.gateway import CollectorConfig
 from stream.kafka.topics import ensure_topics
 from tests.integration.conftest import free_port
+from tests.support.servers import serving_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -36,19 +35,8 @@ def running_collector(settings: Settings, **config_options: Any) -> Iterator[str
     port = free_port()
     config = CollectorConfig(port=port, **config_options)
     app = create_collector_app(settings, config=config)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the collector did not start within 30 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving_in_thread(app, port, "the collector", 30) as url:
+        yield url
 
 
 def consume_all(settings: Settings, topic: str) -> list[tuple[bytes | None, dict[str, Any], int]]:

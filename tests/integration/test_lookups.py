@@ -7,8 +7,6 @@ Field case f02: ids with ``/``, ``?``, ``#``, ``+``, ``=`` and ``..`` had profil
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,13 +14,13 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 from redis import Redis
 
 from stream.core.settings import Settings
 from stream.redis.reco_store import RECO_KIND
 from stream.serving.api import create_lookup_app
 from tests.integration.conftest import free_port
+from tests.support.servers import serving_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -32,21 +30,8 @@ FIELD_CASES = Path(__file__).resolve().parents[1] / "support" / "field_cases"
 @contextmanager
 def running_lookups(settings: Settings) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_lookup_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the lookup server did not start within 60 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving_in_thread(create_lookup_app(settings), port, "the lookup server", 60) as url:
+        yield url
 
 
 def test_field_case_f02_every_accepted_id_is_looked_up_over_http(isolated: Settings) -> None:
