@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from redis import Redis
 
 from stream.core.events import Event
@@ -34,6 +35,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.convergence import CONVERGE_TIMEOUT_S, converge, events_processed, offline
 from tests.integration.worker import start_worker, stop_worker
+from tests.support.blackhole_proxy import blackhole_proxy
 from tests.support.paths import REPO
 from tests.support.ports import FAULTS_KAFKA_PORT, FAULTS_REDIS_PORT
 
@@ -202,6 +204,51 @@ def test_redis_paused_for_30_s_mid_stream_loses_nothing(faults: Settings, tmp_pa
     finally:
         os.kill(pid, signal.SIGCONT)
         stop_worker(worker)
+
+
+def test_redis_path_black_holed_for_30_s_mid_stream_loses_nothing(faults: Settings, tmp_path: Path) -> None:
+    """A network path to Redis that drops every byte (no RST, no FIN) and then comes back.
+
+    The requests in flight when the path went dark are lost for good, so a client without socket
+    timeouts waits on them forever and the worker never catches up; with them, each call fails
+    after `redis_socket_timeout_s`, is retried on a new connection, and the worker converges.
+    """
+    before, after = mid_stream(seed=76)
+    expected = offline(faults, before + after)
+    log = tmp_path / "worker.log"
+    with blackhole_proxy("127.0.0.1", REDIS_PORT, free_port()) as proxy:
+        through_proxy = faults.model_copy(
+            update={
+                "redis_url": SecretStr(f"redis://127.0.0.1:{proxy.port}/0"),
+                "redis_socket_timeout_s": 2.0,
+                "redis_connect_timeout_s": 2.0,
+            }
+        )
+        worker = start_worker(through_proxy, log)
+        try:
+            with EventProducer(faults) as producer:
+                producer.send_many(before)
+            wait_for_processed(faults, 5_000, worker, log)
+            proxy.blackhole()
+            holed = time.monotonic()
+            with EventProducer(faults) as producer:
+                producer.send_many(after)
+            time.sleep(max(0.0, 30 - (time.monotonic() - holed)))
+            assert worker.poll() is None, log.read_text()[-2500:]
+            assert proxy.dropped_bytes > 0, "nothing was sent to Redis during the outage"
+            proxy.restore()
+            restored = time.monotonic()
+            converge(faults, expected, worker, log)
+            assert worker.poll() is None, "the worker exited during the outage"
+            figures(
+                "redis path black-holed 30 s",
+                events=len(before) + len(after),
+                users=len(expected),
+                worker_restarts=0,
+                catch_up_after_restore_s=round(time.monotonic() - restored, 1),
+            )
+        finally:
+            stop_worker(worker)
 
 
 def test_kafka_broker_restarted_mid_stream_loses_nothing(faults: Settings, tmp_path: Path) -> None:
