@@ -3,12 +3,14 @@
 Writes ``sequence_tower.onnx`` and ``sequence_manifest.json`` (dims, max length, event-type
 vocabulary, gap buckets, temperature, prior weight, the item encoder it reads, sha256, parity) into
 the output folder, which `models.encoder.sequence_tower.SequenceTower` loads. Parity: the runtime
-wrapper itself against torch on seeded random sequences of every length (padding included); the
-export fails above `MAX_ABS_DIFF`.
+wrapper itself against torch on seeded random sequences of every length (padding included), and,
+for a tower with item residuals, the runtime's item vectors (`ItemResiduals.apply`) against the
+module's `item_matrix` on seeded random item vectors; the export fails above `MAX_ABS_DIFF`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -17,16 +19,27 @@ import numpy as np
 import torch
 
 from export.sequence_module import SequenceTowerModule, load_tower, tower_vectors
+from models.encoder.cooccurrence import (
+    DEFAULT_DECAY,
+    NEIGHBOURS_FILE,
+    ItemNeighbours,
+    load_neighbours,
+    write_neighbours,
+)
 from models.encoder.manifest import sha256_file
 from models.encoder.sequence_tower import (
     EVENT_TYPE_VOCAB,
     GAP_BUCKETS,
     INPUT_NAMES,
     OUTPUT_NAME,
+    RESIDUAL_IDS_FILE,
+    RESIDUALS_FILE,
     SEQUENCE_FORMAT_VERSION,
+    ItemResiduals,
     SequenceInputs,
     SequenceManifest,
     SequenceTower,
+    write_residuals,
     write_sequence_manifest,
 )
 from stream.core.errors import ModelError
@@ -73,6 +86,50 @@ def export_tower_module(model: SequenceTowerModule, path: Path) -> None:
         )
 
 
+def _source_residuals(source: Path, model: SequenceTowerModule) -> ItemResiduals | None:
+    """The checkpoint's warm-item residuals by id (None for a tower without them)."""
+    if model.item_table is None:
+        return None
+    ids_path = source / RESIDUAL_IDS_FILE
+    if not ids_path.is_file():
+        raise ModelError(f"{ids_path}: missing; the checkpoint has item residuals but not their ids")
+    ids = [str(i) for i in json.loads(ids_path.read_text(encoding="utf-8"))]
+    table = model.item_table
+    warm = table.warm_items()
+    catalogue = [""] * int(table.table.shape[0])
+    rows = np.flatnonzero(warm)
+    if len(rows) != len(ids):
+        raise ModelError(f"{ids_path}: {len(ids)} ids for {len(rows)} warm items; retrain the tower")
+    for row, item_id in zip(rows, ids, strict=True):
+        catalogue[row] = item_id
+    return table.residuals(catalogue)
+
+
+def _item_side_diff(model: SequenceTowerModule, runtime: SequenceTower, residuals: ItemResiduals) -> float:
+    """Max |torch item_matrix - runtime item_vectors| on seeded random unit item vectors."""
+    assert model.item_table is not None
+    items = int(model.item_table.table.shape[0])
+    rng = np.random.default_rng(1)
+    text = rng.normal(size=(items, model.dim)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    warm = model.item_table.warm_items()
+    ids = [f"cold-{row}" for row in range(items)]
+    for row, item_id in zip(np.flatnonzero(warm), residuals.ids, strict=True):
+        ids[row] = item_id
+    with torch.no_grad():
+        expected = model.item_matrix(torch.from_numpy(text)).numpy()
+    return float(np.abs(expected - runtime.item_vectors(ids, text)).max())
+
+
+def _same_neighbours(a: ItemNeighbours, b: ItemNeighbours) -> bool:
+    return (
+        a.ids == b.ids
+        and np.array_equal(a.indptr, b.indptr)
+        and np.array_equal(a.indices, b.indices)
+        and np.array_equal(a.weights, b.weights)
+    )
+
+
 def export_sequence_tower(source: Path, out_dir: Path) -> SequenceManifest:
     """`source`: a `profilestream train` output folder; `out_dir` receives the ONNX tower."""
     model, config, meta = load_tower(source)
@@ -80,6 +137,19 @@ def export_sequence_tower(source: Path, out_dir: Path) -> SequenceManifest:
     onnx_path = out_dir / ONNX_FILE
     export_tower_module(model, onnx_path)
     digest = sha256_file(onnx_path)
+    residuals = _source_residuals(source, model)
+    residuals_file, residuals_sha = write_residuals(out_dir, residuals) if residuals else (None, None)
+    if residuals is None:
+        for name in (RESIDUALS_FILE, RESIDUAL_IDS_FILE):
+            (out_dir / name).unlink(missing_ok=True)
+    # The co-occurrence lists `profilestream train` wrote from the training pairs (none in older
+    # checkpoints, or with knn_weight 0: then the export has no kNN term).
+    neighbours = None
+    if config.knn_weight > 0 and (source / NEIGHBOURS_FILE).is_file():
+        neighbours = load_neighbours(source / NEIGHBOURS_FILE)
+    neighbours_file, neighbours_sha = write_neighbours(out_dir, neighbours) if neighbours else (None, None)
+    if neighbours is None:
+        (out_dir / NEIGHBOURS_FILE).unlink(missing_ok=True)
     manifest = SequenceManifest(
         format_version=SEQUENCE_FORMAT_VERSION,
         onnx_file=ONNX_FILE,
@@ -93,14 +163,31 @@ def export_sequence_tower(source: Path, out_dir: Path) -> SequenceManifest:
         temperature=config.temperature,
         popularity_weight=config.popularity_weight,
         item_model_version=str(meta.get("item_model_version", "")),
-        version=f"sequence:{digest[:12]}",
+        # The lists change the ranking: profiles name them too ("/knn:<sha256 prefix>").
+        version=f"sequence:{digest[:12]}" + (f"/knn:{neighbours_sha[:8]}" if neighbours_sha else ""),
         trained={k: meta[k] for k in ("examples", "steps", "seconds", "losses") if k in meta},
+        residuals_file=residuals_file,
+        residuals_sha256=residuals_sha,
+        residual_items=len(residuals.ids) if residuals else 0,
+        neighbours_file=neighbours_file,
+        neighbours_sha256=neighbours_sha,
+        neighbour_items=int((np.diff(neighbours.indptr) > 0).sum()) if neighbours else 0,
+        max_neighbours=config.max_neighbours if neighbours else 0,
+        knn_weight=config.knn_weight if neighbours else 0.0,
+        knn_decay=DEFAULT_DECAY,
     )
     write_sequence_manifest(out_dir, manifest)
     inputs = parity_inputs(model.dim, model.max_length)
     expected = tower_vectors(model, inputs)
-    got = SequenceTower(out_dir, provider="cpu").encode(inputs)
-    diff = float(np.abs(expected - got).max())
+    runtime = SequenceTower(out_dir, provider="cpu")
+    diff = float(np.abs(expected - runtime.encode(inputs)).max())
+    if residuals is not None:
+        diff = max(diff, _item_side_diff(model, runtime, residuals))
+    read_back = runtime.neighbours
+    if neighbours is not None and (read_back is None or not _same_neighbours(neighbours, read_back)):
+        raise ModelError(
+            f"{out_dir / NEIGHBOURS_FILE}: the runtime read back other neighbour lists; re-export the tower"
+        )
     if not diff <= MAX_ABS_DIFF:
         onnx_path.unlink(missing_ok=True)
         raise ModelError(

@@ -8,6 +8,13 @@ L2-normalised; the projection starts at zero, so an untrained tower is exactly `
 strongest zero-shot mode, and training learns what to move away from it. Attention is written out
 (padding as -1e4 logits) so the ONNX export is a plain graph.
 
+With ``item_residuals``, the module also holds `ItemResidualTable`: one learned vector per
+catalogue item seen in training (zero and frozen for the others), so the tower's item vectors are
+``normalise(text vector + residual)``: on the input side (the history's items) and on the scoring
+side (what the user vector is ranked against). It is not part of the ONNX graph: the export writes
+the warm items' residuals beside it (`models.encoder.sequence_tower.ItemResiduals`), and the stream
+applies them to the index's vectors before the tower reads or ranks them.
+
 Lives in `export/` (as `export.wrapper` does for the text encoder) because both
 `models.training.sequence` (writes the checkpoint) and `export.sequence_export` (reads it) need it.
 """
@@ -25,7 +32,16 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from models.encoder.sequence_tower import EVENT_TYPE_VOCAB, GAP_BUCKETS, SequenceInputs
+from models.encoder.cooccurrence import DEFAULT_KNN_WEIGHT, DEFAULT_MAX_NEIGHBOURS
+from models.encoder.sequence_tower import (
+    EVENT_TYPE_VOCAB,
+    GAP_BUCKETS,
+    RESIDUAL_IDS_FILE,
+    RESIDUALS_FILE,
+    ItemResiduals,
+    SequenceInputs,
+    write_residuals,
+)
 from stream.core.errors import ModelError
 
 FloatArray = npt.NDArray[np.float32]
@@ -50,6 +66,15 @@ class SequenceConfig:
     eval_split: str = "test"  # the split whose targets are kept out
     seed: int = 13
     threads: int | None = None
+    # A learned residual per item seen in training, added to its text vector on both sides.
+    item_residuals: bool = True
+    # AdamW weight decay of the residual table (pulls unused directions back to the text vector).
+    residual_weight_decay: float = 0.0
+    # Item co-occurrence lists exported with the tower (`models.encoder.cooccurrence`), from the
+    # training pairs: neighbours kept per item and the kNN term's weight in the served ranking.
+    # 0 for either: none (the tower's score alone).
+    max_neighbours: int = DEFAULT_MAX_NEIGHBOURS
+    knn_weight: float = DEFAULT_KNN_WEIGHT
 
 
 class _Block(nn.Module):
@@ -87,11 +112,43 @@ class _Block(nn.Module):
         return out
 
 
+class ItemResidualTable(nn.Module):
+    """A residual per catalogue item, zero at the start; only `warm` items (seen in training) move."""
+
+    def __init__(self, items: int, dim: int, warm: npt.NDArray[np.bool_] | None = None) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(items, dim))
+        mask = torch.zeros(items, 1) if warm is None else torch.from_numpy(warm.astype(np.float32))[:, None]
+        self.register_buffer("warm", mask)
+
+    def _warm(self) -> torch.Tensor:
+        warm: torch.Tensor = self.warm  # type: ignore[assignment]  # a registered buffer
+        return warm
+
+    def forward(self, text_vectors: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(text_vectors + self.table * self._warm(), dim=-1)
+
+    def warm_items(self) -> npt.NDArray[np.bool_]:
+        """Which catalogue rows have a residual (were seen in training)."""
+        warm: npt.NDArray[np.bool_] = self._warm()[:, 0].detach().numpy() > 0
+        return warm
+
+    def residuals(self, ids: list[str]) -> ItemResiduals:
+        """The warm items' residuals, by id (what the export writes)."""
+        rows = np.flatnonzero(self.warm_items())
+        vectors = self.table.detach().numpy()[rows].astype(np.float32)
+        return ItemResiduals(tuple(ids[row] for row in rows), vectors)
+
+
 class SequenceTowerModule(nn.Module):
     """(vectors, event_types, gap_buckets, mask) -> L2-normalised user vector in the item space."""
 
-    def __init__(self, dim: int, config: SequenceConfig) -> None:
+    def __init__(
+        self, dim: int, config: SequenceConfig, items: int = 0, warm: npt.NDArray[np.bool_] | None = None
+    ) -> None:
         super().__init__()
+        # Not part of forward (nor of the ONNX graph): see `item_matrix`.
+        self.item_table = ItemResidualTable(items, dim, warm) if config.item_residuals and items else None
         self.dim = dim
         self.max_length = config.max_length
         hidden = config.hidden
@@ -123,6 +180,10 @@ class SequenceTowerModule(nn.Module):
         user = self.out(self.norm(newest)) + vectors[:, -1]
         return nn.functional.normalize(user, dim=-1)
 
+    def item_matrix(self, text_vectors: torch.Tensor) -> torch.Tensor:
+        """The tower's item vectors from the index's (residuals applied; unchanged without them)."""
+        return text_vectors if self.item_table is None else self.item_table(text_vectors)
+
 
 def tensors(inputs: SequenceInputs, index: npt.NDArray[np.int64] | slice) -> tuple[torch.Tensor, ...]:
     """The rows `index` as tensors, cut to their longest sequence: the slots are right-aligned,
@@ -135,6 +196,22 @@ def tensors(inputs: SequenceInputs, index: npt.NDArray[np.int64] | slice) -> tup
         torch.from_numpy(np.ascontiguousarray(inputs.gap_buckets[index][:, -width:])),
         torch.from_numpy(np.ascontiguousarray(mask[:, -width:])),
     )
+
+
+def item_rows(inputs: SequenceInputs, index: npt.NDArray[np.int64] | slice) -> torch.Tensor:
+    """`SequenceInputs.rows` of the rows `index`, cut as `tensors` cuts them (-1: no item)."""
+    if inputs.rows is None:
+        raise ValueError("these inputs carry no catalogue rows; build them with sequence_features")
+    mask = inputs.mask[index]
+    width = max(1, int(mask.sum(axis=1).max())) if len(mask) else 1
+    return torch.from_numpy(np.ascontiguousarray(inputs.rows[index][:, -width:]))
+
+
+def with_item_matrix(vectors: torch.Tensor, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Each slot's vector taken from `items` (the tower's item matrix) where it holds an item,
+    kept as it is elsewhere (searches, padding): the input side of the residuals, with gradients."""
+    known = (rows >= 0)[..., None]
+    return torch.where(known, items[rows.clamp(min=0)], vectors)
 
 
 def tower_vectors(model: SequenceTowerModule, inputs: SequenceInputs, batch_size: int = 1024) -> FloatArray:
@@ -155,14 +232,26 @@ def save_tower(
     *,
     item_model_version: str,
     trained: dict[str, Any] | None = None,
+    item_ids: list[str] | None = None,
 ) -> Path:
     """``sequence_tower.pt`` (state dict) and ``sequence_config.json`` (config, dims, the item
-    encoder whose vectors it reads, and `trained`: figures of the training run)."""
+    encoder whose vectors it reads, and `trained`: figures of the training run); with item
+    residuals, also the warm items' residuals by id (`item_ids`: the catalogue rows' ids)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    items = 0
+    if model.item_table is not None:
+        items = int(model.item_table.table.shape[0])
+        if item_ids is None or len(item_ids) != items:
+            raise ModelError(f"the tower holds {items} item residuals: save it with their {items} item ids")
+        write_residuals(out_dir, model.item_table.residuals(item_ids))
+    else:
+        for name in (RESIDUALS_FILE, RESIDUAL_IDS_FILE):
+            (out_dir / name).unlink(missing_ok=True)
     torch.save(model.state_dict(), out_dir / CHECKPOINT)
     meta: dict[str, Any] = {
         "config": asdict(config),
         "dim": model.dim,
+        "items": items,
         "item_model_version": item_model_version,
         **(trained or {}),
     }
@@ -178,7 +267,7 @@ def load_tower(directory: Path) -> tuple[SequenceTowerModule, SequenceConfig, di
         )
     meta = json.loads(path.read_text(encoding="utf-8"))
     config = SequenceConfig(**meta["config"])
-    model = SequenceTowerModule(int(meta["dim"]), config)
+    model = SequenceTowerModule(int(meta["dim"]), config, int(meta.get("items", 0)))
     model.load_state_dict(torch.load(directory / CHECKPOINT, map_location="cpu"))
     model.eval()
     return model, config, meta

@@ -8,11 +8,18 @@ item index like any other user vector.
 
 `sequence_features` is the one place that turns windows into the tower's inputs: training, the
 offline evaluation and the worker all call it, so they cannot disagree about what the tower reads.
-No torch here (the worker imports this module).
+
+Item residuals: a tower may carry a learned vector per item seen in training
+(``item_residuals.npy`` with its ids, listed with its sha256 in the manifest). The tower's item
+vectors are then ``normalise(index vector + residual)`` for those items and the index's own vector
+for every other one (new items keep working from their text alone); `ItemResiduals.apply` is the
+one function that does it, and the stream uses the result on both sides, as the tower's input and
+as what it ranks against, exactly as training did. No torch here (the worker imports this module).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -25,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
 
+from models.encoder.cooccurrence import CatalogueNeighbours, ItemNeighbours, read_neighbours
 from models.encoder.manifest import sha256_file
 from stream.core.errors import ModelError
 from stream.core.events import EventType
@@ -36,6 +44,8 @@ FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
 SEQUENCE_MANIFEST = "sequence_manifest.json"
+RESIDUALS_FILE = "item_residuals.npy"
+RESIDUAL_IDS_FILE = "item_residual_ids.json"
 SEQUENCE_FORMAT_VERSION = 1
 # Id 0 is padding; the order is part of the manifest, so an exported tower keeps its meaning.
 EVENT_TYPE_VOCAB: tuple[str, ...] = ("search", "view", "click", "add_to_cart", "purchase")
@@ -57,6 +67,9 @@ class SequenceInputs:
     event_types: IntArray
     gap_buckets: IntArray
     mask: FloatArray
+    # (B, L) catalogue row of each slot's item, -1 for padding and searches: what training needs to
+    # learn item residuals through the input side too. Not an ONNX input.
+    rows: IntArray | None = None
 
     @property
     def lengths(self) -> npt.NDArray[np.int64]:
@@ -96,15 +109,17 @@ def sequence_features(
     types = np.zeros((batch, max_length), dtype=np.int64)
     gaps = np.zeros((batch, max_length), dtype=np.int64)
     mask = np.zeros((batch, max_length), dtype=np.float32)
+    rows = np.full((batch, max_length), -1, dtype=np.int64)
     for b, window in enumerate(windows):
         newest = window.newest
         if newest is None:
             continue
-        kept: list[tuple[FloatArray, int, int]] = []
+        kept: list[tuple[FloatArray, int, int, int]] = []
         for event in reversed(window.events):
             if len(kept) == max_length:
                 break
             vector: FloatArray | None = None
+            row: int | None = None
             if event.item_id is not None:
                 row = row_of(event.item_id)
                 if row is not None:
@@ -112,14 +127,82 @@ def sequence_features(
             elif event.type is EventType.SEARCH and event.query and event.query in query_vectors:
                 vector = query_vectors[event.query]
             if vector is not None:
-                kept.append((vector, _type_id(event.type), gap_bucket(newest.ts_ms - event.ts_ms)))
-        for slot, (vector, type_id, bucket) in enumerate(kept):
+                bucket = gap_bucket(newest.ts_ms - event.ts_ms)
+                kept.append((vector, _type_id(event.type), bucket, -1 if row is None else row))
+        for slot, (vector, type_id, bucket, row_id) in enumerate(kept):
             position = max_length - 1 - slot  # newest in the last slot
             vectors[b, position] = vector
             types[b, position] = type_id
             gaps[b, position] = bucket
             mask[b, position] = 1.0
-    return SequenceInputs(vectors, types, gaps, mask)
+            rows[b, position] = row_id
+    return SequenceInputs(vectors, types, gaps, mask, rows)
+
+
+@dataclass(frozen=True)
+class ItemResiduals:
+    """Learned per-item vectors added to the index's item vectors (items seen in training only)."""
+
+    ids: tuple[str, ...]
+    vectors: FloatArray  # (len(ids), dim)
+
+    def apply(self, ids: Sequence[str], item_vectors: FloatArray) -> FloatArray:
+        """The tower's item vectors: ``normalise(item_vectors[row] + residual)`` for the items that
+        have a residual, `item_vectors`' own row for every other one (a new copy)."""
+        out = np.array(item_vectors, dtype=np.float32, copy=True)
+        if not self.ids or not len(out):
+            return out
+        position = {item_id: n for n, item_id in enumerate(self.ids)}
+        pairs = [(row, position[i]) for row, i in enumerate(ids) if i in position]
+        if not pairs:
+            return out
+        rows = np.asarray([row for row, _ in pairs], dtype=np.int64)
+        picked = np.asarray([n for _, n in pairs], dtype=np.int64)
+        moved = out[rows] + self.vectors[picked]
+        norms = np.linalg.norm(moved, axis=1, keepdims=True)
+        out[rows] = moved / np.where(norms == 0, 1.0, norms)
+        return out
+
+
+def _residuals_digest(directory: Path) -> str:
+    """sha256 over the residual table's file and its ids' file (both say what a row means)."""
+    digest = hashlib.sha256()
+    for name in (RESIDUALS_FILE, RESIDUAL_IDS_FILE):
+        digest.update((directory / name).read_bytes())
+    return digest.hexdigest()
+
+
+def write_residuals(directory: Path, residuals: ItemResiduals) -> tuple[str, str]:
+    """Write the residual table and its ids into `directory`; returns (file name, sha256 of both)."""
+    np.save(directory / RESIDUALS_FILE, np.ascontiguousarray(residuals.vectors, dtype=np.float32))
+    (directory / RESIDUAL_IDS_FILE).write_text(json.dumps(list(residuals.ids)), encoding="utf-8")
+    return RESIDUALS_FILE, _residuals_digest(directory)
+
+
+def read_residuals(directory: Path, file_name: str, digest: str, dim: int) -> ItemResiduals:
+    """The residual table listed in a manifest, checked against its sha256 and shape."""
+    path = directory / file_name
+    if file_name != RESIDUALS_FILE or not path.is_file() or not (directory / RESIDUAL_IDS_FILE).is_file():
+        raise ModelError(
+            f"{directory}: {RESIDUALS_FILE} or {RESIDUAL_IDS_FILE} missing (listed in {SEQUENCE_MANIFEST}); "
+            "re-export the tower"
+        )
+    found = _residuals_digest(directory)
+    if found != digest:
+        raise ModelError(
+            f"{path}: sha256 {found[:12]} does not match the manifest's {digest[:12]}; the file is "
+            "corrupt or was replaced, re-export the tower"
+        )
+    try:
+        vectors = np.load(path, allow_pickle=False).astype(np.float32, copy=False)
+        ids = tuple(str(i) for i in json.loads((directory / RESIDUAL_IDS_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{directory}: item residuals unreadable ({exc}); re-export the tower") from exc
+    if vectors.shape != (len(ids), dim):
+        raise ModelError(
+            f"{path}: shape {vectors.shape} but {len(ids)} ids of dimension {dim}; re-export the tower"
+        )
+    return ItemResiduals(ids, vectors)
 
 
 @dataclass(frozen=True)
@@ -141,6 +224,19 @@ class SequenceManifest:
     version: str  # "sequence:<sha256 prefix>"
     parity_max_abs_diff: float | None = None
     trained: Mapping[str, Any] | None = None
+    # Learned per-item residuals (`ItemResiduals`): file name, sha256 and item count; None: none.
+    residuals_file: str | None = None
+    residuals_sha256: str | None = None
+    residual_items: int = 0
+    # Item co-occurrence neighbour lists (`models.encoder.cooccurrence`), fused into the ranking as
+    # ``knn_weight x kNN term`` (the weight chosen on the valid rows); None: none (exports before
+    # them), the tower's score alone.
+    neighbours_file: str | None = None
+    neighbours_sha256: str | None = None
+    neighbour_items: int = 0
+    max_neighbours: int = 0
+    knn_weight: float = 0.0
+    knn_decay: float = 0.9
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -215,7 +311,24 @@ class SequenceTower:
                 f"{onnx_path}: onnxruntime could not load it ({exc}); re-export the tower"
             ) from exc
         self.provider = self._session.get_providers()[0]
-        logger.info("sequence tower %s on %s", self.manifest.version, self.provider)
+        self.residuals: ItemResiduals | None = None
+        if self.manifest.residuals_file:
+            self.residuals = read_residuals(
+                directory, self.manifest.residuals_file, self.manifest.residuals_sha256 or "", self.dim
+            )
+        self.neighbours: ItemNeighbours | None = None
+        if self.manifest.neighbours_file:
+            self.neighbours = read_neighbours(
+                directory, self.manifest.neighbours_file, self.manifest.neighbours_sha256 or ""
+            )
+        logger.info(
+            "sequence tower %s on %s (%d item residuals, %d items with neighbour lists, kNN weight %g)",
+            self.manifest.version,
+            self.provider,
+            len(self.residuals.ids) if self.residuals else 0,
+            self.manifest.neighbour_items if self.neighbours else 0,
+            self.manifest.knn_weight if self.neighbours else 0.0,
+        )
 
     @property
     def dim(self) -> int:
@@ -228,6 +341,20 @@ class SequenceTower:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    def item_vectors(self, ids: Sequence[str], vectors: FloatArray) -> FloatArray:
+        """The item vectors this tower reads and ranks against: the index's `vectors` (rows in
+        `ids` order) with the tower's learned residuals applied (unchanged without any)."""
+        if self.residuals is None:
+            return vectors
+        return self.residuals.apply(ids, vectors)
+
+    def neighbours_for(self, ids: Sequence[str]) -> CatalogueNeighbours | None:
+        """The tower's co-occurrence lists in the rows of a catalogue (`ids`), with the fusion
+        weight and recency decay it was measured with; None for a tower without them."""
+        if self.neighbours is None or self.manifest.knn_weight <= 0.0:
+            return None
+        return self.neighbours.for_catalogue(ids, self.manifest.knn_decay, self.manifest.knn_weight)
 
     def encode(self, inputs: SequenceInputs) -> FloatArray:
         """One batched call; rows without any event come back as zero vectors."""

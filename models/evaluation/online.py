@@ -40,6 +40,7 @@ from models.evaluation.recommend import K_VALUES, IntArray, Metrics, metric_titl
 from stream.core.errors import SourceError
 from stream.core.events import Event, EventType
 from stream.core.settings import Settings
+from stream.profiles.computer import user_vector_mode
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +346,7 @@ def run_online_eval(
         split=split,
         rows=len(rows),
         events=len(events),
-        user_vector=run.user_vector,
+        user_vector=user_vector_mode(run),  # what `auto` resolved to
         model_version=model_version,
         online=scored(online),
         offline=scored(offline),

@@ -41,6 +41,7 @@ from models.encoder.onnx_encoder import TextEncoder
 from models.evaluation import report as report_files
 from models.evaluation import stats
 from models.evaluation.baselines import fit_item_knn, popularity_scores
+from models.evaluation.mmr import SWEEP_TITLES, MmrPoint, mmr_sweep, plot_sweep, sweep_table
 from models.evaluation.search import ranking_metrics
 from stream.core.errors import SourceError
 from stream.core.prior import has_prior, popularity_prior
@@ -128,6 +129,7 @@ class MethodResult:
     top: IntArray | None = field(default=None, repr=False, compare=False)
     intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # 95 % bootstrap
     diversity: stats.Diversity | None = None
+    mmr: tuple[MmrPoint, ...] = ()  # the MMR sweep of the served ranking (`models.evaluation.mmr`)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +142,7 @@ class MethodResult:
             **self.metrics.by_k(),
             "ci95": {name: [round(low, 4), round(high, 4)] for name, (low, high) in self.intervals.items()},
             **(self.diversity.to_dict() if self.diversity else {}),
+            **({"mmr_sweep": [point.to_dict() for point in self.mmr]} if self.mmr else {}),
         }
 
     @property
@@ -208,12 +211,22 @@ class RecEvalReport:
             weights = []
             if m.name.startswith("hybrid"):
                 weights.append(f"text weight {self.hybrid_weight:g}")
-            if m.name.endswith("+ prior"):
+            if "+ prior" in m.name:
                 weights.append(f"prior weight {self.popularity_weight:g}")
             if weights:
                 label += f" ({', '.join(weights)})"
             lines.append(f"| {label} | {m.metrics.cells()} | {_extra_cells(m)} | {m.seconds:.0f} |")
         lines.extend(f"\n{note}" for note in self.notes)
+        sweeps = [m for m in self.methods if m.mmr]
+        if sweeps:
+            lines += [
+                "",
+                "MMR sweep (the served score, re-ranked as the worker does, top 20 from a pool of 80):",
+                "",
+            ]
+            lines += report_files.table_head(SWEEP_TITLES)
+            for m in sweeps:
+                lines += sweep_table(m.label, m.mmr)
         if any(m.diversity for m in self.methods):
             lines.append(
                 "\nCI: 95 % bootstrap interval over rows (the same resamples for every method). "
@@ -295,8 +308,10 @@ def _rank_rows(
     targets: IntArray,
     *,
     prior: FloatArray | None = None,
+    added: Sequence[tuple[npt.NDArray[np.int64], FloatArray] | None] | None = None,
 ) -> tuple[IntArray, IntArray]:
-    """Each row's target rank and its top 10 (`stats.top_rows`) under the given vectors."""
+    """Each row's target rank and its top 10 (`stats.top_rows`) under the given vectors; `added`:
+    per row, sparse scores (rows, values) added on top (the tower's co-occurrence term)."""
     ranks = np.empty(len(targets), dtype=np.intp)
     top = np.empty((len(targets), min(stats.DIVERSITY_K, len(item_vectors))), dtype=np.intp)
     for start in range(0, len(targets), SCORE_CHUNK):
@@ -304,6 +319,10 @@ def _rank_rows(
         scores = user_vectors[start:stop] @ item_vectors.T
         if prior is not None:
             scores += prior
+        if added is not None:
+            for n, term in enumerate(added[start:stop]):
+                if term is not None:
+                    scores[n, term[0]] += term[1]
         scores[~has_vector[start:stop]] = fallback
         ranks[start:stop] = target_ranks(scores, targets[start:stop])
         top[start:stop] = stats.top_rows(scores)
@@ -328,12 +347,15 @@ def encoder_methods(
     item_encoder: TextEncoder | None = None,
     tower: UserTower | None = None,
     catalogues: dict[str, ItemCatalogue] | None = None,
+    mmr_lambdas: Sequence[float] = (),
 ) -> list[MethodResult]:
     """The stream's user vectors of each mode against the encoder's item vectors; with a `prior`
     (`stream.core.prior`), each mode is ranked a second time with it, as ``<mode> + prior``. An
     `item_encoder` (a separately trained item tower) encodes the catalogue instead of `encoder`.
     Mode ``sequence`` needs the `tower` (its user vectors from the encoder's item vectors).
-    `catalogues` keeps encoded catalogues by encoder version, so each encoder encodes it once."""
+    `catalogues` keeps encoded catalogues by encoder version, so each encoder encodes it once.
+    With `mmr_lambdas`, the served ranking of each mode (with the prior when there is one) is also
+    re-ranked by MMR at each lambda (`models.evaluation.mmr`)."""
     started = time.perf_counter()
     catalogues = {} if catalogues is None else catalogues
     item_side = item_encoder or encoder
@@ -348,39 +370,56 @@ def encoder_methods(
         mode_started = time.perf_counter()
         vectors = np.zeros((len(rows), encoder.dim), dtype=np.float32)
         has = np.zeros(len(rows), dtype=bool)
-        if mode == "last item":
-            for n, row in enumerate(rows):
-                found = catalogue.row(row.history[-1]) if row.history else None
-                if found is not None:
-                    vectors[n], has[n] = catalogue.vectors[found], True
-        else:
-            config = ProfileConfig(
-                window,
-                top_k=1,
-                max_profile_chars=max_profile_chars,
-                user_vector=_mode(mode),
-                text_weight=hybrid_weight,
-            )
-            computer = ProfileComputer(cached, catalogue, config, tower)
-            if mode in ("text", "hybrid"):
-                texts = [computer.profile_text(w) for w in windows]
-                cached.warm(texts, batch_size, f"{label}: profile texts")
-            starts = range(0, len(rows), SCORE_CHUNK)
-            for start in tqdm(starts, desc=f"{label}: {mode} vectors", unit="chunk"):
-                chunk = [(str(n), windows[n]) for n in range(start, min(start + SCORE_CHUNK, len(rows)))]
-                for profile in computer.compute(chunk):
-                    vectors[int(profile.user_id)], has[int(profile.user_id)] = profile.vector, True
+        # Every mode through the stream's own ProfileComputer (`last item` too).
+        config = ProfileConfig(
+            window,
+            top_k=1,
+            max_profile_chars=max_profile_chars,
+            user_vector=_mode(mode),
+            text_weight=hybrid_weight,
+        )
+        computer = ProfileComputer(cached, catalogue, config, tower)
+        # What the mode ranks against: the catalogue's vectors, or a tower's own (item residuals).
+        item_matrix = computer.catalogue.vectors
+        if mode in ("text", "hybrid"):
+            texts = [computer.profile_text(w) for w in windows]
+            cached.warm(texts, batch_size, f"{label}: profile texts")
+        starts = range(0, len(rows), SCORE_CHUNK)
+        for start in tqdm(starts, desc=f"{label}: {mode} vectors", unit="chunk"):
+            chunk = [(str(n), windows[n]) for n in range(start, min(start + SCORE_CHUNK, len(rows)))]
+            for profile in computer.compute(chunk):
+                vectors[int(profile.user_id)], has[int(profile.user_id)] = profile.vector, True
         variants: list[tuple[str, FloatArray | None]] = [(mode, None)]
         if prior is not None and has_prior(prior):
             variants.append((f"{mode} + prior", prior))
+        # A tower with co-occurrence lists serves its score plus their term (`ProfileComputer`):
+        # ranked a last time with it, each row's term from the computer itself.
+        terms = [computer.cooccurrence(w) for w in windows] if computer.neighbours is not None else None
+        if terms is not None:
+            variants.append((f"{variants[-1][0]} + kNN", variants[-1][1]))
         for name, added in variants:
             ranked_at = time.perf_counter()
-            ranks, top = _rank_rows(vectors, has, catalogue.vectors, popularity, targets, prior=added)
+            fused = terms if name.endswith("+ kNN") else None
+            ranks, top = _rank_rows(vectors, has, item_matrix, popularity, targets, prior=added, added=fused)
             # The catalogue's encoding is shared by the modes, each carrying an equal share of it;
             # the user vectors are shared by a mode's two rankings and counted in the first.
             seconds = time.perf_counter() - (mode_started if added is None else ranked_at)
             if added is None:
                 seconds += shared_s / len(modes)
+            # MMR sweeps the served cosine (+ prior) ranking; the fused one is not swept.
+            served = (added is not None or len(variants) == 1) and fused is None
+            sweep: list[MmrPoint] = []
+            if mmr_lambdas and served:
+                sweep = mmr_sweep(
+                    np.where(has[:, None], vectors, 0.0).astype(np.float32),
+                    item_matrix,
+                    targets,
+                    prior=added,
+                    diversity_vectors=catalogue.vectors,
+                    brand_ids=stats.brand_ids([item.brand for item in dataset.items.values()]),
+                    popularity_rank=stats.popularity_ranks(popularity),
+                    lambdas=mmr_lambdas,
+                )
             results.append(
                 MethodResult(
                     name,
@@ -391,6 +430,7 @@ def encoder_methods(
                     int((~has).sum()),
                     ranks=ranks,
                     top=top,
+                    mmr=tuple(sweep),
                 )
             )
             log.info("%s %s: NDCG@10 %.4f", label, name, results[-1].metrics.at(10)[1])
@@ -404,6 +444,8 @@ def _mode(mode: str) -> UserVectorMode:
         return "hybrid"
     if mode == "sequence":
         return "sequence"
+    if mode == "last item":
+        return "last_item"
     return "items"
 
 
@@ -421,6 +463,7 @@ def evaluate_recommendations(
     item_encoders: Mapping[str, TextEncoder] | None = None,
     towers: Sequence[tuple[str, UserTower, TextEncoder]] = (),
     catalogues: Mapping[str, ItemCatalogue] | None = None,
+    mmr_lambdas: Sequence[float] = (),
 ) -> RecEvalReport:
     """Baselines and every encoder's user vectors on `split`, one full ranking per row and method.
 
@@ -492,6 +535,7 @@ def evaluate_recommendations(
                 item_encoder=item_encoder,
                 tower=tower,
                 catalogues=encoded,
+                mmr_lambdas=mmr_lambdas,
             )
         )
     vectors = next(iter(encoded.values())).vectors if encoded else None
@@ -566,9 +610,13 @@ def run_rec_eval(
     popularity_weight: float = 0.0,
     item_encoders: Mapping[str, TextEncoder] | None = None,
     towers: Sequence[tuple[str, UserTower, TextEncoder]] = (),
+    catalogues: Mapping[str, ItemCatalogue] | None = None,
+    mmr_lambdas: Sequence[float] = (),
+    modes: Sequence[str] = ENCODER_MODES,
 ) -> RecEvalReport:
     """Read the folder (items.json, valid.csv, test.csv) and evaluate; `limit` keeps the first
-    rows of the evaluated split only (the baselines are still fitted on everything allowed)."""
+    rows of the evaluated split only (the baselines are still fitted on everything allowed).
+    `catalogues`: item vectors already computed, by encoder version (see `saved_catalogue`)."""
     dataset = load_dataset(dataset_dir)
     if limit is not None:
         dataset.rows[split] = dataset.rows[split][:limit]
@@ -583,12 +631,45 @@ def run_rec_eval(
         popularity_weight=popularity_weight,
         item_encoders=item_encoders,
         towers=towers,
+        catalogues=catalogues,
+        mmr_lambdas=mmr_lambdas,
+        modes=modes,
     )
 
 
-def write_report(report: RecEvalReport, out_dir: Path) -> list[Path]:
-    """``rec_eval.json``, ``rec_eval.md`` and the bar chart ``rec_eval.png``."""
-    return report_files.write_report(report, out_dir, "rec_eval", plot=plot_report)
+def saved_catalogue(dataset_dir: Path, index_dir: Path, encoder_version: str) -> ItemCatalogue:
+    """A saved item index (`profilestream index` of the folder's items.json by the encoder
+    `encoder_version`) as the evaluation's catalogue, instead of encoding the items again; refused
+    unless it holds exactly the folder's items in items.json order."""
+    from models.index.item_index import load_index
+    from stream.profiles.catalogue import IndexCatalogue
+
+    dataset = load_dataset(dataset_dir, splits=())
+    index = load_index(index_dir, encoder_version)
+    if tuple(index.ids) != tuple(dataset.items):
+        raise SourceError(
+            f"item index {index_dir} does not hold {dataset_dir}/items.json's items in file order; "
+            f"rebuild it: PROFILESTREAM_INDEX_DIR={index_dir} profilestream index {dataset_dir}/items.json "
+            "--rebuild"
+        )
+    return IndexCatalogue(index, {item_id: item.title for item_id, item in dataset.items.items()})
+
+
+def write_report(report: RecEvalReport, out_dir: Path, mmr_plot: Path | None = None) -> list[Path]:
+    """``rec_eval.json``, ``rec_eval.md`` and the bar chart ``rec_eval.png``; with an MMR sweep,
+    its accuracy-against-diversity plot at `mmr_plot` (default ``rec_eval_mmr.png`` beside them)."""
+    paths = report_files.write_report(report, out_dir, "rec_eval", plot=plot_report)
+    sweeps = [(m.label, m.mmr) for m in report.methods if m.mmr]
+    if sweeps:
+        path = mmr_plot or out_dir / "rec_eval_mmr.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        title = (
+            f"MMR on {report.dataset} {report.split} ({report.rows} rows): NDCG@10 against intra-list "
+            "similarity, points labelled with lambda"
+        )
+        plot_sweep(sweeps, path, title)
+        paths.append(path)
+    return paths
 
 
 def plot_report(report: RecEvalReport, path: Path) -> None:

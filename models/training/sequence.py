@@ -13,6 +13,11 @@ served score ``cosine + prior`` lacks instead of re-learning popularity. Example
 `training_pairs` of `allowed_sequences` (valid rows and first test histories, never a test
 target). AdamW, linear warm-up then linear decay, fixed seeds; a few minutes on a 2-core CPU.
 
+Item residuals (``SequenceConfig.item_residuals``): every item seen in the training pairs (as a
+target or in a history) gets a learned vector added to its text vector before normalising, on the
+history side and on the scoring side alike (`export.sequence_module.ItemResidualTable`); items not
+seen keep their text vector, so new items still work from text alone.
+
 `train_sequence_tower` does the whole recipe: item vectors from the encoder (as `profilestream
 index` stores them), training, the checkpoint, and the parity-checked ONNX export into the same
 folder, which the worker (`PROFILESTREAM_SEQUENCE_MODEL_DIR`) and `profilestream evaluate --model`
@@ -35,17 +40,26 @@ import torch
 from torch import nn
 
 from export.sequence_export import export_sequence_tower
-from export.sequence_module import SequenceConfig, SequenceTowerModule, save_tower, tensors
+from export.sequence_module import (
+    SequenceConfig,
+    SequenceTowerModule,
+    item_rows,
+    save_tower,
+    tensors,
+    with_item_matrix,
+)
 from models.data.amazon import (
     Dataset,
     allowed_sequences,
     history_window,
+    interactions,
     items_with_popularity,
     training_pairs,
 )
+from models.encoder.cooccurrence import NEIGHBOURS_FILE, ItemNeighbours, build_neighbours, write_neighbours
 from models.encoder.onnx_encoder import TextEncoder
 from models.encoder.sequence_tower import SequenceInputs, SequenceManifest, sequence_features
-from models.index.item_index import build_index
+from models.index.item_index import ItemIndex, build_index, check_encoder
 from stream.core.errors import SourceError
 from stream.core.prior import popularity_prior
 from stream.core.window import WindowConfig
@@ -108,12 +122,17 @@ def train_tower(
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    model = SequenceTowerModule(item_vectors.shape[1], config)
+    model = SequenceTowerModule(
+        item_vectors.shape[1], config, len(item_vectors), warm_items(data, len(item_vectors))
+    )
     items = torch.from_numpy(item_vectors)
     prior = torch.from_numpy(popularity_prior(popularity, config.popularity_weight)) / config.temperature
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    table = [] if model.item_table is None else list(model.item_table.parameters())
+    others = [p for name, p in model.named_parameters() if not name.startswith("item_table.")]
+    groups: list[dict[str, object]] = [{"params": others, "weight_decay": config.weight_decay}]
+    if table:
+        groups.append({"params": table, "weight_decay": config.residual_weight_decay})
+    optimiser = torch.optim.AdamW(groups, lr=config.learning_rate)
     n = len(data.targets)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -133,8 +152,12 @@ def train_tower(
         total_loss = 0.0
         for start in range(0, n, config.batch_size):
             batch = order[start : start + config.batch_size]
-            users = model(*tensors(data.inputs, batch))
-            logits = users @ items.T / config.temperature + prior
+            vectors, *rest = tensors(data.inputs, batch)
+            matrix = model.item_matrix(items)
+            if model.item_table is not None:
+                vectors = with_item_matrix(vectors, item_rows(data.inputs, batch), matrix)
+            users = model(vectors, *rest)
+            logits = users @ matrix.T / config.temperature + prior
             loss = nn.functional.cross_entropy(logits, torch.from_numpy(data.targets[batch]))
             optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
@@ -146,6 +169,32 @@ def train_tower(
     result.seconds = time.perf_counter() - started
     model.eval()
     return model, result
+
+
+def warm_items(data: TrainingData, items: int) -> npt.NDArray[np.bool_]:
+    """Items the training pairs hold (a target or a history item): those that get a residual."""
+    warm = np.zeros(items, dtype=bool)
+    warm[data.targets] = True
+    if data.inputs.rows is not None:
+        rows = data.inputs.rows[data.inputs.rows >= 0]
+        warm[rows] = True
+    return warm
+
+
+def tower_item_vectors(model: SequenceTowerModule, item_vectors: FloatArray) -> FloatArray:
+    """The trained tower's item vectors (residuals applied), as the stream will rank against them."""
+    with torch.no_grad():
+        out: FloatArray = model.item_matrix(torch.from_numpy(item_vectors)).numpy()
+    return out
+
+
+def training_neighbours(dataset: Dataset, item_ids: Sequence[str], config: SequenceConfig) -> ItemNeighbours:
+    """Co-occurrence lists from the allowed sequences of `config.eval_split` only (the pairs the
+    tower trains on; never one of that split's targets): what the item-kNN baseline fits."""
+    user_items: dict[str, list[str]] = {}
+    for user, item in interactions(allowed_sequences(dataset, config.eval_split)):
+        user_items.setdefault(user, []).append(item)
+    return build_neighbours(user_items, item_ids, max_neighbours=config.max_neighbours)
 
 
 def catalogue_popularity(dataset: Dataset, eval_split: str) -> FloatArray:
@@ -171,11 +220,17 @@ def train_sequence_tower(
     window: WindowConfig,
     *,
     batch_size: int = 64,
+    item_index: ItemIndex | None = None,
 ) -> SequenceRecipeResult:
     """Item vectors by `encoder` (as the index stores them), training, checkpoint and ONNX export
-    into `out_dir`."""
+    into `out_dir`. `item_index`: the same vectors already computed (a `profilestream index` of the
+    data set's items by `encoder`), used instead of encoding the catalogue again."""
     started = time.perf_counter()
-    index = build_index(dataset.items.values(), encoder, batch_size=batch_size)
+    if item_index is None:
+        index = build_index(dataset.items.values(), encoder, batch_size=batch_size)
+    else:
+        check_encoder(item_index, encoder.model_version, "the item index given to train")
+        index = item_index
     encode_seconds = time.perf_counter() - started
     item_ids = list(index.ids)
     popularity_by_id = {
@@ -192,6 +247,12 @@ def train_sequence_tower(
         "dataset": dataset.name,
         "eval_split": config.eval_split,
     }
-    save_tower(model, config, out_dir, item_model_version=encoder.model_version, trained=trained)
+    save_tower(
+        model, config, out_dir, item_model_version=encoder.model_version, trained=trained, item_ids=item_ids
+    )
+    if config.knn_weight > 0 and config.max_neighbours > 0:
+        write_neighbours(out_dir, training_neighbours(dataset, item_ids, config))
+    else:
+        (out_dir / NEIGHBOURS_FILE).unlink(missing_ok=True)
     manifest = export_sequence_tower(out_dir, out_dir)
     return SequenceRecipeResult(result, manifest, encode_seconds, out_dir)

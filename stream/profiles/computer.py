@@ -10,14 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from models.encoder.cooccurrence import CatalogueNeighbours
 from models.encoder.onnx_encoder import TextEncoder
-from models.encoder.sequence_tower import SequenceInputs, sequence_features
-from models.index.topk import PreparedItems, prepare_items, top_k
+from models.encoder.sequence_tower import SEQUENCE_MANIFEST, SequenceInputs, sequence_features
+from models.index.topk import PreparedItems, exact_scores, prepare_items, top_k
 from stream.core.errors import ConfigError
 from stream.core.events import EventType
 from stream.core.prior import has_prior, popularity_prior, ranking_matrix, widen_users
@@ -29,7 +31,7 @@ from stream.core.window import Window, WindowConfig, event_weights, purchased_it
 from stream.profiles.query_cache import QueryVectorCache
 
 FloatArray = npt.NDArray[np.float32]
-UserVectorMode = Literal["text", "items", "hybrid", "sequence"]
+UserVectorMode = Literal["text", "items", "hybrid", "sequence", "last_item"]
 BoolArray = npt.NDArray[np.bool_]
 
 # Distinct search queries whose vectors a worker keeps (384 floats each: about 15 MB).
@@ -49,6 +51,16 @@ class UserTower(Protocol):
     def version(self) -> str: ...
 
     def encode(self, inputs: SequenceInputs) -> FloatArray: ...
+
+    def item_vectors(self, ids: Sequence[str], vectors: FloatArray) -> FloatArray:
+        """The item vectors the tower reads and ranks against (the index's, with its learned
+        per-item residuals applied; the same array when it has none)."""
+        ...
+
+    def neighbours_for(self, ids: Sequence[str]) -> CatalogueNeighbours | None:
+        """The tower's item co-occurrence lists in the catalogue's rows, with the fusion weight
+        they were measured with (None: the tower's score alone)."""
+        ...
 
 
 class ItemCatalogue(Protocol):
@@ -79,10 +91,52 @@ class PreparedCatalogue(Protocol):
     def prepared(self) -> PreparedItems: ...
 
 
+class _TowerCatalogue:
+    """A catalogue seen through a sequence tower: the same items, with the tower's item vectors
+    (`UserTower.item_vectors`), so the tower's input, the ranking, MMR and the reasons all use the
+    vectors it was trained with."""
+
+    def __init__(self, catalogue: ItemCatalogue, vectors: FloatArray) -> None:
+        self._catalogue = catalogue
+        self._vectors = vectors
+
+    @property
+    def ids(self) -> Sequence[str]:
+        return self._catalogue.ids
+
+    @property
+    def vectors(self) -> FloatArray:
+        return self._vectors
+
+    @property
+    def in_stock(self) -> BoolArray:
+        return self._catalogue.in_stock
+
+    @property
+    def popularity(self) -> FloatArray:
+        return self._catalogue.popularity
+
+    def row(self, item_id: str) -> int | None:
+        return self._catalogue.row(item_id)
+
+    def title(self, item_id: str) -> str | None:
+        return self._catalogue.title(item_id)
+
+
 def _normalise(vectors: FloatArray) -> FloatArray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     normalised: FloatArray = (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
     return normalised
+
+
+def user_vector_mode(settings: Settings) -> UserVectorMode:
+    """The served user vector: `settings.user_vector`, where ``auto`` (the default) is the best
+    measured mode the install can serve: ``sequence`` when a trained tower is in
+    `settings.sequence_model_dir`, else ``last_item`` (the best zero-shot mode; see models/README.md)."""
+    if settings.user_vector != "auto":
+        return settings.user_vector
+    has_tower = (Path(settings.sequence_model_dir) / SEQUENCE_MANIFEST).is_file()
+    return "sequence" if has_tower else "last_item"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +147,8 @@ class ProfileConfig:
     max_profile_chars: int = 2048
     # "text": encode the profile text (the article's user tower); "items": decayed mean of the
     # window's item (and query) vectors, no encoder call per user; "hybrid": a normalised mix;
-    # "sequence": the trained tower over the window's item and query vectors (needs a tower).
+    # "sequence": the trained tower over the window's item and query vectors (needs a tower);
+    # "last_item": the vector of the window's newest item (or search query) alone.
     user_vector: UserVectorMode = "items"
     text_weight: float = 0.5
     # Weight of the popularity prior added to every recommendation score (stream.core.prior); 0: none.
@@ -107,7 +162,7 @@ class ProfileConfig:
             mmr_lambda=settings.mmr_lambda,
             # Generous: the encoder truncates to its token limit; this only bounds the string.
             max_profile_chars=settings.encoder_max_length * 8,
-            user_vector=settings.user_vector,
+            user_vector=user_vector_mode(settings),
             text_weight=settings.hybrid_text_weight,
             popularity_weight=settings.popularity_weight,
         )
@@ -162,9 +217,15 @@ class ProfileComputer:
                 "`profilestream train DATASET --out DIR` and set PROFILESTREAM_SEQUENCE_MODEL_DIR=DIR"
             )
         self.encoder = encoder
-        self.catalogue = catalogue
         self.config = config
         self.tower = tower if config.user_vector == "sequence" else None
+        if self.tower is not None:
+            adjusted = self.tower.item_vectors(catalogue.ids, catalogue.vectors)
+            if adjusted is not catalogue.vectors:
+                catalogue = _TowerCatalogue(catalogue, adjusted)
+        self.catalogue = catalogue
+        # The co-occurrence (item-kNN) term the tower's export carries, added to the ranking score.
+        self.neighbours = self.tower.neighbours_for(catalogue.ids) if self.tower is not None else None
         # Profiles name both models when the tower makes the user vector.
         self.model_version = (
             f"{encoder.model_version}+{self.tower.version}"
@@ -205,7 +266,7 @@ class ProfileComputer:
             # The items vector only reads indexed items and queries (the anchors); building the
             # text just to see that it is not empty cost a tenth of the batch.
             text = self.profile_text(window) if mode in ("text", "hybrid") else ""
-            if text or (mode in ("items", "sequence") and user_anchors.anchors):
+            if text or (mode in ("items", "sequence", "last_item") and user_anchors.anchors):
                 users.append((user_id, window, text))
                 anchors.append(user_anchors)
         if not users:
@@ -220,6 +281,16 @@ class ProfileComputer:
         query_vectors.update(zip(new_queries, encoded[len(texts) :], strict=True))
         if mode == "text":
             user_vectors = encoded[: len(texts)]
+        elif mode == "last_item":
+            # Anchors are newest first: the newest item or query of each window.
+            user_vectors = np.stack(
+                [
+                    self.catalogue.vectors[a.item_rows[0]]
+                    if a.item_rows[0] is not None
+                    else query_vectors[a.queries[0] or ""]
+                    for a in anchors
+                ]
+            ).astype(np.float32)
         elif self.tower is not None:
             # One batched tower call for every changed user (unknown items are skipped).
             inputs = sequence_features(
@@ -241,14 +312,17 @@ class ProfileComputer:
         encoded_at = time.perf_counter()
         pool = self.config.top_k if self.config.mmr_lambda >= 1.0 else self.config.top_k * MMR_POOL_FACTOR
         exclusions = [self._purchased_rows(window) for _, window, _ in users]
+        widened = widen_users(user_vectors, self._ranking_items.vectors.shape[1])
         ranked = top_k(
-            widen_users(user_vectors, self._ranking_items.vectors.shape[1]),
+            widened,
             self._ranking_items,
             self.catalogue.ids,
             pool,
             in_stock=self.catalogue.in_stock,
             exclude=exclusions,
         )
+        if self.neighbours is not None:
+            ranked = self._fuse_cooccurrence(ranked, widened, [w for _, w, _ in users], exclusions, pool)
         candidates = [[(self._row(item_id), score) for item_id, score in user] for user in ranked]
         profiles = [
             self._profile(
@@ -263,6 +337,51 @@ class ProfileComputer:
         ]
         done = time.perf_counter()
         return profiles, Timings(encode_ms=(encoded_at - started) * 1000, rank_ms=(done - encoded_at) * 1000)
+
+    def cooccurrence(self, window: Window) -> tuple[npt.NDArray[np.int64], FloatArray] | None:
+        """The co-occurrence term the ranking adds for this window, already weighted: the catalogue
+        rows it is non-zero for and their values (None: no neighbour lists). Reads the window's
+        newest item events, newest first, `models.encoder.cooccurrence.MAX_EVENTS` at most."""
+        if self.neighbours is None:
+            return None
+        rows = [self.catalogue.row(e.item_id) for e in reversed(window.events) if e.item_id is not None]
+        item_rows, values = self.neighbours.scores([row for row in rows if row is not None])
+        weighted: FloatArray = (values * np.float32(self.neighbours.fusion_weight)).astype(np.float32)
+        return item_rows, weighted
+
+    def _fuse_cooccurrence(
+        self,
+        ranked: list[list[tuple[str, float]]],
+        widened: FloatArray,
+        windows: Sequence[Window],
+        exclusions: Sequence[set[int]],
+        pool: int,
+    ) -> list[list[tuple[str, float]]]:
+        """Each user's top `pool` by tower score (with the prior) plus the co-occurrence term.
+
+        The term is >= 0 and non-zero only on the window items' neighbours (at most MAX_EVENTS x
+        max_neighbours rows), so the fused top `pool` lies within the tower's top `pool` and those
+        rows: only they are scored again (`exact_scores`, the same per-pair scores `top_k` gives),
+        not the whole catalogue. Ties go to the lower catalogue row, as in `top_k`."""
+        in_stock = self.catalogue.in_stock
+        ids = self.catalogue.ids
+        fused: list[list[tuple[str, float]]] = []
+        for user, (candidates, window) in enumerate(zip(ranked, windows, strict=True)):
+            term = self.cooccurrence(window)
+            assert term is not None
+            rows, values = term
+            allowed = in_stock[rows] & ~np.isin(rows, np.fromiter(exclusions[user], np.int64))
+            rows, values = rows[allowed], values[allowed]
+            scores = {self._row(item_id): score for item_id, score in candidates}
+            extra = np.asarray([row for row in rows.tolist() if row not in scores], dtype=np.intp)
+            if len(extra):
+                base = exact_scores(widened, self._ranking_items.vectors, np.full(len(extra), user), extra)
+                scores.update(zip(extra.tolist(), base.tolist(), strict=True))
+            for row, value in zip(rows.tolist(), values.tolist(), strict=True):
+                scores[row] = float(np.float32(scores[row]) + np.float32(value))
+            best = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:pool]
+            fused.append([(ids[row], score) for row, score in best])
+        return fused
 
     def _behaviour_vector(self, window: Window, query_vectors: dict[str, FloatArray]) -> FloatArray:
         """The decayed, type-weighted mean of the window's item and query vectors."""

@@ -12,14 +12,19 @@ from typing import Any
 
 from stream.core.batch import group_by_user
 from stream.core.events import Event
+from stream.core.identity import resolve_identities
 from stream.core.window import Window, apply_events
 from stream.profiles.computer import ProfileComputer
 
 
 def offline_windows(events: Iterable[Event], computer: ProfileComputer) -> dict[str, Window]:
+    """Every user's window once the stream has drained `events` (in Kafka order per user), logins
+    included: an anonymous window joined a known user's (`stream.core.identity`)."""
+    config = computer.config.window
+    resolved = resolve_identities(list(events), config)
     return {
-        user_id: apply_events(Window(), user_events, computer.config.window).window
-        for user_id, user_events in group_by_user(list(events)).items()
+        user_id: apply_events(Window(), user_events, config).window
+        for user_id, user_events in group_by_user(resolved).items()
     }
 
 

@@ -11,7 +11,7 @@ from models.encoder.sequence_tower import SequenceTower
 from stream.core.errors import ModelError
 from stream.core.settings import Settings
 from stream.profiles.catalogue import load_catalogue
-from stream.profiles.computer import ProfileComputer, ProfileConfig
+from stream.profiles.computer import ProfileComputer, ProfileConfig, user_vector_mode
 from stream.redis.activity import ActivitySink, RedisActivitySink
 from stream.redis.reco_store import RecoStore
 
@@ -39,7 +39,7 @@ def open_computer(settings: Settings) -> ProfileComputer:
         len(catalogue.ids),
     )
     tower = None
-    if settings.user_vector == "sequence":
+    if user_vector_mode(settings) == "sequence":
         tower = SequenceTower(
             Path(settings.sequence_model_dir),
             provider=settings.encoder_provider,

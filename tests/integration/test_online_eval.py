@@ -19,7 +19,7 @@ from tests.support.rec_fixtures import write_dataset
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("user_vector", ["items", "text"])
+@pytest.mark.parametrize("user_vector", ["items", "text", "last_item"])
 def test_metrics_from_redis_equal_the_offline_evaluation(
     isolated: Settings, tmp_path: Path, user_vector: str
 ) -> None:

@@ -1,5 +1,6 @@
 """Online equals offline for `PROFILESTREAM_USER_VECTOR=sequence`: histories through a real worker
-(which loads the exported tower), Kafka and Redis, against the stream's offline recomputation."""
+(which loads the exported tower with its item residuals and co-occurrence lists), Kafka and Redis,
+against the stream's offline recomputation."""
 
 from __future__ import annotations
 
@@ -30,7 +31,14 @@ def test_the_sequence_tower_online_equals_offline(isolated: Settings, tmp_path: 
     dataset = load_dataset(dataset_dir)
     config = SequenceConfig(hidden=32, layers=1, heads=2, max_length=8, epochs=3, batch_size=16, threads=1)
     encoder = load_encoder(isolated.model_dir, options_from_settings(isolated))
-    train_sequence_tower(dataset, encoder, tmp_path / "tower", config, WindowConfig.from_settings(isolated))
+    result = train_sequence_tower(
+        dataset, encoder, tmp_path / "tower", config, WindowConfig.from_settings(isolated)
+    )
+    # Item residuals (the default) change the item vectors the worker ranks against: online must
+    # still equal offline.
+    assert result.manifest.residual_items > 0
+    # So do the co-occurrence lists (the default): the worker must add the same kNN term.
+    assert result.manifest.neighbour_items > 0 and result.manifest.knn_weight > 0
     settings = isolated.model_copy(
         update={
             "user_vector": "sequence",
@@ -44,3 +52,4 @@ def test_the_sequence_tower_online_equals_offline(isolated: Settings, tmp_path: 
     assert report.users_with_lists == len(dataset.rows["test"])
     assert report.online == report.offline
     assert "+sequence:" in report.model_version
+    assert "/knn:" in report.model_version  # the worker served the lists

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +15,25 @@ torch = require_module("torch")
 
 from export.sequence_export import export_sequence_tower, parity_inputs  # noqa: E402
 from export.sequence_module import SequenceConfig, load_tower, save_tower, tower_vectors  # noqa: E402
-from models.data.amazon import Dataset, EvalRow, load_dataset  # noqa: E402
-from models.encoder.sequence_tower import SEQUENCE_MANIFEST, SequenceTower, sequence_features  # noqa: E402
+from models.data.amazon import Dataset, EvalRow, history_window, load_dataset  # noqa: E402
+from models.encoder.cooccurrence import NEIGHBOURS_FILE  # noqa: E402
+from models.encoder.sequence_tower import (  # noqa: E402
+    RESIDUAL_IDS_FILE,
+    SEQUENCE_MANIFEST,
+    SequenceTower,
+    sequence_features,
+)
 from models.index.catalog import CatalogItem, item_text  # noqa: E402
-from models.training.sequence import train_sequence_tower, train_tower, training_data  # noqa: E402
+from models.training.sequence import (  # noqa: E402
+    tower_item_vectors,
+    train_sequence_tower,
+    train_tower,
+    training_data,
+    warm_items,
+)
 from stream.core.errors import ModelError  # noqa: E402
 from stream.core.events import Event, EventType  # noqa: E402
-from stream.core.window import WindowConfig  # noqa: E402
+from stream.core.window import Window, WindowConfig  # noqa: E402
 from stream.profiles.computer import ProfileComputer, ProfileConfig  # noqa: E402
 from stream.profiles.offline import offline_payloads  # noqa: E402
 from tests.support.fakes import BagOfWordsEncoder, FakeCatalogue  # noqa: E402
@@ -31,6 +45,11 @@ SMALL = SequenceConfig(hidden=32, layers=1, heads=2, max_length=8, epochs=40, ba
 def _vectors(dataset: Dataset) -> tuple[list[str], np.ndarray]:
     ids = list(dataset.items)
     return ids, BagOfWordsEncoder().encode([item_text(dataset.items[i]) for i in ids])
+
+
+def windows_of(data: object, dataset: Dataset) -> list[Window]:
+    """Windows of the data set's valid rows (any real histories will do)."""
+    return [history_window(row.history, WindowConfig()) for row in dataset.rows["valid"]]
 
 
 def test_the_tower_trains_on_a_tiny_data_set_lowers_the_loss_and_never_sees_a_test_target(
@@ -55,6 +74,11 @@ def test_the_tower_trains_on_a_tiny_data_set_lowers_the_loss_and_never_sees_a_te
         return float((users @ vectors.T > target_scores).sum(1).mean())
 
     assert mean_rank(trained) < mean_rank(untrained)
+    # Item residuals (on by default): learned for the items training saw, zero for the others.
+    assert model.item_table is not None
+    table = model.item_table.table.detach().numpy()
+    warm = warm_items(data, len(ids))
+    assert np.abs(table[warm]).sum(axis=1).min() > 0 and not table[~warm].any() and (~warm).any()
 
 
 def test_the_export_passes_parity_and_a_tampered_file_is_refused(tmp_path: Path) -> None:
@@ -63,18 +87,41 @@ def test_the_export_passes_parity_and_a_tampered_file_is_refused(tmp_path: Path)
     config = SequenceConfig(hidden=32, layers=2, heads=2, max_length=8, epochs=3, batch_size=16, threads=1)
     data = training_data(dataset, ids, vectors, config, WindowConfig())
     model, _ = train_tower(data, vectors, np.ones(len(ids), dtype=np.float32), config)
-    save_tower(model, config, tmp_path / "tower", item_model_version="bow-test")
+    save_tower(model, config, tmp_path / "tower", item_model_version="bow-test", item_ids=ids)
     manifest = export_sequence_tower(tmp_path / "tower", tmp_path / "onnx")
     assert manifest.parity_max_abs_diff is not None and manifest.parity_max_abs_diff <= 1e-4
     assert (manifest.dim, manifest.max_length, manifest.layers) == (vectors.shape[1], 8, 2)
     assert manifest.event_types == ("search", "view", "click", "add_to_cart", "purchase")
     assert manifest.item_model_version == "bow-test" and manifest.version.startswith("sequence:")
     tower = SequenceTower(tmp_path / "onnx", provider="cpu")
-    # The real features of the data set, not only the random parity inputs.
+    # The real features of the data set, not only the random parity inputs, read through the
+    # item residuals as the stream reads them: the index's vectors, then `item_vectors`.
     reloaded, _, _ = load_tower(tmp_path / "tower")
-    np.testing.assert_allclose(tower.encode(data.inputs), tower_vectors(reloaded, data.inputs), atol=1e-4)
+    warm = warm_items(data, len(ids))
+    assert manifest.residual_items == int(warm.sum()) > 0 and not warm.all()
+    items = tower.item_vectors(ids, vectors)
+    np.testing.assert_allclose(items, tower_item_vectors(reloaded, vectors), atol=1e-6)
+    np.testing.assert_array_equal(items[~warm], vectors[~warm])  # cold items: their text vector
+    assert not np.allclose(items[warm], vectors[warm])  # warm items moved
+    inputs = sequence_features(windows_of(data, dataset), {i: n for n, i in enumerate(ids)}.get, items, {}, 8)
+    np.testing.assert_allclose(tower.encode(inputs), tower_vectors(reloaded, inputs), atol=1e-4)
     empty = parity_inputs(vectors.shape[1], 8, batch=1)  # row 0 holds no event
     assert not tower.encode(empty).any()
+    residual_file = tmp_path / "onnx" / (manifest.residuals_file or "")
+    saved = residual_file.read_bytes()
+    residual_file.write_bytes(saved[:-4] + b"\0\0\0\1")
+    with pytest.raises(ModelError, match="sha256"):
+        SequenceTower(tmp_path / "onnx", provider="cpu")
+    residual_file.write_bytes(saved)
+    # The ids say which item a row belongs to: a swapped id is refused too.
+    ids_file = tmp_path / "onnx" / RESIDUAL_IDS_FILE
+    ids_text = ids_file.read_text()
+    swapped = json.loads(ids_text)
+    swapped[0], swapped[1] = swapped[1], swapped[0]
+    ids_file.write_text(json.dumps(swapped))
+    with pytest.raises(ModelError, match="sha256"):
+        SequenceTower(tmp_path / "onnx", provider="cpu")
+    ids_file.write_text(ids_text)
     onnx = tmp_path / "onnx" / manifest.onnx_file
     onnx.write_bytes(onnx.read_bytes()[:-7] + b"tampered")
     with pytest.raises(ModelError, match="sha256"):
@@ -98,6 +145,8 @@ def _cluster_dataset() -> Dataset:
         for name, words in CLUSTERS.items()
         for n, word in enumerate(words)
     }
+    # A new item: in the catalogue, in no row, so training never sees it (no residual).
+    items["lamp9"] = CatalogItem("lamp9", "wall lamp")
     rng = np.random.default_rng(5)
     names = list(CLUSTERS)
     rows: list[EvalRow] = []
@@ -119,7 +168,7 @@ def test_a_window_whose_newest_event_changes_topic_gets_the_new_topic(tmp_path: 
     config = SequenceConfig(hidden=32, layers=1, heads=2, max_length=8, epochs=15, batch_size=32, threads=1)
     data = training_data(dataset, list(catalogue.ids), catalogue.vectors, config, WindowConfig())
     model, _ = train_tower(data, catalogue.vectors, np.zeros(len(titles), np.float32), config)
-    save_tower(model, config, tmp_path / "tower", item_model_version="bow-test")
+    save_tower(model, config, tmp_path / "tower", item_model_version="bow-test", item_ids=list(catalogue.ids))
     export_sequence_tower(tmp_path / "tower", tmp_path / "tower")
     # Four pens, then one lamp: the lamp is what the user looks at now.
     history = ["pen0", "pen1", "pen2", "pen3", "lamp0"]
@@ -136,6 +185,22 @@ def test_a_window_whose_newest_event_changes_topic_gets_the_new_topic(tmp_path: 
     assert all(item.startswith("lamp") for item in ranked["sequence"]), ranked
     # The mean of the window (the `items` mode) says "pens": the case needs the order.
     assert ranked["items"][0].startswith("pen"), ranked
+    # The new item has no residual: it keeps its text vector, and as the newest event it still
+    # steers the list to lamps from its text alone.
+    tower = SequenceTower(tmp_path / "tower", provider="cpu")
+    assert (
+        tower.residuals is not None and "lamp9" not in tower.residuals.ids and "lamp0" in tower.residuals.ids
+    )
+    row = catalogue.row("lamp9") or 0
+    np.testing.assert_array_equal(
+        tower.item_vectors(catalogue.ids, catalogue.vectors)[row], catalogue.vectors[row]
+    )
+    cold = [*events[:4], Event("e9", "u", EventType.VIEW, 1_700_000_009_000, "lamp9")]
+    comp = ProfileComputer(
+        BagOfWordsEncoder(), catalogue, ProfileConfig(WindowConfig(), top_k=4, user_vector="sequence"), tower
+    )
+    got = [i["item_id"] for i in offline_payloads(cold, comp)["u"]["items"]]
+    assert all(item.startswith("lamp") for item in got), got
 
 
 def test_the_recipe_trains_and_exports_into_one_folder(tmp_path: Path) -> None:
@@ -146,6 +211,57 @@ def test_the_recipe_trains_and_exports_into_one_folder(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {SEQUENCE_MANIFEST, result.manifest.onnx_file}
     features = sequence_features([], lambda _: None, np.zeros((1, 4), np.float32), {}, 8)
     assert features.vectors.shape == (0, 8, 4)
+
+
+def test_the_recipe_exports_co_occurrence_lists_of_the_training_pairs_only(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    config = SequenceConfig(
+        hidden=16, layers=1, heads=2, max_length=8, epochs=1, batch_size=16, threads=1, max_neighbours=5
+    )
+    out = tmp_path / "out"
+    manifest = train_sequence_tower(dataset, BagOfWordsEncoder(), out, config, WindowConfig()).manifest
+    assert (manifest.neighbours_file, manifest.max_neighbours) == (NEIGHBOURS_FILE, 5)
+    assert manifest.knn_weight == SequenceConfig().knn_weight > 0 and manifest.neighbour_items > 0
+    tower = SequenceTower(out, provider="cpu")
+    lists = tower.neighbours
+    assert lists is not None and int(np.diff(lists.indptr).max()) <= 5
+    # The fixture's test targets ("t0".."t3") occur nowhere else: no list may hold or own one.
+    owners = {lists.ids[n] for n in np.flatnonzero(np.diff(lists.indptr))}
+    members = {lists.ids[j] for j in lists.indices.tolist()}
+    assert owners and members and not (owners | members) & {f"t{t}" for t in range(4)}
+    # The stream's computer picks the term up with the manifest's weight.
+    catalogue = FakeCatalogue({i: item_text(dataset.items[i]) for i in dataset.items})
+    comp = ProfileComputer(
+        BagOfWordsEncoder(), catalogue, ProfileConfig(WindowConfig(), user_vector="sequence"), tower
+    )
+    assert comp.neighbours is not None and comp.neighbours.fusion_weight == manifest.knn_weight
+    # A changed list file is refused.
+    path = out / NEIGHBOURS_FILE
+    saved = path.read_bytes()
+    path.write_bytes(saved[:-4] + b"\0\0\0\1")
+    with pytest.raises(ModelError, match="sha256"):
+        SequenceTower(out, provider="cpu")
+    # An export from before the lists (no such fields, no file) still loads, without a kNN term.
+    data = json.loads((out / SEQUENCE_MANIFEST).read_text())
+    for name in (
+        "neighbours_file",
+        "neighbours_sha256",
+        "neighbour_items",
+        "max_neighbours",
+        "knn_weight",
+        "knn_decay",
+    ):
+        del data[name]
+    (out / SEQUENCE_MANIFEST).write_text(json.dumps(data))
+    path.unlink()
+    old = SequenceTower(out, provider="cpu")
+    assert old.neighbours is None and old.neighbours_for(list(dataset.items)) is None
+    # --knn-weight 0: no lists at all.
+    off = replace(config, knn_weight=0.0)
+    manifest = train_sequence_tower(
+        dataset, BagOfWordsEncoder(), tmp_path / "off", off, WindowConfig()
+    ).manifest
+    assert manifest.neighbours_file is None and not (tmp_path / "off" / NEIGHBOURS_FILE).exists()
 
 
 def test_train_then_evaluate_the_tower_through_the_cli(tmp_path: Path) -> None:
@@ -173,3 +289,44 @@ def test_train_then_evaluate_the_tower_through_the_cli(tmp_path: Path) -> None:
     assert evaluated.exit_code == 0, evaluated.output
     assert "| tower tower: sequence |" in evaluated.output
     assert "| tower tower: sequence + prior (prior weight 0.05) |" in evaluated.output
+    # The default recipe exports co-occurrence lists: evaluate ranks the served, fused score too.
+    assert "co-occurrence lists for" in trained.output
+    assert "| tower tower: sequence + prior + kNN (prior weight 0.05) |" in evaluated.output
+
+
+def test_a_saved_item_index_is_reused_by_train_and_evaluate(tmp_path: Path) -> None:
+    """`--item-index`: the vectors of `profilestream index` instead of encoding the items again;
+    `--modes` and `--mmr-sweep` on the same run."""
+    from click.testing import CliRunner
+
+    from export.onnx_export import export_model
+    from stream.cli import main
+    from tests.support.tiny_model import write_tiny_checkpoint
+
+    data = write_dataset(tmp_path / "data")
+    export_model(write_tiny_checkpoint(tmp_path / "tiny"), tmp_path / "zero", ["fp32"])
+    env = {
+        "PROFILESTREAM_ENCODER_PROVIDER": "cpu",
+        "PROFILESTREAM_ENCODER_INTRA_OP_THREADS": "1",
+        "PROFILESTREAM_MODEL_DIR": str(tmp_path / "zero"),
+        "PROFILESTREAM_INDEX_DIR": str(tmp_path / "index"),
+    }
+    runner = CliRunner()
+    indexed = runner.invoke(main, ["index", str(data / "items.json")], env=env)
+    assert indexed.exit_code == 0, indexed.output
+    index = ["--item-index", str(tmp_path / "index")]
+    args = ["train", str(data), "--out", str(tmp_path / "tower"), "--epochs", "2", "--hidden", "16", *index]
+    trained = runner.invoke(main, [*args, "--threads", "1"], env=env)
+    assert trained.exit_code == 0, trained.output
+    assert "item vectors in 0 s" in trained.output
+    out = tmp_path / "eval"
+    args = ["evaluate", str(data), "--model", str(tmp_path / "tower"), "--out", str(out), *index]
+    args += ["--modes", "last item", "--mmr-sweep", "--mmr-plot", str(tmp_path / "mmr.png")]
+    evaluated = runner.invoke(main, args, env=env)
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "| zero-shot: last item + prior (prior weight 0.05) |" in evaluated.output
+    assert "zero-shot: items" not in evaluated.output and "zero-shot: text" not in evaluated.output
+    assert "| tower tower: sequence + prior | 0.95 |" in evaluated.output
+    assert (tmp_path / "mmr.png").is_file()
+    bad = runner.invoke(main, ["evaluate", str(data), "--modes", "everything"], env=env)
+    assert bad.exit_code != 0 and "--modes" in bad.output

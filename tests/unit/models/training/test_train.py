@@ -179,6 +179,7 @@ def test_the_cli_defaults_are_the_training_configs() -> None:
     )
     assert (defaults["tower_lr"], defaults["tower_batch_size"]) == (tower.learning_rate, tower.batch_size)
     assert defaults["temperature"] == tower.temperature
+    assert defaults["item_residuals"] == tower.item_residuals
 
 
 def test_the_gpu_training_script_uses_only_options_the_cli_has() -> None:

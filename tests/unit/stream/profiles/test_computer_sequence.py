@@ -3,13 +3,15 @@ batch, and the stream's incremental computation equals the offline recomputation
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from models.encoder.sequence_tower import SequenceInputs
+from models.encoder.cooccurrence import CatalogueNeighbours, build_neighbours
+from models.encoder.sequence_tower import ItemResiduals, SequenceInputs, sequence_features
 from stream.core.batch import group_by_user
 from stream.core.errors import ConfigError
 from stream.core.events import Event, EventType
@@ -29,6 +31,15 @@ TITLES = {
     "paper": "printer paper a4",
 }
 T0 = 1_700_000_000_000
+# Training sequences of the co-occurrence lists: staplers go with paper, pens with lamps (which
+# the item texts do not suggest).
+CO_BOUGHT = {
+    "a": ["stapler", "paper"],
+    "b": ["stapler", "paper", "pens"],
+    "c": ["pens", "lamp2"],
+    "d": ["pens", "lamp2", "staples"],
+    "e": ["lamp", "stapler2"],
+}
 
 
 class RecencyTower:
@@ -37,8 +48,18 @@ class RecencyTower:
     max_length = 6
     version = "sequence:fake"
 
-    def __init__(self) -> None:
+    def __init__(self, residuals: ItemResiduals | None = None, knn_weight: float = 0.0) -> None:
         self.batches: list[SequenceInputs] = []
+        self.residuals = residuals
+        self.knn_weight = knn_weight  # > 0: carries CO_BOUGHT's neighbour lists
+
+    def item_vectors(self, ids: Sequence[str], vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return vectors if self.residuals is None else self.residuals.apply(ids, vectors)
+
+    def neighbours_for(self, ids: Sequence[str]) -> CatalogueNeighbours | None:
+        if self.knn_weight <= 0:
+            return None
+        return build_neighbours(CO_BOUGHT, list(TITLES)).for_catalogue(ids, 0.9, self.knn_weight)
 
     def encode(self, inputs: SequenceInputs) -> npt.NDArray[np.float32]:
         self.batches.append(inputs)
@@ -96,19 +117,10 @@ def test_without_a_tower_the_mode_is_a_clear_error() -> None:
         ProfileComputer(BagOfWordsEncoder(), FakeCatalogue(TITLES), config)
 
 
-def test_incremental_batches_equal_the_offline_recomputation() -> None:
-    kinds = [EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE, EventType.SEARCH]
-    items = list(TITLES)
-    rng = np.random.default_rng(3)
-    events: list[Event] = []
-    for n in range(60):
-        kind = kinds[int(rng.integers(len(kinds)))]
-        user = f"u{int(rng.integers(5))}"
-        if kind is EventType.SEARCH:
-            events.append(ev(n, user, kind, query=str(rng.choice(["gel pens", "desk lamp", "paper"]))))
-        else:
-            events.append(ev(n, user, kind, item=items[int(rng.integers(len(items)))]))
-    comp = sequence_computer(top_k=4)
+@pytest.mark.parametrize("knn_weight", [0.0, 0.5], ids=["tower", "tower + kNN"])
+def test_incremental_batches_equal_the_offline_recomputation(knn_weight: float) -> None:
+    events = _random_events(seed=3)
+    comp = sequence_computer(top_k=4, tower=RecencyTower(knn_weight=knn_weight))
     windows: dict[str, Window] = {}
     online: dict[str, dict[str, Any]] = {}
     # As the worker: apply each batch to the users' windows, recompute the changed users.
@@ -120,7 +132,7 @@ def test_incremental_batches_equal_the_offline_recomputation() -> None:
             payload = profile.payload(computed_at_ms=0)
             del payload["computed_at_ms"]
             online[profile.user_id] = payload
-    offline = offline_payloads(events, sequence_computer(top_k=4))
+    offline = offline_payloads(events, sequence_computer(top_k=4, tower=RecencyTower(knn_weight=knn_weight)))
     assert sorted(online) == sorted(offline)
     # Ids, reasons and versions exactly; scores to float32 rounding (batch composition differs).
     for user, expected in offline.items():
@@ -133,3 +145,113 @@ def test_incremental_batches_equal_the_offline_recomputation() -> None:
         assert [i["score"] for i in got_items] == pytest.approx(
             [i["score"] for i in expected_items], abs=1e-6
         )
+
+
+def test_item_residuals_move_both_the_input_and_the_ranked_items_and_cold_items_keep_their_text() -> None:
+    catalogue = FakeCatalogue(TITLES)
+    # A residual that pulls "paper" towards the lamps; every other item has none (cold) and keeps
+    # its text vector exactly.
+    lamp = catalogue.vectors[catalogue.row("lamp") or 0]
+    residuals = ItemResiduals(("paper",), (3.0 * lamp)[None, :].astype(np.float32))
+    config = ProfileConfig(WindowConfig(), top_k=3, user_vector="sequence")
+    ranked: dict[str, dict[str, list[str]]] = {}
+    for name, tower in (("residuals", RecencyTower(residuals)), ("text only", RecencyTower())):
+        comp = ProfileComputer(BagOfWordsEncoder(), catalogue, config, tower)
+        ranked[name] = {
+            item: [
+                i["item_id"] for i in offline_payloads([ev(1, "u", EventType.VIEW, item)], comp)["u"]["items"]
+            ]
+            for item in ("lamp2", "paper")
+        }
+        if name == "residuals":
+            adjusted = comp.catalogue.vectors
+            cold = [row for i in TITLES if i != "paper" and (row := catalogue.row(i)) is not None]
+            np.testing.assert_array_equal(adjusted[cold], catalogue.vectors[cold])
+            # Input side: the tower read "paper" through its residual.
+            np.testing.assert_allclose(
+                tower.batches[-1].vectors[0, -1], adjusted[catalogue.row("paper") or 0]
+            )
+        else:
+            assert comp.catalogue.vectors is catalogue.vectors
+    # Scoring side: a lamp viewer (lamp2 is cold: it works from its text) is now shown paper.
+    assert ranked["residuals"]["lamp2"] == ["lamp2", "lamp", "paper"], ranked
+    assert "paper" not in ranked["text only"]["lamp2"], ranked
+    # Input side: a paper viewer is shown lamps, which the text alone does not suggest.
+    assert ranked["residuals"]["paper"][1:] == ["lamp", "lamp2"], ranked
+    assert "lamp" not in ranked["text only"]["paper"], ranked
+
+
+def _random_events(seed: int, n: int = 60, users: int = 5) -> list[Event]:
+    kinds = [EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE, EventType.SEARCH]
+    items = list(TITLES)
+    rng = np.random.default_rng(seed)
+    events: list[Event] = []
+    for n_ in range(n):
+        kind = kinds[int(rng.integers(len(kinds)))]
+        user = f"u{int(rng.integers(users))}"
+        if kind is EventType.SEARCH:
+            events.append(ev(n_, user, kind, query=str(rng.choice(["gel pens", "desk lamp", "paper"]))))
+        else:
+            events.append(ev(n_, user, kind, item=items[int(rng.integers(len(items)))]))
+    return events
+
+
+def _brute_force_fused(
+    window: Window, comp: ProfileComputer, weight: float, k: int
+) -> list[tuple[str, float]]:
+    """The fused score of every catalogue item, written out: cosine with the tower's user vector,
+    plus the prior, plus weight x sum over the window's items (newest first, age a) of
+    0.9**a x similarity; purchased and out-of-stock items left out; top k, ties by row."""
+    catalogue = comp.catalogue
+    ids = list(catalogue.ids)
+    encoder = BagOfWordsEncoder()
+    queries = {e.query: encoder.encode([e.query])[0] for e in window.events if e.query}
+    assert comp.tower is not None
+    user = comp.tower.encode(sequence_features([window], catalogue.row, catalogue.vectors, queries, 6))[0]
+    lists = build_neighbours(CO_BOUGHT, ids)
+    knn = np.zeros(len(ids))
+    item_events = [e.item_id for e in reversed(window.events) if e.item_id is not None]
+    for age, item in enumerate(item_events):
+        for neighbour, similarity in lists.neighbours_of(item):
+            knn[ids.index(neighbour)] += 0.9**age * similarity
+    prior = comp.config.popularity_weight * np.log1p(catalogue.popularity)
+    scores = catalogue.vectors @ user + prior + weight * knn
+    bought = {e.item_id for e in window.events if e.type is EventType.PURCHASE}
+    order = sorted(
+        (row for row in range(len(ids)) if ids[row] not in bought and catalogue.in_stock[row]),
+        key=lambda row: (-scores[row], row),
+    )
+    return [(ids[row], float(scores[row])) for row in order[:k]]
+
+
+@pytest.mark.parametrize("weight", [0.3, 2.0])
+def test_the_fused_ranking_equals_a_brute_force_fused_ranking(weight: float) -> None:
+    events = _random_events(seed=5, n=40)
+    config = ProfileConfig(WindowConfig(), top_k=3, user_vector="sequence", popularity_weight=0.05)
+    # With the prior and an out-of-stock neighbour (staples), which the term must not bring back.
+    catalogue = FakeCatalogue(TITLES, out_of_stock={"staples"}, counts={"paper": 9.0, "pens": 3.0})
+    comp = ProfileComputer(BagOfWordsEncoder(), catalogue, config, RecencyTower(knn_weight=weight))
+    plain = ProfileComputer(BagOfWordsEncoder(), catalogue, config, RecencyTower())
+    windows: dict[str, Window] = {}
+    for user, user_events in group_by_user(events).items():
+        windows[user] = apply_events(Window(), user_events, config.window).window
+    changed = 0
+    for profile, without in zip(
+        comp.compute(sorted(windows.items())), plain.compute(sorted(windows.items())), strict=True
+    ):
+        expected = _brute_force_fused(windows[profile.user_id], comp, weight, 3)
+        assert [i.item_id for i in profile.items] == [item for item, _ in expected]
+        assert [i.score for i in profile.items] == pytest.approx([s for _, s in expected], abs=1e-5)
+        changed += [i.item_id for i in profile.items] != [i.item_id for i in without.items]
+    assert changed, "the co-occurrence term changed no list: the test would not see it missing"
+
+
+def test_a_co_bought_item_the_text_does_not_suggest_is_recommended() -> None:
+    # Pens were bought with lamp2 (CO_BOUGHT): a pen viewer sees lamp2 only through the kNN term.
+    config = ProfileConfig(WindowConfig(), top_k=3, user_vector="sequence")
+    view = [ev(1, "u", EventType.VIEW, "pens")]
+    fused = ProfileComputer(BagOfWordsEncoder(), FakeCatalogue(TITLES), config, RecencyTower(knn_weight=2.0))
+    plain = ProfileComputer(BagOfWordsEncoder(), FakeCatalogue(TITLES), config, RecencyTower())
+    assert "lamp2" in [i["item_id"] for i in offline_payloads(view, fused)["u"]["items"]]
+    assert "lamp2" not in [i["item_id"] for i in offline_payloads(view, plain)["u"]["items"]]
+    assert fused.cooccurrence(Window()) is not None and plain.cooccurrence(Window()) is None
