@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import delete_redis_prefix  # noqa: E402
 from stream.core.settings import Settings, load_settings  # noqa: E402
-from stream.redis.reco_store import POPULAR_KIND, RECO_KIND  # noqa: E402
+from stream.redis.reco_store import RECO_KIND, popular_key  # noqa: E402
 from stream.serving.api import create_lookup_app  # noqa: E402
 from stream.serving.lookups import RecoClient  # noqa: E402
 
@@ -53,7 +53,7 @@ def seed(settings: Settings, users: int) -> None:
             "source": "profile",
         }
         pipe.hset(settings.redis_key(RECO_KIND, f"u{n}"), mapping={"ver": "x", "json": json.dumps(payload)})
-    pipe.zadd(f"{settings.redis_key_prefix}:{POPULAR_KIND}", {f"sku-{i:05d}": float(i) for i in range(500)})
+    pipe.zadd(popular_key(settings), {f"sku-{i:05d}": float(i) for i in range(500)})
     pipe.execute()
     redis.close()
 

@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -146,6 +147,22 @@ class LoadGenerator:
             self.producer.send(self.topic, key=user.encode(), value=event.to_json())
 
 
+def free_ports(count: int) -> list[int]:
+    """Worker web ports that are free now, below the kernel's ephemeral range (32768 up), where
+    a random port could be taken by some client's outgoing connection (it happened)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randrange(20_000, 29_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def start_workers(settings: Settings, ports: list[int], log: IO[bytes]) -> list[subprocess.Popen[bytes]]:
     workers = []
     for n, port in enumerate(ports):
@@ -199,8 +216,8 @@ def summarise(
 
 def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
     tag = uuid.uuid4().hex[:8]
-    first_port = 20000 + random.randrange(20000)
-    ports = [first_port + n for n in range(args.workers)]
+    ports = free_ports(args.workers)
+    first_port = ports[0]
     settings = load_settings(
         {},
         kafka_bootstrap_servers=args.bootstrap,
@@ -215,6 +232,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
         worker_web_port=first_port,
         user_vector=args.user_vector,
         batch_max_wait_ms=args.batch_max_wait_ms,
+        events_partitions=args.partitions,
         log_level="WARNING",
     )
     ensure_topics(settings)
@@ -235,6 +253,8 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
         while min(processed_each() if all_up(ports) else [0.0]) < 1:
             if time.monotonic() > deadline:
                 raise SystemExit("timed out waiting for worker warm-up")
+            if any(w.poll() is not None for w in workers):
+                raise SystemExit(f"a worker exited during warm-up; see {log.name}")
             load.send(20)
             load.producer.flush()
             time.sleep(1.0)
@@ -282,6 +302,7 @@ def main() -> None:
     parser.add_argument("--user-vector", default="items", choices=["text", "items", "hybrid"])
     parser.add_argument("--batch-max-wait-ms", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1, help="Worker processes in the one group.")
+    parser.add_argument("--partitions", type=int, default=4, help="Partitions of each run's events topic.")
     args = parser.parse_args()
     results = [run_rate(args, int(rate)) for rate in args.rates.split(",")]
     print(json.dumps({"user_vector": args.user_vector, "results": results}, indent=2, default=str))

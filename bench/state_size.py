@@ -44,6 +44,7 @@ from stream.core.events import Event, EventType  # noqa: E402
 from stream.core.settings import Settings, child_environment, load_settings  # noqa: E402
 from stream.kafka.drain import end_offsets, stored_positions  # noqa: E402
 from stream.kafka.topics import ensure_topics, windows_changelog_topic  # noqa: E402
+from stream.redis.reco_store import popular_key  # noqa: E402
 
 SERVICES = REPO / "deploy" / "local" / "services"
 INSTANCE = "statesize"
@@ -131,7 +132,7 @@ def redis_bytes_per_user(settings: Settings, sample: int, seed: int) -> dict[str
                 total += int(redis.memory_usage(settings.redis_key(kind, user)) or 0)
             per_user.append(total)
         info = redis.info("memory")
-        popular = redis.zcard(f"{settings.redis_key_prefix}:popular")
+        popular = redis.zcard(popular_key(settings))
         return {
             "users_with_reco": len(users),
             "sampled": len(chosen),

@@ -32,7 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def service_pids() -> set[int]:
     pids = set()
-    for pid_file in (REPO / "var" / "services").glob("*/*.pid"):
+    services = REPO / "var" / "services"
+    # A cluster's nodes keep theirs one level down (NAME/kafka-N/kafka.pid).
+    for pid_file in [*services.glob("*/*.pid"), *services.glob("*/*/*.pid")]:
         try:
             pids.add(int(pid_file.read_text().strip()))
         except (OSError, ValueError):

@@ -98,7 +98,10 @@ def main() -> None:
         return {"user": value["user_id"], "window": window}
 
     sdf = sdf.apply(update_window, stateful=True).filter(lambda value: value is not None)
-    sdf.sink(RecommendationSink(job, redis_sync(settings), metrics))
+    client = redis_sync(settings)
+    if not isinstance(client, Redis):  # the peer writes a whole batch in one pipeline, as v1 did
+        raise SystemExit("the quix peer runs against a single Redis: set PROFILESTREAM_REDIS_CLUSTER=false")
+    sdf.sink(RecommendationSink(job, client, metrics))
     app.run()
 
 

@@ -7,15 +7,22 @@ Every client has connect and socket timeouts, a health check of idle pooled conn
 bounded retry policy (exponential backoff) from PROFILESTREAM_REDIS_*: a Redis that hangs
 instead of refusing (a paused process, a dropped network path) makes a call fail after
 ``redis_socket_timeout_s`` rather than block the worker, the lookups or search forever.
+
+With PROFILESTREAM_REDIS_CLUSTER=true the same functions return Redis Cluster clients (same
+timeouts, retries and TLS): PROFILESTREAM_REDIS_URL names one node, the client discovers the
+others and follows MOVED/ASK redirections and failovers. Every user's keys share one hash slot
+(`Settings.redis_key`), so the per-user Lua scripts and pipelines work on either.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.retry
+import redis.cluster
 import redis.retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,6 +35,11 @@ from stream.core.settings import Settings
 RETRY_BACKOFF_BASE_S = 0.05
 # redis-py raises these for refused, cut and timed-out connections (socket errors included).
 RETRIED_ERRORS: tuple[type[RedisError], ...] = (RedisConnectionError, RedisTimeoutError)
+
+# What `redis_async` and `redis_sync` return: a single Redis or a cluster, by configuration. Both
+# serve the commands profilestream sends (each touching one user's slot, or `popular`'s).
+AsyncRedis: TypeAlias = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+SyncRedis: TypeAlias = redis.Redis | redis.cluster.RedisCluster
 
 
 def _redis_tls(settings: Settings) -> dict[str, Any]:
@@ -60,23 +72,26 @@ def redis_options(settings: Settings, *, asynchronous: bool) -> dict[str, Any]:
     }
 
 
-def redis_async(settings: Settings) -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(
-        settings.redis_url.get_secret_value(), **redis_options(settings, asynchronous=True)
-    )
+def redis_async(settings: Settings) -> AsyncRedis:
+    url, options = settings.redis_url.get_secret_value(), redis_options(settings, asynchronous=True)
+    if settings.redis_cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(url, **options)
+    return redis.asyncio.Redis.from_url(url, **options)
 
 
-def redis_sync(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), **redis_options(settings, asynchronous=False)
-    )
+def redis_sync(settings: Settings) -> SyncRedis:
+    url, options = settings.redis_url.get_secret_value(), redis_options(settings, asynchronous=False)
+    if settings.redis_cluster:
+        return redis.cluster.RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
 
 
 def delete_prefix(settings: Settings, *, batch: int = 1000) -> int:
     """Delete every key under ``PROFILESTREAM_REDIS_KEY_PREFIX``; return how many there were.
 
     For namespaces a tool owns alone (a benchmark's, an evaluation's): never the served prefix.
-    Keys are found with SCAN (`batch` per call) and deleted `batch` at a time.
+    Keys are found with SCAN (`batch` per call; every primary of a cluster) and deleted `batch`
+    at a time (a cluster client splits the DEL by slot).
     """
     client = redis_sync(settings)
     try:

@@ -1,13 +1,14 @@
 """Recommendations in Redis: the key schema, an atomic newer-only write, forgetting, popularity.
 
-Keys (``{prefix}`` is PROFILESTREAM_REDIS_KEY_PREFIX):
+Keys, schema v2 (``{prefix}`` is PROFILESTREAM_REDIS_KEY_PREFIX; ``{<user_id>}`` is the user id as
+a hash tag, so all of a user's keys share one Redis Cluster slot, see `Settings.redis_key`):
 
-- ``{prefix}:reco:{user_id}`` hash: ``json`` (the payload below), ``ver`` (the window version)
-- ``{prefix}:emb:{user_id}`` string: the user vector, float32 little-endian
-- ``{prefix}:forgotten:{user_id}`` string: receive time (ms) of the user's last ``forget`` (its
+- ``{prefix}:{<user_id>}:reco`` hash: ``json`` (the payload below), ``ver`` (the window version)
+- ``{prefix}:{<user_id>}:emb`` string: the user vector, float32 little-endian
+- ``{prefix}:{<user_id>}:forgotten`` string: receive time (ms) of the user's last ``forget`` (its
   ``received_ms``, else its event time: the window's cut), expiring after ``forget_tombstone_ttl_s``
-- ``{prefix}:popular`` sorted set: catalogue item id -> forward-decayed interaction weight, trimmed
-  to the ``popular_max_items`` highest after each batch
+- ``{prefix}:{popular}:popular`` sorted set: catalogue item id -> forward-decayed interaction
+  weight, trimmed to the ``popular_max_items`` highest after each batch
 
 Forgetting goes by receive order, as in the window (`stream.core.window`): the newer-only write
 refuses a profile whose newest RECEIVE time is at or before the tombstone. A profile computed from
@@ -26,40 +27,18 @@ import json
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from redis.asyncio import Redis
 
 from stream.core.records import UserProfile
 from stream.core.settings import Settings
-from stream.redis.activity import RedisOp, execute_until_done
-from stream.redis.client import redis_async
+from stream.redis.apply_once import APPLY_ONCE_LUA, RedisOp, execute_until_done
+from stream.redis.client import AsyncRedis, redis_async
 
-# Newer-only write: compare the incoming window version with the stored one byte by byte (Lua's
-# own string comparison follows the server's locale), refuse a window whose newest receive time
-# (ARGV[1]) is at or before the forget's receive time.
-WRITE_IF_NEWER_LUA = """
-local function bytes_greater(a, b)
-  if a == b then return false end
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x > y end
-  end
-  return #a > #b
-end
-local forgotten = redis.call('GET', KEYS[3])
-if forgotten and tonumber(ARGV[1]) <= tonumber(forgotten) then return -1 end
-local stored = redis.call('HGET', KEYS[1], 'ver')
-if stored and not bytes_greater(ARGV[2], stored) then return 0 end
-redis.call('HSET', KEYS[1], 'ver', ARGV[2], 'json', ARGV[3])
-redis.call('SET', KEYS[2], ARGV[4])
-local ttl = tonumber(ARGV[5])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
-return 1
-"""
-
+# The newer-only write alone, as one script over one user's three keys (the benchmark peers call
+# it; the worker runs the same function inside its apply-once script). KEYS: reco, emb, forgotten;
+# ARGV: newest receive time, window version, payload, vector, ttl. Returns -1, 0 or 1.
+WRITE_IF_NEWER_LUA = APPLY_ONCE_LUA.split("-- KEYS[1]")[0] + (
+    "return write_if_newer(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
+)
 WRITE_IF_NEWER_SHA = hashlib.sha1(WRITE_IF_NEWER_LUA.encode(), usedforsecurity=False).hexdigest()
 
 RECO_KIND = "reco"
@@ -68,10 +47,20 @@ FORGOTTEN_KIND = "forgotten"
 POPULAR_KIND = "popular"
 
 
+def popular_key(settings: Settings) -> str:
+    """The shop-wide popularity set, ``{prefix}:{popular}:popular``: one key in one slot.
+
+    Its own hash tag puts it (and the marker of its apply-once unit) in one slot; a user whose id
+    is ``popular`` shares that slot, which is harmless. One key, not shards: the README's
+    measurement shows one batch's ZINCRBYs cost its node far less than a worker produces.
+    """
+    return settings.redis_key(POPULAR_KIND, POPULAR_KIND)
+
+
 class RecoStore:
     """Writes profiles atomically and newer-only; one pipeline per batch."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
         self._redis = redis
         self._settings = settings
 
@@ -84,16 +73,15 @@ class RecoStore:
 
     @property
     def popular_key(self) -> str:
-        return f"{self._settings.redis_key_prefix}:{POPULAR_KIND}"
+        return popular_key(self._settings)
 
-    def profile_ops(self, profiles: Iterable[UserProfile], sha: str, computed_at_ms: int) -> list[RedisOp]:
+    def profile_ops(self, profiles: Iterable[UserProfile], computed_at_ms: int) -> list[RedisOp]:
+        """One newer-only write per profile (the script in `stream.redis.apply_once`)."""
         ttl_s = self._settings.reco_ttl_s
         return [
             RedisOp(
-                "evalsha",
+                "write_if_newer",
                 (
-                    sha,
-                    3,
                     self._key(RECO_KIND, p.user_id),
                     self._key(EMB_KIND, p.user_id),
                     self._key(FORGOTTEN_KIND, p.user_id),
@@ -145,11 +133,7 @@ class RecoStore:
     ) -> None:
         """Forgets first, so a profile computed in the same batch after a forget still lands."""
         ops = self.forget_ops(forgets)
-        if profiles:
-            # The script rides along in every pipeline that calls it: a Redis restarted since
-            # the last batch has an empty script cache, and EVALSHA alone would fail with NOSCRIPT.
-            ops.append(RedisOp("script_load", (WRITE_IF_NEWER_LUA,)))
-        ops += self.profile_ops(profiles, WRITE_IF_NEWER_SHA, computed_at_ms)
+        ops += self.profile_ops(profiles, computed_at_ms)
         ops += self.popularity_ops(popularity)
         if ops:
             await execute_until_done(

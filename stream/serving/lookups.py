@@ -17,15 +17,14 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from stream.core.errors import ServiceUnavailable
 from stream.core.records import Recommendation
 from stream.core.settings import Settings
 from stream.redis.activity import RECENT_KIND
-from stream.redis.client import redis_async
-from stream.redis.reco_store import FORGOTTEN_KIND, POPULAR_KIND, RECO_KIND
+from stream.redis.client import AsyncRedis, redis_async
+from stream.redis.reco_store import FORGOTTEN_KIND, RECO_KIND, popular_key
 
 if TYPE_CHECKING:
     from stream.serving.search import SearchResult
@@ -83,10 +82,10 @@ class StoredProfile:
 class RecoClient:
     """One Redis round trip per known user; a second one for the popular fallback."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
         self._redis = redis
         self._settings = settings
-        self._popular_key = f"{settings.redis_key_prefix}:{POPULAR_KIND}"
+        self._popular_key = popular_key(settings)
         self._budget_ms = settings.lookup_redis_budget_ms
         self._search: SearchService | None = None
 

@@ -27,7 +27,6 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from models.encoder.onnx_encoder import TextEncoder, load_encoder, options_from_settings
@@ -36,6 +35,7 @@ from stream.core.settings import Settings
 from stream.profiles.computer import ItemCatalogue
 from stream.profiles.query_cache import QueryVectorCache
 from stream.redis.activity import RECENT_KIND
+from stream.redis.client import AsyncRedis
 from stream.redis.reco_store import EMB_KIND, FORGOTTEN_KIND
 from stream.serving.search import (
     DEFAULT_SEARCH_K,
@@ -125,7 +125,7 @@ class SignalSource(Protocol):
 class RedisSignals:
     """The worker's keys: ``emb`` (float32 little-endian), ``recent`` (JSON lines), ``forgotten``."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
         self._redis = redis
         self._settings = settings
 
@@ -180,7 +180,7 @@ class SearchService:
         self.queries = BatchingQueryEncoder(self.cache, max_queued_queries)
 
     @classmethod
-    def open(cls, settings: Settings, redis: Redis) -> SearchService:
+    def open(cls, settings: Settings, redis: AsyncRedis) -> SearchService:
         """Load the encoder and the item index named by the settings (a `ModelError` if missing)."""
         from stream.profiles.catalogue import load_catalogue
 

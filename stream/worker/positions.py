@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import faust
 import faust.streams as faust_streams
+from aiokafka.errors import IllegalStateError
 from faust.types import TP, EventT
 
 from stream.core.settings import Settings
@@ -114,7 +115,13 @@ class PositionKeeper:
         stored = await self._stored(tps)
         earliest = await self._earliest(tps)
         for tp in tps:
-            position = await app.consumer.position(tp)
+            try:
+                position = await app.consumer.position(tp)
+            except IllegalStateError:
+                # Revoked by a rebalance while this check awaited the broker (seen with four
+                # workers joining one group; uncaught, Faust crashed the worker). Its new owner
+                # starts from the stored position.
+                continue
             expected = max(stored[tp.partition], earliest.get(tp, 0))
             self._set_gauge(tp.partition, expected)
             if position is not None and position > expected and not self._busy:
@@ -192,12 +199,20 @@ class PositionKeeper:
         last = self._rewound.get(tp.partition)
         if last is not None and last[0] == offset and now_s - last[1] < REWIND_RETRY_S:
             return
+        if tp not in self._app.consumer.assignment():
+            return  # revoked while this check awaited the broker; see below
         self._rewound[tp.partition] = (offset, now_s)
         log.warning(
             "%s/%d: %s from offset %d on; seeking back to read them", tp.topic, tp.partition, why, offset
         )
         self._metrics.rewinds.inc()
-        await self._app.consumer.seek_wait({tp: offset})
+        try:
+            await self._app.consumer.seek_wait({tp: offset})
+        except IllegalStateError:
+            # A rebalance took the partition away between the check and the seek (seen with four
+            # workers joining one group: aiokafka raised and Faust crashed the whole worker). Its
+            # new owner starts from the stored position, so there is nothing left to rewind here.
+            log.info("%s/%d: no longer assigned; not rewinding it", tp.topic, tp.partition)
 
 
 @contextlib.contextmanager

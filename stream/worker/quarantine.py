@@ -38,6 +38,11 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ReadOnlyError,
+    # Redis Cluster in a failover: no master for a slot yet, a slot moving, redirections exhausted.
+    redis.exceptions.ClusterError,  # ClusterDownError, MasterDownError
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,  # MovedError
+    redis.exceptions.SlotNotCoveredError,
 )
 # A Kafka error is a peer's, except the ones a record's own size or content causes.
 _RECORD_KAFKA_ERRORS: tuple[type[BaseException], ...] = (

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from redis import Redis
 
 from stream.core.settings import Settings, child_environment, load_settings
+from stream.redis.client import redis_sync
 from tests.support.paths import REPO
-from tests.support.ports import TEST_KAFKA_PORT, TEST_REDIS_PORT, free_port
+from tests.support.ports import REDIS_CLUSTER_PORT, TEST_KAFKA_PORT, TEST_REDIS_PORT, free_port
 
 __all__ = ["free_port"]  # re-exported: tests import it from here
 
@@ -34,6 +34,7 @@ REDIS_PORT = TEST_REDIS_PORT
 class Services:
     kafka_bootstrap: str
     redis_url: str
+    redis_cluster: bool = False
 
 
 def run_services(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -59,6 +60,27 @@ def services() -> Iterator[Services]:
     yield Services(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
     if not was_running:
         run_services("down", "--name", INSTANCE)
+
+
+CLUSTER_INSTANCE = "cluster"
+
+
+@pytest.fixture(scope="session")
+def cluster_services(services: Services) -> Iterator[Services]:
+    """The test Kafka with a Redis Cluster (3 masters, 3 replicas) of its own instance, `cluster`,
+    stopped when the session ends (it starts in a few seconds)."""
+    up = run_services(
+        "up", "--name", CLUSTER_INSTANCE, "--only", "redis",
+        "--redis-cluster", "3", "--redis-port", str(REDIS_CLUSTER_PORT), check=False,
+    )  # fmt: skip
+    if up.returncode != 0:
+        pytest.fail(f"deploy/local/services up --redis-cluster 3 failed:\n{up.stdout}\n{up.stderr}")
+    try:
+        yield Services(
+            services.kafka_bootstrap, f"redis://127.0.0.1:{REDIS_CLUSTER_PORT}/0", redis_cluster=True
+        )
+    finally:
+        run_services("down", "--name", CLUSTER_INSTANCE, "--only", "redis")
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,7 @@ def isolated_settings(
         {},
         kafka_bootstrap_servers=services.kafka_bootstrap,
         redis_url=services.redis_url,
+        redis_cluster=services.redis_cluster,
         events_topic=f"t.{tag}.events",
         dead_letter_topic=f"t.{tag}.dlq",
         consumer_group=f"g-{tag}",
@@ -115,7 +138,23 @@ def isolated(
 ) -> Iterator[Settings]:
     settings = isolated_settings(services, model_files, request.node.name, tmp_path)
     yield settings
-    redis = Redis.from_url(services.redis_url)
+    delete_keys(settings)
+
+
+@pytest.fixture(params=["single", "cluster"])
+def isolated_both(
+    request: pytest.FixtureRequest, model_files: ModelFiles, tmp_path: Path
+) -> Iterator[Settings]:
+    """`isolated` once on the single test Redis, once on the Redis Cluster."""
+    services = request.getfixturevalue("services" if request.param == "single" else "cluster_services")
+    settings = isolated_settings(services, model_files, request.node.name, tmp_path)
+    yield settings
+    delete_keys(settings)
+
+
+def delete_keys(settings: Settings) -> None:
+    """Every key of the test's prefix, on a single Redis or each primary of a cluster."""
+    redis = redis_sync(settings)
     keys = list(redis.scan_iter(match=f"{settings.redis_key_prefix}:*"))
     if keys:
         redis.delete(*keys)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from redis import Redis
 
 from models.encoder.onnx_encoder import load_encoder, options_from_settings
 from stream.core.events import Event
@@ -20,6 +19,7 @@ from stream.kafka.drain import end_offsets, stored_positions
 from stream.profiles.catalogue import load_catalogue
 from stream.profiles.computer import ProfileComputer, ProfileConfig
 from stream.profiles.offline import offline_payloads
+from stream.redis.client import redis_sync
 from stream.redis.reco_store import RECO_KIND
 
 CONVERGE_TIMEOUT_S = 300
@@ -34,7 +34,7 @@ def offline(settings: Settings, events: list[Event]) -> dict[str, dict[str, Any]
 
 
 def redis_state(settings: Settings, users: list[str]) -> dict[str, dict[bytes, bytes]]:
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = redis_sync(settings)  # a single Redis or a cluster, as the settings say
     try:
         pipe = redis.pipeline(transaction=False)
         for user in users:

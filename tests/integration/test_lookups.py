@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from redis import Redis
 
 from stream.core.settings import Settings
+from stream.redis.client import redis_sync
 from stream.redis.reco_store import RECO_KIND
 from stream.serving.api import create_lookup_app
 from tests.integration.conftest import free_port
@@ -34,10 +34,11 @@ def running_lookups(settings: Settings) -> Iterator[str]:
         yield url
 
 
-def test_field_case_f02_every_accepted_id_is_looked_up_over_http(isolated: Settings) -> None:
+def test_field_case_f02_every_accepted_id_is_looked_up_over_http(isolated_both: Settings) -> None:
+    isolated = isolated_both
     events = json.loads((FIELD_CASES / "f02-user-ids-with-path-characters.json").read_bytes())
     ids = [e["user_id"] for e in events] + [".", "a/../b", "%2F", "50% off", "x/recommendations", "ü ñ 🔥"]
-    redis = Redis.from_url(isolated.redis_url.get_secret_value())
+    redis = redis_sync(isolated)
     try:
         for n, user_id in enumerate(ids):
             doc = {

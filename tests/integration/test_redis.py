@@ -14,14 +14,19 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 from redis import Redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from stream.core.events import Event, EventType
 from stream.core.records import Recommendation, UserProfile
 from stream.core.settings import Settings, load_settings
 from stream.redis.activity import RECENT_KIND, RedisActivitySink
-from stream.redis.reco_store import EMB_KIND, FORGOTTEN_KIND, RECO_KIND, RecoStore
+from stream.redis.apply_once import RedisOp, execute_until_done
+from stream.redis.client import redis_async, redis_sync
+from stream.redis.reco_store import EMB_KIND, FORGOTTEN_KIND, RECO_KIND, RecoStore, popular_key
 from stream.serving.lookups import recent_activity
-from tests.integration.conftest import Services
+from tests.integration.conftest import Services, delete_keys
 from tests.support.cutting_proxy import CuttingProxy, Mode, cutting_proxy
 
 pytestmark = pytest.mark.integration
@@ -32,8 +37,8 @@ def ev(n: int, user: str, kind: EventType = EventType.VIEW) -> Event:
     return Event(event_id=f"e{n}", user_id=user, type=kind, ts_ms=1_700_000_000_000 + n, item_id=item)
 
 
-def test_sink_writes_capped_lists_that_lookups_read_back(isolated: Settings) -> None:
-    settings = isolated.model_copy(update={"recent_events_per_user": 3})
+def test_sink_writes_capped_lists_that_lookups_read_back(isolated_both: Settings) -> None:
+    settings = isolated_both.model_copy(update={"recent_events_per_user": 3})
 
     async def scenario() -> tuple[list[str], list[str]]:
         sink = RedisActivitySink.from_settings(settings)
@@ -49,13 +54,13 @@ def test_sink_writes_capped_lists_that_lookups_read_back(isolated: Settings) -> 
     assert b == ["sku-2"]
 
 
-def test_forget_removes_the_users_keys_and_nothing_else(isolated: Settings) -> None:
+def test_forget_removes_the_users_keys_and_nothing_else(isolated_both: Settings) -> None:
     async def scenario() -> tuple[int, int]:
-        sink = RedisActivitySink.from_settings(isolated)
+        sink = RedisActivitySink.from_settings(isolated_both)
         await sink.write([ev(1, "a"), ev(2, "b")])
         await sink.write([ev(3, "a", EventType.FORGET)])
         await sink.close()
-        return len(await recent_activity(isolated, "a")), len(await recent_activity(isolated, "b"))
+        return len(await recent_activity(isolated_both, "a")), len(await recent_activity(isolated_both, "b"))
 
     assert asyncio.run(scenario()) == (0, 1)
 
@@ -73,18 +78,18 @@ def profile(user: str, newest: int, received: int | None = None) -> UserProfile:
     )
 
 
-def test_profile_writes_survive_a_redis_that_lost_its_script_cache(isolated: Settings) -> None:
+def test_profile_writes_survive_a_redis_that_lost_its_script_cache(isolated_both: Settings) -> None:
     # A restarted Redis has no scripts: a write by EVALSHA alone would fail with NOSCRIPT.
     def newest_stored() -> int:
-        client = Redis.from_url(isolated.redis_url.get_secret_value())
-        raw = client.hget(isolated.redis_key(RECO_KIND, "a"), "json")
+        client = redis_sync(isolated_both)
+        raw = client.hget(isolated_both.redis_key(RECO_KIND, "a"), "json")
         client.close()
         return int(json.loads(raw or b"{}")["window_newest_ts_ms"])
 
     async def scenario() -> None:
-        store = RecoStore.from_settings(isolated)  # one store, as in a worker that outlives a restart
+        store = RecoStore.from_settings(isolated_both)  # one store, as in a worker that outlives a restart
         await store.write([profile("a", 1)], [], {}, computed_at_ms=1)
-        flusher = Redis.from_url(isolated.redis_url.get_secret_value())
+        flusher = redis_sync(isolated_both)
         flusher.script_flush()
         flusher.close()
         await store.write([profile("a", 2)], [], {}, computed_at_ms=2)
@@ -97,21 +102,37 @@ def test_profile_writes_survive_a_redis_that_lost_its_script_cache(isolated: Set
 # --- the newer-only write refuses, on a real Redis ------------------------------------------------
 
 
-@pytest.fixture
-def redis_only(services: Services, tmp_path: Path) -> Iterator[Settings]:
-    """Settings with their own key prefix on the test Redis (no model needed)."""
+def own_prefix(services: Services, tmp_path: Path) -> Settings:
+    """Settings with their own key prefix on `services`' Redis (no model needed)."""
     prefix = f"t:redis-{uuid.uuid4().hex[:8]}"
-    settings = load_settings({}, redis_url=services.redis_url, redis_key_prefix=prefix, data_dir=tmp_path)
+    return load_settings(
+        {},
+        redis_url=services.redis_url,
+        redis_cluster=services.redis_cluster,
+        redis_key_prefix=prefix,
+        data_dir=tmp_path,
+    )
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_only(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Own-prefix settings, once on the single test Redis, once on the Redis Cluster."""
+    services = request.getfixturevalue("services" if request.param == "single" else "cluster_services")
+    settings = own_prefix(services, tmp_path)
     yield settings
-    client = Redis.from_url(services.redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_keys(settings)
+
+
+@pytest.fixture
+def single_redis_only(services: Services, tmp_path: Path) -> Iterator[Settings]:
+    """Own-prefix settings on the single test Redis (a proxy cannot stand in for a cluster's nodes)."""
+    settings = own_prefix(services, tmp_path)
+    yield settings
+    delete_keys(settings)
 
 
 def stored(settings: Settings, user: str) -> dict[str, Any] | None:
-    client = Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis_sync(settings)
     try:
         raw = client.hget(settings.redis_key(RECO_KIND, user), "json")
     finally:
@@ -165,7 +186,7 @@ def test_the_newer_only_write_refuses_a_window_at_or_before_a_forget(redis_only:
 
     asyncio.run(scenario())
     assert stored(redis_only, "a") is None
-    client = Redis.from_url(redis_only.redis_url.get_secret_value())
+    client = redis_sync(redis_only)
     try:
         assert client.get(redis_only.redis_key(EMB_KIND, "a")) is None
     finally:
@@ -210,7 +231,7 @@ def test_recent_lists_and_forget_tombstones_expire(redis_only: Settings) -> None
             await store.close()
 
     asyncio.run(scenario())
-    client = Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis_sync(settings)
     try:
         assert 0 < client.ttl(settings.redis_key(RECENT_KIND, "a")) <= 600
         assert 600 < client.ttl(settings.redis_key(FORGOTTEN_KIND, "b")) <= 900_000
@@ -230,9 +251,9 @@ def test_popular_is_trimmed_to_its_highest_items(redis_only: Settings) -> None:
             await store.close()
 
     asyncio.run(scenario())
-    client = Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis_sync(settings)
     try:
-        key = f"{settings.redis_key_prefix}:popular"
+        key = popular_key(settings)
         members = cast(list[bytes], client.zrevrange(key, 0, -1))
         assert [m.decode() for m in members] == ["sku-1", "sku-5", "sku-4"]
     finally:
@@ -252,32 +273,110 @@ def redis_port(settings: Settings) -> int:
     return port
 
 
-@pytest.mark.parametrize("mode", ["mid_request", "after_exec", "mid_pipeline"])
-def test_a_connection_cut_mid_pipeline_applies_a_batch_exactly_once(redis_only: Settings, mode: Mode) -> None:
+@pytest.mark.parametrize("mode", ["mid_request", "after_apply", "mid_pipeline"])
+def test_a_connection_cut_mid_pipeline_applies_a_batch_exactly_once(
+    single_redis_only: Settings, mode: Mode
+) -> None:
     events = [ev(n, f"u{n % 3}") for n in range(1, 31)]
 
     async def scenario() -> int:
-        async with cutting_proxy("127.0.0.1", redis_port(redis_only), mode) as proxy:
-            settings = through_proxy(redis_only, proxy)
+        async with cutting_proxy("127.0.0.1", redis_port(single_redis_only), mode) as proxy:
+            settings = through_proxy(single_redis_only, proxy)
             sink = RedisActivitySink.from_settings(settings)
             store = RecoStore.from_settings(settings)
             try:
                 await sink.write(events)
                 proxy.armed = True
-                await store.write([], [], {"sku-1": 1.5, "sku-2": 0.5}, computed_at_ms=1)
+                profiles = [profile(f"u{u}", 5) for u in range(3)]
+                await store.write(profiles, [("gone", 1)], {"sku-1": 1.5, "sku-2": 0.5}, computed_at_ms=1)
             finally:
                 await sink.close()
                 await store.close()
             return proxy.cuts
 
     cuts = asyncio.run(scenario())
-    client = Redis.from_url(redis_only.redis_url.get_secret_value())
+    client = redis_sync(single_redis_only)
     try:
-        lengths = [client.llen(redis_only.redis_key(RECENT_KIND, f"u{u}")) for u in range(3)]
-        popular = f"{redis_only.redis_key_prefix}:popular"
+        lengths = [client.llen(single_redis_only.redis_key(RECENT_KIND, f"u{u}")) for u in range(3)]
+        popular = popular_key(single_redis_only)
         scores = (client.zscore(popular, "sku-1"), client.zscore(popular, "sku-2"))
     finally:
         client.close()
     assert lengths == [10, 10, 10]  # RPUSH applied once per event
     assert scores == (1.5, 0.5)  # ZINCRBY applied once
+    assert all(stored(single_redis_only, f"u{u}") is not None for u in range(3))  # the cut parts were resent
     assert cuts == 2  # each write was cut once: the scenario really happened
+
+
+# --- apply once, per hash slot, on a single Redis and on the cluster ----------------------------
+
+
+def test_a_batch_resent_under_its_id_applies_once_per_user(redis_only: Settings) -> None:
+    # What a retry after a lost reply does: the same units under the same batch id. Each unit's
+    # marker, in its own slot, stops the second copy; a new batch id applies again.
+    key = redis_only.redis_key
+    ops = [RedisOp("rpush", (key(RECENT_KIND, user), "x")) for user in ("a", "b", "}c{", "popular")] + [
+        RedisOp("zincrby", (popular_key(redis_only), 1.0, "sku-1"))
+    ]
+
+    async def scenario() -> None:
+        client = redis_async(redis_only)
+        try:
+            prefix = redis_only.redis_key_prefix
+            for batch_id in ("b1", "b1", "b2"):
+                await execute_until_done(
+                    client, ops, what="a test batch", key_prefix=prefix, batch_id=batch_id
+                )
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    client = redis_sync(redis_only)
+    try:
+        lengths = [client.llen(key(RECENT_KIND, user)) for user in ("a", "b", "}c{", "popular")]
+        assert lengths == [2, 2, 2, 2]
+        assert client.zscore(popular_key(redis_only), "sku-1") == 2.0
+    finally:
+        client.close()
+
+
+def test_every_key_of_a_user_lies_in_one_slot(redis_only: Settings) -> None:
+    # Users whose ids hold braces too: the hash tag is still the whole (escaped) id.
+    users = ["u1", "}x", "a{b}c", "{}", "%7D", "popular"]
+    events = [ev(n, user) for n, user in enumerate(users)] + [ev(99, "}x", EventType.FORGET)]
+
+    async def scenario() -> None:
+        sink, store = RedisActivitySink.from_settings(redis_only), RecoStore.from_settings(redis_only)
+        try:
+            await sink.write(events)
+            await store.write([profile(u, 5) for u in users], [("}x", 1)], {"sku-1": 1.0}, computed_at_ms=1)
+        finally:
+            await sink.close()
+            await store.close()
+
+    asyncio.run(scenario())
+    client = redis_sync(redis_only)
+    try:
+        kinds = (RECO_KIND, EMB_KIND, FORGOTTEN_KIND, RECENT_KIND)
+        for user in users:
+            keys = [redis_only.redis_key(kind, user) for kind in kinds]
+            assert sum(int(client.exists(k)) for k in keys) >= 3, user
+            # Redis's own hash; a cluster node answers CLUSTER KEYSLOT too.
+            slots = {key_slot(k.encode()) for k in keys}
+            if isinstance(client, RedisCluster):
+                slots |= {client.cluster_keyslot(k) for k in keys}
+            assert len(slots) == 1, (user, keys)
+    finally:
+        client.close()
+
+
+def test_a_cluster_refuses_a_script_over_two_users_slots(cluster_services: Services) -> None:
+    # Why one unit per user: the v1 write (one transaction over a whole batch) fails like this.
+    settings = load_settings({}, redis_key_prefix="t:crossslot")
+    keys = [settings.redis_key(RECO_KIND, user) for user in ("a", "b")]
+    node = Redis.from_url(cluster_services.redis_url)  # a plain client: the server itself refuses
+    try:
+        with pytest.raises(ResponseError, match="hash to the same slot"):  # CROSSSLOT
+            node.eval("return 1", 2, *keys)
+    finally:
+        node.close()

@@ -18,6 +18,7 @@ from stream.core.settings import Settings
 from stream.ingest.producer import EventProducer
 from stream.kafka.bulk_sender import default_partition
 from stream.kafka.topics import ensure_topics, windows_changelog_topic
+from stream.redis.reco_store import popular_key
 from tests.integration.convergence import events_processed
 from tests.integration.worker import start_worker, stop_worker
 
@@ -77,7 +78,7 @@ def test_inactive_users_leave_the_table_and_popular_holds_only_catalogue_items(
         wait("quiet user expired", lambda: metric(settings, "profilestream_users_expired_total") >= 1)
         assert metric(settings, "profilestream_users_expired_total") == 1
         assert metric(settings, "profilestream_popularity_unknown_items_total") == 1
-        members = cast(list[bytes], redis.zrange(f"{settings.redis_key_prefix}:popular", 0, -1))
+        members = cast(list[bytes], redis.zrange(popular_key(settings), 0, -1))
         popular = {m.decode() for m in members}
         assert popular == {"sku-00001", "sku-00002", "sku-00003"}
     finally:

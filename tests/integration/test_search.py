@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from redis import Redis
 
 from stream.core.events import Event, EventType
 from stream.core.sample import sample_catalogue
@@ -26,6 +25,7 @@ from stream.core.settings import Settings, child_environment, load_settings
 from stream.ingest.producer import EventProducer
 from stream.kafka.topics import ensure_topics
 from stream.redis.activity import RECENT_KIND
+from stream.redis.client import redis_sync
 from stream.redis.reco_store import EMB_KIND
 from stream.serving.api import create_lookup_app
 from stream.serving.lookups import RecoClient
@@ -74,12 +74,12 @@ def best_rank(result: SearchResult, item_ids: list[str]) -> int:
     return min((ranked.index(i) for i in item_ids if i in ranked), default=len(ranked))
 
 
-def test_a_search_event_steers_the_next_search(isolated: Settings, tmp_path: Path) -> None:
-    settings = isolated.model_copy(update={"search_blend_weight": 0.5})
+def test_a_search_event_steers_the_next_search(isolated_both: Settings, tmp_path: Path) -> None:
+    settings = isolated_both.model_copy(update={"search_blend_weight": 0.5})
     ensure_topics(settings)
     acme_pens, papyrus_staplers = items_of("Acme", "gel pens"), items_of("Papyrus", "stapler")
     assert acme_pens and papyrus_staplers
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = redis_sync(settings)
     emb_key, recent_key = settings.redis_key(EMB_KIND, USER), settings.redis_key(RECENT_KIND, USER)
     log = tmp_path / "worker.log"
     worker = start_worker(settings, log)

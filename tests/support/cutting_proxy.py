@@ -1,14 +1,15 @@
-"""A TCP proxy that cuts one Redis connection in the middle of a MULTI/EXEC pipeline.
+"""A TCP proxy that cuts one Redis connection in the middle of a batch's apply-once scripts.
 
 Modes:
-- ``"mid_request"``: of the first request that holds ``MULTI``, only the bytes before the middle
-  of the transaction reach Redis; then both sides are closed (Redis sees a MULTI without EXEC).
-- ``"after_exec"``: the request holding ``EXEC`` reaches Redis whole, but Redis's reply is dropped
-  and the client's connection closed (Redis applied it; the client cannot know).
-- ``"mid_pipeline"``: like ``mid_request`` for any request, transaction or not, holding at least
-  two commands (``*`` array headers): the first half reaches Redis.
+- ``"mid_request"``: of the first request that holds an ``EVALSHA``, only the bytes up to the
+  middle of that first command reach Redis; then both sides are closed (Redis sees an incomplete
+  command and applies nothing of it).
+- ``"after_apply"``: the request holding ``EVALSHA`` reaches Redis whole, but Redis's reply is
+  dropped and the client's connection closed (Redis applied it; the client cannot know).
+- ``"mid_pipeline"``: of any request holding at least two commands (``*`` array headers), the
+  first half reaches Redis: the scripts wholly in it apply, the rest do not.
 
-Each mode cuts once; later connections pass through untouched.
+Each mode cuts once per arming; later connections pass through untouched.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Literal
 
-Mode = Literal["mid_request", "after_exec", "mid_pipeline"]
+Mode = Literal["mid_request", "after_apply", "mid_pipeline"]
 
 
 class CuttingProxy:
@@ -50,10 +51,10 @@ class CuttingProxy:
         if not self.armed:
             return None
         if self._mode == "mid_request":
-            start = chunk.find(b"MULTI")
+            start = chunk.find(b"EVALSHA")
             if start < 0:
                 return None
-            end = chunk.find(b"EXEC", start)
+            end = chunk.find(b"\r\n*", start)
             end = len(chunk) if end < 0 else end
             return start + (end - start) // 2
         commands = chunk.count(b"\r\n*") + chunk.startswith(b"*")
@@ -77,7 +78,7 @@ class CuttingProxy:
                     server_writer.write(chunk[:cut])
                     await server_writer.drain()
                     return  # closing both sides below is the cut
-                if self.armed and self._mode == "after_exec" and b"EXEC" in chunk:
+                if self.armed and self._mode == "after_apply" and b"EVALSHA" in chunk:
                     self.armed = False
                     self.cuts += 1
                     drop_replies.set()

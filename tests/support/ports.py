@@ -22,6 +22,13 @@ TEST_KAFKA_PORT = 29092  # controller: 29093
 TEST_REDIS_PORT = 29379
 FAULTS_KAFKA_PORT = 29192  # controller: 29193
 FAULTS_REDIS_PORT = 29479
+# A three-broker Kafka cluster (tests/integration/test_kafka_cluster.py): node N listens on
+# 29692 + 2(N-1), its controller one above (29692-29697).
+KAFKA3_KAFKA_PORT = 29692
+KAFKA3_REDIS_PORT = 29679
+# A Redis Cluster of 3 masters and 3 replicas (deploy/local/services --redis-cluster 3): nodes on
+# 29500-29505, their cluster bus on 29506-29511.
+REDIS_CLUSTER_PORT = 29500
 
 _handed_out: set[int] = set()
 

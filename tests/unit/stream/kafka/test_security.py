@@ -11,6 +11,8 @@ from typing import Any
 import faust
 import httpx
 import pytest
+import redis
+import redis.asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -86,6 +88,7 @@ def test_redis_tls_files_need_a_rediss_url() -> None:
         }
     )
     for client in (redis_sync(settings), redis_async(settings)):
+        assert isinstance(client, (redis.Redis, redis.asyncio.Redis))  # PROFILESTREAM_REDIS_CLUSTER unset
         kwargs = client.connection_pool.connection_kwargs
         assert kwargs["ssl_ca_certs"] == "/etc/ssl/ca.pem"
         assert (kwargs["username"], kwargs["password"]) == ("svc", "pw")

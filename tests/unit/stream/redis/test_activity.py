@@ -17,19 +17,19 @@ def ev(n: int, user: str = "u1", kind: EventType = EventType.VIEW) -> Event:
 def test_one_push_and_trim_per_user_in_arrival_order() -> None:
     ops = plan_activity_writes([ev(1), ev(2, "u2"), ev(3)], SETTINGS)
     assert ops == [
-        RedisOp("rpush", ("t:recent:u1", activity_entry(ev(1)), activity_entry(ev(3)))),
-        RedisOp("ltrim", ("t:recent:u1", -3, -1)),
-        RedisOp("rpush", ("t:recent:u2", activity_entry(ev(2, "u2")))),
-        RedisOp("ltrim", ("t:recent:u2", -3, -1)),
+        RedisOp("rpush", ("t:{u1}:recent", activity_entry(ev(1)), activity_entry(ev(3)))),
+        RedisOp("ltrim", ("t:{u1}:recent", -3, -1)),
+        RedisOp("rpush", ("t:{u2}:recent", activity_entry(ev(2, "u2")))),
+        RedisOp("ltrim", ("t:{u2}:recent", -3, -1)),
     ]
 
 
 def test_forget_deletes_and_keeps_only_later_events() -> None:
     ops = plan_activity_writes([ev(1), ev(2, kind=EventType.FORGET), ev(3)], SETTINGS)
-    assert ops[0] == RedisOp("delete", ("t:recent:u1",))
-    assert ops[1] == RedisOp("rpush", ("t:recent:u1", activity_entry(ev(3))))
+    assert ops[0] == RedisOp("delete", ("t:{u1}:recent",))
+    assert ops[1] == RedisOp("rpush", ("t:{u1}:recent", activity_entry(ev(3))))
     assert plan_activity_writes([ev(1), ev(2, kind=EventType.FORGET)], SETTINGS) == [
-        RedisOp("delete", ("t:recent:u1",))
+        RedisOp("delete", ("t:{u1}:recent",))
     ]
 
 
@@ -46,8 +46,8 @@ def test_activity_entry_is_compact_json() -> None:
 def test_each_write_renews_the_lists_expiry() -> None:
     settings = SETTINGS.model_copy(update={"recent_ttl_s": 600})
     ops = plan_activity_writes([ev(1), ev(2, "u2")], settings)
-    assert RedisOp("expire", ("t:recent:u1", 600)) in ops
-    assert RedisOp("expire", ("t:recent:u2", 600)) in ops
+    assert RedisOp("expire", ("t:{u1}:recent", 600)) in ops
+    assert RedisOp("expire", ("t:{u2}:recent", 600)) in ops
 
 
 def test_activity_entry_carries_the_receive_time_the_forget_cut_compares() -> None:

@@ -8,6 +8,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -68,8 +71,18 @@ def test_client_options_come_from_the_settings() -> None:
         redis_retry_attempts=4,
     )
     for client in (redis_sync(settings), redis_async(settings)):
+        assert isinstance(client, (redis.Redis, redis.asyncio.Redis))
         kwargs = client.connection_pool.connection_kwargs
         assert kwargs["socket_connect_timeout"] == 2.5
         assert kwargs["socket_timeout"] == 7.0
         assert kwargs["health_check_interval"] == 30
         assert kwargs["retry"].get_retries() == 4
+
+
+def test_the_cluster_setting_gives_a_cluster_client_with_the_same_options() -> None:
+    settings = load_settings({}, redis_cluster=True, redis_socket_timeout_s=7.0, redis_retry_attempts=4)
+    client = redis_async(settings)  # the async cluster client connects on first use only
+    assert isinstance(client, redis.asyncio.cluster.RedisCluster)
+    kwargs = client.nodes_manager.connection_kwargs
+    assert kwargs["socket_timeout"] == 7.0
+    assert client.retry.get_retries() == 4

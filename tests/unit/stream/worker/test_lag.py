@@ -60,3 +60,39 @@ def test_every_assigned_partition_has_a_lag_and_errors_are_not_zero() -> None:
     asyncio.run(keeper.update_lag())
     assert gauge(metrics, "profilestream_consumer_lag") == 17
     assert metrics.registry.get_sample_value("profilestream_partition_lag", {"partition": "2"}) is None
+
+
+class RevokedDuringSeek(FakeConsumer):
+    """The partition is assigned when the idle check looks, gone when the seek runs."""
+
+    async def seek_wait(self, offsets: dict[TP, int]) -> None:
+        from aiokafka.errors import IllegalStateError
+
+        raise IllegalStateError(f"No current assignment for partition {next(iter(offsets))}")
+
+
+def test_a_rewind_of_a_partition_revoked_meanwhile_does_not_crash_the_worker() -> None:
+    # Seen in bench/scale_out.py with four workers joining: the seek raised IllegalStateError and
+    # Faust crashed the worker.
+    consumer = RevokedDuringSeek({0: 100})
+    keeper = PositionKeeper(FakeApp(consumer), {}, load_settings({}), WorkerMetrics())  # type: ignore[arg-type]
+    asyncio.run(keeper._rewind(TP(TOPIC, 0), 5, "test"))
+    # Not assigned at all any more: not even tried.
+    asyncio.run(keeper._rewind(TP(TOPIC, 3), 5, "test"))
+
+
+class RevokedBeforePosition(FakeConsumer):
+    async def position(self, tp: TP) -> int:
+        from aiokafka.errors import IllegalStateError
+
+        raise IllegalStateError(f"Partition {tp} is not assigned")
+
+
+def test_an_idle_check_of_a_partition_revoked_meanwhile_does_not_crash_the_worker() -> None:
+    consumer = RevokedBeforePosition({0: 100, 1: 7})
+    app = FakeApp(consumer)
+    app.rebalancing = app.in_recovery = False  # type: ignore[attr-defined]
+    app.flow_control = type("Flow", (), {"is_active": lambda self: True})()  # type: ignore[attr-defined]
+    keeper = PositionKeeper(app, {}, load_settings({}), WorkerMetrics())  # type: ignore[arg-type]
+    keeper._last_batch_s = -1e9  # idle for long
+    asyncio.run(keeper.check_idle())

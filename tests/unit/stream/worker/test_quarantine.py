@@ -75,3 +75,20 @@ def test_errors_raised_from_a_peer_failure_count_as_transient() -> None:
     except RuntimeError as wrapped:
         assert is_transient(wrapped)
     assert not is_transient(KeyError("x"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+        redis.exceptions.MasterDownError("MASTERDOWN"),
+        redis.exceptions.TryAgainError("TRYAGAIN"),
+        redis.exceptions.MovedError("3999 127.0.0.1:29501"),
+        redis.exceptions.SlotNotCoveredError("slot 3999 not covered"),
+        redis.exceptions.ClusterError("TTL exhausted"),
+    ],
+)
+def test_a_redis_cluster_failover_is_a_peer_failure(error: Exception) -> None:
+    """During a failover a forget's identity-link read may meet these: redeliver, never quarantine."""
+    assert is_transient(error)
+    assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE"))

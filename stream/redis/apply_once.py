@@ -1,0 +1,264 @@
+"""Apply a batch's Redis writes exactly once, per hash slot, on a single Redis or a Redis Cluster.
+
+A batch's write plan is a list of `RedisOp`s over many users' keys and the shop-wide `popular`
+set. A cluster refuses a MULTI/EXEC or a script whose keys lie in different slots (CROSSSLOT), so
+the plan is cut into *units*, one per hash tag (`Settings.redis_key` tags every key of a user with
+the user id; `popular` has its own tag). Each unit runs as one Lua script call (`APPLY_ONCE_LUA`),
+which is atomic on the node that owns the slot:
+
+1. if the unit's marker key (``{prefix}:{tag}:applied``, in the unit's slot) already holds this
+   batch's id, return: an earlier try already applied it;
+2. run the unit's commands in order (the newer-only profile write is one of them, inlined);
+3. set the marker to the batch id, expiring after `APPLIED_MARKER_TTL_S`.
+
+The units of a batch go out in one non-transactional pipeline (a cluster client sends each
+node's share in parallel). A try cut anywhere leaves every unit either applied with its marker or
+not applied at all; the next try resends only the units without a result, and those the cut had
+applied see their marker and stop. So ZINCRBY and RPUSH, which are not idempotent, apply once.
+The markers are per tag, not per batch: one short string per active user, overwritten by the next
+batch, gone ten minutes after the user's last write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from stream.redis.client import AsyncRedis
+
+log = logging.getLogger(__name__)
+
+APPLIED_KIND = "applied"
+MAX_BACKOFF_S = 5.0
+# A unit's marker only has to outlive the retries of one batch, which check it as soon as Redis
+# answers again; ten minutes covers that and keeps the markers few.
+APPLIED_MARKER_TTL_S = 600
+# Lua's `unpack` takes at most ~8000 values; longer pushes are split into several commands.
+MAX_VALUES_PER_COMMAND = 1000
+# Errors after which a unit may or may not have run: the next try resends it, and its marker
+# keeps it from applying twice. A cluster answers these while a failover or a slot move is under
+# way (a replica of a dead master that is not yet promoted answers READONLY, say).
+RETRIED_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    ClusterError,
+    TryAgainError,
+    MovedError,
+    AskError,
+    ReadOnlyError,
+    ConnectionError,
+    TimeoutError,
+)
+
+# The newer-only profile write: compare the incoming window version with the stored one byte by
+# byte (Lua's own string comparison follows the server's locale), refuse a window whose newest
+# receive time is at or before the forget's receive time (see `stream.redis.reco_store`).
+APPLY_ONCE_LUA = """
+local function bytes_greater(a, b)
+  if a == b then return false end
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
+-- reco, emb, forgotten keys; newest receive time, window version, payload, vector, ttl
+local function write_if_newer(reco, emb, forgotten, received, version, payload, vector, ttl)
+  local forgot = redis.call('GET', forgotten)
+  if forgot and tonumber(received) <= tonumber(forgot) then return -1 end
+  local stored = redis.call('HGET', reco, 'ver')
+  if stored and not bytes_greater(version, stored) then return 0 end
+  redis.call('HSET', reco, 'ver', version, 'json', payload)
+  redis.call('SET', emb, vector)
+  if tonumber(ttl) > 0 then
+    redis.call('EXPIRE', reco, ttl)
+    redis.call('EXPIRE', emb, ttl)
+  end
+  return 1
+end
+-- KEYS[1]: the unit's marker; KEYS[2..]: every key its commands touch (declared for the cluster).
+-- ARGV[1]: the batch id; ARGV[2]: the marker's expiry (s); then per command: name, count, args.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+local i = 3
+while i <= #ARGV do
+  local name, n = ARGV[i], tonumber(ARGV[i + 1])
+  if name == 'WRITE_IF_NEWER' then
+    write_if_newer(unpack(ARGV, i + 2, i + 1 + n))
+  else
+    redis.call(name, unpack(ARGV, i + 2, i + 1 + n))
+  end
+  i = i + 2 + n
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+APPLY_ONCE_SHA = hashlib.sha1(APPLY_ONCE_LUA.encode(), usedforsecurity=False).hexdigest()
+
+# redis-py method names that differ from the Redis command; every other name is upper-cased.
+_COMMANDS = {"delete": "DEL", "write_if_newer": "WRITE_IF_NEWER"}
+# Commands whose every argument is a key; for the others the keys come first (`_key_count`).
+_ALL_KEYS = frozenset({"delete", "unlink"})
+
+
+@dataclass(frozen=True, slots=True)
+class RedisOp:
+    """One Redis command of a batch's write plan, e.g. ``RedisOp("rpush", (key, v1, v2))``.
+
+    ``write_if_newer`` is the newer-only profile write: ``(reco_key, emb_key, forgotten_key,
+    newest_received_ms, window_version, payload_json, vector_bytes, ttl_s)``.
+    """
+
+    command: str
+    args: tuple[str | int | float | bytes, ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        if self.command in _ALL_KEYS:
+            count = len(self.args)
+        elif self.command == "write_if_newer":
+            count = 3
+        else:
+            count = 1
+        return tuple(str(key) for key in self.args[:count])
+
+
+def hash_tag(key: str) -> str:
+    """The part of `key` Redis Cluster hashes: the text inside its first ``{...}``, if not empty."""
+    start = key.find("{")
+    if start != -1:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """The ops of one hash tag, applied by one script call with its own marker."""
+
+    tag: str
+    keys: tuple[str, ...]
+    argv: tuple[str | int | float | bytes, ...]
+
+
+def plan_units(ops: Sequence[RedisOp], key_prefix: str) -> list[Unit]:
+    """Group `ops` by hash tag, keeping their order within a tag (pure).
+
+    Raises ValueError for an op whose keys do not share one tag: no single node could apply it.
+    """
+    by_tag: dict[str, list[RedisOp]] = {}
+    for op in ops:
+        tags = {hash_tag(key) for key in op.keys}
+        if len(tags) != 1:
+            raise ValueError(f"{op.command} touches keys of several hash slots: {op.keys}")
+        by_tag.setdefault(tags.pop(), []).append(op)
+    units = []
+    for tag, tag_ops in by_tag.items():
+        keys = dict.fromkeys(key for op in tag_ops for key in op.keys)
+        argv: list[str | int | float | bytes] = []
+        for op in tag_ops:
+            for args in _split(op):
+                argv += [_COMMANDS.get(op.command, op.command.upper()), len(args), *args]
+        marker = f"{key_prefix}:{{{tag}}}:{APPLIED_KIND}"
+        units.append(Unit(tag, (marker, *keys), tuple(argv)))
+    return units
+
+
+def _split(op: RedisOp) -> list[tuple[str | int | float | bytes, ...]]:
+    """An RPUSH of many values as several, each within what Lua's `unpack` takes."""
+    if op.command != "rpush" or len(op.args) <= MAX_VALUES_PER_COMMAND + 1:
+        return [op.args]
+    key, values = op.args[0], op.args[1:]
+    return [
+        (key, *values[start : start + MAX_VALUES_PER_COMMAND])
+        for start in range(0, len(values), MAX_VALUES_PER_COMMAND)
+    ]
+
+
+async def execute_until_done(
+    redis: AsyncRedis, ops: Sequence[RedisOp], *, what: str, key_prefix: str, batch_id: str | None = None
+) -> None:
+    """Apply `ops` exactly once, one atomic script per hash tag, retrying while Redis is unreachable.
+
+    Blocking here holds the partition back, which is the back-pressure we want: the batch's
+    offsets are not committed until Redis has it, so nothing is lost. The module docstring says
+    why nothing applies twice. The one case left is the single-Redis one of before: a huge batch
+    still in the client kernel's send buffer when the client gave up could reach Redis after a
+    retry already applied it (its marker then stops the retry's copy, but not the late one).
+    `batch_id` (a fresh one by default) names the batch in the markers; tests pass one to resend.
+    """
+    batch_id = batch_id or uuid.uuid4().hex
+    pending = plan_units(ops, key_prefix)
+    backoff_s = 0.1
+    while pending:
+        failure: BaseException | None = None
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for unit in pending:
+                    # By name: redis-py's cluster pipeline refuses its `evalsha` method (a script
+                    # might touch any slot), but routes an EVALSHA by its declared keys, which
+                    # here all share the unit's slot.
+                    pipe.execute_command(
+                        "EVALSHA",
+                        APPLY_ONCE_SHA,
+                        len(unit.keys),
+                        *unit.keys,
+                        batch_id,
+                        APPLIED_MARKER_TTL_S,
+                        *unit.argv,
+                    )
+                results = await pipe.execute(raise_on_error=False)
+        except RETRIED_ERRORS as exc:
+            # redis-py raised for the whole pipeline: any unit may have run; resend them all.
+            failure, results = exc, [exc] * len(pending)
+        applied = sum(1 for result in results if result == 0)
+        errors = [result for result in results if isinstance(result, BaseException)]
+        if applied:
+            log.info("redis already applied %d of %d parts of %s before a retry", applied, len(results), what)
+        pending = [
+            unit for unit, result in zip(pending, results, strict=True) if isinstance(result, BaseException)
+        ]
+        if not pending:
+            return
+        if any(isinstance(error, NoScriptError) for error in errors):
+            # A restarted (or promoted) Redis has an empty script cache: load it, then resend.
+            await _load_script(redis)
+        fatal = [e for e in errors if not isinstance(e, (*RETRIED_ERRORS, NoScriptError))]
+        if fatal:
+            raise fatal[0]
+        if all(isinstance(error, NoScriptError) for error in errors):
+            continue
+        failure = failure or next(e for e in errors if not isinstance(e, NoScriptError))
+        log.warning(
+            "redis unreachable (%s); retrying %d of %d parts of %s in %.1fs",
+            failure, len(pending), len(results), what, backoff_s,
+        )  # fmt: skip
+        await asyncio.sleep(backoff_s)
+        backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+
+
+async def _load_script(redis: AsyncRedis) -> None:
+    """SCRIPT LOAD on the single Redis, or on every primary of a cluster."""
+    try:
+        await redis.script_load(APPLY_ONCE_LUA)
+    except RETRIED_ERRORS as exc:
+        log.warning("redis could not load the write script yet (%s); retrying", exc)

@@ -1,0 +1,70 @@
+"""The write plan cut into apply-once units (pure): one per hash tag, each within one slot."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from stream.core.settings import load_settings
+from stream.redis.apply_once import MAX_VALUES_PER_COMMAND, RedisOp, hash_tag, plan_units
+from stream.redis.reco_store import popular_key
+
+SETTINGS = load_settings({}, redis_key_prefix="t")
+KINDS = ("reco", "emb", "forgotten", "recent", "applied", "alias", "aliases")
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_every_key_of_a_user_shares_one_slot_whatever_the_id(user_id: str) -> None:
+    keys = [SETTINGS.redis_key(kind, user_id) for kind in KINDS]
+    assert len({key_slot(key.encode()) for key in keys}) == 1
+    assert len({hash_tag(key) for key in keys}) == 1
+
+
+@given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20))
+def test_distinct_ids_get_distinct_keys(a: str, b: str) -> None:
+    if a != b:
+        assert SETTINGS.redis_key("reco", a) != SETTINGS.redis_key("reco", b)
+
+
+def test_braces_in_an_id_are_escaped_so_the_tag_is_the_whole_id() -> None:
+    assert SETTINGS.redis_key("reco", "}x{") == "t:{%7Dx%7B}:reco"
+    assert SETTINGS.redis_key("reco", "50%") == "t:{50%25}:reco"
+    assert hash_tag(SETTINGS.redis_key("emb", "{}")) == "%7B%7D"
+    assert popular_key(SETTINGS) == "t:{popular}:popular"
+
+
+def test_a_key_prefix_with_braces_is_refused() -> None:
+    with pytest.raises(Exception, match="A-Z a-z 0-9"):
+        load_settings({}, redis_key_prefix="shop{1}")
+
+
+def test_ops_are_grouped_by_user_in_order_with_one_marker_each() -> None:
+    key = SETTINGS.redis_key
+    ops = [
+        RedisOp("rpush", (key("recent", "a"), "e1")),
+        RedisOp("rpush", (key("recent", "b"), "e2")),
+        RedisOp("delete", (key("reco", "a"), key("emb", "a"))),
+        RedisOp("zincrby", (popular_key(SETTINGS), 1.0, "sku-1")),
+    ]
+    units = plan_units(ops, "t")
+    assert [u.tag for u in units] == ["a", "b", "popular"]
+    a = units[0]
+    assert a.keys == ("t:{a}:applied", key("recent", "a"), key("reco", "a"), key("emb", "a"))
+    assert a.argv == ("RPUSH", 2, key("recent", "a"), "e1", "DEL", 2, key("reco", "a"), key("emb", "a"))
+
+
+def test_an_op_over_two_users_slots_is_refused() -> None:
+    op = RedisOp("delete", (SETTINGS.redis_key("reco", "a"), SETTINGS.redis_key("reco", "b")))
+    with pytest.raises(ValueError, match="several hash slots"):
+        plan_units([op], "t")
+
+
+def test_a_long_push_is_split_within_what_lua_unpacks() -> None:
+    key = SETTINGS.redis_key("recent", "a")
+    values = [f"e{n}" for n in range(2 * MAX_VALUES_PER_COMMAND + 1)]
+    (unit,) = plan_units([RedisOp("rpush", (key, *values))], "t")
+    pushes = [n for n, arg in enumerate(unit.argv) if arg == "RPUSH"]
+    assert len(pushes) == 3
+    assert [unit.argv[n + 1] for n in pushes] == [MAX_VALUES_PER_COMMAND + 1, MAX_VALUES_PER_COMMAND + 1, 2]
