@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stream.core.events import Event, EventType
+from stream.core.identity import MERGED_FROM
 from stream.core.prior import popularity_increment
 from stream.core.window import Window, WindowChange, WindowConfig, apply_events, received_ms_of
 
@@ -56,10 +57,12 @@ def apply_batch(
             forgets.append((user_id, change.window.forgotten_received_ms))
         if change.window.events != before.events:
             changed.append((user_id, change.window))
-        # Only events that entered the window count towards popularity: replays add nothing.
-        old_ids = {e.event_id for e in before.events}
+        # Only events that entered the window count towards popularity: replays add nothing, and
+        # nor do events a login moved from an anonymous window (they counted when first seen).
+        counted = {e.event_id for e in before.events}
+        counted.update(e.event_id for e in user_events if MERGED_FROM in e.context)
         for event in change.window.events:
-            if event.event_id not in old_ids and event.item_id is not None:
+            if event.event_id not in counted and event.item_id is not None:
                 weight = config.type_weights.get(event.type, 0.0)
                 popularity[event.item_id] += popularity_increment(
                     weight, event.ts_ms, popularity_half_life_ms

@@ -37,6 +37,10 @@ class EventType(enum.StrEnum):
     PURCHASE = "purchase"
     # Asks the system to delete every trace of the user (privacy); carries no item.
     FORGET = "forget"
+    # A login: `user_id` (an anonymous id) is the person `known_user_id` names. Keyed by the
+    # anonymous id, so it follows that id's events; the worker moves the anonymous window into the
+    # known user's (stream/core/identity.py). Carries no item and never enters a window.
+    IDENTIFY = "identify"
 
 
 ITEM_TYPES = frozenset({EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE})
@@ -52,6 +56,7 @@ _KNOWN_FIELDS = frozenset(
         "session_id",
         "context",
         "received_ms",
+        "known_user_id",
     }
 )
 
@@ -69,6 +74,8 @@ class Event:
     # When the collector received the event (ms since epoch, its own clock); None when the event
     # came another way. A `forget` removes what was received before it, whatever ts_ms says.
     received_ms: int | None = None
+    # Only for `identify`: the known user the anonymous `user_id` joins.
+    known_user_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The v1 JSON document of this event, with absent optional fields left out."""
@@ -79,7 +86,7 @@ class Event:
             "type": self.type.value,
             "ts_ms": self.ts_ms,
         }
-        for name in ("item_id", "query", "session_id"):
+        for name in ("item_id", "query", "session_id", "known_user_id"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
@@ -176,6 +183,7 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
     session_id = _optional_id(doc, "session_id")
     context = _optional_context(doc)
     received_ms = _optional_received(doc)
+    known_user_id = _optional_id(doc, "known_user_id")
 
     if event_type in ITEM_TYPES and item_id is None:
         raise InvalidEvent("item_id", f"required for type {event_type.value!r}")
@@ -184,6 +192,14 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
     if event_type is EventType.FORGET and (item_id is not None or query is not None):
         bad = "item_id" if item_id is not None else "query"
         raise InvalidEvent(bad, "not allowed for type 'forget'")
+    if event_type is EventType.IDENTIFY:
+        if known_user_id is None:
+            raise InvalidEvent("known_user_id", "required for type 'identify' (the user id the login names)")
+        if item_id is not None or query is not None:
+            bad = "item_id" if item_id is not None else "query"
+            raise InvalidEvent(bad, "not allowed for type 'identify'")
+    elif known_user_id is not None:
+        raise InvalidEvent("known_user_id", "only allowed for type 'identify'")
     return Event(
         event_id=event_id,
         user_id=user_id,
@@ -194,6 +210,7 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
         session_id=session_id,
         context=context,
         received_ms=received_ms,
+        known_user_id=known_user_id,
     )
 
 

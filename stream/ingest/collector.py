@@ -144,6 +144,13 @@ def event_json_schema(limits: EventLimits) -> dict[str, Any]:
             },
             "session_id": identifier,
             "context": {"type": "object", "maxProperties": MAX_CONTEXT_KEYS},
+            "known_user_id": {
+                **identifier,
+                "description": (
+                    "Only for type identify (a login): the known user the anonymous user_id is; the "
+                    "worker joins the anonymous profile into this user's."
+                ),
+            },
         },
         "allOf": [
             {"if": {"properties": {"type": {"enum": item_types}}}, "then": {"required": ["item_id"]}},
@@ -151,6 +158,14 @@ def event_json_schema(limits: EventLimits) -> dict[str, Any]:
             {
                 "if": {"properties": {"type": {"const": "forget"}}},
                 "then": {"not": {"anyOf": [{"required": ["item_id"]}, {"required": ["query"]}]}},
+            },
+            {
+                "if": {"properties": {"type": {"const": "identify"}}},
+                "then": {
+                    "required": ["known_user_id"],
+                    "not": {"anyOf": [{"required": ["item_id"]}, {"required": ["query"]}]},
+                },
+                "else": {"not": {"required": ["known_user_id"]}},
             },
         ],
     }

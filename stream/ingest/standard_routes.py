@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 
 from stream.core.errors import InvalidEvent, ServiceUnavailable
-from stream.core.events import EventLimits
+from stream.core.events import EventLimits, EventType
 from stream.ingest.adapters import Adapted, adapt_ga4, adapt_segment, adapt_snowplow, validate
 from stream.ingest.body import (
     Rejection,
@@ -74,8 +74,9 @@ class StandardMetrics:
         self.messages = Counter(
             "profilestream_collector_standard_events",
             "Standard tracking events by source (segment, ga4, snowplow) and outcome: accepted "
-            "(v1 events produced), ignored (unknown event names), identity (identify/alias links, "
-            "not applied yet), rejected (invalid, listed in the answer).",
+            "(v1 events produced), ignored (unknown event names), identity (logins: identify/alias, "
+            "GA4 client_id with user_id, Snowplow duid/tnuid with uid; produced as identify "
+            "records), rejected (invalid, listed in the answer).",
             ["source", "outcome"],
             registry=registry,
         )
@@ -135,11 +136,13 @@ def standard_events_router(
             except ServiceUnavailable as exc:
                 log.warning("answering 503 for %d %s events: %s", len(outcome.events), source, exc)
                 return error_response(body_error(503, str(exc)), headers=retry_after)
-        metrics.count(source, "accepted", len(outcome.events))
+        # Identify records travel with the events but are counted apart, as `identities`.
+        accepted = sum(1 for event in outcome.events if event.type is not EventType.IDENTIFY)
+        metrics.count(source, "accepted", accepted)
         return JSONResponse(
             status_code=200,
             content={
-                "accepted": len(outcome.events),
+                "accepted": accepted,
                 "ignored": dict(adapted.ignored),
                 "identities": len(adapted.identities),
                 "rejected": [error.to_dict() for error in outcome.errors],

@@ -14,6 +14,10 @@ quarantine that one record and go on); ``dlq-delay`` holds every dead letter bac
 second after the first Redis write: a worker that moved its position on without the dead letters'
 acks loses them; ``slow-load SECONDS`` makes loading the model and index take that much longer.
 
+Mode for the identity tests (tests/integration/test_identity.py): ``identity-kill`` SIGKILLs the
+process right after the broker acknowledged the events of a joined anonymous window, before the
+window is cleared, its keys deleted or the batch's position stored.
+
 By then Faust's producer has sent everything the batch produced so far (changelog records
 included), so the kill leaves the broker exactly as a crash at the worst moment would: whatever
 the batch stored before its Redis write is durable, the Redis write itself never happens, and
@@ -36,11 +40,14 @@ import faust
 import faust.topics
 
 from stream.core.errors import ServiceUnavailable
+from stream.core.events import Event
+from stream.core.identity import MERGED_FROM
 from stream.core.records import UserProfile
 from stream.core.settings import Settings, load_settings
 from stream.kafka.topics import ensure_topics
 from stream.redis.reco_store import RecoStore
 from stream.worker.app import create_app
+from stream.worker.identity import IdentityJoiner
 from stream.worker.resources import WorkerState, open_worker_state
 
 DLQ_DELAY_S = 3.0
@@ -154,6 +161,19 @@ def delay_dead_letters(dead_letter_topic: str) -> None:
     faust.topics.Topic.send = delayed_send  # type: ignore[method-assign]
 
 
+def kill_after_moving_a_window(apps: list[faust.App]) -> None:
+    """SIGKILL once the broker has acknowledged a joined window's events (see the docstring)."""
+    send = IdentityJoiner._send_acked
+
+    async def send_then_die(self: IdentityJoiner, events: Sequence[Event]) -> None:
+        await send(self, events)
+        if any(MERGED_FROM in event.context for event in events):
+            await apps[0].producer.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    IdentityJoiner._send_acked = send_then_die  # type: ignore[method-assign]
+
+
 def main() -> None:
     settings = load_settings(os.environ)
     ensure_topics(settings)
@@ -174,6 +194,8 @@ def main() -> None:
 
     if len(sys.argv) > 1 and sys.argv[1] == "dlq-delay":
         delay_dead_letters(settings.dead_letter_topic)
+    if len(sys.argv) > 1 and sys.argv[1] == "identity-kill":
+        kill_after_moving_a_window(apps)
 
     apps.append(create_app(settings, crashing_state))
     faust.Worker(apps[0], loglevel="info", quiet=True).execute_from_commandline()

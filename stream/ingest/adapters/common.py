@@ -41,9 +41,11 @@ class SourceEvent:
 
 @dataclass(frozen=True, slots=True)
 class IdentityLink:
-    """`from_id` and `to_id` name the same person (Segment identify/alias).
+    """`from_id` (an anonymous id) and `to_id` (a known user id) name the same person: Segment's
+    identify or alias, GA4's client_id with a user_id, Snowplow's duid/tnuid with a uid.
 
-    Collected for the anonymous-to-known identity feature; not applied to profiles yet.
+    Each becomes a v1 `identify` event keyed by `from_id` (`Adapted.link`); the worker joins the
+    anonymous window into the known user's (stream/core/identity.py).
     """
 
     source: str
@@ -66,6 +68,30 @@ class Adapted:
 
     def error(self, index: int | None, path: str, reason: str) -> None:
         self.errors.append(FieldError(index, path, reason))
+
+    def link(self, index: int, link: IdentityLink, *, receive_ms: int, fields: Mapping[str, str]) -> None:
+        """Record `link` and its v1 `identify` event, placed after the events mapped so far, so
+        that it follows them in the anonymous id's partition. A link repeated within the payload
+        (GA4 and Snowplow carry both ids on every event) is recorded once."""
+        if any((known.from_id, known.to_id) == (link.from_id, link.to_id) for known in self.identities):
+            return
+        self.identities.append(link)
+        event_id = link.message_id or content_id("identity", link.source, link.kind, link.from_id, link.to_id)
+        doc = {
+            "event_id": event_id,
+            "user_id": link.from_id,
+            "type": "identify",
+            "known_user_id": link.to_id,
+            "ts_ms": link.ts_ms,
+            "received_ms": receive_ms,
+            "context": {"source": link.source, "event_name": link.kind},
+        }
+        self.events.append(SourceEvent(index, doc, fields))
+
+    @property
+    def behaviour_events(self) -> int:
+        """How many mapped events are behaviour (not identify records)."""
+        return sum(1 for event in self.events if event.doc.get("type") != "identify")
 
     def ignore(self, name: str) -> None:
         # Names are the sender's; bound them so that a hostile sender cannot grow the counter keys.

@@ -15,6 +15,7 @@ from stream.core.errors import InvalidEvent
 from stream.core.events import EventType, json_type
 from stream.ingest.adapters.common import (
     Adapted,
+    IdentityLink,
     SourceEvent,
     content_id,
     context_of,
@@ -69,6 +70,14 @@ def adapt_ga4(payload: object, *, receive_ms: int) -> Adapted:
             )
         except InvalidEvent as exc:
             adapted.error(index, exc.field, exc.reason)
+    if client_id is not None and user_id is not None and client_id != user_id:
+        # A signed-in visitor: the browser's client id joins the user id (their login).
+        adapted.link(
+            len(events),
+            IdentityLink(SOURCE, "user_id", client_id, user_id, request_ms or receive_ms, None),
+            receive_ms=receive_ms,
+            fields={"user_id": client_field, "known_user_id": "user_id", "ts_ms": "timestamp_micros"},
+        )
     return adapted
 
 

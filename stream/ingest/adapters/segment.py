@@ -133,6 +133,8 @@ def _adapt_message(
             anonymous_id=anonymous_id,
             message_id=message_id,
             ts_ms=ts_ms,
+            index=index,
+            receive_ms=receive_ms,
         )
         return
     assert isinstance(name, str)
@@ -220,6 +222,8 @@ def _identity(
     anonymous_id: str | None,
     message_id: str | None,
     ts_ms: int,
+    index: int,
+    receive_ms: int,
 ) -> None:
     if user_id is None:
         if kind == "alias" or anonymous_id is None:
@@ -231,9 +235,21 @@ def _identity(
         if previous is None:
             raise InvalidEvent(f"{path}previousId", "an alias call needs the previousId it merges")
         link_from: str | None = previous
+        from_field = f"{path}previousId"
     else:
         link_from = anonymous_id
+        from_field = f"{path}anonymousId"
     if link_from is not None and link_from != user_id:
-        adapted.identities.append(IdentityLink(SOURCE, kind, link_from, user_id, ts_ms, message_id))
+        adapted.link(
+            index,
+            IdentityLink(SOURCE, kind, link_from, user_id, ts_ms, message_id),
+            receive_ms=receive_ms,
+            fields={
+                "event_id": f"{path}messageId",
+                "user_id": from_field,
+                "known_user_id": f"{path}userId",
+                "ts_ms": f"{path}timestamp",
+            },
+        )
     else:
         adapted.ignore(kind)

@@ -20,6 +20,7 @@ from stream.core.errors import InvalidEvent
 from stream.core.events import EventType, json_type
 from stream.ingest.adapters.common import (
     Adapted,
+    IdentityLink,
     SourceEvent,
     context_of,
     derived_id,
@@ -85,6 +86,7 @@ def _adapt_event(adapted: Adapted, index: int, event: dict[str, Any], path: str,
         raise InvalidEvent(
             f"{path}e", f"expected the event type code (ue, pv, se, ...), got {json_type(code)}"
         )
+    _link_identities(adapted, index, event, path, receive_ms)
     if code != "ue":
         adapted.ignore(EVENT_CODES.get(code, code))
         return
@@ -164,6 +166,28 @@ def _adapt_event(adapted: Adapted, index: int, event: dict[str, Any], path: str,
         adapted.events.append(
             SourceEvent(index, doc, {**fields, "item_id": f"{path}cx.data[{entity_index}].data.id"})
         )
+
+
+def _link_identities(
+    adapted: Adapted, index: int, event: Mapping[str, Any], path: str, receive_ms: int
+) -> None:
+    """A signed-in visitor (``uid`` set): the domain and network user ids join the user id. Any
+    event carries it, a page view too (a login page typically sends nothing else)."""
+    user_id = optional_id(event.get("uid"), f"{path}uid")
+    if user_id is None:
+        return
+    for anonymous, field in (
+        (optional_id(event.get("duid"), f"{path}duid"), "duid"),
+        (optional_id(event.get("tnuid") or event.get("nuid"), f"{path}tnuid"), "tnuid"),
+    ):
+        if anonymous is not None and anonymous != user_id:
+            ts_ms, ts_field = _event_time(event, path, receive_ms)
+            adapted.link(
+                index,
+                IdentityLink(SOURCE, field, anonymous, user_id, ts_ms, None),
+                receive_ms=receive_ms,
+                fields={"user_id": f"{path}{field}", "known_user_id": f"{path}uid", "ts_ms": ts_field},
+            )
 
 
 def _event_time(event: Mapping[str, Any], path: str, receive_ms: int) -> tuple[int, str]:

@@ -55,3 +55,15 @@ def test_popularity_stays_finite_for_the_shortest_half_life_allowed() -> None:
     far_future_ms = 2_190_000_000_000  # 2039-05: the horizon the settings comment promises
     assert popularity_increment(10.0, far_future_ms, shortest_ms) < float("inf")
     assert load_settings({}).popularity_half_life_s * 1000 >= shortest_ms
+
+
+def test_events_a_login_moved_from_an_anonymous_window_do_not_count_towards_popularity_again() -> None:
+    from stream.core.identity import MERGED_FROM
+
+    seen = Event("e1", "anon", EventType.VIEW, T0, item_id="sku-1")
+    _, first = apply_batch({}, [seen], WindowConfig(), popularity_half_life_ms=7 * 86_400_000)
+    moved = Event("e1", "known", EventType.VIEW, T0, item_id="sku-1", context={MERGED_FROM: "anon"})
+    windows, second = apply_batch({}, [moved], WindowConfig(), popularity_half_life_ms=7 * 86_400_000)
+    assert first.popularity.keys() == {"sku-1"}
+    assert [e.event_id for e in windows["known"].events] == ["e1"]
+    assert second.popularity == {}

@@ -208,7 +208,7 @@ ids = st.text(
 @st.composite
 def events(draw: st.DrawFn) -> Event:
     event_type = draw(st.sampled_from(list(EventType)))
-    needs_item = event_type not in (EventType.SEARCH, EventType.FORGET)
+    needs_item = event_type not in (EventType.SEARCH, EventType.FORGET, EventType.IDENTIFY)
     return Event(
         event_id=draw(ids),
         user_id=draw(ids),
@@ -218,6 +218,7 @@ def events(draw: st.DrawFn) -> Event:
         query=draw(ids) if event_type is EventType.SEARCH else None,
         session_id=draw(st.none() | ids),
         context=draw(st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=4)),
+        known_user_id=draw(ids) if event_type is EventType.IDENTIFY else None,
     )
 
 

@@ -65,19 +65,20 @@ def produced(producer: FakeProducer) -> list[dict[str, Any]]:
         (
             "/mp/collect?measurement_id=G-XXXX&api_secret=s3cr3t",
             "ga4_purchase.json",
-            (2, {"tutorial_begin": 1}, 0),
+            (2, {"tutorial_begin": 1}, 1),
         ),
         (
             "/com.snowplowanalytics.snowplow/tp2",
             "snowplow_tp2.json",
-            (6, {"page_view": 1, "ecommerce:remove_from_cart": 1}, 0),
+            (6, {"page_view": 1, "ecommerce:remove_from_cart": 1}, 1),
         ),
     ],
 )
 def test_each_sender_payload_is_mapped_published_and_counted(
     settings: Settings, path: str, file: str, expected: tuple[int, dict[str, int], int]
 ) -> None:
-    """`expected`: (accepted, ignored, identities)."""
+    """`expected`: (accepted, ignored, identities); each identity is produced as an identify record
+    keyed by the anonymous id."""
     producer = FakeProducer()
     response = post_json(make_app(settings, producer), path, payload(file))
     assert response.status_code == 200, response.text
@@ -85,7 +86,8 @@ def test_each_sender_payload_is_mapped_published_and_counted(
     assert (body["accepted"], body["ignored"], body["identities"]) == expected
     assert body["rejected"] == []
     events = produced(producer)
-    assert len(events) == expected[0]
+    assert len(events) == expected[0] + expected[2]
+    assert sum(event["type"] == "identify" for event in events) == expected[2]
     for (_, key, _), event in zip(producer.sent, events, strict=True):
         assert key == event["user_id"].encode()
         assert event["received_ms"] == NOW_MS

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stream.core.events import EventLimits
+from stream.core.events import EventLimits, EventType
 from stream.ingest.adapters import Adapted, Validated, validate
 
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
@@ -26,4 +26,19 @@ def rows(adapted: Adapted) -> list[tuple[str, str, str, str | None, str | None, 
     """(event_id, user_id, type, item_id, query, ts_ms) of each valid event."""
     outcome = valid(adapted)
     assert outcome.errors == [], outcome.errors
-    return [(e.event_id, e.user_id, e.type.value, e.item_id, e.query, e.ts_ms) for e in outcome.events]
+    return [
+        (e.event_id, e.user_id, e.type.value, e.item_id, e.query, e.ts_ms)
+        for e in outcome.events
+        if e.type is not EventType.IDENTIFY
+    ]
+
+
+def identify_rows(adapted: Adapted) -> list[tuple[str, str, str | None, int]]:
+    """(event_id, anonymous user_id, known_user_id, ts_ms) of each valid identify record."""
+    outcome = valid(adapted)
+    assert outcome.errors == [], outcome.errors
+    return [
+        (e.event_id, e.user_id, e.known_user_id, e.ts_ms)
+        for e in outcome.events
+        if e.type is EventType.IDENTIFY
+    ]

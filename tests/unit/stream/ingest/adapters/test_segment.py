@@ -8,7 +8,7 @@ import pytest
 
 from stream.core.errors import InvalidEvent
 from stream.ingest.adapters import IdentityLink, adapt_file_record, adapt_segment
-from tests.unit.stream.ingest.adapters.helpers import NOW_MS, payload, rows, valid
+from tests.unit.stream.ingest.adapters.helpers import NOW_MS, identify_rows, payload, rows, valid
 
 
 def track(event: str, properties: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -63,10 +63,13 @@ def test_the_batch_example_maps_every_ecommerce_event_and_counts_the_rest() -> N
     assert {e.context["order_id"] for e in order} == {"50314b8e9bcf000000000000"}
 
 
-def test_identify_and_alias_examples_are_identity_links_not_events() -> None:
+def test_identify_and_alias_examples_are_identity_links_and_identify_records() -> None:
     identify = adapt_segment(payload("segment_identify.json"), receive_ms=NOW_MS, message_type="identify")
     alias = adapt_segment(payload("segment_alias.json"), receive_ms=NOW_MS, message_type="alias")
-    assert identify.events == [] and identify.errors == []
+    assert rows(identify) == [] and identify.errors == []
+    # Keyed by the anonymous id (it follows that id's events), naming the known one.
+    assert [row[1:3] for row in identify_rows(identify)] == [("507f191e810c19729de860ea", "97980cfea0067")]
+    assert [row[1:3] for row in identify_rows(alias)] == [("39239-239239-239239-23923", "507f191e81")]
     assert [(i.kind, i.from_id, i.to_id) for i in identify.identities] == [
         ("identify", "507f191e810c19729de860ea", "97980cfea0067")
     ]
