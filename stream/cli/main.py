@@ -112,6 +112,28 @@ def produce_sample(ctx: click.Context, users: int, events: int, seed: int) -> No
     click.echo(f"produced {sent} events to {settings.events_topic}")
 
 
+@main.group()
+def redis() -> None:
+    """Maintenance of profilestream's keys in Redis."""
+
+
+@redis.command("migrate-keys")
+@click.option("--dry-run", is_flag=True, help="Count the v1 keys without copying or deleting any.")
+@click.option("--batch", default=500, show_default=True, help="Keys per SCAN call and per round trip.")
+@click.pass_context
+@_friendly_errors
+def migrate_keys_command(ctx: click.Context, dry_run: bool, batch: int) -> None:
+    """Move key schema v1 keys to v2 (one hash slot per user), keeping expiries; safe to rerun."""
+    from stream.redis.migrate import migrate_keys
+
+    report = migrate_keys(_settings(ctx), batch=batch, dry_run=dry_run)
+    verb = "would copy" if dry_run else "copied"
+    click.echo(
+        f"{verb} {report.copied} v1 keys to v2; {report.kept_v2} v1 keys deleted where a newer v2 key "
+        f"existed; {report.vanished} expired meanwhile"
+    )
+
+
 @main.command()
 @click.argument("user_id")
 @click.pass_context
@@ -317,6 +339,33 @@ def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
     "--model (its user tower).",
 )
 @click.option(
+    "--item-index",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="recommend: a saved item index of DATASET_DIR/items.json by PROFILESTREAM_MODEL_DIR "
+    "(`PROFILESTREAM_INDEX_DIR=DIR profilestream index DATASET_DIR/items.json`), used instead of "
+    "encoding the catalogue again.",
+)
+@click.option(
+    "--modes",
+    default="text,items,hybrid,last item",
+    show_default=True,
+    help="recommend: the encoder modes to rank, comma-separated (text and hybrid encode every "
+    "profile text: the slow ones).",
+)
+@click.option(
+    "--mmr-sweep",
+    is_flag=True,
+    help="recommend: also re-rank each method's served ranking with MMR at several lambdas "
+    "(accuracy against diversity; a table in the report and a plot).",
+)
+@click.option(
+    "--mmr-plot",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="recommend: where the MMR sweep's plot goes [default: OUT/rec_eval_mmr.png].",
+)
+@click.option(
     "--no-zero-shot",
     is_flag=True,
     help="recommend: leave out the zero-shot encoder (saves encoding its catalogue and profiles).",
@@ -340,6 +389,10 @@ def evaluate_command(
     variant: str | None,
     models: tuple[Path, ...],
     item_model: Path | None,
+    item_index: Path | None,
+    modes: str,
+    mmr_sweep: bool,
+    mmr_plot: Path | None,
     no_zero_shot: bool,
     hybrid_weight: float | None,
 ) -> None:
@@ -362,9 +415,11 @@ def evaluate_command(
             sys.exit(1)
         return
     if task == "recommend":
-        from models.evaluation.recommend import run_rec_eval
+        from models.evaluation.mmr import MMR_LAMBDAS
+        from models.evaluation.recommend import ENCODER_MODES, run_rec_eval, saved_catalogue
         from models.evaluation.recommend import write_report as write_rec_report
 
+        chosen_modes = _encoder_modes(modes, ENCODER_MODES)
         if item_model is not None and len(models) != 1:
             raise click.UsageError("--item-model needs exactly one --model: the user tower it pairs with")
         # The served model (PROFILESTREAM_MODEL_DIR) is only needed as the zero-shot encoder.
@@ -396,6 +451,11 @@ def evaluate_command(
                 label = "fine-tuned, separate towers"
                 item_encoders[label] = load_encoder(item_model, options_from_settings(settings), variant)
             encoders.append((label, load_encoder(model_dir, options_from_settings(settings), variant)))
+        catalogues: dict[str, Any] = {}
+        if item_index is not None:
+            # Vectors of the zero-shot encoder (the index's), whichever method reads them.
+            version = load_encoder(settings.model_dir, options_from_settings(settings), variant).model_version
+            catalogues[version] = saved_catalogue(dataset_dir, item_index, version)
         rec_report = run_rec_eval(
             dataset_dir,
             encoders,
@@ -409,8 +469,11 @@ def evaluate_command(
             popularity_weight=settings.popularity_weight,
             item_encoders=item_encoders,
             towers=towers,
+            catalogues=catalogues,
+            mmr_lambdas=MMR_LAMBDAS if mmr_sweep else (),
+            modes=chosen_modes,
         )
-        paths = write_rec_report(rec_report, out_dir)
+        paths = write_rec_report(rec_report, out_dir, mmr_plot)
         click.echo(rec_report.to_markdown())
     else:
         from models.evaluation.search import run_search_eval, write_report
@@ -428,6 +491,14 @@ def evaluate_command(
         paths = write_report(report, out_dir)
         click.echo(report.to_markdown())
     click.echo("wrote " + ", ".join(str(path) for path in paths))
+
+
+def _encoder_modes(text: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """`--modes`: comma-separated names out of `known`."""
+    chosen = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not chosen or not set(chosen) <= set(known):
+        raise click.UsageError(f"--modes: choose from {', '.join(known)} (comma-separated)")
+    return chosen
 
 
 @main.command("train")
@@ -458,6 +529,36 @@ def evaluate_command(
 )
 @click.option(
     "--tower-batch-size", type=click.IntRange(min=2), default=256, show_default=True, help="recipe sequence."
+)
+@click.option(
+    "--item-residuals/--no-item-residuals",
+    default=True,
+    show_default=True,
+    help="recipe sequence: learn a residual vector per item seen in training (new items keep their "
+    "text vector).",
+)
+@click.option(
+    "--max-neighbours",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="recipe sequence: item co-occurrence (item-kNN) neighbours kept per item, from the training "
+    "pairs, exported with the tower and added to its ranking; 0: none.",
+)
+@click.option(
+    "--knn-weight",
+    type=click.FloatRange(min=0.0),
+    default=0.15,
+    show_default=True,
+    help="recipe sequence: weight of the co-occurrence term in the served score (chosen on the valid "
+    "rows, models/README.md); 0: the tower's score alone.",
+)
+@click.option(
+    "--item-index",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="recipe sequence: a saved item index of DATASET_DIR/items.json by PROFILESTREAM_MODEL_DIR "
+    "(`profilestream index`), used instead of encoding the catalogue again.",
 )
 @click.option(
     "--source",
@@ -510,6 +611,10 @@ def train_command(
     hidden: int,
     tower_lr: float,
     tower_batch_size: int,
+    item_residuals: bool,
+    max_neighbours: int,
+    knn_weight: float,
+    item_index: Path | None,
     source: Path | None,
     steps: int,
     batch_size: int,
@@ -542,6 +647,10 @@ def train_command(
             eval_split=eval_split,
             seed=seed,
             threads=threads,
+            item_residuals=item_residuals,
+            item_index=item_index,
+            max_neighbours=max_neighbours,
+            knn_weight=knn_weight,
         )
         return
     from export.onnx_export import default_source
@@ -594,10 +703,15 @@ def _train_sequence(
     eval_split: str,
     seed: int,
     threads: int | None,
+    item_residuals: bool,
+    item_index: Path | None,
+    max_neighbours: int,
+    knn_weight: float,
 ) -> None:
     from export.sequence_module import SequenceConfig
     from models.data.amazon import load_dataset
     from models.encoder.onnx_encoder import load_encoder, options_from_settings
+    from models.index.item_index import load_index
     from models.training.sequence import train_sequence_tower
     from stream.core.window import WindowConfig
 
@@ -613,21 +727,27 @@ def _train_sequence(
         eval_split=eval_split,
         seed=seed,
         threads=threads,
+        item_residuals=item_residuals,
+        max_neighbours=max_neighbours,
+        knn_weight=knn_weight,
     )
+    encoder = load_encoder(settings.model_dir, options_from_settings(settings))
     result = train_sequence_tower(
         load_dataset(dataset_dir),
-        load_encoder(settings.model_dir, options_from_settings(settings)),
+        encoder,
         out_dir,
         config,
         WindowConfig.from_settings(settings),
         batch_size=settings.encoder_batch_size,
+        item_index=None if item_index is None else load_index(item_index, encoder.model_version),
     )
     first, last = result.train.first_last_loss()
     click.echo(
         f"item vectors in {result.encode_seconds:.0f} s; trained {result.train.steps} steps on "
         f"{result.train.examples} examples in {result.train.seconds:.0f} s ({result.train.threads} threads): "
         f"loss {first:.3f} -> {last:.3f}; exported {result.manifest.version} (parity max |diff| "
-        f"{result.manifest.parity_max_abs_diff:.1e})"
+        f"{result.manifest.parity_max_abs_diff:.1e}); co-occurrence lists for "
+        f"{result.manifest.neighbour_items} items, kNN weight {result.manifest.knn_weight:g}"
     )
     click.echo(
         f"serve: PROFILESTREAM_USER_VECTOR=sequence PROFILESTREAM_SEQUENCE_MODEL_DIR={out_dir}; "

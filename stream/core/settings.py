@@ -69,7 +69,15 @@ class Settings(BaseSettings):
             "forgotten user's rejected events stay there until this runs out."
         ),
     )
-    kafka_replication_factor: int = Field(1, ge=1, le=16, description="Replication of created topics.")
+    kafka_replication_factor: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description=(
+            "Replication of the topics profilestream creates (0: as many copies as the cluster has "
+            "brokers, at most 3); min.insync.replicas is 2 at 3 copies or more, else 1."
+        ),
+    )
     kafka_session_timeout_s: int = Field(
         15, ge=6, le=300, description="A worker that stops heartbeating loses its partitions after this."
     )
@@ -97,7 +105,17 @@ class Settings(BaseSettings):
         SecretStr("redis://127.0.0.1:6379/0"),
         description="redis://, rediss:// (TLS) or unix:// URL; may hold a password, so it is secret.",
     )
-    redis_key_prefix: str = Field("profilestream:v1", description="Prefix of every key written.")
+    redis_key_prefix: str = Field(
+        "profilestream:v1",
+        description="Prefix of every key written (no braces: the user id is each key's hash tag).",
+    )
+    redis_cluster: bool = Field(
+        False,
+        description=(
+            "Talk to a Redis Cluster: PROFILESTREAM_REDIS_URL names one of its nodes, the client "
+            "discovers the others and follows slot moves and failovers."
+        ),
+    )
     redis_connect_timeout_s: float = Field(
         5.0, gt=0, le=300, description="Longest wait for a TCP/TLS connection to Redis to open."
     )
@@ -164,11 +182,13 @@ class Settings(BaseSettings):
         description="Weight of each event type in the profile (type=weight, comma-separated).",
     )
     top_k: int = Field(20, ge=1, le=1000, description="Recommendations written per user.")
-    user_vector: Literal["text", "items", "hybrid", "sequence"] = Field(
-        "items",
+    user_vector: Literal["auto", "text", "items", "hybrid", "sequence", "last_item"] = Field(
+        "auto",
         description=(
-            "User vector: encoded profile text, decayed mean of item vectors, a mix, or the "
-            "trained sequence tower over the window's item vectors (needs sequence_model_dir)."
+            "User vector: encoded profile text, decayed mean of item vectors, a mix, the trained "
+            "sequence tower over the window's item vectors (needs sequence_model_dir), or the newest "
+            "item's vector; auto = the best measured: sequence when sequence_model_dir holds a "
+            "tower, else last_item."
         ),
     )
     sequence_model_dir: Path = Field(
@@ -351,6 +371,14 @@ class Settings(BaseSettings):
             "retention (events_retention_ms), or a replay of old events could bring the user back."
         ),
     )
+    identity_link_ttl_s: int = Field(
+        90 * 24 * 3600,
+        ge=0,
+        description=(
+            "Expiry of an anonymous-to-known identity link in Redis, renewed by each login that "
+            "names it (0 = never): while it lives, a forget of either id forgets both."
+        ),
+    )
     popular_max_items: int = Field(
         10_000,
         ge=1,
@@ -512,8 +540,20 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap_servers.split(",")
 
     def redis_key(self, kind: str, user_id: str) -> str:
-        """The key of one user's entry of a given kind, e.g. ``profilestream:v1:recent:u42``."""
-        return f"{self.redis_key_prefix}:{kind}:{user_id}"
+        """The key of one user's entry of a given kind, e.g. ``profilestream:v1:{u42}:recent``.
+
+        Key schema v2: the user id is the key's hash tag, so every key of one user lies in one
+        Redis Cluster slot (one Lua script can read and write them all). Braces and ``%`` in the
+        id are %-escaped: the tag is then the whole id, never empty, and distinct ids stay
+        distinct. The braces right after the prefix also set v2 keys apart from v1 ones
+        (``{prefix}:{kind}:{user_id}``), whose kind follows the prefix.
+        """
+        return f"{self.redis_key_prefix}:{{{redis_tag(user_id)}}}:{kind}"
+
+
+def redis_tag(user_id: str) -> str:
+    """A user id as a Redis hash tag: ``%``, ``{`` and ``}`` %-escaped (injective, never empty)."""
+    return user_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
 _WEIGHTED_TYPES = ("purchase", "add_to_cart", "click", "view", "search")

@@ -13,7 +13,7 @@ def test_defaults_are_valid() -> None:
     settings = load_settings({})
     assert settings.kafka_servers == ["127.0.0.1:9092"]
     assert settings.top_k == 20
-    assert settings.redis_key("recent", "u1") == "profilestream:v1:recent:u1"
+    assert settings.redis_key("recent", "u1") == "profilestream:v1:{u1}:recent"
 
 
 def test_environment_values_are_parsed_and_unrelated_variables_ignored() -> None:
