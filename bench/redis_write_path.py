@@ -114,7 +114,7 @@ async def run_path(settings: Settings, path: str, args: argparse.Namespace) -> d
                 await v1_execute(client, ops, settings.redis_key_prefix, sha)
             else:
                 await execute_until_done(
-                    client, ops, what="a bench batch", key_prefix=settings.redis_key_prefix
+                    client, ops, what="a bench batch", key_prefix=settings.redis_key_prefix, writer="bench"
                 )
             if n >= 2:  # the first two load scripts and create keys
                 times_s.append(time.perf_counter() - started)
@@ -149,7 +149,9 @@ def popular_cost(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         try:
             for _ in range(args.batches):
                 ops = popularity_ops(settings, args.events, rng)
-                await execute_until_done(client, ops, what="popular", key_prefix=settings.redis_key_prefix)
+                await execute_until_done(
+                    client, ops, what="popular", key_prefix=settings.redis_key_prefix, writer="bench"
+                )
         finally:
             await client.aclose()
 

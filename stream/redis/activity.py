@@ -95,6 +95,7 @@ class RedisActivitySink:
                 ops,
                 what=f"a batch of {len(events)} events",
                 key_prefix=self._settings.redis_key_prefix,
+                writer=RECENT_KIND,
             )
 
     async def close(self) -> None:

@@ -6,8 +6,8 @@ the plan is cut into *units*, one per hash tag (`Settings.redis_key` tags every 
 the user id; `popular` has its own tag). Each unit runs as one Lua script call (`APPLY_ONCE_LUA`),
 which is atomic on the node that owns the slot:
 
-1. if the unit's marker key (``{prefix}:{tag}:applied``, in the unit's slot) already holds this
-   batch's id, return: an earlier try already applied it;
+1. if the unit's marker key (``{prefix}:{tag}:applied:{writer}``, in the unit's slot) already
+   holds this batch's id, return: an earlier try already applied it;
 2. run the unit's commands in order (the newer-only profile write is one of them, inlined);
 3. set the marker to the batch id, expiring after `APPLIED_MARKER_TTL_S`.
 
@@ -15,8 +15,13 @@ The units of a batch go out in one non-transactional pipeline (a cluster client 
 node's share in parallel). A try cut anywhere leaves every unit either applied with its marker or
 not applied at all; the next try resends only the units without a result, and those the cut had
 applied see their marker and stop. So ZINCRBY and RPUSH, which are not idempotent, apply once.
-The markers are per tag, not per batch: one short string per active user, overwritten by the next
-batch, gone ten minutes after the user's last write.
+The markers are per tag and *writer*, not per batch: one short string per active user and writer,
+overwritten by that writer's next batch, gone ten minutes after its last write. The writer (the
+caller's name and a random id of the process) keeps two writers of one tag from overwriting each
+other's marker between a cut try and its retry: the worker writes a user's recent list, profile
+and identity links from three concurrent pipelines, and every worker process writes `popular`.
+With one shared marker, a retry after another writer's batch would find a foreign id and apply
+its ZINCRBY or RPUSH a second time.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from stream.redis.client import AsyncRedis
 log = logging.getLogger(__name__)
 
 APPLIED_KIND = "applied"
+# Names this process in its markers: two worker processes never share one.
+PROCESS_WRITER_ID = uuid.uuid4().hex[:12]
 MAX_BACKOFF_S = 5.0
 # A unit's marker only has to outlive the retries of one batch, which check it as soon as Redis
 # answers again; ten minutes covers that and keeps the markers few.
@@ -160,8 +167,10 @@ class Unit:
     argv: tuple[str | int | float | bytes, ...]
 
 
-def plan_units(ops: Sequence[RedisOp], key_prefix: str) -> list[Unit]:
+def plan_units(ops: Sequence[RedisOp], key_prefix: str, writer: str) -> list[Unit]:
     """Group `ops` by hash tag, keeping their order within a tag (pure).
+
+    Each unit's marker is ``{key_prefix}:{tag}:applied:{writer}`` (see the module docstring).
 
     Raises ValueError for an op whose keys do not share one tag: no single node could apply it.
     """
@@ -178,7 +187,7 @@ def plan_units(ops: Sequence[RedisOp], key_prefix: str) -> list[Unit]:
         for op in tag_ops:
             for args in _split(op):
                 argv += [_COMMANDS.get(op.command, op.command.upper()), len(args), *args]
-        marker = f"{key_prefix}:{{{tag}}}:{APPLIED_KIND}"
+        marker = f"{key_prefix}:{{{tag}}}:{APPLIED_KIND}:{writer}"
         units.append(Unit(tag, (marker, *keys), tuple(argv)))
     return units
 
@@ -195,7 +204,13 @@ def _split(op: RedisOp) -> list[tuple[str | int | float | bytes, ...]]:
 
 
 async def execute_until_done(
-    redis: AsyncRedis, ops: Sequence[RedisOp], *, what: str, key_prefix: str, batch_id: str | None = None
+    redis: AsyncRedis,
+    ops: Sequence[RedisOp],
+    *,
+    what: str,
+    key_prefix: str,
+    writer: str,
+    batch_id: str | None = None,
 ) -> None:
     """Apply `ops` exactly once, one atomic script per hash tag, retrying while Redis is unreachable.
 
@@ -205,9 +220,11 @@ async def execute_until_done(
     still in the client kernel's send buffer when the client gave up could reach Redis after a
     retry already applied it (its marker then stops the retry's copy, but not the late one).
     `batch_id` (a fresh one by default) names the batch in the markers; tests pass one to resend.
+    `writer` names the caller (``recent``, ``reco``, ...): callers that may write the same tags
+    concurrently pass different names; the process's id is added to it.
     """
     batch_id = batch_id or uuid.uuid4().hex
-    pending = plan_units(ops, key_prefix)
+    pending = plan_units(ops, key_prefix, f"{writer}-{PROCESS_WRITER_ID}")
     backoff_s = 0.1
     while pending:
         failure: BaseException | None = None

@@ -67,7 +67,9 @@ class IdentityLinks:
 
     async def apply(self, ops: Sequence[RedisOp], what: str) -> None:
         if ops:
-            await execute_until_done(self._redis, ops, what=what, key_prefix=self._settings.redis_key_prefix)
+            await execute_until_done(
+                self._redis, ops, what=what, key_prefix=self._settings.redis_key_prefix, writer="identity"
+            )
 
     async def linked(self, user_ids: Sequence[str]) -> dict[str, set[str]]:
         """Each user's linked ids: the known id it joined and the anonymous ids that joined it."""

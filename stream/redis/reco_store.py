@@ -137,7 +137,11 @@ class RecoStore:
         ops += self.popularity_ops(popularity)
         if ops:
             await execute_until_done(
-                self._redis, ops, what=f"{len(profiles)} profiles", key_prefix=self._settings.redis_key_prefix
+                self._redis,
+                ops,
+                what=f"{len(profiles)} profiles",
+                key_prefix=self._settings.redis_key_prefix,
+                writer=RECO_KIND,
             )
 
     async def close(self) -> None:

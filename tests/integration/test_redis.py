@@ -325,7 +325,7 @@ def test_a_batch_resent_under_its_id_applies_once_per_user(redis_only: Settings)
             prefix = redis_only.redis_key_prefix
             for batch_id in ("b1", "b1", "b2"):
                 await execute_until_done(
-                    client, ops, what="a test batch", key_prefix=prefix, batch_id=batch_id
+                    client, ops, what="a test batch", key_prefix=prefix, writer="test", batch_id=batch_id
                 )
         finally:
             await client.aclose()
@@ -336,6 +336,46 @@ def test_a_batch_resent_under_its_id_applies_once_per_user(redis_only: Settings)
         lengths = [client.llen(key(RECENT_KIND, user)) for user in ("a", "b", "}c{", "popular")]
         assert lengths == [2, 2, 2, 2]
         assert client.zscore(popular_key(redis_only), "sku-1") == 2.0
+    finally:
+        client.close()
+
+
+def test_a_retry_applies_once_even_after_another_writer_wrote_the_same_slots(redis_only: Settings) -> None:
+    # The worker writes a user's recent list and profile from two concurrent pipelines, and every
+    # worker writes `popular`: between a cut try and its retry, another writer's batch lands on
+    # the same tags. Its marker must not hide ours, or the retry would apply a second time.
+    key = redis_only.redis_key
+    mine = [
+        RedisOp("rpush", (key(RECENT_KIND, "a"), "x")),
+        RedisOp("zincrby", (popular_key(redis_only), 1.0, "s")),
+    ]
+    theirs = [
+        RedisOp("rpush", (key(RECENT_KIND, "a"), "y")),
+        RedisOp("zincrby", (popular_key(redis_only), 1.0, "t")),
+    ]
+
+    async def scenario() -> None:
+        client = redis_async(redis_only)
+        try:
+            prefix = redis_only.redis_key_prefix
+            await execute_until_done(
+                client, mine, what="mine", key_prefix=prefix, writer="recent", batch_id="m1"
+            )
+            await execute_until_done(
+                client, theirs, what="theirs", key_prefix=prefix, writer="reco", batch_id="t1"
+            )
+            # The retry of our first try, whose reply was lost:
+            await execute_until_done(
+                client, mine, what="mine", key_prefix=prefix, writer="recent", batch_id="m1"
+            )
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    client = redis_sync(redis_only)
+    try:
+        assert client.lrange(key(RECENT_KIND, "a"), 0, -1) == [b"x", b"y"]
+        assert client.zscore(popular_key(redis_only), "s") == 1.0
     finally:
         client.close()
 

@@ -48,23 +48,23 @@ def test_ops_are_grouped_by_user_in_order_with_one_marker_each() -> None:
         RedisOp("delete", (key("reco", "a"), key("emb", "a"))),
         RedisOp("zincrby", (popular_key(SETTINGS), 1.0, "sku-1")),
     ]
-    units = plan_units(ops, "t")
+    units = plan_units(ops, "t", "w1")
     assert [u.tag for u in units] == ["a", "b", "popular"]
     a = units[0]
-    assert a.keys == ("t:{a}:applied", key("recent", "a"), key("reco", "a"), key("emb", "a"))
+    assert a.keys == ("t:{a}:applied:w1", key("recent", "a"), key("reco", "a"), key("emb", "a"))
     assert a.argv == ("RPUSH", 2, key("recent", "a"), "e1", "DEL", 2, key("reco", "a"), key("emb", "a"))
 
 
 def test_an_op_over_two_users_slots_is_refused() -> None:
     op = RedisOp("delete", (SETTINGS.redis_key("reco", "a"), SETTINGS.redis_key("reco", "b")))
     with pytest.raises(ValueError, match="several hash slots"):
-        plan_units([op], "t")
+        plan_units([op], "t", "w1")
 
 
 def test_a_long_push_is_split_within_what_lua_unpacks() -> None:
     key = SETTINGS.redis_key("recent", "a")
     values = [f"e{n}" for n in range(2 * MAX_VALUES_PER_COMMAND + 1)]
-    (unit,) = plan_units([RedisOp("rpush", (key, *values))], "t")
+    (unit,) = plan_units([RedisOp("rpush", (key, *values))], "t", "w1")
     pushes = [n for n, arg in enumerate(unit.argv) if arg == "RPUSH"]
     assert len(pushes) == 3
     assert [unit.argv[n + 1] for n in pushes] == [MAX_VALUES_PER_COMMAND + 1, MAX_VALUES_PER_COMMAND + 1, 2]
