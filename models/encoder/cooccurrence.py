@@ -108,6 +108,31 @@ class CatalogueNeighbours:
         return rows.astype(np.int64), values
 
 
+def cooccurrence(
+    user_items: Mapping[str, Iterable[str]], rows: Mapping[str, int]
+) -> tuple[Counter[int], defaultdict[int, list[tuple[float, int]]]]:
+    """Item co-occurrence within each user's distinct items (any distance), cosine-normalised.
+
+    Returns how many users hold each row, and per row its ``(similarity, other_row)`` pairs with
+    similarity = together / sqrt(count_a x count_b). Items outside `rows` are ignored. Shared by
+    the served lists (`build_neighbours`) and the item-kNN baseline (`models.evaluation.baselines`).
+    """
+    counts: Counter[int] = Counter()
+    pairs: Counter[tuple[int, int]] = Counter()
+    for items in user_items.values():
+        distinct = sorted({rows[item] for item in items if item in rows})
+        counts.update(distinct)
+        for a, first in enumerate(distinct):
+            for second in distinct[a + 1 :]:
+                pairs[(first, second)] += 1
+    by_row: defaultdict[int, list[tuple[float, int]]] = defaultdict(list)
+    for (first, second), together in pairs.items():
+        similarity = together / math.sqrt(counts[first] * counts[second])
+        by_row[first].append((similarity, second))
+        by_row[second].append((similarity, first))
+    return counts, by_row
+
+
 def build_neighbours(
     user_items: Mapping[str, Iterable[str]],
     ids: Sequence[str],
@@ -119,19 +144,7 @@ def build_neighbours(
     if max_neighbours < 1:
         raise ValueError(f"max_neighbours must be at least 1, got {max_neighbours}")
     position = {item_id: n for n, item_id in enumerate(ids)}
-    counts: Counter[int] = Counter()
-    pairs: Counter[tuple[int, int]] = Counter()
-    for items in user_items.values():
-        distinct = sorted({position[item] for item in items if item in position})
-        counts.update(distinct)
-        for a, first in enumerate(distinct):
-            for second in distinct[a + 1 :]:
-                pairs[(first, second)] += 1
-    by_row: defaultdict[int, list[tuple[float, int]]] = defaultdict(list)
-    for (first, second), together in pairs.items():
-        similarity = together / math.sqrt(counts[first] * counts[second])
-        by_row[first].append((similarity, second))
-        by_row[second].append((similarity, first))
+    _, by_row = cooccurrence(user_items, position)
     indptr = [0]
     indices: list[int] = []
     weights: list[float] = []

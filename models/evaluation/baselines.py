@@ -12,13 +12,13 @@ costs memory in proportion to the pairs seen, not to the square of its size.
 
 from __future__ import annotations
 
-import math
-from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from models.encoder.cooccurrence import cooccurrence
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
@@ -71,19 +71,7 @@ def fit_item_knn(
     decay: float = RECENCY_DECAY,
 ) -> ItemKnn:
     """Co-occurrence within each user's allowed items (distinct items, any distance)."""
-    counts: Counter[int] = Counter()
-    pairs: Counter[tuple[int, int]] = Counter()
-    for items in user_items.values():
-        distinct = sorted({rows[item] for item in items if item in rows})
-        counts.update(distinct)
-        for a, first in enumerate(distinct):
-            for second in distinct[a + 1 :]:
-                pairs[(first, second)] += 1
-    by_row: defaultdict[int, list[tuple[float, int]]] = defaultdict(list)
-    for (first, second), together in pairs.items():
-        similarity = together / math.sqrt(counts[first] * counts[second])
-        by_row[first].append((similarity, second))
-        by_row[second].append((similarity, first))
+    counts, by_row = cooccurrence(user_items, rows)
     neighbours: list[IntArray] = []
     similarities: list[FloatArray] = []
     for row in range(size):
