@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+SERVICES = Path(__file__).resolve().parents[1] / "deploy" / "local" / "services"
 
 
 def emit(text: str = "") -> None:
@@ -68,3 +73,14 @@ def delete_redis_prefix(settings: Any) -> None:
     from stream.redis.client import delete_prefix
 
     delete_prefix(settings)
+
+
+def services(action: str, args: argparse.Namespace) -> None:
+    """`deploy/local/services up|down` for a benchmark's own Kafka and Redis instance, named
+    `args.services_name`, on the ports of `args.bootstrap` and `args.redis_url`."""
+    cmd = [sys.executable, str(SERVICES), action, "--name", args.services_name]
+    if action == "up":
+        kafka_port = args.bootstrap.rsplit(":", 1)[1]
+        redis_port = args.redis_url.rsplit(":", 1)[1].split("/")[0]
+        cmd += ["--kafka-port", kafka_port, "--redis-port", redis_port]
+    subprocess.run(cmd, check=True)

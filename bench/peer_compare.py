@@ -34,6 +34,7 @@ from typing import cast
 
 from kafka import KafkaProducer
 
+from bench.common import services
 from bench.pipeline import all_up, cpu_seconds, metrics, quantile_from_histogram
 from stream.core.events import Event
 from stream.core.sample import SampleSpec, sample_events
@@ -46,7 +47,6 @@ IMPLEMENTATIONS = {
     "Quix Streams app": ["-m", "bench.peers.quix_app"],
     "bare aiokafka consumer": ["-m", "bench.peers.aiokafka_consumer"],
 }
-SERVICES = REPO / "deploy" / "local" / "services"
 FRESHNESS_CEILING_MS = 10_000.0  # the largest finite freshness bucket of the worker's histogram
 
 
@@ -263,15 +263,6 @@ def plot(results: list[dict[str, object]], path: Path) -> None:
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-
-
-def services(action: str, args: argparse.Namespace) -> None:
-    cmd = [sys.executable, str(SERVICES), action, "--name", args.services_name]
-    if action == "up":
-        kafka_port = args.bootstrap.rsplit(":", 1)[1]
-        redis_port = args.redis_url.rsplit(":", 1)[1].split("/")[0]
-        cmd += ["--kafka-port", kafka_port, "--redis-port", redis_port]
-    subprocess.run(cmd, check=True)
 
 
 def main() -> None:

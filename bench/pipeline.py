@@ -8,10 +8,16 @@ time to Redis write, from the workers' histograms, interpolated within buckets),
 encoded per second, the coalescing ratio (events per profile computed) and the workers' CPU
 time per event (from /proc: what the machine can carry, whatever else was running).
 
-Needs running servers (`deploy/local/services up --name test --kafka-port 29092 --redis-port 29379`)
-and an exported model and index:
+Several user-vector modes and worker counts run in one invocation, every combination at every
+rate, so their rows share the machine's state and can be compared side by side:
 
-    .venv/bin/python bench/pipeline.py --model-dir var/model --index-dir var/index --rates 100,500,1000
+    .venv/bin/python bench/pipeline.py --model-dir var/model --index-dir var/index \
+        --sequence-model-dir var/sequence --user-vectors items,last_item,sequence,text \
+        --workers 1,2 --rates 1000,2000 --start-services
+
+`--start-services` brings up a Kafka and Redis instance of its own (deploy/local/services, name
+`pipeline`, ports 28292/28279) and stops it at the end, also after a failure; without it the
+script uses running servers at `--bootstrap` and `--redis-url`.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from kafka import KafkaProducer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import print_json, print_table, services  # noqa: E402
 from stream.core.events import Event, EventType  # noqa: E402
 from stream.core.settings import Settings, child_environment, load_settings  # noqa: E402
 from stream.kafka.topics import ensure_topics  # noqa: E402
@@ -194,6 +201,7 @@ def summarise(
     # Only what happened on the clock: the warm-up events are subtracted from every bucket.
     measured = {name: delta(name) for name in end}
     return {
+        "user_vector": args.user_vector,
         "workers": args.workers,
         "offered_events_per_s": rate,
         "sent": sent,
@@ -231,6 +239,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
         data_dir=Path("/tmp") / f"bench-{tag}",
         worker_web_port=first_port,
         user_vector=args.user_vector,
+        sequence_model_dir=args.sequence_model_dir,
         batch_max_wait_ms=args.batch_max_wait_ms,
         events_partitions=args.partitions,
         log_level="WARNING",
@@ -288,28 +297,84 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
     )
 
 
+USER_VECTORS = ("auto", "text", "items", "hybrid", "sequence", "last_item")
+COLUMNS = (
+    "user_vector",
+    "workers",
+    "offered_events_per_s",
+    "achieved_events_per_s",
+    "freshness_p50_ms",
+    "freshness_p99_ms",
+    "events_per_profile",
+    "mean_batch_events",
+    "worker_cpu_ms_per_event",
+    "load_average",
+)
+
+
+def comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap", default="127.0.0.1:29092")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:29379/0")
+    parser.add_argument("--bootstrap", default="127.0.0.1:28292")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:28279/0")
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--index-dir", type=Path, required=True)
-    parser.add_argument("--rates", default="100,500,1000,2000")
+    parser.add_argument(
+        "--sequence-model-dir",
+        type=Path,
+        default=REPO / "var" / "sequence",
+        help="Exported sequence user tower, for the sequence and auto modes.",
+    )
+    parser.add_argument("--rates", default="1000,2000", help="Offered events/s, comma-separated.")
     parser.add_argument("--duration-s", type=float, default=20.0)
-    parser.add_argument("--drain-timeout-s", type=float, default=300.0)
+    parser.add_argument("--drain-timeout-s", type=float, default=600.0)
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--items", type=int, default=500)
-    parser.add_argument("--user-vector", default="items", choices=["text", "items", "hybrid"])
+    parser.add_argument(
+        "--user-vectors", default="items", help=f"Comma-separated modes, of {', '.join(USER_VECTORS)}."
+    )
     parser.add_argument("--batch-max-wait-ms", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=1, help="Worker processes in the one group.")
+    parser.add_argument("--workers", default="1", help="Worker counts in the one group, comma-separated.")
     parser.add_argument("--partitions", type=int, default=4, help="Partitions of each run's events topic.")
+    parser.add_argument(
+        "--start-services", action="store_true", help="Start (and finally stop) Kafka and Redis."
+    )
+    parser.add_argument("--services-name", default="pipeline")
     args = parser.parse_args()
-    results = [run_rate(args, int(rate)) for rate in args.rates.split(",")]
-    print(json.dumps({"user_vector": args.user_vector, "results": results}, indent=2, default=str))
-    columns = list(results[0])
-    print(" | ".join(columns))
-    for row in results:
-        print(" | ".join(str(row[c]) for c in columns))
+    modes = comma_list(args.user_vectors)
+    unknown = sorted(set(modes) - set(USER_VECTORS))
+    if unknown:
+        parser.error(
+            f"--user-vectors: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(USER_VECTORS)}"
+        )
+    points = [
+        argparse.Namespace(**{**vars(args), "user_vector": mode, "workers": int(workers)})
+        for mode in modes
+        for workers in comma_list(args.workers)
+    ]
+    if args.start_services:
+        services("up", args)
+    results: list[dict[str, object]] = []
+    try:
+        for point in points:
+            for rate in (int(r) for r in comma_list(args.rates)):
+                before = os.getloadavg()[0]
+                row = run_rate(point, rate)
+                # Freshness on a shared machine says as much about the neighbours as the worker.
+                row["load_average"] = round((before + os.getloadavg()[0]) / 2, 1)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                results.append(row)
+    finally:
+        if args.start_services:
+            services("down", args)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    print_json({"commit": commit, "cpu_count": os.cpu_count(), "results": results})
+    print_table(results, COLUMNS)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.pipeline import run_rate  # noqa: E402
+from bench.pipeline import USER_VECTORS, run_rate  # noqa: E402
 
 COLUMNS = (
     "workers",
@@ -54,7 +54,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drain-timeout-s", type=float, default=240.0)
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--items", type=int, default=500)
-    parser.add_argument("--user-vector", default="items", choices=["text", "items", "hybrid"])
+    parser.add_argument("--user-vector", default="items", choices=USER_VECTORS)
+    parser.add_argument("--sequence-model-dir", type=Path, default=Path("var/sequence"))
     parser.add_argument("--batch-max-wait-ms", type=int, default=200)
     return parser.parse_args()
 

@@ -85,7 +85,7 @@ def seed_profiles(settings: Any, item_ids: list[str], vectors: Any, users: int, 
 def requests_plan(args: argparse.Namespace, tag: str) -> list[tuple[str, str | None]]:
     """(query, user) per request; queries are unique per run and path so that each one is encoded."""
     rng = random.Random(args.seed)
-    plan = []
+    plan: list[tuple[str, str | None]] = []
     for n in range(int(args.rate * args.duration_s)):
         query = f"{' '.join(rng.sample(WORDS, rng.randint(1, 3)))} {tag}{n}"
         user = f"nobody-{n}" if rng.random() < args.unknown_share else f"u{rng.randrange(args.users)}"
