@@ -13,6 +13,9 @@ The order of the three is rotated from rate to rate, so none always runs first.
     .venv/bin/python -m bench.peer_compare --model-dir var/model --index-dir var/index \
         --start-services --out var/peer-compare
 
+`--worker-user-vectors items,sequence,text` adds the worker's other modes as rows of the same run
+(the peers implement the `items` job only), the sequence tower read from `--sequence-model-dir`.
+
 `--start-services` brings up a Kafka and Redis instance of its own (deploy/local/services, name
 `peers`, ports 28092/28379) and stops it again at the end, also after a failure.
 """
@@ -24,7 +27,6 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +37,7 @@ from typing import cast
 from kafka import KafkaProducer
 
 from bench.common import services
-from bench.pipeline import all_up, cpu_seconds, metrics, quantile_from_histogram
+from bench.pipeline import all_up, cpu_seconds, free_ports, metrics, quantile_from_histogram
 from stream.core.events import Event
 from stream.core.sample import SampleSpec, sample_events
 from stream.core.settings import Settings, child_environment, load_settings
@@ -50,9 +52,22 @@ IMPLEMENTATIONS = {
 FRESHNESS_CEILING_MS = 10_000.0  # the largest finite freshness bucket of the worker's histogram
 
 
+WORKER = "profilestream worker"
+
+
+def worker_label(user_vector: str) -> str:
+    """The worker's row name: plain for `items` (the peers' job), else with its mode."""
+    return WORKER if user_vector == "items" else f"{WORKER}, {user_vector}"
+
+
+def base_name(label: str) -> str:
+    return WORKER if label.startswith(WORKER) else label
+
+
 def command(name: str, settings: Settings) -> list[str]:
+    name = base_name(name)
     cmd = [sys.executable, *IMPLEMENTATIONS[name]]
-    if name != "profilestream worker":
+    if name != WORKER:
         cmd += ["--metrics-port", str(settings.worker_web_port)]
     if name == "Quix Streams app":
         cmd += ["--state-dir", str(settings.data_dir / "quix")]
@@ -103,16 +118,11 @@ def offer(producer: KafkaProducer, topic: str, events: list[Event], rate: int, d
     return sent
 
 
-def free_port() -> int:
-    """A port free now (random fixed ports collided with other processes on a shared machine)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]) -> dict[str, object]:
     tag = uuid.uuid4().hex[:8]
-    port = free_port()
+    # Below the ephemeral range: a port the kernel hands out (bind to 0) can be taken meanwhile
+    # by some client's outgoing connection.
+    port = free_ports(1)[0]
     settings = load_settings(
         {},
         kafka_bootstrap_servers=args.bootstrap,
@@ -125,7 +135,8 @@ def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]
         index_dir=args.index_dir,
         data_dir=Path("/tmp") / f"peers-{tag}",
         worker_web_port=port,
-        user_vector="items",
+        user_vector=name.removeprefix(f"{WORKER}, ") if name.startswith(f"{WORKER}, ") else "items",
+        sequence_model_dir=args.sequence_model_dir,
         batch_max_events=args.batch_max_events,
         batch_max_wait_ms=args.batch_max_wait_ms,
         log_level="WARNING",
@@ -220,7 +231,7 @@ TABLE_HEADER = (
 def table(results: list[dict[str, object]]) -> str:
     """The markdown table; an achieved rate marked * did not drain within the drain timeout."""
     lines = [TABLE_HEADER]
-    order = list(IMPLEMENTATIONS)
+    order = list(dict.fromkeys(str(r["implementation"]) for r in results))
     for row in sorted(
         results, key=lambda r: (order.index(str(r["implementation"])), r["offered_events_per_s"])
     ):
@@ -244,7 +255,7 @@ def plot(results: list[dict[str, object]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4))
-    for name in IMPLEMENTATIONS:
+    for name in dict.fromkeys(str(r["implementation"]) for r in results):
         rows = sorted((r for r in results if r["implementation"] == name), key=_rate)
         if rows:
             axes.plot(
@@ -265,7 +276,7 @@ def plot(results: list[dict[str, object]], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:28092")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:28379/0")
@@ -277,6 +288,13 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-max-events", type=int, default=500)
+    parser.add_argument(
+        "--worker-user-vectors",
+        default="items",
+        help="The worker's modes, comma-separated, one row each (items is the peers' job; "
+        "sequence, last_item and text show what the other modes cost).",
+    )
+    parser.add_argument("--sequence-model-dir", type=Path, default=REPO / "var" / "sequence")
     parser.add_argument("--batch-max-wait-ms", type=int, default=200)
     parser.add_argument(
         "--only", default=",".join(IMPLEMENTATIONS), help="Comma-separated implementation names."
@@ -287,7 +305,11 @@ def main() -> None:
     parser.add_argument("--services-name", default="peers")
     parser.add_argument("--out", type=Path, default=Path("var/peer-compare"))
     parser.add_argument("--from-json", type=Path, help="Only print the table and plot of an earlier run.")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.from_json:
         results = json.loads(args.from_json.read_text(encoding="utf-8"))["results"]
         for row in results:
@@ -298,7 +320,13 @@ def main() -> None:
         print(table(results))
         return
     rates = [int(r) for r in args.rates.split(",")]
-    names = [n for n in IMPLEMENTATIONS if n in args.only.split(",")]
+    only = args.only.split(",")
+    names = [
+        label
+        for n in IMPLEMENTATIONS
+        if n in only
+        for label in ([worker_label(m) for m in args.worker_user_vectors.split(",")] if n == WORKER else [n])
+    ]
     # One seeded sequence; each rate sends its first rate x duration events.
     events = sample_events(
         SampleSpec(users=args.users, events=int(max(rates) * args.duration_s), seed=args.seed)
