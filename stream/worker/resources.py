@@ -43,7 +43,7 @@ def open_computer(settings: Settings) -> ProfileComputer:
         tower = SequenceTower(
             Path(settings.sequence_model_dir),
             provider=settings.encoder_provider,
-            intra_op_threads=settings.encoder_intra_op_threads,
+            intra_op_threads=settings.sequence_intra_op_threads,
         )
         if tower.manifest.item_model_version not in ("", encoder.model_version):
             # The tower reads the index's item vectors: from another encoder they mean nothing to it.

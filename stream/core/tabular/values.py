@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -252,12 +252,16 @@ def time_ms(value: Any, unit: TsUnit = "ms", name: str = "ts_ms") -> Any:
         return (parsed - _EPOCH) // _ONE_MS
     _check_range(number, name, value)
     if unit == "s":
-        return int((number * 1000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+        # Exact: the context's default 28 digits cannot hold a 30-digit number of seconds times
+        # 1000 (quantize raised InvalidOperation, found by the fuzz test), nor its fraction.
+        with localcontext() as context:
+            context.prec = max(len(number.as_tuple().digits), number.adjusted() + 4) + 2
+            return int(number.scaleb(3).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
     whole = _whole(
         number, name, value, f" (a time in {unit} must be whole; fractional seconds need --ts-unit s)"
     )
     if unit == "us":
-        return int((Decimal(whole) / 1000).to_integral_value(rounding=ROUND_FLOOR))
+        return whole // 1000  # floor, exact for any size (Decimal division rounds at 28 digits)
     return whole
 
 

@@ -188,6 +188,16 @@ def test_a_number_that_is_not_whole_is_a_reject_naming_the_id_field(value: objec
     assert caught.value.field == field
 
 
+def test_times_in_seconds_and_microseconds_convert_exactly_at_any_length() -> None:
+    # Found by the fuzz test below: 1e25 seconds times 1000 has more digits than Decimal's default
+    # 28, so the conversion raised InvalidOperation (not InvalidEvent) and stopped the reader.
+    assert time_ms("1e25", "s") == 10**28
+    assert time_ms("123456789012345678901234567.5", "s") == 123456789012345678901234567500
+    assert time_ms("0.0015", "s") == 2  # half to even, as before
+    assert time_ms("9" * 29, "us") == int("9" * 26)
+    assert time_ms("-1500", "us") == -2  # floor
+
+
 @pytest.mark.parametrize(
     "value", ["1.5", 1.5, "1796006133034.5", "nan", "inf", "1e999999999", "soon", "12:00"]
 )
