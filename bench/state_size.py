@@ -44,7 +44,9 @@ from stream.core.events import Event, EventType  # noqa: E402
 from stream.core.settings import Settings, child_environment, load_settings  # noqa: E402
 from stream.kafka.drain import end_offsets, stored_positions  # noqa: E402
 from stream.kafka.topics import ensure_topics, windows_changelog_topic  # noqa: E402
-from stream.redis.reco_store import popular_key  # noqa: E402
+from stream.redis.activity import RECENT_KIND  # noqa: E402
+from stream.redis.apply_once import APPLIED_KIND  # noqa: E402
+from stream.redis.reco_store import EMB_KIND, RECO_KIND, popular_key  # noqa: E402
 
 SERVICES = REPO / "deploy" / "local" / "services"
 INSTANCE = "statesize"
@@ -119,18 +121,30 @@ def produce(settings: Settings, events: list[Event]) -> None:
 def redis_bytes_per_user(settings: Settings, sample: int, seed: int) -> dict[str, Any]:
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
+        # Key schema v2 (stream/redis/README.md): {prefix}:{<user>}:<kind>; a user's keys differ
+        # only in the kind after the hash tag.
+        suffix = f":{RECO_KIND}"
         users = [
-            key.decode().rsplit(":", 1)[1]
-            for key in redis.scan_iter(match=f"{settings.redis_key_prefix}:reco:*", count=1000)
+            key.decode().removesuffix(suffix)
+            for key in redis.scan_iter(match=f"{settings.redis_key_prefix}:{{*}}{suffix}", count=1000)
         ]
         rng = random.Random(seed)
         chosen = rng.sample(users, min(sample, len(users)))
         per_user = []
-        for user in chosen:
+        for user_keys in chosen:
             total = 0
-            for kind in ("reco", "emb", "recent"):
-                total += int(redis.memory_usage(settings.redis_key(kind, user)) or 0)
+            for kind in (RECO_KIND, EMB_KIND, RECENT_KIND):
+                total += int(redis.memory_usage(f"{user_keys}:{kind}") or 0)
             per_user.append(total)
+        # Every key of the run by kind (the apply-once markers, {prefix}:{tag}:applied:{writer},
+        # expire after APPLIED_MARKER_TTL_S and so hold the users of the last few minutes).
+        by_kind: dict[str, list[int]] = {}
+        for raw in redis.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000):
+            key = raw.decode()
+            kind = APPLIED_KIND if f":{APPLIED_KIND}:" in key else key.rsplit(":", 1)[1]
+            counted = by_kind.setdefault(kind, [0, 0])
+            counted[0] += 1
+            counted[1] += int(redis.memory_usage(key) or 0)
         info = redis.info("memory")
         popular = redis.zcard(popular_key(settings))
         return {
@@ -138,6 +152,9 @@ def redis_bytes_per_user(settings: Settings, sample: int, seed: int) -> dict[str
             "sampled": len(chosen),
             "bytes_per_user_mean": round(sum(per_user) / len(per_user)) if per_user else 0,
             "used_memory_bytes": info["used_memory"],
+            "keys_and_bytes_by_kind": {
+                kind: {"keys": n, "bytes": b} for kind, (n, b) in sorted(by_kind.items())
+            },
             "popular_items": popular,
         }
     finally:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from models.encoder.onnx_encoder import OnnxTextEncoder, load_encoder, options_from_settings
-from stream.core.settings import Settings
+from stream.core.settings import Settings, redis_tag
 from stream.profiles.catalogue import load_catalogue
 from stream.redis.reco_store import WRITE_IF_NEWER_LUA, WRITE_IF_NEWER_SHA
 
@@ -167,9 +167,10 @@ def redis_args(job: Job, windows: Mapping[str, Sequence[Entry]], now_ms: int) ->
             (
                 WRITE_IF_NEWER_SHA,
                 3,
-                f"{job.prefix}:reco:{user}",
-                f"{job.prefix}:emb:{user}",
-                f"{job.prefix}:forgotten:{user}",
+                # Key schema v2, as the worker's (Settings.redis_key): the user id is the hash tag.
+                f"{job.prefix}:{{{redis_tag(user)}}}:reco",
+                f"{job.prefix}:{{{redis_tag(user)}}}:emb",
+                f"{job.prefix}:{{{redis_tag(user)}}}:forgotten",
                 newest_ts,
                 version,
                 json.dumps(payload, separators=(",", ":"), ensure_ascii=False),

@@ -10,9 +10,10 @@ import numpy as np
 
 from bench.peers.job import Entry, Job, add_event, parse, redis_args
 from stream.core.events import EventType
+from stream.core.settings import load_settings
 from stream.core.window import Window, WindowConfig, WindowEvent, window_version
 from stream.profiles.computer import ProfileComputer, ProfileConfig
-from stream.redis.reco_store import WRITE_IF_NEWER_SHA
+from stream.redis.reco_store import EMB_KIND, FORGOTTEN_KIND, RECO_KIND, WRITE_IF_NEWER_SHA
 from tests.support.fakes import FakeCatalogue
 
 WORDS = ["stapler", "pen", "lamp", "paper", "ink", "label", "folder", "clip", "desk", "notebook", "tape"]
@@ -78,15 +79,17 @@ def test_the_peers_rank_what_the_worker_ranks() -> None:
         for u, events in user_events.items()
     }
     calls = redis_args(job_for(cat, config, top_k=8), peer_windows, now_ms=1)
-    assert {call[2].split(":")[-1] for call in calls} == set(profiles)
+    settings = load_settings({}, redis_key_prefix="t")
+    by_key = {settings.redis_key(RECO_KIND, user): user for user in profiles}
+    assert {call[2] for call in calls} == set(by_key)
     for call in calls:
         sha, nkeys, reco_key, emb_key, forgotten_key, newest_ts, version, payload, vector, ttl = call
-        profile = profiles[reco_key.split(":")[-1]]
+        profile = profiles[by_key[reco_key]]
         assert (sha, nkeys, emb_key, forgotten_key, ttl) == (
             WRITE_IF_NEWER_SHA,
             3,
-            f"t:emb:{profile.user_id}",
-            f"t:forgotten:{profile.user_id}",
+            settings.redis_key(EMB_KIND, profile.user_id),
+            settings.redis_key(FORGOTTEN_KIND, profile.user_id),
             0,
         )
         assert (newest_ts, version) == (profile.window_newest_ts_ms, profile.window_version)
