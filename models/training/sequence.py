@@ -190,11 +190,19 @@ def tower_item_vectors(model: SequenceTowerModule, item_vectors: FloatArray) -> 
 
 def training_neighbours(dataset: Dataset, item_ids: Sequence[str], config: SequenceConfig) -> ItemNeighbours:
     """Co-occurrence lists from the allowed sequences of `config.eval_split` only (the pairs the
-    tower trains on; never one of that split's targets): what the item-kNN baseline fits."""
+    tower trains on; never one of that split's targets), each user's items oldest first, built as
+    `config.knn_lists` says ("cooccurrence", the default: what the item-kNN baseline fits;
+    "sequential": what follows each item)."""
     user_items: dict[str, list[str]] = {}
     for user, item in interactions(allowed_sequences(dataset, config.eval_split)):
         user_items.setdefault(user, []).append(item)
-    return build_neighbours(user_items, item_ids, max_neighbours=config.max_neighbours)
+    return build_neighbours(
+        user_items,
+        item_ids,
+        max_neighbours=config.max_neighbours,
+        kind=config.knn_lists,
+        distance_decay=config.knn_distance_decay,
+    )
 
 
 def catalogue_popularity(dataset: Dataset, eval_split: str) -> FloatArray:

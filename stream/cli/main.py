@@ -551,7 +551,18 @@ def _encoder_modes(text: str, known: tuple[str, ...]) -> tuple[str, ...]:
     default=0.15,
     show_default=True,
     help="recipe sequence: weight of the co-occurrence term in the served score (chosen on the valid "
-    "rows, models/README.md); 0: the tower's score alone.",
+    "rows, models/README.md; 0.3 was best there for --knn-lists sequential); 0: the tower's score "
+    "alone.",
+)
+@click.option(
+    "--knn-lists",
+    type=click.Choice(["sequential", "cooccurrence"]),
+    default="cooccurrence",
+    show_default=True,
+    help="recipe sequence: how the co-occurrence lists are built: cooccurrence (the item-kNN "
+    "baseline's: same user, any order) or sequential (the items that follow each item in a user's "
+    "sequence, nearer ones weighted more; better on the valid rows with --knn-weight 0.3, not on "
+    "test: models/README.md).",
 )
 @click.option(
     "--item-index",
@@ -614,6 +625,7 @@ def train_command(
     item_residuals: bool,
     max_neighbours: int,
     knn_weight: float,
+    knn_lists: str,
     item_index: Path | None,
     source: Path | None,
     steps: int,
@@ -651,6 +663,7 @@ def train_command(
             item_index=item_index,
             max_neighbours=max_neighbours,
             knn_weight=knn_weight,
+            knn_lists=knn_lists,
         )
         return
     from export.onnx_export import default_source
@@ -707,6 +720,7 @@ def _train_sequence(
     item_index: Path | None,
     max_neighbours: int,
     knn_weight: float,
+    knn_lists: str,
 ) -> None:
     from export.sequence_module import SequenceConfig
     from models.data.amazon import load_dataset
@@ -730,6 +744,7 @@ def _train_sequence(
         item_residuals=item_residuals,
         max_neighbours=max_neighbours,
         knn_weight=knn_weight,
+        knn_lists=knn_lists,
     )
     encoder = load_encoder(settings.model_dir, options_from_settings(settings))
     result = train_sequence_tower(

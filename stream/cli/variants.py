@@ -5,9 +5,11 @@
 `SequenceConfig` fields given by ``--set`` on the allowed pairs of ``--split`` (never one of its
 targets), scores every row of that split over the whole catalogue through the torch module (the
 export's parity check covers the ONNX copy), and prints one JSON line: HR@10, NDCG@10 and MRR for
-several popularity-prior weights, and with ``--knn`` the item-kNN scores fused into the ranking
-(``cosine + prior + beta x kNN``, the baseline's lists at 200 neighbours; the stream serves the
-same term from the lists `profilestream train` exports, see `models.encoder.cooccurrence`).
+several popularity-prior weights, and with ``--knn`` the co-occurrence term fused into the ranking
+as the stream serves it (``cosine + prior + beta x kNN``: the lists `profilestream train` would
+export for this config, ``--set knn_lists=cooccurrence`` for the baseline's construction, scored
+by `models.encoder.cooccurrence.CatalogueNeighbours`), for several beta including the config's
+``knn_weight``.
 The item vectors come from a saved index (`profilestream index` of the folder's items.json),
 so each variant costs only its training. The same rows and ranking as `profilestream evaluate`
 (no exclusions, ties by catalogue order).
@@ -26,17 +28,23 @@ from typing import Any
 import numpy as np
 
 from export.sequence_module import SequenceConfig, tower_vectors
-from models.data.amazon import allowed_sequences, history_window, interactions, load_dataset
+from models.data.amazon import history_window, load_dataset
+from models.encoder.cooccurrence import DEFAULT_DECAY
 from models.encoder.sequence_tower import sequence_features
-from models.evaluation.baselines import fit_item_knn
 from models.evaluation.recommend import summarise, target_ranks
 from models.index.item_index import load_index
-from models.training.sequence import catalogue_popularity, tower_item_vectors, train_tower, training_data
+from models.training.sequence import (
+    catalogue_popularity,
+    tower_item_vectors,
+    train_tower,
+    training_data,
+    training_neighbours,
+)
 from stream.core.prior import popularity_prior
 from stream.core.window import WindowConfig
 
 PRIOR_WEIGHTS = (0.0, 0.02, 0.03, 0.05, 0.07, 0.1)
-KNN_WEIGHTS = (0.02, 0.05, 0.1, 0.2)
+KNN_WEIGHTS = (0.1, 0.15, 0.2, 0.3, 0.4)
 
 
 def parse_config(pairs: list[str], split: str) -> tuple[SequenceConfig, dict[str, Any]]:
@@ -99,13 +107,13 @@ def main() -> None:
     }
     knn_scores = None
     if args.knn:
-        user_items: dict[str, list[str]] = {}
-        for user, item in interactions(allowed_sequences(dataset, args.split)):
-            user_items.setdefault(user, []).append(item)
-        knn = fit_item_knn(user_items, positions, len(ids))
-        knn_scores = np.stack(
-            [knn.scores([positions[i] for i in row.history if i in positions]) for row in rows]
-        )
+        lists = training_neighbours(dataset, ids, config).for_catalogue(ids, DEFAULT_DECAY, 1.0)
+        knn_scores = np.zeros(scores.shape, dtype=np.float32)
+        for n, row in enumerate(rows):
+            # The window's item events newest first, as `ProfileComputer.cooccurrence` reads them.
+            history = [positions[i] for i in reversed(row.history) if i in positions]
+            term_rows, values = lists.scores(history)
+            knn_scores[n, term_rows] = values
     for weight in PRIOR_WEIGHTS:
         ranked = scores + popularity_prior(popularity, weight)[None]
         metrics = summarise(target_ranks(ranked, targets))
@@ -115,7 +123,7 @@ def main() -> None:
             round(metrics.mrr, 4),
         ]
         if knn_scores is not None and weight == config.popularity_weight:
-            for beta in KNN_WEIGHTS:
+            for beta in sorted({*KNN_WEIGHTS, config.knn_weight}):
                 fused = summarise(target_ranks(ranked + beta * knn_scores, targets))
                 out[f"prior {weight} + kNN {beta}: HR@10, NDCG@10, MRR"] = [
                     round(fused.at(10)[0], 4),

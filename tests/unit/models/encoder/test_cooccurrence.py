@@ -72,3 +72,22 @@ def test_the_file_round_trips_and_a_changed_file_is_refused(tmp_path: Path) -> N
     (tmp_path / name).unlink()
     with pytest.raises(ModelError, match="missing"):
         read_neighbours(tmp_path, name, digest)
+
+
+def test_sequential_lists_hold_what_follows_nearer_ones_weighted_more() -> None:
+    # Counts of users holding each item: a 3, b 2, c 2. Pairs in order, weight 0.7**(steps - 1),
+    # the closest per user: a->b 1 (u1), a->c 0.7 (u1) + 1 (u2), b->c 1 (u1), b->a 1 (u3);
+    # the repeat of a in u2 is not a pair with itself.
+    users = {"u1": ["a", "b", "c"], "u2": ["a", "a", "c"], "u3": ["b", "a", "zz-unknown"]}
+    lists = build_neighbours(users, ["a", "b", "c"], kind="sequential", distance_decay=0.7)
+    got = {item: lists.neighbours_of(item) for item in ("a", "b", "c")}
+    assert [j for j, _ in got["a"]] == ["c", "b"] and [j for j, _ in got["b"]] == ["c", "a"]
+    np.testing.assert_allclose([w for _, w in got["a"]], [1.7 / np.sqrt(6), 1 / np.sqrt(6)], rtol=1e-6)
+    np.testing.assert_allclose([w for _, w in got["b"]], [1 / np.sqrt(4), 1 / np.sqrt(6)], rtol=1e-6)
+    assert got["c"] == []  # nothing ever followed c
+    # The baseline's lists are symmetric: c has a and b as neighbours there.
+    assert {j for j, _ in build_neighbours(users, ["a", "b", "c"]).neighbours_of("c")} == {"a", "b"}
+    with pytest.raises(ValueError, match="kind"):
+        build_neighbours(users, ["a"], kind="other")
+    with pytest.raises(ValueError, match="distance_decay"):
+        build_neighbours(users, ["a"], kind="sequential", distance_decay=1.5)

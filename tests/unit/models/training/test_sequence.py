@@ -29,6 +29,7 @@ from models.training.sequence import (  # noqa: E402
     train_sequence_tower,
     train_tower,
     training_data,
+    training_neighbours,
     warm_items,
 )
 from stream.core.errors import ModelError  # noqa: E402
@@ -225,6 +226,15 @@ def test_the_recipe_exports_co_occurrence_lists_of_the_training_pairs_only(tmp_p
     tower = SequenceTower(out, provider="cpu")
     lists = tower.neighbours
     assert lists is not None and int(np.diff(lists.indptr).max()) <= 5
+    # The exported lists are the config's construction from the allowed sequences; the default is
+    # the baseline's, and --knn-lists sequential changes them (they keep only what follows).
+    assert config.knn_lists == "cooccurrence"
+    expected = training_neighbours(dataset, list(dataset.items), config)
+    assert expected.ids == lists.ids
+    np.testing.assert_array_equal(expected.indices, lists.indices)
+    np.testing.assert_allclose(expected.weights, lists.weights, rtol=1e-6)
+    ordered = training_neighbours(dataset, list(dataset.items), replace(config, knn_lists="sequential"))
+    assert 0 < len(ordered.indices) < len(lists.indices)
     # The fixture's test targets ("t0".."t3") occur nowhere else: no list may hold or own one.
     owners = {lists.ids[n] for n in np.flatnonzero(np.diff(lists.indptr))}
     members = {lists.ids[j] for j in lists.indices.tolist()}
