@@ -66,8 +66,9 @@ CITED: dict[str, dict[str, Any]] = {
     },
     "worker_events_per_s_at_p99_1s": {
         "value": 1000,
-        "source": "bench/pipeline.py: one worker held p99 freshness 988 ms at 1,000 events/s and "
-        "saturated near 1,650 (bench/README.md, pipeline; commit d21dde9)",
+        "source": "bench/pipeline.py: one last_item worker held p99 freshness 992 ms at 1,000 "
+        "events/s (items: 997 ms at 750; the sequence tower 1.3 s at 500) (bench/README.md, "
+        "pipeline; commit dc5f0f9)",
     },
     "worker_base_rss_mib": {
         "value": 343,
