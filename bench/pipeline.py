@@ -280,7 +280,14 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
             time.sleep(0.005)
         load.producer.flush()
         expected = base.get("profilestream_events_total", 0) + sent
-        wait_for(lambda: sum(processed_each()) >= expected, args.drain_timeout_s, "drain")
+
+        def drained() -> bool:
+            # A dead worker would otherwise look like a slow one until the drain timeout.
+            if any(w.poll() is not None for w in workers):
+                raise SystemExit(f"a worker exited during the run; see {log.name}")
+            return sum(processed_each()) >= expected
+
+        wait_for(drained, args.drain_timeout_s, "drain")
         drained_s = time.monotonic() - started
         end = summed_metrics(ports)
         cpu_used_s = sum(cpu_seconds(w.pid) for w in workers) - cpu_base_s
