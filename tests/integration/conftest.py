@@ -5,6 +5,7 @@ Each test gets its own topics, consumer group, Redis key prefix and worker port 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -41,25 +42,35 @@ def run_services(*args: str, check: bool = True) -> subprocess.CompletedProcess[
     return subprocess.run([str(SERVICES), *args], capture_output=True, text=True, check=check, timeout=600)
 
 
+def services_ok(name: str, *args: str) -> None:
+    """`deploy/local/services ARGS --name NAME`; a failure fails the test with the script's output."""
+    result = run_services(*args, "--name", name, check=False)
+    if result.returncode != 0:
+        pytest.fail(
+            f"deploy/local/services {' '.join(args)} --name {name} failed:\n{result.stdout}\n{result.stderr}"
+        )
+
+
+@contextlib.contextmanager
+def instance_running(name: str, *up_args: str, only: str = "", reuse: bool = True) -> Iterator[None]:
+    """Instance `name` up (`services up UP_ARGS`, `--only ONLY` if given) for the block, down after it,
+    whatever happened. With `reuse`, an instance that was already running (a dev loop) is left
+    running; without it, it is stopped in any case."""
+    only_args = ("--only", only) if only else ()
+    was_running = reuse and run_services("status", "--name", name, check=False).returncode == 0
+    services_ok(name, "up", *only_args, *up_args)
+    try:
+        yield
+    finally:
+        if not was_running:
+            services_ok(name, "down", *only_args)
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     """Start the test instance, and stop it afterwards unless it was already running (a dev loop)."""
-    was_running = run_services("status", "--name", INSTANCE, check=False).returncode == 0
-    up = run_services(
-        "up",
-        "--name",
-        INSTANCE,
-        "--kafka-port",
-        str(KAFKA_PORT),
-        "--redis-port",
-        str(REDIS_PORT),
-        check=False,
-    )
-    if up.returncode != 0:
-        pytest.fail(f"deploy/local/services up failed:\n{up.stdout}\n{up.stderr}")
-    yield Services(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
-    if not was_running:
-        run_services("down", "--name", INSTANCE)
+    with instance_running(INSTANCE, "--kafka-port", str(KAFKA_PORT), "--redis-port", str(REDIS_PORT)):
+        yield Services(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
 
 
 CLUSTER_INSTANCE = "cluster"
@@ -69,18 +80,18 @@ CLUSTER_INSTANCE = "cluster"
 def cluster_services(services: Services) -> Iterator[Services]:
     """The test Kafka with a Redis Cluster (3 masters, 3 replicas) of its own instance, `cluster`,
     stopped when the session ends (it starts in a few seconds)."""
-    up = run_services(
-        "up", "--name", CLUSTER_INSTANCE, "--only", "redis",
-        "--redis-cluster", "3", "--redis-port", str(REDIS_CLUSTER_PORT), check=False,
-    )  # fmt: skip
-    if up.returncode != 0:
-        pytest.fail(f"deploy/local/services up --redis-cluster 3 failed:\n{up.stdout}\n{up.stderr}")
-    try:
+    with instance_running(
+        CLUSTER_INSTANCE,
+        "--redis-cluster",
+        "3",
+        "--redis-port",
+        str(REDIS_CLUSTER_PORT),
+        only="redis",
+        reuse=False,
+    ):
         yield Services(
             services.kafka_bootstrap, f"redis://127.0.0.1:{REDIS_CLUSTER_PORT}/0", redis_cluster=True
         )
-    finally:
-        run_services("down", "--name", CLUSTER_INSTANCE, "--only", "redis")
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ from tests.integration.conftest import (
     ModelFiles,
     Services,
     free_port,
+    instance_running,
     isolated_settings,
-    run_services,
+    services_ok,
 )
 from tests.integration.convergence import CONVERGE_TIMEOUT_S, converge, events_processed, offline
 from tests.integration.worker import start_worker, stop_worker
@@ -49,17 +50,15 @@ SESSION_TIMEOUT_S = 6
 
 
 def services_cmd(*args: str) -> None:
-    result = run_services(*args, "--name", INSTANCE, check=False)
-    assert result.returncode == 0, f"services {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    services_ok(INSTANCE, *args)
 
 
 @pytest.fixture(scope="module")
 def fault_services() -> Iterator[Services]:
-    was_running = run_services("status", "--name", INSTANCE, check=False).returncode == 0
-    services_cmd("up", "--kafka-port", str(KAFKA_PORT), "--redis-port", str(REDIS_PORT), "--redis-aof")
-    yield Services(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
-    if not was_running:
-        services_cmd("down")
+    with instance_running(
+        INSTANCE, "--kafka-port", str(KAFKA_PORT), "--redis-port", str(REDIS_PORT), "--redis-aof"
+    ):
+        yield Services(f"127.0.0.1:{KAFKA_PORT}", f"redis://127.0.0.1:{REDIS_PORT}/0")
 
 
 @pytest.fixture

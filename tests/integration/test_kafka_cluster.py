@@ -27,7 +27,7 @@ from stream.core.settings import Settings
 from stream.ingest.producer import EventProducer
 from stream.kafka.drain import end_offsets
 from stream.kafka.topics import Replication, ensure_topics, windows_changelog_topic
-from tests.integration.conftest import ModelFiles, Services, isolated_settings, run_services
+from tests.integration.conftest import ModelFiles, Services, instance_running, isolated_settings, services_ok
 from tests.integration.convergence import CONVERGE_TIMEOUT_S, converge, events_processed, offline
 from tests.integration.test_topics import topic_config
 from tests.integration.worker import start_worker, stop_worker
@@ -45,25 +45,21 @@ REJOIN_TIMEOUT_S = 120
 
 
 def services_cmd(*args: str) -> None:
-    result = run_services(*args, "--name", INSTANCE, check=False)
-    assert result.returncode == 0, f"services {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    services_ok(INSTANCE, *args)
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Services]:
-    was_running = run_services("status", "--name", INSTANCE, check=False).returncode == 0
-    services_cmd(
-        "up",
+    with instance_running(
+        INSTANCE,
         "--kafka-brokers",
         str(BROKERS),
         "--kafka-port",
         str(KAFKA3_KAFKA_PORT),
         "--redis-port",
         str(KAFKA3_REDIS_PORT),
-    )
-    yield Services(BOOTSTRAP, f"redis://127.0.0.1:{KAFKA3_REDIS_PORT}/0")
-    if not was_running:
-        services_cmd("down")
+    ):
+        yield Services(BOOTSTRAP, f"redis://127.0.0.1:{KAFKA3_REDIS_PORT}/0")
 
 
 @pytest.fixture
