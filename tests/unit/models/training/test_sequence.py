@@ -274,11 +274,9 @@ def test_the_recipe_exports_co_occurrence_lists_of_the_training_pairs_only(tmp_p
     assert manifest.neighbours_file is None and not (tmp_path / "off" / NEIGHBOURS_FILE).exists()
 
 
-def test_train_then_evaluate_the_tower_through_the_cli(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
+def cli_dataset(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A tiny dataset and a tiny zero-shot encoder for the CLI; the environment that selects it."""
     from export.onnx_export import export_model
-    from stream.cli import main
     from tests.support.tiny_model import write_tiny_checkpoint
 
     data = write_dataset(tmp_path / "data")
@@ -288,6 +286,15 @@ def test_train_then_evaluate_the_tower_through_the_cli(tmp_path: Path) -> None:
         "PROFILESTREAM_ENCODER_INTRA_OP_THREADS": "1",
         "PROFILESTREAM_MODEL_DIR": str(tmp_path / "zero"),
     }
+    return data, env
+
+
+def test_train_then_evaluate_the_tower_through_the_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from stream.cli import main
+
+    data, env = cli_dataset(tmp_path)
     runner = CliRunner()
     args = ["train", str(data), "--out", str(tmp_path / "tower"), "--epochs", "2", "--hidden", "16"]
     trained = runner.invoke(main, [*args, "--threads", "1"], env=env)
@@ -309,18 +316,10 @@ def test_a_saved_item_index_is_reused_by_train_and_evaluate(tmp_path: Path) -> N
     `--modes` and `--mmr-sweep` on the same run."""
     from click.testing import CliRunner
 
-    from export.onnx_export import export_model
     from stream.cli import main
-    from tests.support.tiny_model import write_tiny_checkpoint
 
-    data = write_dataset(tmp_path / "data")
-    export_model(write_tiny_checkpoint(tmp_path / "tiny"), tmp_path / "zero", ["fp32"])
-    env = {
-        "PROFILESTREAM_ENCODER_PROVIDER": "cpu",
-        "PROFILESTREAM_ENCODER_INTRA_OP_THREADS": "1",
-        "PROFILESTREAM_MODEL_DIR": str(tmp_path / "zero"),
-        "PROFILESTREAM_INDEX_DIR": str(tmp_path / "index"),
-    }
+    data, env = cli_dataset(tmp_path)
+    env["PROFILESTREAM_INDEX_DIR"] = str(tmp_path / "index")
     runner = CliRunner()
     indexed = runner.invoke(main, ["index", str(data / "items.json")], env=env)
     assert indexed.exit_code == 0, indexed.output
