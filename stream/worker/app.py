@@ -180,39 +180,39 @@ def create_app(
         }
         # Logins move anonymous windows to the known users through Kafka, acknowledged before the
         # anonymous windows are cleared; forgets reach linked ids (stream/worker/identity.py).
-        new_windows, outcome = await identity.apply(
+        joined = await identity.apply(
             decoded.events,
             current,
             *apply_batch(current, decoded.events, window_config, settings.popularity_half_life_s * 1000),
         )
         # The encoder releases the GIL; a thread keeps Kafka heartbeats flowing meanwhile.
         profiles, timings = await asyncio.get_running_loop().run_in_executor(
-            None, state.computer.compute_timed, [(u, w) for u, w in outcome.changed if w.events]
+            None, state.computer.compute_timed, [(u, w) for u, w in joined.outcome.changed if w.events]
         )
         # Two connections, so the two pipelines' round trips overlap.
         await asyncio.gather(
             # A joined visitor's keys go once its last events are recorded.
             identity.after_activity(
-                state.activity.write(not_forgotten(decoded.events, new_windows)), decoded.events
+                state.activity.write(not_forgotten(decoded.events, joined.windows)), joined.anonymous
             ),
             state.store.write(
                 profiles,
-                outcome.forgets,
+                joined.outcome.forgets,
                 # Moves the retention watermarks and sweeps a few stored windows; returns the
                 # popularity of catalogue items only.
-                bounded.admit(batch, decoded.events, outcome.popularity, state.computer.catalogue.ids),
+                bounded.admit(batch, decoded.events, joined.outcome.popularity, state.computer.catalogue.ids),
                 int(time.time() * 1000),
             ),
         )
         # Windows are stored only after Redis has the batch. The other way round, a crash between
         # the changelog write and the Redis write would restore windows that already hold the
         # batch: its replay would be all duplicates, and those users' Redis entries would stay stale.
-        store_windows(windows, window_cache, new_windows, current, batch)
+        store_windows(windows, window_cache, joined.windows, current, batch)
         _observe(
             metrics,
             batch=batch,
             decoded=decoded,
-            outcome=outcome,
+            outcome=joined.outcome,
             profiles=len(profiles),
             timings=timings,
         )
@@ -222,8 +222,8 @@ def create_app(
             len(decoded.events),
             len(decoded.dead_letters),
             len(profiles),
-            outcome.late,
-            outcome.duplicates,
+            joined.outcome.late,
+            joined.outcome.duplicates,
             timings.encode_ms,
             timings.rank_ms,
             (time.perf_counter() - started) * 1000,

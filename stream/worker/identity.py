@@ -68,20 +68,20 @@ class IdentityJoiner:
         current: dict[str, Window],
         windows: dict[str, Window],
         outcome: BatchOutcome,
-    ) -> tuple[dict[str, Window], BatchOutcome]:
+    ) -> Joined:
         """The batch's joins and linked forgets (see the module docstring); the windows and outcome
-        to go on with. Returns at once for a batch without identify or forget records."""
+        to go on with, and the anonymous ids whose window moved (for `after_activity`). Returns at
+        once for a batch without identify or forget records."""
         behaviour, joins = split_identities(events)
         joined = await self.join(joins, current, windows, outcome)
         await self.propagate_forgets(behaviour)
-        return joined.windows, joined.outcome
+        return joined
 
-    async def after_activity(self, activity_write: Awaitable[None], events: Sequence[Event]) -> None:
+    async def after_activity(self, activity_write: Awaitable[None], anonymous_ids: Sequence[str]) -> None:
         """Await the batch's recent-activity write, then delete the keys of the anonymous users
-        whose window moved (that write may have recorded their last events)."""
+        whose window moved (`Joined.anonymous`; that write may have recorded their last events)."""
         await activity_write
-        _, joins = split_identities(events)
-        await self.remove(list(dict.fromkeys(j.anonymous_id for j in joins)))
+        await self.remove(anonymous_ids)
 
     async def join(
         self,

@@ -13,7 +13,7 @@ from stream.core.identity import FORGET_OF, MERGED_FROM
 from stream.core.settings import load_settings
 from stream.core.window import Window, WindowConfig
 from stream.redis.activity import RedisOp
-from stream.worker.identity import IdentityJoiner
+from stream.worker.identity import IdentityJoiner, Joined
 
 T0 = 1_764_000_000_000
 CONFIG = WindowConfig()
@@ -80,7 +80,7 @@ def test_the_anonymous_window_is_handed_back_cleared_only_after_the_acks() -> No
         Event("login", "anon", EventType.IDENTIFY, T0 + 3, known_user_id="u42"),
     ]
 
-    async def run() -> tuple[dict[str, Window], Any]:
+    async def run() -> Joined:
         windows, outcome = apply_batch(stored, batch, CONFIG, HALF_LIFE_MS)
         task = asyncio.ensure_future(identity.apply(batch, stored, windows, outcome))
         await asyncio.sleep(0.01)
@@ -90,7 +90,8 @@ def test_the_anonymous_window_is_handed_back_cleared_only_after_the_acks() -> No
         topic.release()
         return await task
 
-    windows, outcome = asyncio.run(run())
+    joined = asyncio.run(run())
+    windows, outcome = joined.windows, joined.outcome
     assert [key for key, _ in topic.sent] == [b"u42", b"u42"]
     moved = [Event(**{k: v for k, v in _doc(value).items() if k != "v"}) for _, value in topic.sent]
     assert [(e.event_id, e.user_id, e.context[MERGED_FROM]) for e in moved] == [
@@ -100,7 +101,7 @@ def test_the_anonymous_window_is_handed_back_cleared_only_after_the_acks() -> No
     assert windows["anon"].events == ()
     assert all(user != "anon" for user, _ in outcome.changed)
 
-    asyncio.run(identity.after_activity(asyncio.sleep(0), batch))
+    asyncio.run(identity.after_activity(asyncio.sleep(0), joined.anonymous))
     assert links.applied[-1] == "reco:anon"
 
 
@@ -109,7 +110,7 @@ def test_a_batch_without_logins_or_forgets_touches_nothing() -> None:
     identity = joiner(topic, links)
     batch = [view("a1", "u1", 1)]
     windows, outcome = apply_batch({}, batch, CONFIG, HALF_LIFE_MS)
-    assert asyncio.run(identity.apply(batch, {}, windows, outcome)) == (windows, outcome)
+    assert asyncio.run(identity.apply(batch, {}, windows, outcome)) == Joined(windows, outcome)
     assert topic.sent == [] and links.applied == []
 
 
