@@ -9,10 +9,11 @@ no list behind. Recommendations themselves are written by `stream.redis.reco_sto
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Protocol
+
+import orjson
 
 from stream.core.events import Event, EventType
 from stream.core.settings import Settings
@@ -50,7 +51,9 @@ def activity_entry(event: Event) -> str:
         entry["item_id"] = event.item_id
     if event.query is not None:
         entry["query"] = event.query
-    return json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+    # orjson (the same compact, unescaped UTF-8 as json.dumps with those options): one entry per
+    # event, on the event loop.
+    return orjson.dumps(entry).decode()
 
 
 def plan_activity_writes(events: Sequence[Event], settings: Settings) -> list[RedisOp]:

@@ -86,3 +86,29 @@ def test_the_cluster_setting_gives_a_cluster_client_with_the_same_options() -> N
     kwargs = client.nodes_manager.connection_kwargs
     assert kwargs["socket_timeout"] == 7.0
     assert client.retry.get_retries() == 4
+
+
+@pytest.mark.parametrize(
+    ("url", "connection_base"),
+    [
+        ("redis://u:pw@127.0.0.1:6390/2", redis.asyncio.Connection),
+        ("rediss://u:pw@127.0.0.1:6390/2", redis.asyncio.SSLConnection),
+        ("unix:///tmp/redis.sock?db=2", redis.asyncio.UnixDomainSocketConnection),
+    ],
+)
+def test_the_async_client_keeps_the_urls_connection_and_packs_the_bytes_redis_py_packs(
+    url: str, connection_base: type[redis.asyncio.Connection]
+) -> None:
+    client = redis_async(load_settings({}, redis_url=url, redis_socket_timeout_s=0.3))
+    pool = client.connection_pool
+    assert issubclass(pool.connection_class, connection_base)
+    assert pool.connection_kwargs["db"] == 2
+    assert pool.connection_kwargs["socket_timeout"] == 0.3
+    # The C packer is in use (hiredis is a dependency) and writes redis-py's own bytes.
+    assert pool.connection_class.pack_command is not connection_base.pack_command
+    packed, reference = pool.make_connection(), connection_base()
+    for args in [
+        ("EVALSHA", "a" * 40, 2, "p:{ü}:reco", "p:{ü}:emb", 1732700000000, 0.1, 1e-05, b"\x00\xff" * 900),
+        ("ZINCRBY", "p:{popular}", 2.5, "item-1"),
+    ]:
+        assert b"".join(packed.pack_command(*args)) == b"".join(reference.pack_command(*args))
