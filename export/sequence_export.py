@@ -82,7 +82,12 @@ def export_tower_module(model: SequenceTowerModule, path: Path) -> None:
             opset_version=OPSET,
             input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME],
-            dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
+            # The length axis too: the runtime runs each batch's rows grouped by length, cut to
+            # it (positions count from the newest slot, so cutting left padding changes nothing).
+            dynamic_axes={
+                **{name: {0: "batch", 1: "length"} for name in INPUT_NAMES},
+                OUTPUT_NAME: {0: "batch"},
+            },
         )
 
 

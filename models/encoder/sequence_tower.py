@@ -76,10 +76,13 @@ class SequenceInputs:
         lengths: npt.NDArray[np.int64] = self.mask.sum(axis=1).astype(np.int64)
         return lengths
 
-    def feeds(self) -> dict[str, Any]:
-        return dict(
-            zip(INPUT_NAMES, (self.vectors, self.event_types, self.gap_buckets, self.mask), strict=True)
-        )
+    def feeds(self, rows: npt.NDArray[np.intp] | None = None, width: int | None = None) -> dict[str, Any]:
+        """The ONNX inputs: every row at full width, or only `rows`, cut to their newest `width` slots."""
+        arrays = (self.vectors, self.event_types, self.gap_buckets, self.mask)
+        if rows is not None:
+            cut = slice(-width, None) if width else slice(None)
+            arrays = tuple(np.ascontiguousarray(a[rows][:, cut]) for a in arrays)  # type: ignore[assignment]
+        return dict(zip(INPUT_NAMES, arrays, strict=True))
 
 
 def gap_bucket(age_ms: int) -> int:
@@ -311,6 +314,8 @@ class SequenceTower:
                 f"{onnx_path}: onnxruntime could not load it ({exc}); re-export the tower"
             ) from exc
         self.provider = self._session.get_providers()[0]
+        # Towers exported before the length axis was dynamic take full-width rows only.
+        self.dynamic_length = not isinstance(self._session.get_inputs()[0].shape[1], int)
         self.residuals: ItemResiduals | None = None
         if self.manifest.residuals_file:
             self.residuals = read_residuals(
@@ -357,14 +362,30 @@ class SequenceTower:
         return self.neighbours.for_catalogue(ids, self.manifest.knn_decay, self.manifest.knn_weight)
 
     def encode(self, inputs: SequenceInputs) -> FloatArray:
-        """One batched call; rows without any event come back as zero vectors."""
+        """(B, dim) float32 user vectors; rows without any event come back as zero vectors.
+
+        One call per distinct row length, each cut to that length: the rows of a worker's batch
+        are mostly far shorter than `max_length`, and padding costs as much as events. The slots
+        are right-aligned and positions count from the newest, so a cut row gives the vector its
+        full-width form gives (up to float rounding; the export's parity check runs this path).
+        Raises ModelError when onnxruntime fails.
+        """
         batch = inputs.vectors.shape[0]
-        if batch == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        try:
-            (out,) = self._session.run([OUTPUT_NAME], inputs.feeds())
-        except Exception as exc:
-            raise ModelError(f"sequence tower {self.version} failed on a batch of {batch}: {exc}") from exc
-        result: FloatArray = np.asarray(out, dtype=np.float32)
-        result[inputs.lengths == 0] = 0.0
+        result = np.zeros((batch, self.dim), dtype=np.float32)
+        lengths = inputs.lengths
+        groups = (
+            [(np.flatnonzero(lengths == width), int(width)) for width in np.unique(lengths) if width > 0]
+            if self.dynamic_length
+            else [(np.flatnonzero(lengths > 0), 0)]
+        )
+        for rows, width in groups:
+            if not len(rows):
+                continue
+            try:
+                (out,) = self._session.run([OUTPUT_NAME], inputs.feeds(rows, width))
+            except Exception as exc:
+                raise ModelError(
+                    f"sequence tower {self.version} failed on {len(rows)} rows of length {width}: {exc}"
+                ) from exc
+            result[rows] = out
         return result

@@ -20,6 +20,7 @@ from models.encoder.cooccurrence import NEIGHBOURS_FILE  # noqa: E402
 from models.encoder.sequence_tower import (  # noqa: E402
     RESIDUAL_IDS_FILE,
     SEQUENCE_MANIFEST,
+    SequenceInputs,
     SequenceTower,
     sequence_features,
 )
@@ -106,6 +107,16 @@ def test_the_export_passes_parity_and_a_tampered_file_is_refused(tmp_path: Path)
     assert not np.allclose(items[warm], vectors[warm])  # warm items moved
     inputs = sequence_features(windows_of(data, dataset), {i: n for n, i in enumerate(ids)}.get, items, {}, 8)
     np.testing.assert_allclose(tower.encode(inputs), tower_vectors(reloaded, inputs), atol=1e-4)
+    # The length axis is dynamic: rows run grouped by length, each cut to it, and a row's vector
+    # does not depend on the other rows of its batch.
+    assert tower.dynamic_length and len(set(inputs.lengths.tolist())) > 1
+    together = tower.encode(inputs)
+    for row in (0, int(np.argmax(inputs.lengths)), len(inputs.lengths) - 1):
+        one = slice(row, row + 1)
+        alone = SequenceInputs(
+            inputs.vectors[one], inputs.event_types[one], inputs.gap_buckets[one], inputs.mask[one]
+        )
+        np.testing.assert_allclose(tower.encode(alone)[0], together[row], atol=1e-6)
     empty = parity_inputs(vectors.shape[1], 8, batch=1)  # row 0 holds no event
     assert not tower.encode(empty).any()
     residual_file = tmp_path / "onnx" / (manifest.residuals_file or "")
