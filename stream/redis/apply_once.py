@@ -174,17 +174,19 @@ def plan_units(ops: Sequence[RedisOp], key_prefix: str, writer: str) -> list[Uni
 
     Raises ValueError for an op whose keys do not share one tag: no single node could apply it.
     """
-    by_tag: dict[str, list[RedisOp]] = {}
+    # Each op's keys once: this runs for every op of every batch on the worker's event loop.
+    by_tag: dict[str, list[tuple[RedisOp, tuple[str, ...]]]] = {}
     for op in ops:
-        tags = {hash_tag(key) for key in op.keys}
-        if len(tags) != 1:
-            raise ValueError(f"{op.command} touches keys of several hash slots: {op.keys}")
-        by_tag.setdefault(tags.pop(), []).append(op)
+        op_keys = op.keys
+        tag = hash_tag(op_keys[0]) if op_keys else ""
+        if not op_keys or any(hash_tag(key) != tag for key in op_keys[1:]):
+            raise ValueError(f"{op.command} touches keys of several hash slots: {op_keys}")
+        by_tag.setdefault(tag, []).append((op, op_keys))
     units = []
     for tag, tag_ops in by_tag.items():
-        keys = dict.fromkeys(key for op in tag_ops for key in op.keys)
+        keys = dict.fromkeys(key for _, op_keys in tag_ops for key in op_keys)
         argv: list[str | int | float | bytes] = []
-        for op in tag_ops:
+        for op, _ in tag_ops:
             for args in _split(op):
                 argv += [_COMMANDS.get(op.command, op.command.upper()), len(args), *args]
         marker = f"{key_prefix}:{{{tag}}}:{APPLIED_KIND}:{writer}"
