@@ -118,11 +118,14 @@ class CatalogueNeighbours:
         history = list(history_newest_first[:MAX_EVENTS])
         if not history:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        # One concatenation and one grouped sum instead of a Python step per neighbour.
+        # Concatenations and one grouped sum instead of a Python step per neighbour; the decays are
+        # Python's `decay**age`, repeated per neighbour, so the products are those of a loop.
         neighbours = np.concatenate([self.rows[row] for row in history])
-        contributions = np.concatenate(
-            [self.weights[row].astype(np.float64) * self.decay**age for age, row in enumerate(history)]
+        decays = np.repeat(
+            np.asarray([self.decay**age for age in range(len(history))], dtype=np.float64),
+            [len(self.rows[row]) for row in history],
         )
+        contributions = np.concatenate([self.weights[row] for row in history]).astype(np.float64) * decays
         rows, inverse = np.unique(neighbours, return_inverse=True)
         values = np.bincount(inverse, weights=contributions, minlength=len(rows)).astype(np.float32)
         return rows.astype(np.int64), values
