@@ -170,8 +170,16 @@ def test_quantised_path_equals_plain_path_and_brute_force(
     for user, ranked in enumerate(fast):
         for item_id, score in ranked:
             row = ids.index(item_id)
-            # Within float32 rounding of the BLAS product (gamma_d * ||q|| * ||x|| at most).
-            bound = 2 * items.shape[1] * 2.0**-24 * np.linalg.norm(users[user]) * np.linalg.norm(items[row])
+            # Within float32 rounding of the BLAS product (gamma_d * ||q|| * ||x|| at most). The
+            # norms in float64: in float32 the squares of tiny elements underflow and the bound
+            # came out below one float32 rounding of the score itself.
+            bound = (
+                2
+                * items.shape[1]
+                * 2.0**-24
+                * np.linalg.norm(users[user].astype(np.float64))
+                * np.linalg.norm(items[row].astype(np.float64))
+            )
             assert abs(score - float(blas[user, row])) <= bound + 1e-30
 
 
