@@ -86,7 +86,8 @@ class _HiredisPacking:
     _serializer = redis.connection.HiredisRespSerializer()
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        return self._serializer.pack(*args)
+        packed: list[bytes] = self._serializer.pack(*args)
+        return packed
 
 
 _PACKING_CLASSES: dict[type[Any], type[Any]] = {}

@@ -100,13 +100,14 @@ def test_the_async_client_keeps_the_urls_connection_and_packs_the_bytes_redis_py
     url: str, connection_base: type[redis.asyncio.Connection]
 ) -> None:
     client = redis_async(load_settings({}, redis_url=url, redis_socket_timeout_s=0.3))
+    assert isinstance(client, redis.asyncio.Redis)
     pool = client.connection_pool
     assert issubclass(pool.connection_class, connection_base)
     assert pool.connection_kwargs["db"] == 2
     assert pool.connection_kwargs["socket_timeout"] == 0.3
     # The C packer is in use (hiredis is a dependency) and writes redis-py's own bytes.
     assert pool.connection_class.pack_command is not connection_base.pack_command
-    packed, reference = pool.make_connection(), connection_base()
+    packed, reference = pool.make_connection(), connection_base()  # type: ignore[no-untyped-call]
     for args in [
         ("EVALSHA", "a" * 40, 2, "p:{ü}:reco", "p:{ü}:emb", 1732700000000, 0.1, 1e-05, b"\x00\xff" * 900),
         ("ZINCRBY", "p:{popular}", 2.5, "item-1"),
