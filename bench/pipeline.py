@@ -241,6 +241,7 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
         user_vector=args.user_vector,
         sequence_model_dir=args.sequence_model_dir,
         batch_max_wait_ms=args.batch_max_wait_ms,
+        batch_max_events=args.batch_max_events,
         events_partitions=args.partitions,
         log_level="WARNING",
     )
@@ -344,6 +345,9 @@ def main() -> None:
         "--user-vectors", default="items", help=f"Comma-separated modes, of {', '.join(USER_VECTORS)}."
     )
     parser.add_argument("--batch-max-wait-ms", type=int, default=200)
+    parser.add_argument(
+        "--batch-max-events", type=int, default=500, help="The workers' micro-batch size cap."
+    )
     parser.add_argument("--workers", default="1", help="Worker counts in the one group, comma-separated.")
     parser.add_argument("--partitions", type=int, default=4, help="Partitions of each run's events topic.")
     parser.add_argument(
