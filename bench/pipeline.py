@@ -15,6 +15,9 @@ rate, so their rows share the machine's state and can be compared side by side:
         --sequence-model-dir var/sequence --user-vectors items,last_item,sequence,text \
         --workers 1,2 --rates 1000,2000 --start-services
 
+Events name the index's own items (`--items N`: its first N), so a sequence tower can be measured
+on the catalogue it was trained on (its item residuals and co-occurrence lists then apply).
+
 `--start-services` brings up a Kafka and Redis instance of its own (deploy/local/services, name
 `pipeline`, ports 28292/28279) and stops it at the end, also after a failure; without it the
 script uses running servers at `--bootstrap` and `--redis-url`.
@@ -42,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import print_json, print_table, services  # noqa: E402
+from models.index.item_index import MANIFEST_NAME, load_index  # noqa: E402
 from stream.core.events import Event, EventType  # noqa: E402
 from stream.core.settings import Settings, child_environment, load_settings  # noqa: E402
 from stream.kafka.topics import ensure_topics  # noqa: E402
@@ -124,7 +128,7 @@ class LoadGenerator:
     """Zipf-distributed user activity, one v1 event per send, produced with kafka-python."""
 
     def __init__(
-        self, topic: str, servers: list[str], *, users: int, items: int, seed: int, tag: str
+        self, topic: str, servers: list[str], *, users: int, items: list[str], seed: int, tag: str
     ) -> None:
         self.topic = topic
         self.items = items
@@ -148,10 +152,16 @@ class LoadGenerator:
                 user_id=user,
                 type=kind,
                 ts_ms=int(time.time() * 1000),
-                item_id=None if kind is EventType.SEARCH else f"sku-{rng.randrange(self.items):05d}",
+                item_id=None if kind is EventType.SEARCH else self.items[rng.randrange(len(self.items))],
                 query=rng.choice(QUERIES) if kind is EventType.SEARCH else None,
             )
             self.producer.send(self.topic, key=user.encode(), value=event.to_json())
+
+
+def index_item_ids(index_dir: Path) -> tuple[str, ...]:
+    """The item ids of the index in `index_dir`, in index order (`profilestream index`'s output)."""
+    manifest = json.loads((index_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    return load_index(index_dir, str(manifest["encoder_version"])).ids
 
 
 def free_ports(count: int) -> list[int]:
@@ -250,7 +260,12 @@ def run_rate(args: argparse.Namespace, rate: int) -> dict[str, object]:
     workers = start_workers(settings, ports, log)
 
     load = LoadGenerator(
-        settings.events_topic, settings.kafka_servers, users=args.users, items=args.items, seed=rate, tag=tag
+        settings.events_topic,
+        settings.kafka_servers,
+        users=args.users,
+        items=args.item_ids,
+        seed=rate,
+        tag=tag,
     )
 
     def processed_each() -> list[float]:
@@ -340,7 +355,12 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float, default=20.0)
     parser.add_argument("--drain-timeout-s", type=float, default=600.0)
     parser.add_argument("--users", type=int, default=5000)
-    parser.add_argument("--items", type=int, default=500)
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=0,
+        help="Events name the index's first N items (0: all of them; the sample index has 500).",
+    )
     parser.add_argument(
         "--user-vectors", default="items", help=f"Comma-separated modes, of {', '.join(USER_VECTORS)}."
     )
@@ -361,8 +381,14 @@ def main() -> None:
         parser.error(
             f"--user-vectors: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(USER_VECTORS)}"
         )
+    # The index's own item ids, in its order (the sample index: sku-00000 ... sku-00499), so a
+    # tower's catalogue (its residuals, its co-occurrence lists) can be measured on its own items.
+    ids = list(index_item_ids(args.index_dir))
+    item_ids = ids[: args.items] if args.items > 0 else ids
     points = [
-        argparse.Namespace(**{**vars(args), "user_vector": mode, "workers": int(workers)})
+        argparse.Namespace(
+            **{**vars(args), "user_vector": mode, "workers": int(workers), "item_ids": item_ids}
+        )
         for mode in modes
         for workers in comma_list(args.workers)
     ]
