@@ -80,7 +80,7 @@ class SequenceInputs:
         """The ONNX inputs: every row at full width, or only `rows`, cut to their newest `width` slots."""
         arrays = (self.vectors, self.event_types, self.gap_buckets, self.mask)
         if rows is not None:
-            cut = slice(-width, None) if width else slice(None)
+            cut = slice(None) if width is None else slice(-width, None)
             arrays = tuple(np.ascontiguousarray(a[rows][:, cut]) for a in arrays)  # type: ignore[assignment]
         return dict(zip(INPUT_NAMES, arrays, strict=True))
 
@@ -376,7 +376,7 @@ class SequenceTower:
         groups = (
             [(np.flatnonzero(lengths == width), int(width)) for width in np.unique(lengths) if width > 0]
             if self.dynamic_length
-            else [(np.flatnonzero(lengths > 0), 0)]
+            else [(np.flatnonzero(lengths > 0), None)]
         )
         for rows, width in groups:
             if not len(rows):
@@ -384,8 +384,7 @@ class SequenceTower:
             try:
                 (out,) = self._session.run([OUTPUT_NAME], inputs.feeds(rows, width))
             except Exception as exc:
-                raise ModelError(
-                    f"sequence tower {self.version} failed on {len(rows)} rows of length {width}: {exc}"
-                ) from exc
+                shape = f"{len(rows)} rows" + ("" if width is None else f" of length {width}")
+                raise ModelError(f"sequence tower {self.version} failed on {shape}: {exc}") from exc
             result[rows] = out
         return result
