@@ -191,7 +191,7 @@ def build_neighbours(
     ids: Sequence[str],
     *,
     max_neighbours: int = DEFAULT_MAX_NEIGHBOURS,
-    kind: str = "cooccurrence",
+    kind: str = DEFAULT_LIST_KIND,
     distance_decay: float = DEFAULT_DISTANCE_DECAY,
 ) -> ItemNeighbours:
     """Neighbour lists over the items in `ids` (items outside it are ignored), from each user's
