@@ -71,12 +71,15 @@ class PartitionBatcher:
         self,
         new_batch: Callable[[], RecordBatch],
         submit: Callable[[int, RecordBatch], None],
+        too_large_hint: str = "raise the batch size or lower PROFILESTREAM_EVENT_MAX_BYTES",
     ) -> None:
         self._new_batch = new_batch
         self._submit = submit
+        self._too_large_hint = too_large_hint
         self._open: dict[int, RecordBatch] = {}
 
-    def add(self, partition: int, key: bytes, value: bytes) -> None:
+    def add(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Append a record (a `value` of None is a tombstone) to `partition`'s open batch."""
         batch = self._open.get(partition)
         if batch is None:
             batch = self._open[partition] = self._new_batch()
@@ -88,8 +91,8 @@ class PartitionBatcher:
         batch = self._open[partition] = self._new_batch()
         if batch.append(timestamp=None, key=key, value=value) is None:
             raise SourceError(
-                f"a record of {len(value)} bytes does not fit in an empty producer batch; "
-                "raise the batch size or lower PROFILESTREAM_EVENT_MAX_BYTES"
+                f"a record of {len(value or b'')} bytes does not fit in an empty producer batch; "
+                f"{self._too_large_hint}"
             )
 
     def flush(self) -> None:

@@ -44,11 +44,12 @@ from stream.core.settings import Settings
 from stream.core.window import Window, WindowConfig
 from stream.kafka.security import _sasl_password, kafka_ssl_context
 from stream.profiles.computer import Timings
+from stream.worker.changelog import ChangelogWriter
 from stream.worker.fetch_wait import use_fetch_max_wait
 from stream.worker.handoff import PerBatchMonitor, use_inline_handoff
 from stream.worker.identity import IdentityJoiner
 from stream.worker.metrics import WorkerMetrics
-from stream.worker.positions import PositionKeeper, acting_for
+from stream.worker.positions import PositionKeeper
 from stream.worker.quarantine import process_isolating
 from stream.worker.resources import WorkerState
 from stream.worker.retention import BoundedState
@@ -84,12 +85,11 @@ def create_app(
     from stream.worker.resources import open_worker_state
 
     factory = state_factory or open_worker_state
-    # faust's rocksdb:// store runs on rocksdict when python-rocksdb is absent (it is not installable).
-    store_url = f"{settings.table_store}://"
     app = faust.App(
         settings.consumer_group,
         broker=[f"kafka://{server}" for server in settings.kafka_servers],
-        store=store_url,
+        # faust's rocksdb:// store runs on rocksdict when python-rocksdb is absent (it is not installable).
+        store=f"{settings.table_store}://",
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.events_partitions,
         # run_worker resolves the setting's 0 (auto) from the cluster (`ensure_topics`); an app
@@ -139,7 +139,8 @@ def create_app(
 
     positions = PositionKeeper(app, windows, settings, metrics)
     positions.watch_idle()
-    bounded = BoundedState(windows, settings, metrics, window_cache)
+    changelog = ChangelogWriter.for_app(app, windows, settings.events_partitions, exit_for_lost_changelog)
+    bounded = BoundedState(changelog, settings, metrics, window_cache)
     identity = IdentityJoiner(events_topic, settings)
 
     async def process_batch(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
@@ -207,7 +208,7 @@ def create_app(
         # Windows are stored only after Redis has the batch. The other way round, a crash between
         # the changelog write and the Redis write would restore windows that already hold the
         # batch: its replay would be all duplicates, and those users' Redis entries would stay stale.
-        store_windows(windows, window_cache, joined.windows, current, batch)
+        await store_windows(changelog, window_cache, joined.windows, current, batch)
         _observe(
             metrics,
             batch=batch,
@@ -342,6 +343,24 @@ PRODUCER_LINGER_S = 0.005
 PRODUCER_MAX_BATCH_BYTES = 512 * 1024  # under the broker's default message.max.bytes (1 MB)
 
 
+def exit_for_lost_changelog(error: BaseException) -> None:
+    """End the process at once when the broker refused a batch of window records.
+
+    Called from the batch's delivery callback, which runs before Faust's pre-commit flush returns,
+    so no offset is committed past windows the changelog does not hold; the restarted worker reads
+    those events again.
+    """
+    log.critical(
+        "the changelog did not take a batch of window records (%s: %s); exiting with %d so that "
+        "their events are read again after a restart; check the brokers and the changelog topic",
+        type(error).__name__,
+        error,
+        EXIT_BATCH_FAILED,
+    )
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
+
+
 def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> None:
     """End the process at once after an unexpected error in a batch.
 
@@ -361,20 +380,21 @@ def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> Non
     os._exit(EXIT_BATCH_FAILED)
 
 
-def store_windows(
-    table: Any,
+async def store_windows(
+    changelog: ChangelogWriter,
     cache: WindowCache,
     new_windows: dict[str, Window],
     current: dict[str, Window],
     batch: Sequence[EventT[bytes]],
 ) -> None:
-    """Write the windows that changed to the Faust table (and so to its changelog)."""
+    """Write the windows that changed to the table's store and hand their changelog records (and
+    any queued tombstones) to the producer."""
     event_by_key = {e.message.key: e for e in batch}
     for user_id, window in new_windows.items():
         if window != current.get(user_id, Window()):
             key = user_id.encode()
-            with acting_for(event_by_key[key]):
-                table[key] = cache.encode(key, window)
+            changelog.set(key, cache.encode(key, window), event_by_key[key])
+    await changelog.flush()
 
 
 def _observe(

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 DIM = 32
 
@@ -141,6 +142,7 @@ class FakeBatchProducer:
         self.unreachable = unreachable
         self.sent: list[tuple[str, int, BatchBuilder]] = []
         self.started = self.stopped = False
+        self._next_offset: dict[int, int] = {}
 
     async def start(self) -> None:
         if self.unreachable:
@@ -162,5 +164,10 @@ class FakeBatchProducer:
         if partition == self.failing_partition:
             asyncio.get_running_loop().call_later(0.001, delivery.set_exception, KafkaTimeoutError())
         else:
-            asyncio.get_running_loop().call_later(0.001, delivery.set_result, None)
+            # As aiokafka resolves a batch: its partition and the base offset the broker gave it.
+            base = self._next_offset.get(partition, 0)
+            self._next_offset[partition] = base + batch.record_count()
+            tp = TopicPartition(topic, partition)
+            metadata = RecordMetadata(topic, partition, tp, base, -1, 0, 0)
+            asyncio.get_running_loop().call_later(0.001, delivery.set_result, metadata)
         return delivery
