@@ -46,7 +46,7 @@ from stream.kafka.security import _sasl_password, kafka_ssl_context
 from stream.profiles.computer import Timings
 from stream.worker.changelog import ChangelogWriter
 from stream.worker.fetch_wait import use_fetch_max_wait
-from stream.worker.handoff import PerBatchMonitor, use_inline_handoff
+from stream.worker.handoff import PerBatchMonitor, RawBytesSchema, use_inline_handoff
 from stream.worker.identity import IdentityJoiner
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.positions import PositionKeeper
@@ -112,8 +112,8 @@ def create_app(
         # Faust's per-record timing feeds only its own statistics pages (stream/worker/handoff.py).
         monitor=PerBatchMonitor(),
     )
-    events_topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
-    dead_letter_topic = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
+    events_topic = app.topic(settings.events_topic, schema=RawBytesSchema())
+    dead_letter_topic = app.topic(settings.dead_letter_topic, schema=RawBytesSchema())
     # Faust declares the changelog (compacted, one partition per events partition) and refreshes
     # its producer's metadata. use_partitioner: changelog records are partitioned by user id like
     # the events topic, so a batched write lands in the user's own changelog partition (not in the

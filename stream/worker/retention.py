@@ -69,8 +69,9 @@ def is_expired(window: Window, watermark_ms: int, retention_ms: int, events_rete
 class RetentionSweep:
     """Per-partition watermarks and the incremental sweep over a windows table.
 
-    `table` is the Faust table (or any mutable mapping of user id bytes to stored window bytes);
-    `on_removed(key)` runs for each removed key (the worker drops it from its window cache).
+    `table` is the windows' `ChangelogWriter` (or any mutable mapping of user id bytes to stored
+    window bytes); `on_removed(key)` runs for each removed key (the worker drops it from its
+    window cache); `cached(key, raw)` is the decoded window of those bytes when one is at hand.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class RetentionSweep:
         settings: Settings,
         *,
         on_removed: Callable[[bytes], None] = lambda key: None,
+        cached: Callable[[bytes, bytes], Window | None] = lambda key, raw: None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._table = table
@@ -87,6 +89,7 @@ class RetentionSweep:
         self._per_batch = settings.retention_sweep_users_per_batch
         self._partitions = list(range(settings.events_partitions))
         self._on_removed = on_removed
+        self._cached = cached
         self._clock_ms = clock_ms
         self._watermarks: dict[int, int] = {}
         self._pending: list[bytes] = []
@@ -134,10 +137,14 @@ class RetentionSweep:
             raw = self._table.get(key)
             if raw is None:
                 continue
-            try:
-                window = decode_window(raw)
-            except CorruptWindow:
-                window = Window()  # counted and logged where the worker reads it; nothing to keep
+            # Most windows are in the worker's cache already; decoding them again was the sweep's
+            # largest cost (py-spy).
+            window = self._cached(key, raw)
+            if window is None:
+                try:
+                    window = decode_window(raw)
+                except CorruptWindow:
+                    window = Window()  # counted and logged where the worker reads it; nothing to keep
             if is_expired(window, watermark_ms, self._retention_ms, self._events_retention_ms):
                 del self._table[key]
                 self._on_removed(key)
@@ -158,7 +165,7 @@ class BoundedState:
     """What the worker does per batch to keep its state bounded: retention and popularity."""
 
     def __init__(self, table: Any, settings: Settings, metrics: WorkerMetrics, cache: WindowCache) -> None:
-        self.sweep = RetentionSweep(table, settings, on_removed=cache.discard)
+        self.sweep = RetentionSweep(table, settings, on_removed=cache.discard, cached=cache.peek)
         self._metrics = metrics
         self._items: tuple[int, frozenset[str]] | None = None
 

@@ -48,6 +48,14 @@ class WindowCache:
         self._remember(key, raw, window)
         return window
 
+    def peek(self, key: bytes, raw: bytes) -> Window | None:
+        """`raw`'s cached window for `key`, or None; leaves the recency order and the cache alone
+        (a sweep over every stored window must not push out the active users)."""
+        cached = self._entries.get(key)
+        if cached is not None and (cached[0] is raw or cached[0] == raw):
+            return cached[1]
+        return None
+
     def encode(self, key: bytes, window: Window) -> bytes:
         """`window` as the table's value for `key`, remembered decoded."""
         raw = encode_window(window)

@@ -15,7 +15,13 @@ from mode import Service
 from mode.utils.locks import Event
 
 from stream.worker import handoff
-from stream.worker.handoff import PerBatchMonitor, Resumed, use_inline_handoff, with_inline_first_step
+from stream.worker.handoff import (
+    PerBatchMonitor,
+    RawBytesSchema,
+    Resumed,
+    use_inline_handoff,
+    with_inline_first_step,
+)
 
 
 class _Inline(Service):
@@ -154,3 +160,27 @@ def test_the_monitor_skips_per_record_bookkeeping_and_keeps_the_rest() -> None:
     # Per-commit figures are still kept.
     monitor.on_tp_commit({TP("events", 0): 8})
     assert monitor.tp_committed_offsets[TP("events", 0)] == 8
+
+
+@pytest.mark.parametrize(
+    "key, value", [(b"user-1", b'{"a": 1}'), (b"\xff\xfe", b"\x00\x81 not utf-8"), (None, None)]
+)
+def test_the_raw_schema_decodes_to_the_brokers_bytes_without_the_codec_registry(
+    key: bytes | None, value: bytes | None
+) -> None:
+    import faust
+
+    app = faust.App("handoff-schema-test", broker="kafka://localhost:1")
+    registry_calls: list[str] = []
+    app.serializers.loads_key = lambda *a, **k: registry_calls.append("key")  # type: ignore[method-assign]
+    app.serializers.loads_value = lambda *a, **k: registry_calls.append("value")  # type: ignore[method-assign]
+    topic = app.topic("events", schema=RawBytesSchema())
+    message = SimpleNamespace(key=key, value=value, headers={}, topic="events", partition=0)
+    schema: Any = topic.schema
+
+    event = asyncio.run(schema.compile(app)(message))
+
+    assert (event.key, event.value) == (key, value)
+    assert registry_calls == []
+    # Sending keeps the raw serializers.
+    assert (schema.key_serializer, schema.value_serializer) == ("raw", "raw")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stream.core.events import Event, EventType
 from stream.core.settings import load_settings
-from stream.core.window import Window, WindowEvent, encode_window
+from stream.core.window import Window, WindowEvent, decode_window, encode_window
 from stream.kafka.bulk_sender import default_partition
+from stream.worker import retention
 from stream.worker.retention import RetentionSweep, is_expired, last_active_ms
 from stream.worker.window_cache import WindowCache
 
@@ -99,3 +102,24 @@ def test_users_of_the_batch_being_processed_are_not_expired_by_their_old_stored_
     sweep.observe([event("back", T0 + 2 * 3600_000)], lambda e: 0)
     assert sweep.sweep(in_batch={b"back"}) == 1
     assert set(table) == {b"back"}
+
+
+def test_the_sweep_judges_cached_windows_without_decoding_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(
+        {}, user_retention_s=3600, retention_sweep_users_per_batch=10, events_partitions=1
+    )
+    cache = WindowCache(100)
+    table = {f"u{n}".encode(): cache.encode(f"u{n}".encode(), window(T0)) for n in range(4)}
+    table[b"uncached"] = encode_window(window(T0))
+    decoded: list[bytes] = []
+
+    def counting_decode(raw: bytes) -> Window:
+        decoded.append(raw)
+        return decode_window(raw)
+
+    monkeypatch.setattr(retention, "decode_window", counting_decode)
+    sweep = RetentionSweep(table, settings, cached=cache.peek, clock_ms=lambda: T0 + 10 * 3600_000)
+    sweep.observe([event("u0", T0 + 2 * 3600_000)], lambda e: 0)
+
+    assert sweep.sweep() == 5
+    assert decoded == [encode_window(window(T0))]  # only the window the cache did not hold

@@ -58,3 +58,14 @@ def test_a_corrupt_stored_window_starts_empty_and_is_counted() -> None:
     for raw in (b"{oops", b'{"e":[["a","view"]]}', b'{"e":[["a","view","1",null,null]]}', b"[]"):
         assert cache.decode(b"u1", raw) == Window()
     assert len(corrupt) == 4
+
+
+def test_peek_answers_only_for_the_cached_bytes_and_changes_no_order() -> None:
+    cache = WindowCache(max_users=2)
+    raws = {key: cache.encode(key, window(key.decode())) for key in (b"u1", b"u2")}
+    assert cache.peek(b"u1", raws[b"u1"]) == window("u1")
+    assert cache.peek(b"u1", raw_of(window("other"))) is None
+    assert cache.peek(b"u9", raws[b"u1"]) is None
+    # Peeking at u1 did not make it recent: a new user pushes u1 out, not u2.
+    cache.encode(b"u3", window("c"))
+    assert cache.peek(b"u1", raws[b"u1"]) is None and cache.peek(b"u2", raws[b"u2"]) == window("u2")
