@@ -65,11 +65,20 @@ def mmr_order(relevance: FloatArray, vectors: FloatArray, k: int, lambda_: float
     return chosen
 
 
+def nearest_anchors(recommended: FloatArray, anchor_vectors: FloatArray) -> list[int] | None:
+    """For each recommended item vector (n x d), the position of the most similar anchor vector
+    (m x d; ties go to the earlier anchor); None without anchors or recommendations."""
+    if len(anchor_vectors) == 0 or len(recommended) == 0:
+        return None
+    best: list[int] = np.argmax(recommended @ anchor_vectors.T, axis=1).tolist()
+    return best
+
+
 def explain(
     recommended: FloatArray, anchor_vectors: FloatArray, anchors: Sequence[Anchor]
 ) -> list[Anchor | None]:
     """For each recommended item vector, the anchor most similar to it (None without anchors)."""
-    if len(anchors) == 0 or len(recommended) == 0:
+    nearest = nearest_anchors(recommended, anchor_vectors) if len(anchors) else None
+    if nearest is None:
         return [None] * len(recommended)
-    best = np.argmax(recommended @ anchor_vectors.T, axis=1)
-    return [anchors[int(i)] for i in best]
+    return [anchors[i] for i in nearest]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
@@ -24,7 +24,7 @@ from stream.core.errors import ConfigError
 from stream.core.events import EventType
 from stream.core.prior import has_prior, popularity_prior, ranking_matrix, widen_users
 from stream.core.profile_text import build_profile_text
-from stream.core.ranking import Anchor, explain, mmr_order
+from stream.core.ranking import Anchor, mmr_order, nearest_anchors
 from stream.core.records import Recommendation, UserProfile
 from stream.core.settings import Settings
 from stream.core.window import Window, WindowConfig, event_weights, purchased_items, window_version
@@ -177,30 +177,49 @@ class Timings:
 
 @dataclass(frozen=True, slots=True)
 class _Anchors:
-    anchors: list[Anchor]
-    item_rows: list[int | None]  # row in the catalogue, or None for a search anchor
-    queries: list[str | None]
+    """A window's distinct indexed items and queries, newest first, as parallel lists.
+
+    An `Anchor` record is made only for the few a recommendation is explained by: making one per
+    item and user was a tenth of the ranking time (cProfile, `items` mode).
+    """
+
+    event_ids: list[str] = field(default_factory=list)
+    types: list[EventType] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # the item's title or the query
+    item_rows: list[int | None] = field(default_factory=list)  # catalogue row; None for a query
+    queries: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def anchor(self, position: int) -> Anchor:
+        return Anchor(self.event_ids[position], self.types[position], self.labels[position])
 
 
-def _anchors(window: Window, catalogue: ItemCatalogue) -> _Anchors:
-    """One anchor per distinct item or query of the window, newest first."""
+def _anchors(window: Window, rows: Sequence[int | None], catalogue: ItemCatalogue) -> _Anchors:
+    """One anchor per distinct item or query of the window, newest first; `rows` are the window
+    events' catalogue rows (None: no indexed item)."""
     seen: set[tuple[str, str]] = set()
-    result = _Anchors([], [], [])
-    for event in reversed(window.events):
+    result = _Anchors()
+    for event, row in zip(reversed(window.events), reversed(rows), strict=True):
         if event.item_id is not None:
-            row = catalogue.row(event.item_id)
+            if row is None or ("item", event.item_id) in seen:
+                continue
             title = catalogue.title(event.item_id)
-            if row is None or not title or ("item", event.item_id) in seen:
+            if not title:
                 continue
             seen.add(("item", event.item_id))
-            result.anchors.append(Anchor(event.event_id, event.type, title))
-            result.item_rows.append(row)
-            result.queries.append(None)
+            label, query = title, None
         elif event.type is EventType.SEARCH and event.query and ("query", event.query) not in seen:
             seen.add(("query", event.query))
-            result.anchors.append(Anchor(event.event_id, event.type, event.query))
-            result.item_rows.append(None)
-            result.queries.append(event.query)
+            label, query = event.query, event.query
+        else:
+            continue
+        result.event_ids.append(event.event_id)
+        result.types.append(event.type)
+        result.labels.append(label)
+        result.item_rows.append(row)
+        result.queries.append(query)
     return result
 
 
@@ -271,16 +290,19 @@ class ProfileComputer:
         mode = self.config.user_vector
         users: list[tuple[str, Window, str]] = []
         anchors: list[_Anchors] = []
+        event_rows: list[list[int | None]] = []  # per user, each window event's catalogue row
         for user_id, window in windows:
             if window.newest is None:
                 continue
-            user_anchors = _anchors(window, self.catalogue)
+            rows = [self.catalogue.row(e.item_id) if e.item_id is not None else None for e in window.events]
+            user_anchors = _anchors(window, rows, self.catalogue)
             # The items vector only reads indexed items and queries (the anchors); building the
             # text just to see that it is not empty cost a tenth of the batch.
             text = self.profile_text(window) if mode in ("text", "hybrid") else ""
-            if text or (mode in ("items", "sequence", "last_item") and user_anchors.anchors):
+            if text or (mode in ("items", "sequence", "last_item") and len(user_anchors)):
                 users.append((user_id, window, text))
                 anchors.append(user_anchors)
+                event_rows.append(rows)
         if not users:
             return [], Timings(0.0, 0.0)
         queries = sorted({q for a in anchors for q in a.queries if q is not None})
@@ -314,7 +336,14 @@ class ProfileComputer:
             )
             user_vectors = self.tower.encode(inputs)
         else:
-            behaviour = np.stack([self._behaviour_vector(window, query_vectors) for _, window, _ in users])
+            behaviour = _normalise(
+                np.stack(
+                    [
+                        self._behaviour_sum(window, rows, query_vectors)
+                        for (_, window, _), rows in zip(users, event_rows, strict=True)
+                    ]
+                ).astype(np.float32)
+            )
             if mode == "items":
                 user_vectors = behaviour
             else:
@@ -424,26 +453,27 @@ class ProfileComputer:
             )
         return fused
 
-    def _behaviour_vector(self, window: Window, query_vectors: dict[str, FloatArray]) -> FloatArray:
-        """The decayed, type-weighted mean of the window's item and query vectors."""
-        rows: list[int] = []
+    def _behaviour_sum(
+        self, window: Window, rows: Sequence[int | None], query_vectors: dict[str, FloatArray]
+    ) -> npt.NDArray[np.float64]:
+        """The decayed, type-weighted sum of the window's item and query vectors (normalised by
+        the caller, for all users at once); `rows` are the events' catalogue rows."""
+        item_rows: list[int] = []
         row_weights: list[float] = []
         total = np.zeros(self.catalogue.vectors.shape[1], dtype=np.float64)
-        for event, weight in zip(window.events, event_weights(window, self.config.window), strict=True):
-            if event.item_id is not None:
-                row = self.catalogue.row(event.item_id)
-                if row is not None:
-                    rows.append(row)
-                    row_weights.append(weight)
-            elif event.query is not None and event.query in query_vectors:
+        weights = event_weights(window, self.config.window)
+        for event, row, weight in zip(window.events, rows, weights, strict=True):
+            if row is not None:
+                item_rows.append(row)
+                row_weights.append(weight)
+            elif event.item_id is None and event.query is not None and event.query in query_vectors:
                 total += weight * query_vectors[event.query]
-        if rows:
+        if item_rows:
             # One gather and one product instead of a numpy call per event.
-            total += np.asarray(row_weights, dtype=np.float64) @ self.catalogue.vectors[rows].astype(
+            total += np.asarray(row_weights, dtype=np.float64) @ self.catalogue.vectors[item_rows].astype(
                 np.float64
             )
-        vector: FloatArray = _normalise(total.astype(np.float32)[None, :])[0]
-        return vector
+        return total
 
     def _row(self, item_id: str) -> int:
         row = self.catalogue.row(item_id)
@@ -471,19 +501,20 @@ class ProfileComputer:
         )
         order = mmr_order(scores, item_vectors, self.config.top_k, self.config.mmr_lambda)
         chosen_vectors = item_vectors[order] if order else item_vectors[:0]
-        anchor_vectors = np.asarray(
-            [
-                self.catalogue.vectors[row] if row is not None else query_vectors[query or ""]
-                for row, query in zip(anchors.item_rows, anchors.queries, strict=True)
-            ],
-            dtype=np.float32,
-        ).reshape(len(anchors.anchors), vector.shape[0])
-        reasons = explain(chosen_vectors, anchor_vectors, anchors.anchors)
+        if None in anchors.item_rows:
+            anchor_vectors = np.asarray(
+                [
+                    self.catalogue.vectors[row] if row is not None else query_vectors[query or ""]
+                    for row, query in zip(anchors.item_rows, anchors.queries, strict=True)
+                ],
+                dtype=np.float32,
+            ).reshape(len(anchors), vector.shape[0])
+        else:
+            anchor_vectors = self.catalogue.vectors[np.asarray(anchors.item_rows, dtype=np.int64)]
+        nearest = nearest_anchors(chosen_vectors, anchor_vectors)
         # Each anchor's sentence once, however many items it explains.
-        sentences: dict[int, str] = {}
-        for anchor in reasons:
-            if anchor is not None and id(anchor) not in sentences:
-                sentences[id(anchor)] = anchor.reason
+        sentences = {position: anchors.anchor(position).reason for position in set(nearest or ())}
+        reasons: list[str | None] = [sentences[p] for p in nearest] if nearest else [None] * len(order)
         chosen_rows = rows[order].tolist() if order else []
         chosen_scores = scores[order].tolist() if order else []
         newest = window.newest
@@ -492,11 +523,7 @@ class ProfileComputer:
         return UserProfile(
             user_id=user_id,
             items=tuple(
-                Recommendation(
-                    item_id=ids[row],
-                    score=score,
-                    reason=sentences[id(reason)] if reason is not None else None,
-                )
+                Recommendation(item_id=ids[row], score=score, reason=reason)
                 for row, score, reason in zip(chosen_rows, chosen_scores, reasons, strict=True)
             ),
             vector=vector,

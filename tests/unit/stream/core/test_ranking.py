@@ -4,7 +4,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream.core.events import EventType
-from stream.core.ranking import Anchor, explain, mmr_order
+from stream.core.ranking import Anchor, explain, mmr_order, nearest_anchors
 
 
 def unit(*rows: list[float]) -> npt.NDArray[np.float32]:
@@ -42,3 +42,11 @@ def test_explain_picks_the_most_similar_anchor_and_words_the_reason() -> None:
         "because you viewed red stapler",
     ]
     assert explain(unit([1, 0]), np.zeros((0, 2), dtype=np.float32), []) == [None]
+
+
+def test_nearest_anchors_are_positions_with_ties_to_the_earlier_anchor() -> None:
+    recommended = unit([1, 0], [0, 1], [1, 1])
+    anchors = unit([0, 1], [1, 0], [1, 0])
+    assert nearest_anchors(recommended, anchors) == [1, 0, 0]
+    assert nearest_anchors(recommended, anchors[:0]) is None
+    assert nearest_anchors(recommended[:0], anchors) is None
