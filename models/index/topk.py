@@ -167,11 +167,27 @@ def top_k(
     Raises `ValueError` when shapes, id count, exclusion count or exclusion indices do not fit.
     """
     prepared = items if isinstance(items, PreparedItems) else prepare_items(items, min_items=_NEVER)
+    _check_shapes(np.asarray(users, dtype=np.float32), prepared.vectors.shape, in_stock)
+    if len(item_ids) != prepared.vectors.shape[0]:
+        raise ValueError(f"{len(item_ids)} item ids for {prepared.vectors.shape[0]} item vectors")
+    ranked = top_k_rows(users, prepared, k, in_stock=in_stock, exclude=exclude)
+    return [[(item_ids[row], score) for row, score in user] for user in ranked]
+
+
+def top_k_rows(
+    users: NDArray[np.float32],
+    items: NDArray[np.float32] | PreparedItems,
+    k: int,
+    *,
+    in_stock: NDArray[np.bool_] | None = None,
+    exclude: Sequence[Collection[int]] | None = None,
+) -> list[list[tuple[int, float]]]:
+    """`top_k` with item rows (positions in `items`) in place of ids: per user, up to k
+    (row, score) pairs, best first, ties by row. Same arguments, errors and scores."""
+    prepared = items if isinstance(items, PreparedItems) else prepare_items(items, min_items=_NEVER)
     vectors = prepared.vectors
     users = np.asarray(users, dtype=np.float32)
     _check_shapes(users, vectors.shape, in_stock)
-    if len(item_ids) != vectors.shape[0]:
-        raise ValueError(f"{len(item_ids)} item ids for {vectors.shape[0]} item vectors")
     excluded = _exclusion_pairs(exclude, users.shape[0], vectors.shape[0])
     if k <= 0 or users.shape[0] == 0 or vectors.shape[0] == 0:
         return [[] for _ in range(users.shape[0])]
@@ -182,8 +198,7 @@ def top_k(
     else:
         margin = _blas_margin(users, prepared.max_norm)
         pairs = _plain_candidates(users, vectors, k, in_stock=in_stock, excluded=excluded, margin=margin)
-    ranked = _rank(*pairs, users.shape[0], k)
-    return [[(item_ids[row], score) for row, score in user] for user in ranked]
+    return _rank(*pairs, users.shape[0], k)
 
 
 def _check_shapes(

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from models.encoder.cooccurrence import CatalogueNeighbours
 from models.encoder.onnx_encoder import TextEncoder
 from models.encoder.sequence_tower import SEQUENCE_MANIFEST, SequenceInputs, sequence_features
-from models.index.topk import PreparedItems, exact_scores, prepare_items, top_k
+from models.index.topk import PreparedItems, exact_scores, prepare_items, top_k_rows
 from stream.core.errors import ConfigError
 from stream.core.events import EventType
 from stream.core.prior import has_prior, popularity_prior, ranking_matrix, widen_users
@@ -354,17 +354,15 @@ class ProfileComputer:
         pool = self.config.top_k if self.config.mmr_lambda >= 1.0 else self.config.top_k * MMR_POOL_FACTOR
         exclusions = [self._purchased_rows(window) for _, window, _ in users]
         widened = widen_users(user_vectors, self._ranking_items.vectors.shape[1])
-        ranked = top_k(
-            widened,
-            self._ranking_items,
-            self.catalogue.ids,
-            pool,
-            in_stock=self.catalogue.in_stock,
-            exclude=exclusions,
+        # Catalogue rows, not ids, from here to the payload: mapping ids back to rows cost a
+        # dict lookup per candidate.
+        candidates = top_k_rows(
+            widened, self._ranking_items, pool, in_stock=self.catalogue.in_stock, exclude=exclusions
         )
         if self.neighbours is not None:
-            ranked = self._fuse_cooccurrence(ranked, widened, [w for _, w, _ in users], exclusions, pool)
-        candidates = [[(self._row(item_id), score) for item_id, score in user] for user in ranked]
+            candidates = self._fuse_cooccurrence(
+                candidates, widened, [w for _, w, _ in users], exclusions, pool
+            )
         profiles = [
             self._profile(
                 user_id=user_id,
@@ -392,13 +390,14 @@ class ProfileComputer:
 
     def _fuse_cooccurrence(
         self,
-        ranked: list[list[tuple[str, float]]],
+        ranked: list[list[tuple[int, float]]],
         widened: FloatArray,
         windows: Sequence[Window],
         exclusions: Sequence[set[int]],
         pool: int,
-    ) -> list[list[tuple[str, float]]]:
-        """Each user's top `pool` by tower score (with the prior) plus the co-occurrence term.
+    ) -> list[list[tuple[int, float]]]:
+        """Each user's top `pool` (catalogue row, score) by tower score (with the prior) plus the
+        co-occurrence term.
 
         The term is >= 0 and non-zero only on the window items' neighbours (at most MAX_EVENTS x
         max_neighbours rows), so the fused top `pool` lies within the tower's top `pool` and those
@@ -407,7 +406,6 @@ class ProfileComputer:
         Ties go to the lower catalogue row, as in `top_k`. Arrays per user, not a Python step per
         neighbour row: a window's term reaches thousands of rows."""
         in_stock = self.catalogue.in_stock
-        ids = self.catalogue.ids
         parts: list[tuple[IntArray, npt.NDArray[np.float64], IntArray, FloatArray, IntArray]] = []
         extra_users: list[IntArray] = []
         for user, (candidates, window) in enumerate(zip(ranked, windows, strict=True)):
@@ -418,9 +416,7 @@ class ProfileComputer:
             if exclusions[user]:
                 allowed &= ~_contains(np.fromiter(exclusions[user], np.int64), rows)
             rows, values = rows[allowed], values[allowed]
-            pool_rows = np.fromiter(
-                (self._row(item_id) for item_id, _ in candidates), np.int64, len(candidates)
-            )
+            pool_rows = np.fromiter((row for row, _ in candidates), np.int64, len(candidates))
             pool_scores = np.fromiter((score for _, score in candidates), np.float64, len(candidates))
             extra = rows[~_contains(pool_rows, rows)]
             extra_users.append(np.full(len(extra), user, dtype=np.intp))
@@ -431,7 +427,7 @@ class ProfileComputer:
             np.concatenate(extra_users) if extra_users else np.empty(0, np.intp),
             np.concatenate([extra for *_, extra in parts]).astype(np.intp) if parts else np.empty(0, np.intp),
         )
-        fused: list[list[tuple[str, float]]] = []
+        fused: list[list[tuple[int, float]]] = []
         offset = 0
         for pool_rows, pool_scores, rows, values, extra in parts:
             base = extra_base[offset : offset + len(extra)].astype(np.float64)
@@ -445,12 +441,7 @@ class ProfileComputer:
                     np.float64
                 )
             best = np.lexsort((all_rows, -all_scores))[:pool]
-            fused.append(
-                [
-                    (ids[row], score)
-                    for row, score in zip(all_rows[best].tolist(), all_scores[best].tolist(), strict=True)
-                ]
-            )
+            fused.append(list(zip(all_rows[best].tolist(), all_scores[best].tolist(), strict=True)))
         return fused
 
     def _behaviour_sum(
@@ -474,11 +465,6 @@ class ProfileComputer:
                 np.float64
             )
         return total
-
-    def _row(self, item_id: str) -> int:
-        row = self.catalogue.row(item_id)
-        assert row is not None, item_id
-        return row
 
     def _purchased_rows(self, window: Window) -> set[int]:
         rows = (self.catalogue.row(item_id) for item_id in purchased_items(window))
