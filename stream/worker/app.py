@@ -139,7 +139,7 @@ def create_app(
 
     positions = PositionKeeper(app, windows, settings, metrics)
     positions.watch_idle()
-    changelog = ChangelogWriter.for_app(app, windows, settings.events_partitions, exit_for_lost_changelog)
+    changelog = ChangelogWriter.for_app(app, windows, settings.events_partitions)
     bounded = BoundedState(changelog, settings, metrics, window_cache)
     identity = IdentityJoiner(events_topic, settings)
 
@@ -154,6 +154,9 @@ def create_app(
                 )
                 if poisoned:
                     await quarantine(dead_letter_topic, poisoned, settings, metrics)
+                # The windows (and the retention sweep's tombstones, also from parts that then
+                # failed) are acknowledged by the broker before the positions move past them.
+                await changelog.flush()
                 positions.store(admission)
             await positions.update_lag()
 
@@ -208,7 +211,7 @@ def create_app(
         # Windows are stored only after Redis has the batch. The other way round, a crash between
         # the changelog write and the Redis write would restore windows that already hold the
         # batch: its replay would be all duplicates, and those users' Redis entries would stay stale.
-        await store_windows(changelog, window_cache, joined.windows, current, batch)
+        store_windows(changelog, window_cache, joined.windows, current, batch)
         _observe(
             metrics,
             batch=batch,
@@ -216,18 +219,7 @@ def create_app(
             outcome=joined.outcome,
             profiles=len(profiles),
             timings=timings,
-        )
-        log.info(
-            "batch: %d events, %d dead letters, %d users re-encoded, %d late, %d duplicates, "
-            "encode %.0f ms, rank %.0f ms, total %.0f ms",
-            len(decoded.events),
-            len(decoded.dead_letters),
-            len(profiles),
-            joined.outcome.late,
-            joined.outcome.duplicates,
-            timings.encode_ms,
-            timings.rank_ms,
-            (time.perf_counter() - started) * 1000,
+            started_s=started,
         )
 
     @app.agent(events_topic, name="profilestream.events")
@@ -343,24 +335,6 @@ PRODUCER_LINGER_S = 0.005
 PRODUCER_MAX_BATCH_BYTES = 512 * 1024  # under the broker's default message.max.bytes (1 MB)
 
 
-def exit_for_lost_changelog(error: BaseException) -> None:
-    """End the process at once when the broker refused a batch of window records.
-
-    Called from the batch's delivery callback, which runs before Faust's pre-commit flush returns,
-    so no offset is committed past windows the changelog does not hold; the restarted worker reads
-    those events again.
-    """
-    log.critical(
-        "the changelog did not take a batch of window records (%s: %s); exiting with %d so that "
-        "their events are read again after a restart; check the brokers and the changelog topic",
-        type(error).__name__,
-        error,
-        EXIT_BATCH_FAILED,
-    )
-    logging.shutdown()
-    os._exit(EXIT_BATCH_FAILED)
-
-
 def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> None:
     """End the process at once after an unexpected error in a batch.
 
@@ -380,21 +354,20 @@ def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> Non
     os._exit(EXIT_BATCH_FAILED)
 
 
-async def store_windows(
+def store_windows(
     changelog: ChangelogWriter,
     cache: WindowCache,
     new_windows: dict[str, Window],
     current: dict[str, Window],
     batch: Sequence[EventT[bytes]],
 ) -> None:
-    """Write the windows that changed to the table's store and hand their changelog records (and
-    any queued tombstones) to the producer."""
+    """Write the windows that changed to the table's store and queue their changelog records
+    (sent, and acknowledged, before the batch's positions are stored: `process_batch`)."""
     event_by_key = {e.message.key: e for e in batch}
     for user_id, window in new_windows.items():
         if window != current.get(user_id, Window()):
             key = user_id.encode()
             changelog.set(key, cache.encode(key, window), event_by_key[key])
-    await changelog.flush()
 
 
 def _observe(
@@ -405,7 +378,9 @@ def _observe(
     outcome: BatchOutcome,
     profiles: int,
     timings: Timings,
+    started_s: float,
 ) -> None:
+    """Count the batch in the metrics and log one line for it (`started_s`: its perf_counter start)."""
     metrics.events.inc(len(decoded.events))
     metrics.late_events.inc(outcome.late)
     metrics.duplicate_events.inc(outcome.duplicates)
@@ -420,6 +395,18 @@ def _observe(
     for event in batch:
         # Kafka's record timestamp (produce time) to now: how stale Redis was for this event.
         metrics.freshness_ms.observe(max(0.0, (now_s - event.message.timestamp) * 1000))
+    log.info(
+        "batch: %d events, %d dead letters, %d users re-encoded, %d late, %d duplicates, "
+        "encode %.0f ms, rank %.0f ms, total %.0f ms",
+        len(decoded.events),
+        len(decoded.dead_letters),
+        profiles,
+        outcome.late,
+        outcome.duplicates,
+        timings.encode_ms,
+        timings.rank_ms,
+        (time.perf_counter() - started_s) * 1000,
+    )
 
 
 def run_worker(settings: Settings) -> None:

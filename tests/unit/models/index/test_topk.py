@@ -22,6 +22,7 @@ from models.index.topk import (
     prepare_items,
     top_indices,
     top_k,
+    top_k_rows,
 )
 
 IDS = ["a", "b", "c", "d", "e"]
@@ -292,3 +293,18 @@ def test_seven_bit_codes_for_cpus_whose_product_saturates(monkeypatch: pytest.Mo
     prepared = prepare_items(items, min_items=1)
     assert prepared.quantised is not None and prepared.quantised.item_levels == 63
     assert top_k(users, prepared, ids, 15) == top_k(users, items, ids, 15)
+
+
+def test_rows_are_the_positions_of_the_ids_top_k_returns() -> None:
+    rng = np.random.default_rng(5)
+    items = rng.standard_normal((300, 8)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    users = _unit(rng.standard_normal((6, 8)).tolist())
+    ids = [f"sku-{n}" for n in range(300)]
+    in_stock = rng.random(300) > 0.2
+    exclude = [set(rng.integers(0, 300, 5).tolist()) for _ in range(6)]
+    for prepared in (items, prepare_items(items, min_items=1)):
+        by_id = top_k(users, prepared, ids, 12, in_stock=in_stock, exclude=exclude)
+        by_row = top_k_rows(users, prepared, 12, in_stock=in_stock, exclude=exclude)
+        assert by_id == [[(ids[row], score) for row, score in user] for user in by_row]
+        assert all(len(user) == 12 for user in by_row)
