@@ -31,7 +31,6 @@ through other producers; `for_app` refuses both.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,8 +39,6 @@ from faust.types import EventT
 from stream.core.errors import ConfigError, ServiceUnavailable
 from stream.kafka.bulk_sender import PartitionBatcher, RecordBatch, default_partition
 from stream.worker.positions import acting_for
-
-log = logging.getLogger(__name__)
 
 
 class ChangelogWriter:
