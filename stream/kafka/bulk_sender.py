@@ -71,11 +71,9 @@ class PartitionBatcher:
         self,
         new_batch: Callable[[], RecordBatch],
         submit: Callable[[int, RecordBatch], None],
-        too_large_hint: str = "raise the batch size or lower PROFILESTREAM_EVENT_MAX_BYTES",
     ) -> None:
         self._new_batch = new_batch
         self._submit = submit
-        self._too_large_hint = too_large_hint
         self._open: dict[int, RecordBatch] = {}
 
     def add(self, partition: int, key: bytes, value: bytes | None) -> None:
@@ -91,8 +89,9 @@ class PartitionBatcher:
         batch = self._open[partition] = self._new_batch()
         if batch.append(timestamp=None, key=key, value=value) is None:
             raise SourceError(
-                f"a record of {len(value or b'')} bytes does not fit in an empty producer batch; "
-                f"{self._too_large_hint}"
+                f"a record of {len(value or b'')} bytes does not fit in an empty producer batch; raise "
+                "the batch size or lower the bound on its size (PROFILESTREAM_EVENT_MAX_BYTES for "
+                "events, PROFILESTREAM_WINDOW_MAX_BYTES for windows)"
             )
 
     def flush(self) -> None:

@@ -55,7 +55,7 @@ class ChangelogWriter:
         self._producer = producer
         self._partitions = list(range(partitions))
         self._submitted: list[tuple[int, RecordBatch]] = []
-        self._batcher = PartitionBatcher(self._new_batch, self._submit, too_large_hint=_TOO_LARGE_HINT)
+        self._batcher = PartitionBatcher(self._new_batch, self._submit)
         self.records = 0
 
     @classmethod
@@ -129,6 +129,3 @@ class ChangelogWriter:
 
     def _submit(self, partition: int, batch: RecordBatch) -> None:
         self._submitted.append((partition, batch))
-
-
-_TOO_LARGE_HINT = "lower PROFILESTREAM_WINDOW_MAX_BYTES"
