@@ -27,7 +27,7 @@ from stream.core.profile_text import build_profile_text
 from stream.core.ranking import Anchor, mmr_order, nearest_anchors
 from stream.core.records import Recommendation, UserProfile
 from stream.core.settings import Settings
-from stream.core.window import Window, WindowConfig, event_weights, purchased_items, window_version
+from stream.core.window import Window, WindowConfig, event_weights, window_version
 from stream.profiles.query_cache import QueryVectorCache
 
 FloatArray = npt.NDArray[np.float32]
@@ -223,6 +223,16 @@ def _anchors(window: Window, rows: Sequence[int | None], catalogue: ItemCatalogu
     return result
 
 
+def _purchased_rows(window: Window, rows: Sequence[int | None]) -> set[int]:
+    """The catalogue rows of the window's purchased items (`purchased_items`); `rows` are the
+    window events' catalogue rows."""
+    return {
+        row
+        for event, row in zip(window.events, rows, strict=True)
+        if row is not None and event.type is EventType.PURCHASE and event.item_id
+    }
+
+
 def _contains(members: IntArray, rows: IntArray) -> npt.NDArray[np.bool_]:
     """``np.isin(rows, members)`` for a few members: one sort and a binary search, where
     `np.isin` spent about 50 µs per call on its general path (twice per user and batch)."""
@@ -352,7 +362,9 @@ class ProfileComputer:
 
         encoded_at = time.perf_counter()
         pool = self.config.top_k if self.config.mmr_lambda >= 1.0 else self.config.top_k * MMR_POOL_FACTOR
-        exclusions = [self._purchased_rows(window) for _, window, _ in users]
+        exclusions = [
+            _purchased_rows(window, rows) for (_, window, _), rows in zip(users, event_rows, strict=True)
+        ]
         widened = widen_users(user_vectors, self._ranking_items.vectors.shape[1])
         # Catalogue rows, not ids, from here to the payload: mapping ids back to rows cost a
         # dict lookup per candidate.
@@ -465,10 +477,6 @@ class ProfileComputer:
                 np.float64
             )
         return total
-
-    def _purchased_rows(self, window: Window) -> set[int]:
-        rows = (self.catalogue.row(item_id) for item_id in purchased_items(window))
-        return {row for row in rows if row is not None}
 
     def _profile(
         self,
