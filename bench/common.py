@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 SERVICES = Path(__file__).resolve().parents[1] / "deploy" / "local" / "services"
+SERVICES_HOME = Path(__file__).resolve().parents[1] / "var" / "services"  # one folder per --name
 
 
 def emit(text: str = "") -> None:

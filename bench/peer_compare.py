@@ -7,7 +7,9 @@ topic, consumer group and Redis prefix, one process, a warm-up (it has processed
 before the clock starts, then the load, then the drain. Reported: achieved events/s (events /
 time from the first send to the last processed), freshness p50/p99 (Kafka record time to just
 after the Redis write, observed by each process into the same histogram buckets and read by the
-same interpolation as bench/pipeline.py) and the process's CPU ms per event (/proc, all threads).
+same interpolation as bench/pipeline.py), the process's CPU ms per event (/proc, all threads)
+and, with `--start-services`, what the Kafka broker and Redis server spent per event meanwhile
+(they share the two cores: a job that is light on its own but heavy on them is not cheap).
 The order of the three is rotated from rate to rate, so none always runs first.
 
     .venv/bin/python -m bench.peer_compare --model-dir var/model --index-dir var/index \
@@ -36,7 +38,7 @@ from typing import cast
 
 from kafka import KafkaProducer
 
-from bench.common import services
+from bench.common import SERVICES_HOME, services
 from bench.pipeline import all_up, cpu_seconds, free_ports, metrics, quantile_from_histogram
 from stream.core.events import Event
 from stream.core.sample import SampleSpec, sample_events
@@ -118,6 +120,20 @@ def offer(producer: KafkaProducer, topic: str, events: list[Event], rate: int, d
     return sent
 
 
+def service_pids(args: argparse.Namespace) -> dict[str, int]:
+    """The broker's and Redis server's pids of a benchmark-started instance (none otherwise)."""
+    if not args.start_services:
+        return {}
+    home = SERVICES_HOME / args.services_name
+    pids = {}
+    for name in ("kafka", "redis"):
+        try:
+            pids[name] = int((home / f"{name}.pid").read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"no {name} pid under {home} ({exc}): was the instance started?") from exc
+    return pids
+
+
 def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]) -> dict[str, object]:
     tag = uuid.uuid4().hex[:8]
     # Below the ephemeral range: a port the kernel hands out (bind to 0) can be taken meanwhile
@@ -168,6 +184,8 @@ def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]
             )
             base = metrics(port)
             cpu_base_s = cpu_seconds(proc.pid)
+            pids = service_pids(args)
+            services_base_s = {n: cpu_seconds(pid) for n, pid in pids.items()}
             started = time.monotonic()
             sent = offer(producer, settings.events_topic, events, rate, args.duration_s)
             # A process that cannot keep up is reported as it stands at the deadline (what it
@@ -180,6 +198,7 @@ def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]
             end = metrics(port)
             done = end.get("profilestream_events_total", 0.0) - base.get("profilestream_events_total", 0.0)
             cpu_used_s = cpu_seconds(proc.pid) - cpu_base_s
+            services_used_s = {n: cpu_seconds(pid) - services_base_s[n] for n, pid in pids.items()}
         finally:
             producer.close()
             proc.terminate()
@@ -202,6 +221,10 @@ def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]
         "freshness_p50_ms": _rounded(quantile_from_histogram(measured, "profilestream_freshness_ms", 0.5)),
         "freshness_p99_ms": _rounded(quantile_from_histogram(measured, "profilestream_freshness_ms", 0.99)),
         "cpu_ms_per_event": round(cpu_used_s * 1000 / max(done, 1), 3),
+        **{
+            f"{n}_cpu_ms_per_event": round(used_s * 1000 / max(done, 1), 3)
+            for n, used_s in services_used_s.items()
+        },
     }
 
 
@@ -223,8 +246,8 @@ def _plotted(value: object) -> float:
 
 TABLE_HEADER = (
     "| implementation | offered events/s | achieved events/s "
-    "| freshness p50 ms | p99 ms | CPU ms per event |\n"
-    "|---|---|---|---|---|---|"
+    "| freshness p50 ms | p99 ms | CPU ms per event | Kafka broker's | Redis server's |\n"
+    "|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -243,6 +266,8 @@ def table(results: list[dict[str, object]]) -> str:
             row["freshness_p50_ms"],
             row["freshness_p99_ms"],
             row["cpu_ms_per_event"],
+            row.get("kafka_cpu_ms_per_event", "-"),
+            row.get("redis_cpu_ms_per_event", "-"),
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)

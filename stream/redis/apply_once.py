@@ -11,9 +11,14 @@ which is atomic on the node that owns the slot:
 2. run the unit's commands in order (the newer-only profile write is one of them, inlined);
 3. set the marker to the batch id, expiring after `APPLIED_MARKER_TTL_S`.
 
-The units of a batch go out in one non-transactional pipeline (a cluster client sends each
-node's share in parallel). A try cut anywhere leaves every unit either applied with its marker or
-not applied at all; the next try resends only the units without a result, and those the cut had
+A script call applies several units when their keys share one slot: on a single Redis every
+key does, so a batch's units go as a few calls of up to `MAX_UNITS_PER_CALL` each (one call per
+unit cost the worker's event loop a command's packing and reply per user: about 40 % of the
+batch's Redis write, `bench/redis_write_path.py`); on a cluster, units go one per call unless
+their tags hash to one slot. Each unit keeps its own marker and result inside the call. The
+calls of a batch go out in one non-transactional pipeline (a cluster client sends each node's
+share in parallel). A try cut anywhere leaves every unit either applied with its marker or
+not applied at all; the next try resends only the calls without a result, and the units a cut had
 applied see their marker and stop. So ZINCRBY and RPUSH, which are not idempotent, apply once.
 The markers are per tag and *writer*, not per batch: one short string per active user and writer,
 overwritten by that writer's next batch, gone ten minutes after its last write. The writer (the
@@ -33,6 +38,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -58,6 +65,9 @@ MAX_BACKOFF_S = 5.0
 APPLIED_MARKER_TTL_S = 600
 # Lua's `unpack` takes at most ~8000 values; longer pushes are split into several commands.
 MAX_VALUES_PER_COMMAND = 1000
+# A script blocks the server while it runs: 64 users' writes take it about a millisecond, so a
+# lookup waits at most that long behind one call.
+MAX_UNITS_PER_CALL = 64
 # Errors after which a unit may or may not have run: the next try resends it, and its marker
 # keeps it from applying twice. A cluster answers these while a failover or a slot move is under
 # way (a replica of a dead master that is not yet promoted answers READONLY, say).
@@ -101,21 +111,33 @@ local function write_if_newer(reco, emb, forgotten, received, version, payload, 
   end
   return 1
 end
--- KEYS[1]: the unit's marker; KEYS[2..]: every key its commands touch (declared for the cluster).
--- ARGV[1]: the batch id; ARGV[2]: the marker's expiry (s); then per command: name, count, args.
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+-- KEYS: each unit's marker and every key its commands touch (declared for the cluster).
+-- ARGV[1]: the batch id; ARGV[2]: the markers' expiry (s); then per unit: its marker's index in
+-- KEYS, the count of its values, and per command: name, count, args. Returns per unit 0 (its
+-- marker already held the batch id: applied before) or 1.
+local results = {}
 local i = 3
 while i <= #ARGV do
-  local name, n = ARGV[i], tonumber(ARGV[i + 1])
-  if name == 'WRITE_IF_NEWER' then
-    write_if_newer(unpack(ARGV, i + 2, i + 1 + n))
+  local marker, last = KEYS[tonumber(ARGV[i])], i + 1 + tonumber(ARGV[i + 1])
+  i = i + 2
+  if redis.call('GET', marker) == ARGV[1] then
+    results[#results + 1] = 0
   else
-    redis.call(name, unpack(ARGV, i + 2, i + 1 + n))
+    while i <= last do
+      local name, n = ARGV[i], tonumber(ARGV[i + 1])
+      if name == 'WRITE_IF_NEWER' then
+        write_if_newer(unpack(ARGV, i + 2, i + 1 + n))
+      else
+        redis.call(name, unpack(ARGV, i + 2, i + 1 + n))
+      end
+      i = i + 2 + n
+    end
+    redis.call('SET', marker, ARGV[1], 'EX', ARGV[2])
+    results[#results + 1] = 1
   end
-  i = i + 2 + n
+  i = last + 1
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
+return results
 """
 
 APPLY_ONCE_SHA = hashlib.sha1(APPLY_ONCE_LUA.encode(), usedforsecurity=False).hexdigest()
@@ -194,6 +216,39 @@ def plan_units(ops: Sequence[RedisOp], key_prefix: str, writer: str) -> list[Uni
     return units
 
 
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """Units whose keys share one slot, applied by one call of `APPLY_ONCE_LUA` (in order)."""
+
+    units: tuple[Unit, ...]
+
+    def arguments(self, batch_id: str) -> tuple[str | int | float | bytes, ...]:
+        """EVALSHA's arguments after the script's sha: key count, keys, then the script's ARGV."""
+        keys: list[str] = []
+        argv: list[str | int | float | bytes] = [batch_id, APPLIED_MARKER_TTL_S]
+        for unit in self.units:
+            argv += [len(keys) + 1, len(unit.argv), *unit.argv]
+            keys += unit.keys
+        return (len(keys), *keys, *argv)
+
+
+def plan_calls(units: Sequence[Unit], *, cluster: bool, max_units: int | None = None) -> list[ScriptCall]:
+    """Units packed into script calls of at most `max_units` (`MAX_UNITS_PER_CALL`) each (pure).
+
+    On a single Redis any units share a call; on a cluster only units whose tags hash to one
+    slot do (a script's keys must lie in one slot), so most go one per call there.
+    """
+    max_units = max_units or MAX_UNITS_PER_CALL
+    groups: dict[int, list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(key_slot(unit.tag.encode()) if cluster else 0, []).append(unit)
+    return [
+        ScriptCall(tuple(group[start : start + max_units]))
+        for group in groups.values()
+        for start in range(0, len(group), max_units)
+    ]
+
+
 def _split(op: RedisOp) -> list[tuple[str | int | float | bytes, ...]]:
     """An RPUSH of many values as several, each within what Lua's `unpack` takes."""
     if op.command != "rpush" or len(op.args) <= MAX_VALUES_PER_COMMAND + 1:
@@ -226,35 +281,30 @@ async def execute_until_done(
     concurrently pass different names; the process's id is added to it.
     """
     batch_id = batch_id or uuid.uuid4().hex
-    pending = plan_units(ops, key_prefix, f"{writer}-{PROCESS_WRITER_ID}")
+    units = plan_units(ops, key_prefix, f"{writer}-{PROCESS_WRITER_ID}")
+    pending = plan_calls(units, cluster=isinstance(redis, RedisCluster))
     backoff_s = 0.1
     while pending:
         failure: BaseException | None = None
         try:
             async with redis.pipeline(transaction=False) as pipe:
-                for unit in pending:
+                for call in pending:
                     # By name: redis-py's cluster pipeline refuses its `evalsha` method (a script
                     # might touch any slot), but routes an EVALSHA by its declared keys, which
-                    # here all share the unit's slot.
-                    pipe.execute_command(
-                        "EVALSHA",
-                        APPLY_ONCE_SHA,
-                        len(unit.keys),
-                        *unit.keys,
-                        batch_id,
-                        APPLIED_MARKER_TTL_S,
-                        *unit.argv,
-                    )
+                    # here all share the call's slot.
+                    pipe.execute_command("EVALSHA", APPLY_ONCE_SHA, *call.arguments(batch_id))
                 results = await pipe.execute(raise_on_error=False)
         except RETRIED_ERRORS as exc:
-            # redis-py raised for the whole pipeline: any unit may have run; resend them all.
+            # redis-py raised for the whole pipeline: any call may have run; resend them all.
             failure, results = exc, [exc] * len(pending)
-        applied = sum(1 for result in results if result == 0)
+        applied = sum(
+            1 for result in results if not isinstance(result, BaseException) for flag in result if flag == 0
+        )
         errors = [result for result in results if isinstance(result, BaseException)]
         if applied:
-            log.info("redis already applied %d of %d parts of %s before a retry", applied, len(results), what)
+            log.info("redis already applied %d of %d parts of %s before a retry", applied, len(units), what)
         pending = [
-            unit for unit, result in zip(pending, results, strict=True) if isinstance(result, BaseException)
+            call for call, result in zip(pending, results, strict=True) if isinstance(result, BaseException)
         ]
         if not pending:
             return

@@ -36,7 +36,7 @@ from stream.redis.client import AsyncRedis, redis_async
 # The newer-only write alone, as one script over one user's three keys (the benchmark peers call
 # it; the worker runs the same function inside its apply-once script). KEYS: reco, emb, forgotten;
 # ARGV: newest receive time, window version, payload, vector, ttl. Returns -1, 0 or 1.
-WRITE_IF_NEWER_LUA = APPLY_ONCE_LUA.split("-- KEYS[1]")[0] + (
+WRITE_IF_NEWER_LUA = APPLY_ONCE_LUA.split("-- KEYS:")[0] + (
     "return write_if_newer(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
 )
 WRITE_IF_NEWER_SHA = hashlib.sha1(WRITE_IF_NEWER_LUA.encode(), usedforsecurity=False).hexdigest()

@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from stream.core.events import Event, EventType
 from stream.core.records import Recommendation, UserProfile
 from stream.core.settings import Settings, load_settings
+from stream.redis import apply_once
 from stream.redis.activity import RECENT_KIND, RedisActivitySink
 from stream.redis.apply_once import RedisOp, execute_until_done
 from stream.redis.client import redis_async, redis_sync
@@ -275,8 +276,11 @@ def redis_port(settings: Settings) -> int:
 
 @pytest.mark.parametrize("mode", ["mid_request", "after_apply", "mid_pipeline"])
 def test_a_connection_cut_mid_pipeline_applies_a_batch_exactly_once(
-    single_redis_only: Settings, mode: Mode
+    single_redis_only: Settings, mode: Mode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Two units per script call, so a batch of a few users is several calls in one pipeline (as a
+    # batch of more than MAX_UNITS_PER_CALL users is) and a cut can fall between and inside them.
+    monkeypatch.setattr(apply_once, "MAX_UNITS_PER_CALL", 2)
     events = [ev(n, f"u{n % 3}") for n in range(1, 31)]
 
     async def scenario() -> int:

@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from stream.core.settings import load_settings
-from stream.redis.apply_once import MAX_VALUES_PER_COMMAND, RedisOp, hash_tag, plan_units
+from stream.redis.apply_once import (
+    APPLIED_MARKER_TTL_S,
+    MAX_VALUES_PER_COMMAND,
+    RedisOp,
+    Unit,
+    hash_tag,
+    plan_calls,
+    plan_units,
+)
 from stream.redis.reco_store import popular_key
 
 SETTINGS = load_settings({}, redis_key_prefix="t")
@@ -68,3 +76,45 @@ def test_a_long_push_is_split_within_what_lua_unpacks() -> None:
     pushes = [n for n, arg in enumerate(unit.argv) if arg == "RPUSH"]
     assert len(pushes) == 3
     assert [unit.argv[n + 1] for n in pushes] == [MAX_VALUES_PER_COMMAND + 1, MAX_VALUES_PER_COMMAND + 1, 2]
+
+
+def _units(users: list[str]) -> list[Unit]:
+    ops = [RedisOp("rpush", (SETTINGS.redis_key("recent", u), f"e-{u}")) for u in users]
+    return plan_units(ops, "t", "w1")
+
+
+def test_on_a_single_redis_units_share_calls_in_order_up_to_the_bound() -> None:
+    units = _units([f"u{n}" for n in range(5)])
+    calls = plan_calls(units, cluster=False, max_units=2)
+    assert [len(call.units) for call in calls] == [2, 2, 1]
+    assert [unit for call in calls for unit in call.units] == units
+
+
+def test_on_a_cluster_only_units_of_one_slot_share_a_call() -> None:
+    slot_of = {u: key_slot(u.encode()) for u in (f"u{n}" for n in range(2000))}
+    by_slot: dict[int, list[str]] = {}
+    for user, slot in slot_of.items():
+        by_slot.setdefault(slot, []).append(user)
+    same = next(users[:2] for users in by_slot.values() if len(users) >= 2)
+    units = _units([same[0], "lonely", same[1]])
+    calls = plan_calls(units, cluster=True)
+    assert sorted(len(call.units) for call in calls) == [1, 2]
+    for call in calls:
+        assert len({key_slot(unit.tag.encode()) for unit in call.units}) == 1
+
+
+def test_a_calls_arguments_point_each_unit_at_its_own_marker() -> None:
+    units = _units(["a", "b"])
+    (call,) = plan_calls(units, cluster=False)
+    arguments = call.arguments("batch-1")
+    numkeys = int(arguments[0])
+    keys, argv = list(arguments[1 : 1 + numkeys]), list(arguments[1 + numkeys :])
+    assert keys == [*units[0].keys, *units[1].keys]
+    assert argv[:2] == ["batch-1", APPLIED_MARKER_TTL_S]
+    at = 2
+    for unit in units:
+        marker_index, count = int(argv[at]), int(argv[at + 1])
+        assert keys[marker_index - 1] == unit.keys[0]  # Lua indexes KEYS from 1
+        assert tuple(argv[at + 2 : at + 2 + count]) == unit.argv
+        at += 2 + count
+    assert at == len(argv)
