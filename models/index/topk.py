@@ -9,6 +9,9 @@ Vectors are L2-normalised, so cosine = dot product. Two paths give the same answ
   user's k best blocks (of 32 items) bound its exact k-th best from below, and only items whose
   proven upper bound (approximate score + error bound) reaches that floor are candidates.
 
+A `Boost` (a sparse term >= 0 per (user, item), e.g. co-occurrence) is added in float32 to the
+BLAS scores before the k-th best is found (plain) or joins its pairs to the candidates (int8).
+
 Either way the candidates are re-scored by `exact_scores`, a function of the two vectors alone
 (float32 products summed pairwise by numpy, row by row). A BLAS product is not such a function:
 the same pair can differ in the last bit with the matrix shape or thread split, so ranking by it
@@ -54,6 +57,32 @@ class PreparedItems:
     vectors: NDArray[np.float32]
     max_norm: float
     quantised: QuantisedItems | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Boost:
+    """A sparse term added to some (user, item) scores before ranking, e.g. co-occurrence.
+
+    Three (n_pairs,) arrays: user rows (intp), item rows (intp) and values (float32, finite,
+    >= 0); a pair at most once. The boosted score is ``float32(exact score + value)``.
+    """
+
+    user_rows: NDArray[np.intp]
+    item_rows: NDArray[np.intp]
+    values: NDArray[np.float32]
+
+    def check(self, n_users: int, n_items: int) -> None:
+        """Raises `ValueError` for arrays of unequal lengths, rows out of range or bad values."""
+        if not len(self.user_rows) == len(self.item_rows) == len(self.values):
+            raise ValueError("a boost needs as many user rows, item rows and values")
+        if not len(self.values):
+            return
+        if self.user_rows.min() < 0 or self.user_rows.max() >= n_users:
+            raise ValueError(f"boost user rows outside 0..{n_users - 1}")
+        if self.item_rows.min() < 0 or self.item_rows.max() >= n_items:
+            raise ValueError(f"boost item rows outside 0..{n_items - 1}")
+        if not np.isfinite(self.values).all() or self.values.min() < 0:
+            raise ValueError("boost values must be finite and >= 0")
 
 
 def prepare_items(
@@ -181,23 +210,39 @@ def top_k_rows(
     *,
     in_stock: NDArray[np.bool_] | None = None,
     exclude: Sequence[Collection[int]] | None = None,
+    boost: Boost | None = None,
 ) -> list[list[tuple[int, float]]]:
     """`top_k` with item rows (positions in `items`) in place of ids: per user, up to k
-    (row, score) pairs, best first, ties by row. Same arguments, errors and scores."""
+    (row, score) pairs, best first, ties by row. Same arguments, errors and scores.
+
+    With a `boost`, users are ranked by ``float32(exact score + boost value)`` (the value 0 where
+    the boost has no pair); excluded and out-of-stock items stay out whatever their boost.
+    Raises `ValueError` also for a boost that does not fit (`Boost.check`).
+    """
     prepared = items if isinstance(items, PreparedItems) else prepare_items(items, min_items=_NEVER)
     vectors = prepared.vectors
     users = np.asarray(users, dtype=np.float32)
     _check_shapes(users, vectors.shape, in_stock)
     excluded = _exclusion_pairs(exclude, users.shape[0], vectors.shape[0])
+    if boost is not None:
+        boost.check(users.shape[0], vectors.shape[0])
+        if not len(boost.values):
+            boost = None
     if k <= 0 or users.shape[0] == 0 or vectors.shape[0] == 0:
         return [[] for _ in range(users.shape[0])]
     quantised = prepared.quantised
     blocks = 0 if quantised is None else quantised.padded // BLOCK
     if quantised is not None and k * _MIN_BLOCKS_PER_K <= blocks and np.isfinite(users).all():
         pairs = _quantised_candidates(quantised, users, vectors, k, in_stock=in_stock, excluded=excluded)
+        if boost is not None:
+            pairs = _with_boost_pairs(
+                pairs, boost, users=users, vectors=vectors, in_stock=in_stock, excluded=excluded
+            )
     else:
-        margin = _blas_margin(users, prepared.max_norm)
-        pairs = _plain_candidates(users, vectors, k, in_stock=in_stock, excluded=excluded, margin=margin)
+        margin = _blas_margin(users, prepared.max_norm, boost)
+        pairs = _plain_candidates(
+            users, vectors, k, in_stock=in_stock, excluded=excluded, margin=margin, boost=boost
+        )
     return _rank(*pairs, users.shape[0], k)
 
 
@@ -244,16 +289,25 @@ def _underflow(dim: int) -> float:
     return dim * _SUBNORMAL
 
 
-def _blas_margin(users: NDArray[np.float32], max_norm: float) -> NDArray[np.float64]:
+def _blas_margin(
+    users: NDArray[np.float32], max_norm: float, boost: Boost | None = None
+) -> NDArray[np.float64]:
     """Per user, how far below the k-th best BLAS score an exact top-k item can score.
 
     With S = ||q|| * max ||x|| and E = gamma * S + underflow, BLAS and `exact_scores` are each
     within E of the true score. At least k items have BLAS scores >= the k-th best f_k, so the
     exact k-th best is at least f_k - 2E, and an item reaching that has a BLAS score >= f_k - 4E.
+    A boost t added in float32 rounds each side by at most u * (S + E + t) more (u the unit
+    roundoff; t the user's largest boost), so E grows by that.
     """
     dim = users.shape[1]
     scale = np.linalg.norm(users.astype(np.float64), axis=1) * max_norm
-    margin: NDArray[np.float64] = 4 * (_gamma(dim) * scale + _underflow(dim)) * (1 + 1e-6)
+    error = _gamma(dim) * scale + _underflow(dim)
+    if boost is not None:
+        largest = np.zeros(users.shape[0])
+        np.maximum.at(largest, boost.user_rows, boost.values.astype(np.float64))
+        error = error + _U * (scale + error + largest)
+    margin: NDArray[np.float64] = 4 * error * (1 + 1e-6)
     return margin
 
 
@@ -276,17 +330,63 @@ def _plain_candidates(
     in_stock: NDArray[np.bool_] | None,
     excluded: tuple[NDArray[np.intp], NDArray[np.intp]],
     margin: NDArray[np.float64],
+    boost: Boost | None = None,
 ) -> _Pairs:
-    """Candidate (user, item) pairs with their exact scores: BLAS scores near each k-th best."""
+    """Candidate (user, item) pairs with their exact scores: BLAS scores near each k-th best.
+
+    A boost is added to the BLAS scores before the k-th best is found and to the exact scores
+    of the candidates, each in float32 (`margin` allows for that rounding: `_blas_margin`).
+    """
     scores = score_matrix(users, vectors, in_stock)
     scores[excluded] = -np.inf
+    added: NDArray[np.float32] | None = None
+    if boost is not None:
+        added = np.zeros_like(scores)
+        added[boost.user_rows, boost.item_rows] = boost.values
+        scores += added  # -inf (excluded, out of stock) stays -inf
     n_items = scores.shape[1]
     if k < n_items:
         kth = np.partition(scores, n_items - k, axis=1)[:, n_items - k].astype(np.float64)
     else:
         kth = np.full(scores.shape[0], -np.inf)
     pair_users, pair_items = np.nonzero(scores >= _lower(kth - margin)[:, None])
-    return pair_users, pair_items, exact_scores(users, vectors, pair_users, pair_items)
+    exact = exact_scores(users, vectors, pair_users, pair_items)
+    if added is not None:
+        exact += added[pair_users, pair_items]
+    return pair_users, pair_items, exact
+
+
+def _with_boost_pairs(
+    pairs: _Pairs,
+    boost: Boost,
+    *,
+    users: NDArray[np.float32],
+    vectors: NDArray[np.float32],
+    in_stock: NDArray[np.bool_] | None,
+    excluded: tuple[NDArray[np.intp], NDArray[np.intp]],
+) -> _Pairs:
+    """Candidates of the unboosted top k plus every eligible boosted pair, boosted.
+
+    Boosts are >= 0, so an item outside a user's unboosted top k that gains nothing still has at
+    least k items ahead of it: the boosted top k lies within these pairs.
+    """
+    pair_users, pair_items, scores = pairs
+    stride = vectors.shape[0]
+    keys = pair_users.astype(np.int64) * stride + pair_items
+    boost_keys = boost.user_rows.astype(np.int64) * stride + boost.item_rows
+    eligible = np.ones(len(boost_keys), dtype=bool) if in_stock is None else in_stock[boost.item_rows]
+    excluded_keys = excluded[0].astype(np.int64) * stride + excluded[1]
+    eligible &= ~np.isin(boost_keys, excluded_keys) & ~np.isin(boost_keys, keys)
+    extra_users, extra_items = boost.user_rows[eligible], boost.item_rows[eligible]
+    pair_users = np.concatenate([pair_users, extra_users])
+    pair_items = np.concatenate([pair_items, extra_items])
+    scores = np.concatenate([scores, exact_scores(users, vectors, extra_users, extra_items)])
+    all_keys = np.concatenate([keys, boost_keys[eligible]])
+    order = np.argsort(boost_keys)
+    at = np.minimum(np.searchsorted(boost_keys[order], all_keys), len(order) - 1)
+    hit = boost_keys[order][at] == all_keys
+    scores[hit] += boost.values[order][at[hit]]
+    return pair_users, pair_items, scores
 
 
 def _quantised_candidates(

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from models.encoder.cooccurrence import CatalogueNeighbours
 from models.encoder.onnx_encoder import TextEncoder
 from models.encoder.sequence_tower import SEQUENCE_MANIFEST, SequenceInputs, sequence_features
-from models.index.topk import PreparedItems, exact_scores, prepare_items, top_k_rows
+from models.index.topk import Boost, PreparedItems, prepare_items, top_k_rows
 from stream.core.errors import ConfigError
 from stream.core.events import EventType
 from stream.core.prior import has_prior, popularity_prior, ranking_matrix, widen_users
@@ -233,17 +233,6 @@ def _purchased_rows(window: Window, rows: Sequence[int | None]) -> set[int]:
     }
 
 
-def _contains(members: IntArray, rows: IntArray) -> npt.NDArray[np.bool_]:
-    """``np.isin(rows, members)`` for a few members: one sort and a binary search, where
-    `np.isin` spent about 50 µs per call on its general path (twice per user and batch)."""
-    if not len(members) or not len(rows):
-        return np.zeros(len(rows), dtype=bool)
-    ordered = np.sort(members)
-    at = np.minimum(np.searchsorted(ordered, rows), len(ordered) - 1)
-    found: npt.NDArray[np.bool_] = ordered[at] == rows
-    return found
-
-
 class ProfileComputer:
     def __init__(
         self,
@@ -369,12 +358,13 @@ class ProfileComputer:
         # Catalogue rows, not ids, from here to the payload: mapping ids back to rows cost a
         # dict lookup per candidate.
         candidates = top_k_rows(
-            widened, self._ranking_items, pool, in_stock=self.catalogue.in_stock, exclude=exclusions
+            widened,
+            self._ranking_items,
+            pool,
+            in_stock=self.catalogue.in_stock,
+            exclude=exclusions,
+            boost=self._cooccurrence_boost([w for _, w, _ in users]),
         )
-        if self.neighbours is not None:
-            candidates = self._fuse_cooccurrence(
-                candidates, widened, [w for _, w, _ in users], exclusions, pool
-            )
         profiles = [
             self._profile(
                 user_id=user_id,
@@ -400,61 +390,22 @@ class ProfileComputer:
         weighted: FloatArray = (values * np.float32(self.neighbours.fusion_weight)).astype(np.float32)
         return item_rows, weighted
 
-    def _fuse_cooccurrence(
-        self,
-        ranked: list[list[tuple[int, float]]],
-        widened: FloatArray,
-        windows: Sequence[Window],
-        exclusions: Sequence[set[int]],
-        pool: int,
-    ) -> list[list[tuple[int, float]]]:
-        """Each user's top `pool` (catalogue row, score) by tower score (with the prior) plus the
-        co-occurrence term.
+    def _cooccurrence_boost(self, windows: Sequence[Window]) -> Boost | None:
+        """The co-occurrence term of each window as the ranking's boost (None: no neighbour lists).
 
-        The term is >= 0 and non-zero only on the window items' neighbours (at most MAX_EVENTS x
-        max_neighbours rows), so the fused top `pool` lies within the tower's top `pool` and those
-        rows: only they are scored again (`exact_scores`, the same per-pair scores `top_k` gives;
-        one call for the whole batch), not the whole catalogue. A term value is added in float32.
-        Ties go to the lower catalogue row, as in `top_k`. Arrays per user, not a Python step per
-        neighbour row: a window's term reaches thousands of rows."""
-        in_stock = self.catalogue.in_stock
-        parts: list[tuple[IntArray, npt.NDArray[np.float64], IntArray, FloatArray, IntArray]] = []
-        extra_users: list[IntArray] = []
-        for user, (candidates, window) in enumerate(zip(ranked, windows, strict=True)):
-            term = self.cooccurrence(window)
-            assert term is not None
-            rows, values = term
-            allowed = in_stock[rows]
-            if exclusions[user]:
-                allowed &= ~_contains(np.fromiter(exclusions[user], np.int64), rows)
-            rows, values = rows[allowed], values[allowed]
-            pool_rows = np.fromiter((row for row, _ in candidates), np.int64, len(candidates))
-            pool_scores = np.fromiter((score for _, score in candidates), np.float64, len(candidates))
-            extra = rows[~_contains(pool_rows, rows)]
-            extra_users.append(np.full(len(extra), user, dtype=np.intp))
-            parts.append((pool_rows, pool_scores, rows, values, extra))
-        extra_base = exact_scores(
-            widened,
-            self._ranking_items.vectors,
-            np.concatenate(extra_users) if extra_users else np.empty(0, np.intp),
-            np.concatenate([extra for *_, extra in parts]).astype(np.intp) if parts else np.empty(0, np.intp),
+        The term is >= 0 and non-zero only on the window items' neighbours; `top_k_rows` adds it
+        to the tower's score (with the prior) in float32 before ranking, so the ranking is the
+        exact top-K of the fused score, ties to the lower catalogue row."""
+        if self.neighbours is None:
+            return None
+        terms = [self.cooccurrence(window) for window in windows]
+        rows = [term[0] for term in terms if term is not None]
+        values = [term[1] for term in terms if term is not None]
+        return Boost(
+            user_rows=np.repeat(np.arange(len(rows), dtype=np.intp), [len(r) for r in rows]),
+            item_rows=np.concatenate(rows).astype(np.intp) if rows else np.empty(0, np.intp),
+            values=np.concatenate(values).astype(np.float32) if values else np.empty(0, np.float32),
         )
-        fused: list[list[tuple[int, float]]] = []
-        offset = 0
-        for pool_rows, pool_scores, rows, values, extra in parts:
-            base = extra_base[offset : offset + len(extra)].astype(np.float64)
-            offset += len(extra)
-            all_rows = np.concatenate([pool_rows, extra])
-            all_scores = np.concatenate([pool_scores, base])
-            if len(rows):
-                by_row = np.argsort(all_rows)
-                at = by_row[np.searchsorted(all_rows, rows, sorter=by_row)]
-                all_scores[at] = (all_scores[at].astype(np.float32) + values.astype(np.float32)).astype(
-                    np.float64
-                )
-            best = np.lexsort((all_rows, -all_scores))[:pool]
-            fused.append(list(zip(all_rows[best].tolist(), all_scores[best].tolist(), strict=True)))
-        return fused
 
     def _behaviour_sum(
         self, window: Window, rows: Sequence[int | None], query_vectors: dict[str, FloatArray]

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from models.index.quantised import BLOCK, quantise_items
 from models.index.topk import (
+    Boost,
     _exclusion_pairs,
     _gamma,
     _quantised_candidates,
@@ -308,3 +309,69 @@ def test_rows_are_the_positions_of_the_ids_top_k_returns() -> None:
         by_row = top_k_rows(users, prepared, 12, in_stock=in_stock, exclude=exclude)
         assert by_id == [[(ids[row], score) for row, score in user] for user in by_row]
         assert all(len(user) == 12 for user in by_row)
+
+
+def _brute_force_boosted(
+    users: NDArray[np.float32],
+    items: NDArray[np.float32],
+    k: int,
+    boost: Boost,
+    *,
+    in_stock: NDArray[np.bool_],
+    exclude: list[set[int]],
+) -> list[list[tuple[int, float]]]:
+    """Every item's exact score plus its boost in float32, sorted; the definition `top_k_rows`
+    must meet with a boost."""
+    added = np.zeros((users.shape[0], items.shape[0]), dtype=np.float32)
+    added[boost.user_rows, boost.item_rows] = boost.values
+    result = []
+    for user in range(users.shape[0]):
+        rows = np.arange(items.shape[0], dtype=np.intp)
+        scores = exact_scores(users, items, np.full(len(rows), user, dtype=np.intp), rows) + added[user]
+        order = sorted(
+            (row for row in rows.tolist() if in_stock[row] and row not in exclude[user]),
+            key=lambda row: (-scores[row], row),
+        )
+        result.append([(row, float(scores[row])) for row in order[:k]])
+    return result
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_boost_ranks_by_the_boosted_exact_score_on_both_paths(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    items = rng.standard_normal((2048, 16)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    items[7] = items[3]  # a tie, broken by row, boosted or not
+    users = _unit(rng.standard_normal((9, 16)).tolist())
+    in_stock = rng.random(2048) > 0.1
+    exclude = [set(rng.integers(0, 2048, 4).tolist()) for _ in range(9)]
+    # Per user a few hundred boosted rows, some large enough to lift a far item into the top k,
+    # some on excluded or out-of-stock rows (which must stay out), user 4 none.
+    user_rows, item_rows, values = [], [], []
+    for user in range(9):
+        if user == 4:
+            continue
+        rows = np.unique(np.concatenate([rng.choice(2048, 300, replace=False), sorted(exclude[user])]))
+        user_rows.append(np.full(len(rows), user, dtype=np.intp))
+        item_rows.append(rows.astype(np.intp))
+        values.append((rng.random(len(rows)) ** 4 * 0.8).astype(np.float32))
+    boost = Boost(np.concatenate(user_rows), np.concatenate(item_rows), np.concatenate(values))
+    expected = _brute_force_boosted(users, items, 10, boost, in_stock=in_stock, exclude=exclude)
+    plain = top_k_rows(users, items, 10, in_stock=in_stock, exclude=exclude, boost=boost)
+    prepared = prepare_items(items, min_items=1)
+    assert prepared.quantised is not None
+    int8 = top_k_rows(users, prepared, 10, in_stock=in_stock, exclude=exclude, boost=boost)
+    assert plain == expected
+    assert int8 == expected
+    unboosted = top_k_rows(users, items, 10, in_stock=in_stock, exclude=exclude)
+    assert sum(a != b for a, b in zip(plain, unboosted, strict=True)) >= 6  # the boost mattered
+    assert plain[4] == unboosted[4]
+
+
+def test_a_boost_that_does_not_fit_is_refused() -> None:
+    users = _unit([[1, 0]])
+    one = np.zeros(1, dtype=np.intp)
+    with pytest.raises(ValueError, match=">= 0"):
+        top_k_rows(users, ITEMS, 2, boost=Boost(one, one, np.asarray([-1.0], dtype=np.float32)))
+    with pytest.raises(ValueError, match="item rows outside"):
+        top_k_rows(users, ITEMS, 2, boost=Boost(one, one + 5, np.ones(1, dtype=np.float32)))
