@@ -96,6 +96,9 @@ def _type_id(event_type: EventType) -> int:
     return EVENT_TYPE_VOCAB.index(name) + 1 if name in EVENT_TYPE_VOCAB else 0
 
 
+_TYPE_IDS = {event_type: _type_id(event_type) for event_type in EventType}
+
+
 def sequence_features(
     windows: Sequence[Window],
     row_of: Callable[[str], int | None],
@@ -109,36 +112,53 @@ def sequence_features(
     dim = item_vectors.shape[1]
     batch = len(windows)
     vectors = np.zeros((batch, max_length, dim), dtype=np.float32)
-    types = np.zeros((batch, max_length), dtype=np.int64)
-    gaps = np.zeros((batch, max_length), dtype=np.int64)
-    mask = np.zeros((batch, max_length), dtype=np.float32)
-    rows = np.full((batch, max_length), -1, dtype=np.int64)
+    # Each kept event's (row of the batch, slot) and features; written into the arrays at once
+    # below, since a numpy assignment per slot cost more than choosing the events.
+    slot_batch: list[int] = []
+    slot_position: list[int] = []
+    slot_type: list[int] = []
+    slot_gap: list[int] = []
+    slot_row: list[int] = []  # -1: a search, its vector in `searches`
+    searches: list[tuple[int, FloatArray]] = []  # (index into the slot lists, query vector)
     for b, window in enumerate(windows):
         newest = window.newest
         if newest is None:
             continue
-        kept: list[tuple[FloatArray, int, int, int]] = []
+        position = max_length - 1  # newest in the last slot
         for event in reversed(window.events):
-            if len(kept) == max_length:
+            if position < 0:
                 break
-            vector: FloatArray | None = None
-            row: int | None = None
             if event.item_id is not None:
                 row = row_of(event.item_id)
-                if row is not None:
-                    vector = item_vectors[row]
+                if row is None:
+                    continue
             elif event.type is EventType.SEARCH and event.query and event.query in query_vectors:
-                vector = query_vectors[event.query]
-            if vector is not None:
-                bucket = gap_bucket(newest.ts_ms - event.ts_ms)
-                kept.append((vector, _type_id(event.type), bucket, -1 if row is None else row))
-        for slot, (vector, type_id, bucket, row_id) in enumerate(kept):
-            position = max_length - 1 - slot  # newest in the last slot
-            vectors[b, position] = vector
-            types[b, position] = type_id
-            gaps[b, position] = bucket
-            mask[b, position] = 1.0
-            rows[b, position] = row_id
+                row = -1
+                searches.append((len(slot_row), query_vectors[event.query]))
+            else:
+                continue
+            slot_batch.append(b)
+            slot_position.append(position)
+            slot_type.append(_TYPE_IDS[event.type])
+            slot_gap.append(gap_bucket(newest.ts_ms - event.ts_ms))
+            slot_row.append(row)
+            position -= 1
+    types = np.zeros((batch, max_length), dtype=np.int64)
+    gaps = np.zeros((batch, max_length), dtype=np.int64)
+    mask = np.zeros((batch, max_length), dtype=np.float32)
+    rows = np.full((batch, max_length), -1, dtype=np.int64)
+    if slot_row:
+        at = (np.asarray(slot_batch, dtype=np.intp), np.asarray(slot_position, dtype=np.intp))
+        row_ids = np.asarray(slot_row, dtype=np.int64)
+        items = row_ids >= 0
+        vectors[at[0][items], at[1][items]] = item_vectors[row_ids[items]]
+        if searches:
+            index = np.asarray([n for n, _ in searches], dtype=np.intp)
+            vectors[at[0][index], at[1][index]] = np.stack([vector for _, vector in searches])
+        types[at] = slot_type
+        gaps[at] = slot_gap
+        mask[at] = 1.0
+        rows[at] = row_ids
     return SequenceInputs(vectors, types, gaps, mask, rows)
 
 
