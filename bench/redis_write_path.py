@@ -1,5 +1,6 @@
-"""The batch write path on Redis: v1's one MULTI/EXEC per batch against v2's one apply-once script
-per user (and one for `popular`), on a single Redis and on a Redis Cluster; and what the shop-wide
+"""The batch write path on Redis: v1's one MULTI/EXEC per batch against v2's apply-once units (one
+per user and one for `popular`, several per script call where they share a slot: all of them on a
+single Redis), on a single Redis and on a Redis Cluster; and what the shop-wide
 `popular` set costs the node that holds it.
 
     python -m bench.redis_write_path --redis-url redis://127.0.0.1:6379/0 \

@@ -64,7 +64,8 @@ class Boost:
     """A sparse term added to some (user, item) scores before ranking, e.g. co-occurrence.
 
     Three (n_pairs,) arrays: user rows (intp), item rows (intp) and values (float32, finite,
-    >= 0); a pair at most once. The boosted score is ``float32(exact score + value)``.
+    >= 0); a pair at most once (not checked: that would sort every pair of every batch). The
+    boosted score is ``float32(exact score + value)``.
     """
 
     user_rows: NDArray[np.intp]
@@ -339,11 +340,8 @@ def _plain_candidates(
     """
     scores = score_matrix(users, vectors, in_stock)
     scores[excluded] = -np.inf
-    added: NDArray[np.float32] | None = None
     if boost is not None:
-        added = np.zeros_like(scores)
-        added[boost.user_rows, boost.item_rows] = boost.values
-        scores += added  # -inf (excluded, out of stock) stays -inf
+        scores[boost.user_rows, boost.item_rows] += boost.values  # -inf (ineligible) stays -inf
     n_items = scores.shape[1]
     if k < n_items:
         kth = np.partition(scores, n_items - k, axis=1)[:, n_items - k].astype(np.float64)
@@ -351,9 +349,27 @@ def _plain_candidates(
         kth = np.full(scores.shape[0], -np.inf)
     pair_users, pair_items = np.nonzero(scores >= _lower(kth - margin)[:, None])
     exact = exact_scores(users, vectors, pair_users, pair_items)
-    if added is not None:
-        exact += added[pair_users, pair_items]
+    if boost is not None:
+        _add_boost(exact, boost, pair_users, pair_items, stride=n_items)
     return pair_users, pair_items, exact
+
+
+def _add_boost(
+    scores: NDArray[np.float32],
+    boost: Boost,
+    pair_users: NDArray[np.intp],
+    pair_items: NDArray[np.intp],
+    *,
+    stride: int,
+) -> None:
+    """Add to each pair's score (float32, in place) its boost value, if the boost has the pair."""
+    boost_keys = boost.user_rows.astype(np.int64) * stride + boost.item_rows
+    order = np.argsort(boost_keys)
+    sorted_keys = boost_keys[order]
+    keys = pair_users.astype(np.int64) * stride + pair_items
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    hit = sorted_keys[at] == keys
+    scores[hit] += boost.values[order][at[hit]]
 
 
 def _with_boost_pairs(
@@ -381,11 +397,7 @@ def _with_boost_pairs(
     pair_users = np.concatenate([pair_users, extra_users])
     pair_items = np.concatenate([pair_items, extra_items])
     scores = np.concatenate([scores, exact_scores(users, vectors, extra_users, extra_items)])
-    all_keys = np.concatenate([keys, boost_keys[eligible]])
-    order = np.argsort(boost_keys)
-    at = np.minimum(np.searchsorted(boost_keys[order], all_keys), len(order) - 1)
-    hit = boost_keys[order][at] == all_keys
-    scores[hit] += boost.values[order][at[hit]]
+    _add_boost(scores, boost, pair_users, pair_items, stride=stride)
     return pair_users, pair_items, scores
 
 

@@ -80,7 +80,7 @@ def plan_activity_writes(events: Sequence[Event], settings: Settings) -> list[Re
 
 
 class RedisActivitySink:
-    """Appends each user's events to a capped Redis list, one apply-once script per user."""
+    """Appends each user's events to a capped Redis list, applied once per user (`apply_once`)."""
 
     def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
         self._redis = redis

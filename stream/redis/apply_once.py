@@ -3,11 +3,11 @@
 A batch's write plan is a list of `RedisOp`s over many users' keys and the shop-wide `popular`
 set. A cluster refuses a MULTI/EXEC or a script whose keys lie in different slots (CROSSSLOT), so
 the plan is cut into *units*, one per hash tag (`Settings.redis_key` tags every key of a user with
-the user id; `popular` has its own tag). Each unit runs as one Lua script call (`APPLY_ONCE_LUA`),
-which is atomic on the node that owns the slot:
+the user id; `popular` has its own tag). Units are applied by calls of one Lua script
+(`APPLY_ONCE_LUA`), each call atomic on the node that owns its slot; per unit the script
 
-1. if the unit's marker key (``{prefix}:{tag}:applied:{writer}``, in the unit's slot) already
-   holds this batch's id, return: an earlier try already applied it;
+1. skips the unit if its marker key (``{prefix}:{tag}:applied:{writer}``, in the unit's slot)
+   already holds this batch's id: an earlier try already applied it;
 2. run the unit's commands in order (the newer-only profile write is one of them, inlined);
 3. set the marker to the batch id, expiring after `APPLIED_MARKER_TTL_S`.
 
@@ -15,11 +15,18 @@ A script call applies several units when their keys share one slot: on a single 
 key does, so a batch's units go as a few calls of up to `MAX_UNITS_PER_CALL` each (one call per
 unit cost the worker's event loop a command's packing and reply per user: about 40 % of the
 batch's Redis write, `bench/redis_write_path.py`); on a cluster, units go one per call unless
-their tags hash to one slot. Each unit keeps its own marker and result inside the call. The
+their tags hash to one slot. A "single" Redis that turns out to be several shards behind a proxy
+refuses a mixed call with CROSSSLOT before running any of it; the batch's calls are then planned
+as on a cluster and resent. Each unit keeps its own marker and result inside the call. The
 calls of a batch go out in one non-transactional pipeline (a cluster client sends each node's
 share in parallel). A try cut anywhere leaves every unit either applied with its marker or
 not applied at all; the next try resends only the calls without a result, and the units a cut had
 applied see their marker and stop. So ZINCRBY and RPUSH, which are not idempotent, apply once.
+One case is outside this: Redis does not undo a script that fails on a command (WRONGTYPE on a
+key that some other program wrote, say). The units of the call before it stay applied with their
+markers, the failing one may be half applied, the rest did not run, and the error is raised to
+the caller; a caller that retries under a new batch id (the worker's poison isolation) applies
+the earlier units again.
 The markers are per tag and *writer*, not per batch: one short string per active user and writer,
 overwritten by that writer's next batch, gone ten minutes after its last write. The writer (the
 caller's name and a random id of the process) keeps two writers of one tag from overwriting each
@@ -42,6 +49,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
+    ClusterCrossSlotError,
     ClusterDownError,
     ClusterError,
     MovedError,
@@ -182,7 +190,7 @@ def hash_tag(key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """The ops of one hash tag, applied by one script call with its own marker."""
+    """The ops of one hash tag, applied once under its own marker (in a `ScriptCall`)."""
 
     tag: str
     keys: tuple[str, ...]
@@ -238,7 +246,9 @@ def plan_calls(units: Sequence[Unit], *, cluster: bool, max_units: int | None = 
     On a single Redis any units share a call; on a cluster only units whose tags hash to one
     slot do (a script's keys must lie in one slot), so most go one per call there.
     """
-    max_units = max_units or MAX_UNITS_PER_CALL
+    max_units = MAX_UNITS_PER_CALL if max_units is None else max_units
+    if max_units < 1:
+        raise ValueError(f"max_units must be at least 1, not {max_units}")
     groups: dict[int, list[Unit]] = {}
     for unit in units:
         groups.setdefault(key_slot(unit.tag.encode()) if cluster else 0, []).append(unit)
@@ -269,7 +279,8 @@ async def execute_until_done(
     writer: str,
     batch_id: str | None = None,
 ) -> None:
-    """Apply `ops` exactly once, one atomic script per hash tag, retrying while Redis is unreachable.
+    """Apply `ops` exactly once, an atomic script call per slot's units, retrying while Redis is
+    unreachable.
 
     Blocking here holds the partition back, which is the back-pressure we want: the batch's
     offsets are not committed until Redis has it, so nothing is lost. The module docstring says
@@ -282,7 +293,8 @@ async def execute_until_done(
     """
     batch_id = batch_id or uuid.uuid4().hex
     units = plan_units(ops, key_prefix, f"{writer}-{PROCESS_WRITER_ID}")
-    pending = plan_calls(units, cluster=isinstance(redis, RedisCluster))
+    cluster = isinstance(redis, RedisCluster)
+    pending = plan_calls(units, cluster=cluster)
     backoff_s = 0.1
     while pending:
         failure: BaseException | None = None
@@ -302,12 +314,19 @@ async def execute_until_done(
         )
         errors = [result for result in results if isinstance(result, BaseException)]
         if applied:
-            log.info("redis already applied %d of %d parts of %s before a retry", applied, len(units), what)
+            log.info("redis already applied %d of %d units of %s before a retry", applied, len(units), what)
         pending = [
             call for call, result in zip(pending, results, strict=True) if isinstance(result, BaseException)
         ]
         if not pending:
             return
+        if not cluster and any(_cross_slot(error) for error in errors):
+            # Several shards behind one address: nothing of a refused call ran (the slot check
+            # comes first), so the pending units are planned per slot and resent at once.
+            log.warning("redis refused keys of several slots in one call (%s); planning per slot", errors[0])
+            cluster = True
+            pending = plan_calls([unit for call in pending for unit in call.units], cluster=True)
+            continue
         if any(isinstance(error, NoScriptError) for error in errors):
             # A restarted (or promoted) Redis has an empty script cache: load it, then resend.
             await _load_script(redis)
@@ -318,11 +337,16 @@ async def execute_until_done(
             continue
         failure = failure or next(e for e in errors if not isinstance(e, NoScriptError))
         log.warning(
-            "redis unreachable (%s); retrying %d of %d parts of %s in %.1fs",
+            "redis unreachable (%s); retrying %d of %d script calls of %s in %.1fs",
             failure, len(pending), len(results), what, backoff_s,
         )  # fmt: skip
         await asyncio.sleep(backoff_s)
         backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+
+
+def _cross_slot(error: BaseException) -> bool:
+    # redis-py maps the server's CROSSSLOT reply to this class (and drops the code from the text).
+    return isinstance(error, ClusterCrossSlotError)
 
 
 async def _load_script(redis: AsyncRedis) -> None:

@@ -79,8 +79,8 @@ class _HiredisPacking:
     """Commands packed by hiredis in C, as redis-py's synchronous client does; same bytes.
 
     redis-py's asyncio connections pack every argument in Python (`pack_command`), which took
-    7 % of the worker's interpreter time at 2,000 events/s (py-spy): a batch sends one script
-    call of about 17 arguments per user.
+    7 % of the worker's interpreter time at 2,000 events/s (py-spy): a batch sends about 17
+    arguments per user.
     """
 
     _serializer = redis.connection.HiredisRespSerializer()

@@ -424,3 +424,44 @@ def test_a_cluster_refuses_a_script_over_two_users_slots(cluster_services: Servi
             node.eval("return 1", 2, *keys)
     finally:
         node.close()
+
+
+def test_a_single_address_that_refuses_cross_slot_calls_gets_its_units_per_slot(
+    cluster_services: Services, tmp_path: Path
+) -> None:
+    # A sharded Redis behind one address (a proxy) looks like a single Redis to the client, which
+    # then packs many users into one script call. A cluster node reached by a plain client refuses
+    # such a call the same way (CROSSSLOT): the write must fall back to one call per slot.
+    settings = own_prefix(cluster_services, tmp_path).model_copy(update={"redis_cluster": False})
+    node = Redis.from_url(cluster_services.redis_url)
+    users: list[str] = []
+    try:
+        port = urlsplit(cluster_services.redis_url).port
+        owned = [
+            (int(low), int(high))
+            for low, high, primary, *_ in cast(list[Any], node.execute_command("CLUSTER", "SLOTS"))  # type: ignore[no-untyped-call]
+            if int(primary[1]) == port
+        ]
+        users = [
+            user
+            for user in (f"u{n}" for n in range(2000))
+            if any(low <= key_slot(user.encode()) <= high for low, high in owned)
+        ][:3]
+        assert len(users) == 3 and len({key_slot(u.encode()) for u in users}) == 3
+        ops = [RedisOp("rpush", (settings.redis_key(RECENT_KIND, user), "x")) for user in users]
+
+        async def scenario() -> None:
+            client = redis_async(settings)
+            try:
+                await execute_until_done(
+                    client, ops, what="a test batch", key_prefix=settings.redis_key_prefix, writer="test"
+                )
+            finally:
+                await client.aclose()
+
+        asyncio.run(scenario())
+        assert [node.llen(settings.redis_key(RECENT_KIND, user)) for user in users] == [1, 1, 1]
+    finally:
+        for user in users:
+            node.delete(settings.redis_key(RECENT_KIND, user))
+        node.close()
