@@ -43,6 +43,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     redis.exceptions.TryAgainError,
     redis.exceptions.AskError,  # MovedError
     redis.exceptions.SlotNotCoveredError,
+    # A full Redis (maxmemory reached, no eviction) refuses every write, whatever the records:
+    # quarantining would move every record of every batch to the dead-letter topic.
+    redis.exceptions.OutOfMemoryError,
 )
 # A Kafka error is a peer's, except the ones a record's own size or content causes.
 _RECORD_KAFKA_ERRORS: tuple[type[BaseException], ...] = (

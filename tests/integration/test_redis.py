@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from redis import Redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from stream.core.events import Event, EventType
 from stream.core.records import Recommendation, UserProfile
@@ -27,6 +27,7 @@ from stream.redis.apply_once import RedisOp, execute_until_done
 from stream.redis.client import redis_async, redis_sync
 from stream.redis.reco_store import EMB_KIND, FORGOTTEN_KIND, RECO_KIND, RecoStore, popular_key
 from stream.serving.lookups import recent_activity
+from stream.worker.quarantine import is_transient
 from tests.integration.conftest import Services, delete_keys
 from tests.support.cutting_proxy import CuttingProxy, Mode, cutting_proxy
 
@@ -465,3 +466,34 @@ def test_a_single_address_that_refuses_cross_slot_calls_gets_its_units_per_slot(
         for user in users:
             node.delete(settings.redis_key(RECENT_KIND, user))
         node.close()
+
+
+def test_a_full_redis_refuses_the_batch_as_a_peer_failure_not_the_records(
+    single_redis_only: Settings,
+) -> None:
+    # maxmemory below what the server already uses, no eviction: every write is refused with OOM.
+    # That is the server's state, not the batch's records: the worker must exit and read the batch
+    # again later, not quarantine its records one by one into the dead-letter topic.
+    ops = [RedisOp("rpush", (single_redis_only.redis_key(RECENT_KIND, "a"), "x"))]
+    admin = redis_sync(single_redis_only)
+    policy = cast(dict[str, str], admin.config_get("maxmemory*"))
+
+    async def scenario() -> None:
+        client = redis_async(single_redis_only)
+        try:
+            await execute_until_done(
+                client, ops, what="a test batch", key_prefix=single_redis_only.redis_key_prefix, writer="test"
+            )
+        finally:
+            await client.aclose()
+
+    try:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+        with pytest.raises(OutOfMemoryError) as refused:
+            asyncio.run(scenario())
+    finally:
+        admin.config_set("maxmemory", policy["maxmemory"])
+        admin.config_set("maxmemory-policy", policy["maxmemory-policy"])
+        admin.close()
+    assert is_transient(refused.value)

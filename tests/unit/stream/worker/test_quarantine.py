@@ -86,9 +86,11 @@ def test_errors_raised_from_a_peer_failure_count_as_transient() -> None:
         redis.exceptions.MovedError("3999 127.0.0.1:29501"),
         redis.exceptions.SlotNotCoveredError("slot 3999 not covered"),
         redis.exceptions.ClusterError("TTL exhausted"),
+        redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
     ],
 )
 def test_a_redis_cluster_failover_is_a_peer_failure(error: Exception) -> None:
-    """During a failover a forget's identity-link read may meet these: redeliver, never quarantine."""
+    """During a failover a forget's identity-link read may meet these, and a full Redis refuses
+    every write: redeliver, never quarantine."""
     assert is_transient(error)
     assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE"))
