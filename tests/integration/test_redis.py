@@ -427,6 +427,21 @@ def test_a_cluster_refuses_a_script_over_two_users_slots(cluster_services: Servi
         node.close()
 
 
+def apply_ops(settings: Settings, ops: list[RedisOp]) -> None:
+    """`execute_until_done` of `ops` under a fresh batch id, with a client of its own."""
+
+    async def scenario() -> None:
+        client = redis_async(settings)
+        try:
+            await execute_until_done(
+                client, ops, what="a test batch", key_prefix=settings.redis_key_prefix, writer="test"
+            )
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_single_address_that_refuses_cross_slot_calls_gets_its_units_per_slot(
     cluster_services: Services, tmp_path: Path
 ) -> None:
@@ -449,18 +464,9 @@ def test_a_single_address_that_refuses_cross_slot_calls_gets_its_units_per_slot(
             if any(low <= key_slot(user.encode()) <= high for low, high in owned)
         ][:3]
         assert len(users) == 3 and len({key_slot(u.encode()) for u in users}) == 3
-        ops = [RedisOp("rpush", (settings.redis_key(RECENT_KIND, user), "x")) for user in users]
-
-        async def scenario() -> None:
-            client = redis_async(settings)
-            try:
-                await execute_until_done(
-                    client, ops, what="a test batch", key_prefix=settings.redis_key_prefix, writer="test"
-                )
-            finally:
-                await client.aclose()
-
-        asyncio.run(scenario())
+        apply_ops(
+            settings, [RedisOp("rpush", (settings.redis_key(RECENT_KIND, user), "x")) for user in users]
+        )
         assert [node.llen(settings.redis_key(RECENT_KIND, user)) for user in users] == [1, 1, 1]
     finally:
         for user in users:
@@ -474,24 +480,15 @@ def test_a_full_redis_refuses_the_batch_as_a_peer_failure_not_the_records(
     # maxmemory below what the server already uses, no eviction: every write is refused with OOM.
     # That is the server's state, not the batch's records: the worker must exit and read the batch
     # again later, not quarantine its records one by one into the dead-letter topic.
-    ops = [RedisOp("rpush", (single_redis_only.redis_key(RECENT_KIND, "a"), "x"))]
     admin = redis_sync(single_redis_only)
     policy = cast(dict[str, str], admin.config_get("maxmemory*"))
-
-    async def scenario() -> None:
-        client = redis_async(single_redis_only)
-        try:
-            await execute_until_done(
-                client, ops, what="a test batch", key_prefix=single_redis_only.redis_key_prefix, writer="test"
-            )
-        finally:
-            await client.aclose()
-
     try:
         admin.config_set("maxmemory-policy", "noeviction")
         admin.config_set("maxmemory", 1)
         with pytest.raises(OutOfMemoryError) as refused:
-            asyncio.run(scenario())
+            apply_ops(
+                single_redis_only, [RedisOp("rpush", (single_redis_only.redis_key(RECENT_KIND, "a"), "x"))]
+            )
     finally:
         admin.config_set("maxmemory", policy["maxmemory"])
         admin.config_set("maxmemory-policy", policy["maxmemory-policy"])
