@@ -233,6 +233,16 @@ def _purchased_rows(window: Window, rows: Sequence[int | None]) -> set[int]:
     }
 
 
+def _weighted_term(
+    neighbours: CatalogueNeighbours, rows: Sequence[int | None]
+) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    """`neighbours`' term for a window whose events have catalogue rows `rows` (oldest first; None:
+    no indexed item), times the fusion weight in float32."""
+    item_rows, values = neighbours.scores([row for row in reversed(rows) if row is not None])
+    weighted: FloatArray = (values * np.float32(neighbours.fusion_weight)).astype(np.float32)
+    return item_rows, weighted
+
+
 class ProfileComputer:
     def __init__(
         self,
@@ -363,7 +373,7 @@ class ProfileComputer:
             pool,
             in_stock=self.catalogue.in_stock,
             exclude=exclusions,
-            boost=self._cooccurrence_boost([w for _, w, _ in users]),
+            boost=self._cooccurrence_boost(event_rows),
         )
         profiles = [
             self._profile(
@@ -385,26 +395,25 @@ class ProfileComputer:
         newest item events, newest first, `models.encoder.cooccurrence.MAX_EVENTS` at most."""
         if self.neighbours is None:
             return None
-        rows = [self.catalogue.row(e.item_id) for e in reversed(window.events) if e.item_id is not None]
-        item_rows, values = self.neighbours.scores([row for row in rows if row is not None])
-        weighted: FloatArray = (values * np.float32(self.neighbours.fusion_weight)).astype(np.float32)
-        return item_rows, weighted
+        rows = [self.catalogue.row(e.item_id) if e.item_id is not None else None for e in window.events]
+        return _weighted_term(self.neighbours, rows)
 
-    def _cooccurrence_boost(self, windows: Sequence[Window]) -> Boost | None:
-        """The co-occurrence term of each window as the ranking's boost (None: no neighbour lists).
+    def _cooccurrence_boost(self, event_rows: Sequence[Sequence[int | None]]) -> Boost | None:
+        """The co-occurrence term of each user's window as the ranking's boost (None: no neighbour
+        lists); `event_rows` are each window's events' catalogue rows, as `compute` looked them up.
 
         The term is >= 0 and non-zero only on the window items' neighbours; `top_k_rows` adds it
         to the tower's score (with the prior) in float32 before ranking, so the ranking is the
         exact top-K of the fused score, ties to the lower catalogue row."""
         if self.neighbours is None:
             return None
-        terms = [self.cooccurrence(window) for window in windows]
-        rows = [term[0] for term in terms if term is not None]
-        values = [term[1] for term in terms if term is not None]
+        terms = [_weighted_term(self.neighbours, rows) for rows in event_rows]
+        item_rows = [rows for rows, _ in terms] or [np.empty(0, np.int64)]
+        values = [term for _, term in terms] or [np.empty(0, np.float32)]
         return Boost(
-            user_rows=np.repeat(np.arange(len(rows), dtype=np.intp), [len(r) for r in rows]),
-            item_rows=np.concatenate(rows).astype(np.intp) if rows else np.empty(0, np.intp),
-            values=np.concatenate(values).astype(np.float32) if values else np.empty(0, np.float32),
+            user_rows=np.repeat(np.arange(len(terms), dtype=np.intp), [len(rows) for rows, _ in terms]),
+            item_rows=np.concatenate(item_rows).astype(np.intp),
+            values=np.concatenate(values).astype(np.float32),
         )
 
     def _behaviour_sum(
