@@ -363,13 +363,25 @@ def _add_boost(
     stride: int,
 ) -> None:
     """Add to each pair's score (float32, in place) its boost value, if the boost has the pair."""
-    boost_keys = boost.user_rows.astype(np.int64) * stride + boost.item_rows
-    order = np.argsort(boost_keys)
-    sorted_keys = boost_keys[order]
-    keys = pair_users.astype(np.int64) * stride + pair_items
+    hit, values = _lookup(
+        boost.user_rows.astype(np.int64) * stride + boost.item_rows,
+        boost.values,
+        pair_users.astype(np.int64) * stride + pair_items,
+    )
+    scores[hit] += values
+
+
+def _lookup(
+    known_keys: NDArray[np.integer], known_values: NDArray[np.float32], keys: NDArray[np.integer]
+) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
+    """Which `keys` are among `known_keys` (distinct), and the known values of those, in order."""
+    if not len(known_keys):
+        return np.zeros(len(keys), dtype=bool), known_values[:0]
+    order = np.argsort(known_keys)
+    sorted_keys = known_keys[order]
     at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    hit = sorted_keys[at] == keys
-    scores[hit] += boost.values[order][at[hit]]
+    hit: NDArray[np.bool_] = sorted_keys[at] == keys
+    return hit, known_values[order][at[hit]]
 
 
 def _with_boost_pairs(
@@ -477,12 +489,8 @@ def _scores_reusing(
     pair_users, pair_items = pairs
     known_keys, known_scores = known
     scores = np.empty(len(pair_users), dtype=np.float32)
-    order = np.argsort(known_keys)
-    sorted_keys = known_keys[order]
-    keys = pair_users * stride + pair_items
-    at = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
-    found = sorted_keys[at] == keys if len(sorted_keys) else np.zeros(len(keys), dtype=bool)
-    scores[found] = known_scores[order][at[found]]
+    found, found_scores = _lookup(known_keys, known_scores, pair_users * stride + pair_items)
+    scores[found] = found_scores
     fresh = ~found
     scores[fresh] = exact_scores(users, vectors, pair_users[fresh], pair_items[fresh])
     return scores
