@@ -315,7 +315,15 @@ class Settings(BaseSettings):
 
     # --- Worker ------------------------------------------------------------------------------
     batch_max_events: int = Field(500, ge=1, le=100_000, description="Micro-batch size cap.")
-    batch_max_wait_ms: int = Field(50, ge=1, le=60_000, description="Micro-batch time cap.")
+    batch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=60_000,
+        description=(
+            "Micro-batch interval: a batch that is not full is taken this long after the previous "
+            "one was taken, once no more records wait."
+        ),
+    )
     table_store: Literal["memory", "rocksdb"] = Field("memory", description="Faust table store.")
     worker_web_host: str = Field("127.0.0.1", description="Bind address of the worker's web server.")
     worker_web_port: Port = Field(6066, description="Port of the worker's web server (health, metrics).")

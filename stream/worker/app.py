@@ -1,11 +1,12 @@
 """The Faust app: per-user windows in a changelogged table, re-encoded profiles, top-K to Redis.
 
-Events are read in micro-batches (`batch_max_events` or `batch_max_wait_ms`, whichever comes
-first). A batch first passes the worker's own position per partition (`stream.worker.positions`): only
-records that run on without a gap from where the stored state ends are processed, records below
-it were processed already, and a gap sends the consumer back to read the missing records. Faust's
-commits are not trusted for this: its fetcher can drop records around restarts and rebalances
-and commit past them.
+Events are read in micro-batches: a batch is taken when it holds `batch_max_events`, or
+`batch_max_wait_ms` after the previous one was taken once no more records wait
+(`stream.worker.batching`). A batch first passes the worker's own position per partition
+(`stream.worker.positions`): only records that run on without a gap from where the stored state
+ends are processed, records below it were processed already, and a gap sends the consumer back to
+read the missing records. Faust's commits are not trusted for this: its fetcher can drop records
+around restarts and rebalances and commit past them.
 
 For each admitted batch: invalid messages go to the dead-letter topic as a bounded copy (prefix,
 size, sha256, reason: `stream.core.deadletter`), acknowledged by the broker before anything else
@@ -44,6 +45,7 @@ from stream.core.settings import Settings
 from stream.core.window import Window, WindowConfig
 from stream.kafka.security import _sasl_password, kafka_ssl_context
 from stream.profiles.computer import Timings
+from stream.worker.batching import take_batches
 from stream.worker.changelog import ChangelogWriter
 from stream.worker.fetch_wait import use_fetch_max_wait
 from stream.worker.handoff import PerBatchMonitor, RawBytesSchema, use_inline_handoff
@@ -231,9 +233,11 @@ def create_app(
         gc.freeze()
         loaded.append(state)
         try:
-            # take_events lives on faust.Stream, which the agent receives, not on StreamT.
-            async for batch in cast(faust.Stream[bytes], stream).take_events(
-                settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
+            # Full batches, or due ones once nothing more waits (stream/worker/batching.py).
+            async for batch in take_batches(
+                cast(faust.Stream[bytes], stream),
+                settings.batch_max_events,
+                settings.batch_max_wait_ms / 1000,
             ):
                 try:
                     await process_batch(batch, state)

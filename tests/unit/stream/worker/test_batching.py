@@ -1,0 +1,98 @@
+"""Micro-batches: full, or due once nothing more waits (stream/worker/batching.py).
+
+Run through a real Faust agent's test context (an in-memory channel; no broker is contacted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import faust
+import pytest
+
+from stream.worker.batching import take_batches
+
+Batch = list[Any]  # [taken at (s since start), done at (None while processed), values]
+
+
+def run_agent(
+    max_events: int,
+    within_s: float,
+    feed: Callable[[Any, list[Batch]], Awaitable[None]],
+    *,
+    process_s: float = 0.0,
+    settle_s: float = 0.5,
+) -> list[Batch]:
+    """Batches an agent reading with `take_batches` got while `feed(agent, batches)` put values."""
+    app = faust.App("batching-test", broker="kafka://127.0.0.1:1", store="memory://")
+    batches: list[Batch] = []
+    started = [0.0]
+
+    @app.agent()
+    async def collect(stream: faust.StreamT[int]) -> None:
+        async for batch in take_batches(cast(faust.Stream[int], stream), max_events, within_s):
+            entry: Batch = [time.monotonic() - started[0], None, [e.value for e in batch]]
+            batches.append(entry)
+            await asyncio.sleep(process_s)
+            entry[1] = time.monotonic() - started[0]
+
+    async def main() -> None:
+        async with collect.test_context() as agent:
+            started[0] = time.monotonic()
+            await feed(agent, batches)
+            await asyncio.sleep(settle_s)
+
+    asyncio.run(main())
+    return batches
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def test_every_value_arrives_once_in_order_and_no_batch_exceeds_the_bound() -> None:
+    async def feed(agent: Any, _: list[Batch]) -> None:
+        for value in range(23):
+            await agent.put(value, wait=False)
+
+    batches = run_agent(5, 0.05, feed)
+    assert [v for _, _, values in batches for v in values] == list(range(23))
+    assert max(len(values) for _, _, values in batches) == 5
+
+
+def test_a_batch_that_is_not_full_waits_until_due_after_the_previous_one_was_taken() -> None:
+    async def feed(agent: Any, batches: list[Batch]) -> None:
+        await agent.put(0, wait=False)  # the first batch is due at once
+        await until(lambda: len(batches) == 1)
+        await agent.put(1, wait=False)  # due only `within` after the first was taken
+
+    batches = run_agent(100, 0.3, feed, settle_s=0.6)
+    assert [values for _, _, values in batches] == [[0], [1]]
+    assert batches[1][0] - batches[0][0] >= 0.29
+
+
+def test_records_that_arrived_during_processing_go_at_once_when_due() -> None:
+    """Faust's take_events would wait `within` again after the slow batch (fails this test)."""
+
+    async def feed(agent: Any, batches: list[Batch]) -> None:
+        await agent.put(0, wait=False)
+        await until(lambda: len(batches) == 1)  # batch [0] is being processed (0.4 s)
+        for value in range(1, 21):
+            await agent.put(value, wait=False)
+
+    batches = run_agent(100, 0.2, feed, process_s=0.4, settle_s=1.2)
+    assert [values for _, _, values in batches][:2] == [[0], list(range(1, 21))]
+    # Taken right after the first batch was done (the batch was due 0.2 s after the first was
+    # taken, long before), with all twenty waiting records, not only the first of them.
+    assert batches[1][0] - batches[0][1] < 0.1
+
+
+def test_bad_bounds_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_events >= 1"):
+        take_batches(None, 0, 0.1)  # type: ignore[arg-type]
