@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import faust
 from faust.types import EventT
@@ -40,6 +40,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # n
 from stream.core.batch import BatchOutcome, apply_batch, not_forgotten
 from stream.core.deadletter import DeadLetter, SourcePosition
 from stream.core.decode import DecodedBatch, RawMessage, decode_batch
+from stream.core.errors import ProfilestreamError
 from stream.core.events import EventLimits
 from stream.core.settings import Settings
 from stream.core.window import Window, WindowConfig
@@ -113,6 +114,10 @@ def create_app(
         web_in_thread=False,
         # Faust's per-record timing feeds only its own statistics pages (stream/worker/handoff.py).
         monitor=PerBatchMonitor(),
+        # On SIGTERM, do not wait for the batch in hand to finish: a batch blocked on an
+        # unreachable Redis or Kafka would hold the shutdown for ever. Stopping mid-batch is a
+        # crash as far as the stored state goes: its positions are not stored, so it is read again.
+        stream_wait_empty=False,
     )
     events_topic = app.topic(settings.events_topic, schema=RawBytesSchema())
     dead_letter_topic = app.topic(settings.dead_letter_topic, schema=RawBytesSchema())
@@ -226,8 +231,7 @@ def create_app(
 
     @app.agent(events_topic, name="profilestream.events")
     async def process_events(stream: faust.StreamT[bytes]) -> None:
-        # Loaded in a thread: the event loop meanwhile answers /readyz ("loading") and heartbeats.
-        state = await asyncio.get_running_loop().run_in_executor(None, factory, settings)
+        state = await load_state(factory, settings)
         # The model, index and catalogue live as long as the worker: no collection needs to
         # scan them again.
         gc.freeze()
@@ -333,6 +337,7 @@ def _serve_pages(app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerStat
 
 
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
+EXIT_SETUP_FAILED = 78  # EX_CONFIG
 WORKER_BLAS_THREADS = 1  # the compute thread's; the event loop has the other core
 WORKER_GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults: (700, 10, 10)
 PRODUCER_LINGER_S = 0.005
@@ -356,6 +361,31 @@ def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> Non
     )
     logging.shutdown()
     os._exit(EXIT_BATCH_FAILED)
+
+
+async def load_state(factory: Callable[[Settings], WorkerState], settings: Settings) -> WorkerState:
+    """Open the worker's resources, or end the process (`exit_for_bad_setup`)."""
+    try:
+        # Loaded in a thread: the event loop meanwhile answers /readyz ("loading") and heartbeats.
+        return await asyncio.get_running_loop().run_in_executor(None, factory, settings)
+    except Exception as exc:
+        exit_for_bad_setup(exc)
+
+
+def exit_for_bad_setup(error: Exception) -> NoReturn:
+    """End the process when the model, index or tower cannot be opened.
+
+    Faust would restart the agent, which fails the same way for ever while the worker holds its
+    partitions and answers /healthz: a missing or mismatched model is fixed by its operator, not
+    by a retry. A `ProfilestreamError` says what to fix in one line; anything else keeps its
+    traceback.
+    """
+    if isinstance(error, ProfilestreamError):
+        log.critical("cannot start the worker: %s (exit %d)", error, EXIT_SETUP_FAILED)
+    else:
+        log.critical("cannot start the worker (exit %d)", EXIT_SETUP_FAILED, exc_info=error)
+    logging.shutdown()
+    os._exit(EXIT_SETUP_FAILED)
 
 
 def store_windows(
