@@ -126,7 +126,9 @@ def read_json(path: Path, what: str, hint: str) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ModelError(f"{what} {path} does not exist; {hint}") from exc
+        # A relative default (var/model) read from another directory is the usual cause: say where.
+        where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise ModelError(f"{what} {path}{where} does not exist; {hint}") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{what} {path} is not readable JSON ({exc}); {hint}") from exc
     if not isinstance(document, dict):

@@ -239,3 +239,12 @@ def test_runtime_import_path_is_free_of_torch() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_a_missing_relative_model_folder_names_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default model folder is relative (var/model): started elsewhere, the path alone misleads.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match=r"relative to the working directory .+ does not exist"):
+        load_encoder(Path("var/model"), CPU_OPTIONS)
