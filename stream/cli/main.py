@@ -126,12 +126,28 @@ def migrate_keys_command(ctx: click.Context, dry_run: bool, batch: int) -> None:
     """Move key schema v1 keys to v2 (one hash slot per user), keeping expiries; safe to rerun."""
     from stream.redis.migrate import migrate_keys
 
-    report = migrate_keys(_settings(ctx), batch=batch, dry_run=dry_run)
+    settings = _settings(ctx)
+    # The migration's own calls wait out the client's socket timeouts and retries (about 95 s by
+    # default) on a Redis that accepts connections and never answers; this fails in the budget.
+    asyncio.run(_redis_answers(settings, "a PING before the key migration"))
+    report = migrate_keys(settings, batch=batch, dry_run=dry_run)
     verb = "would copy" if dry_run else "copied"
     click.echo(
         f"{verb} {report.copied} v1 keys to v2; {report.kept_v2} v1 keys deleted where a newer v2 key "
         f"existed; {report.vanished} expired meanwhile"
     )
+
+
+async def _redis_answers(settings: Settings, what: str) -> None:
+    """ServiceUnavailable naming why, unless Redis answers a PING within `lookup_redis_budget_ms`."""
+    from stream.redis.client import redis_async
+    from stream.serving.lookups import bounded_redis
+
+    client = redis_async(settings)
+    try:
+        await bounded_redis(client.ping(), what, settings.lookup_redis_budget_ms)
+    finally:
+        await client.aclose()
 
 
 @main.command()

@@ -1,16 +1,15 @@
-"""Python producer SDK for backend services: build, validate and send v1 events with kafka-python.
+"""The kafka-python producer under the Python SDK, the HTTP collector and replay.
+
+The SDK for backend services is `ProfilestreamProducer` in `stream.ingest.sdk`:
 
     with ProfilestreamProducer(settings) as producer:
         producer.track("u42", "purchase", item_id="sku-9")
     # leaving the block flushes: every tracked event is acknowledged by the broker (acks=all)
 
-Events are validated with the same validator as the worker (`stream.core.events.event_from_dict`), so a
-bad call raises InvalidEvent at once, in the caller's code, instead of ending in the dead-letter
-topic later. Sends are asynchronous and batched (`linger_ms`); `flush()` waits for the broker and
-raises ServiceUnavailable if any event was not acknowledged, so nothing is dropped silently.
-
-`kafka_producer` builds the kafka-python producer shared by the SDK, the HTTP collector and replay:
-keyed by user_id, acks=all, idempotent (so retries neither duplicate nor reorder a partition).
+`kafka_producer` builds the kafka-python producer they share: keyed by user_id, acks=all,
+idempotent (so retries neither duplicate nor reorder a partition), sends asynchronous and batched
+(`linger_ms`). `wait_acknowledged` waits for the broker and raises ServiceUnavailable if any event
+was not acknowledged, so nothing is dropped silently.
 """
 
 from __future__ import annotations

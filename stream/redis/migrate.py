@@ -19,8 +19,9 @@ import logging
 from dataclasses import dataclass
 from typing import cast
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
+from stream.core.errors import ServiceUnavailable
 from stream.core.settings import Settings
 from stream.redis.activity import RECENT_KIND
 from stream.redis.client import SyncRedis, redis_sync
@@ -57,7 +58,11 @@ def v2_name(settings: Settings, v1: str) -> str | None:
 
 
 def migrate_keys(settings: Settings, *, batch: int = 500, dry_run: bool = False) -> MigrationReport:
-    """Move every v1 key of the prefix to its v2 name; safe to run again (see the module doc)."""
+    """Move every v1 key of the prefix to its v2 name; safe to run again (see the module doc).
+
+    ServiceUnavailable when Redis refuses, fails or times out (PROFILESTREAM_REDIS_SOCKET_TIMEOUT_S,
+    retries included) part-way; running again resumes.
+    """
     client = redis_sync(settings)
     report = MigrationReport()
     try:
@@ -74,6 +79,12 @@ def migrate_keys(settings: Settings, *, batch: int = 500, dry_run: bool = False)
                     chunk = []
         if chunk:
             _move(client, settings, chunk, report, dry_run)
+    except (RedisError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"Redis failed the key migration (v1 to v2): {str(exc).rstrip('.')}. Check that Redis runs "
+            "at PROFILESTREAM_REDIS_URL, then run `profilestream redis migrate-keys` again: it resumes "
+            "where this run stopped"
+        ) from exc
     finally:
         client.close()
     return report

@@ -45,7 +45,9 @@ async def bounded_redis(call: Awaitable[T], what: str, budget_ms: int) -> T:
         ) from exc
     except (RedisError, OSError) as exc:
         raise ServiceUnavailable(
-            f"Redis failed {what}: {exc}. Check that Redis runs at PROFILESTREAM_REDIS_URL; retry later"
+            # redis-py's messages may end in a full stop of their own.
+            f"Redis failed {what}: {str(exc).rstrip('.')}. Check that Redis runs at "
+            "PROFILESTREAM_REDIS_URL; retry later"
         ) from exc
 
 
@@ -192,10 +194,17 @@ class RecoClient:
 
 
 async def recent_activity(settings: Settings, user_id: str) -> list[dict[str, Any]]:
-    """A user's recent events, oldest first, as `RedisActivitySink` wrote them."""
+    """A user's recent events, oldest first, as `RedisActivitySink` wrote them.
+
+    ServiceUnavailable when Redis refuses, fails or does not answer within `lookup_redis_budget_ms`.
+    """
     redis = redis_async(settings)
     try:
-        raw = await redis.lrange(settings.redis_key(RECENT_KIND, user_id), 0, -1)
+        raw = await bounded_redis(
+            redis.lrange(settings.redis_key(RECENT_KIND, user_id), 0, -1),
+            "a recent-activity lookup",
+            settings.lookup_redis_budget_ms,
+        )
     finally:
         await redis.aclose()
     return [json.loads(item) for item in raw]
