@@ -408,7 +408,7 @@ class Settings(BaseSettings):
         le=10_000_000,
         description=(
             "Events the Python SDK may hold unacknowledged; track() then waits for the broker "
-            "(up to its flush timeout) and fails with BackPressure if still full."
+            "(up to its flush timeout) and fails with Overloaded if still full."
         ),
     )
     search_max_queued_queries: int = Field(
