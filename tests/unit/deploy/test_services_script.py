@@ -115,3 +115,30 @@ def test_apt_get_waits_for_the_dpkg_lock_with_a_bound(tmp_path: Path) -> None:
     assert 0 < services.APT_LOCK_TIMEOUT_S <= 3600
     install = (REPO / "deploy" / "local" / "install").read_text()
     assert 'apt-get -o "DPkg::Lock::Timeout=$APT_LOCK_TIMEOUT_S"' in install
+
+
+@pytest.mark.parametrize(
+    ("present", "absent", "absent_name"), [("redis", "KAFKA", "Kafka"), ("kafka", "REDIS", "Redis")]
+)
+def test_env_of_an_instance_with_one_server_does_not_point_at_the_other_default(
+    present: str, absent: str, absent_name: str
+) -> None:
+    # `up --only redis` then `env`: the default Kafka address would be someone else's broker.
+    name = f"envonly-{uuid.uuid4().hex[:6]}"
+    home = REPO / "var" / "services" / name
+    home.mkdir(parents=True)
+    try:
+        (home / f"{present}.log").write_text("")
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), "env", "--name", name],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(home)
+    assert result.returncode == 0, result.stderr
+    assert f"PROFILESTREAM_{present.upper()}" in result.stdout
+    assert not any(line.startswith(f"export PROFILESTREAM_{absent}") for line in result.stdout.splitlines())
+    assert f"runs no {absent_name}" in result.stdout
