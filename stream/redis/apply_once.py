@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +69,31 @@ APPLIED_KIND = "applied"
 # Names this process in its markers: two worker processes never share one.
 PROCESS_WRITER_ID = uuid.uuid4().hex[:12]
 MAX_BACKOFF_S = 5.0
+
+
+class UnansweredClock:
+    """Since when this process's writes have waited for Redis (`execute_until_done` retrying).
+
+    One per process (`REDIS_UNANSWERED`): the worker's /readyz reports it, so that a worker whose
+    batches wait for an unreachable Redis is not counted as serving.
+    """
+
+    def __init__(self) -> None:
+        self._since_s: float | None = None  # time.monotonic() of the first unanswered try
+
+    def failed(self) -> None:
+        if self._since_s is None:
+            self._since_s = time.monotonic()
+
+    def answered(self) -> None:
+        self._since_s = None
+
+    def unanswered_s(self) -> float:
+        """Seconds since the writes began to wait for Redis; 0.0 while Redis answers."""
+        return 0.0 if self._since_s is None else time.monotonic() - self._since_s
+
+
+REDIS_UNANSWERED = UnansweredClock()
 # A unit's marker only has to outlive the retries of one batch, which check it as soon as Redis
 # answers again; ten minutes covers that and keeps the markers few.
 APPLIED_MARKER_TTL_S = 600
@@ -321,6 +347,7 @@ async def execute_until_done(
             call for call, result in zip(pending, results, strict=True) if isinstance(result, BaseException)
         ]
         if not pending:
+            REDIS_UNANSWERED.answered()
             return
         if not cluster and any(_cross_slot(error) for error in errors):
             # Several shards behind one address: nothing of a refused call ran (the slot check
@@ -338,6 +365,7 @@ async def execute_until_done(
         if all(isinstance(error, NoScriptError) for error in errors):
             continue
         failure = failure or next(e for e in errors if not isinstance(e, NoScriptError))
+        REDIS_UNANSWERED.failed()
         log.warning(
             "redis unreachable (%s); retrying %d of %d script calls of %s in %.1fs",
             failure, len(pending), len(results), what, backoff_s,

@@ -46,6 +46,7 @@ from stream.core.settings import Settings
 from stream.core.window import Window, WindowConfig
 from stream.kafka.security import _sasl_password, kafka_ssl_context
 from stream.profiles.computer import Timings
+from stream.redis.apply_once import REDIS_UNANSWERED
 from stream.worker.batching import take_batches
 from stream.worker.changelog import ChangelogWriter
 from stream.worker.fetch_wait import use_fetch_max_wait
@@ -322,12 +323,15 @@ def _serve_pages(app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerStat
     async def _ready(web: Any, request: Any) -> Any:
         # Not ready while the model loads, the group rebalances or tables restore: a probe then
         # keeps traffic and rollouts waiting instead of counting this replica as serving.
+        unanswered_s = REDIS_UNANSWERED.unanswered_s()
         waiting = [
             reason
             for reason, pending in (
                 ("loading the encoder and index", not loaded),
                 ("rebalancing", app.rebalancing),
                 ("restoring tables from the changelog", app.in_recovery),
+                # Its batches wait (retrying) until Redis answers: nothing is served meanwhile.
+                (f"Redis, unanswered for {unanswered_s:.0f} s", unanswered_s >= REDIS_UNREADY_AFTER_S),
             )
             if pending
         ]
@@ -336,6 +340,8 @@ def _serve_pages(app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerStat
         return web.json({"status": "ready"})
 
 
+# A write that waits for Redis longer than a few retries (0.1 + 0.2 + ... s) makes /readyz 503.
+REDIS_UNREADY_AFTER_S = 3.0
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 EXIT_SETUP_FAILED = 78  # EX_CONFIG
 WORKER_BLAS_THREADS = 1  # the compute thread's; the event loop has the other core

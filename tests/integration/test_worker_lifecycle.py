@@ -1,8 +1,11 @@
-"""A worker that cannot open its model ends at once; SIGTERM stops a worker blocked on Redis."""
+"""A worker that cannot open its model ends at once; one blocked on Redis is not ready, and stops."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from stream.core.sample import SampleSpec, sample_events
@@ -36,7 +39,25 @@ def test_a_worker_that_cannot_open_its_model_exits_with_one_line_saying_what_to_
     assert "Traceback" not in text
 
 
-def test_sigterm_stops_a_worker_whose_batch_waits_for_an_unreachable_redis(
+def readiness(settings: Settings, deadline: float) -> list[str]:
+    """The worker's /readyz `waiting_for` list once it names Redis (or at the deadline)."""
+    url = f"http://127.0.0.1:{settings.worker_web_port}/readyz"
+    waiting: list[str] = []
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                waiting = json.loads(response.read()).get("waiting_for", [])
+        except urllib.error.HTTPError as exc:
+            waiting = json.loads(exc.read()).get("waiting_for", [])
+        except OSError:
+            waiting = []
+        if any(reason.startswith("Redis") for reason in waiting):
+            break
+        time.sleep(0.5)
+    return waiting
+
+
+def test_a_worker_waiting_for_an_unreachable_redis_is_not_ready_and_stops_on_sigterm(
     isolated: Settings, tmp_path: Path
 ) -> None:
     # Nothing listens on the port: every write retries with back-off, and the batch never ends.
@@ -52,6 +73,8 @@ def test_sigterm_stops_a_worker_whose_batch_waits_for_an_unreachable_redis(
             assert worker.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "the worker never tried to write: " + log.read_text()[-2000:]
             time.sleep(0.5)
+        # Its batches wait for Redis: the worker must not count as serving.
+        assert "Redis, unanswered for" in " ".join(readiness(settings, deadline)), log.read_text()[-2000:]
         started = time.monotonic()
         # Raises (after killing it) when the worker is still there after the timeout.
         code = stop_worker(worker, timeout_s=STOP_TIMEOUT_S)
