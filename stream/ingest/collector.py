@@ -19,10 +19,10 @@ validator (`stream.core.events.event_from_dict`), stamped with the collector's r
 - 503 with ``Retry-After`` when Kafka is unreachable or does not acknowledge in time. The events
   may or may not have landed: resend them with the same event_id (at least once).
 
-``GET /healthz`` is liveness (the process answers), ``GET /readyz`` readiness (Kafka answers and the
-events topic exists), ``GET /metrics`` Prometheus request counts and latencies, and events by
-outcome (accepted, rejected, clamped, truncated). ``/static/``
-serves the browser snippet ``profilestream.js`` and an example.
+``GET /healthz`` is liveness (the process answers), ``GET /readyz`` readiness (Kafka answers, the
+events topic exists, and no publish went unacknowledged within the Retry-After), ``GET /metrics``
+Prometheus request counts and latencies, and events by outcome (accepted, rejected, clamped,
+truncated). ``/static/`` serves the browser snippet ``profilestream.js`` and an example.
 """
 
 from __future__ import annotations

@@ -76,6 +76,8 @@ class KafkaGateway:
         self._producer: RecordSender | None = None
         self._down_until = 0.0
         self._last_failure: ServiceUnavailable | None = None
+        # The latest publish's failure and its clock time, while the latest publish failed.
+        self._unacknowledged: tuple[ServiceUnavailable, float] | None = None
         self.topic = settings.events_topic
 
     def _connected(self) -> RecordSender:
@@ -96,16 +98,29 @@ class KafkaGateway:
         """Produce `events` keyed by user_id and block until the broker acknowledged all of them."""
         producer = self._connected()
         try:
-            futures = [
-                producer.send(self.topic, key=event.user_id.encode(), value=event.to_json())
-                for event in events
-            ]
-        except KafkaError as exc:
-            raise not_acknowledged(self.topic, exc) from exc
-        wait_acknowledged(self.topic, futures, self._ack_timeout_s)
+            try:
+                futures = [
+                    producer.send(self.topic, key=event.user_id.encode(), value=event.to_json())
+                    for event in events
+                ]
+            except KafkaError as exc:
+                raise not_acknowledged(self.topic, exc) from exc
+            wait_acknowledged(self.topic, futures, self._ack_timeout_s)
+        except ServiceUnavailable as exc:
+            self._unacknowledged = (exc, self._clock())
+            raise
+        self._unacknowledged = None
 
     def ready(self) -> str | None:
-        """None when Kafka answers and the events topic exists, else the reason it is not ready."""
+        """None when Kafka answers and the events topic exists, else the reason it is not ready.
+
+        Not ready either for `retry_after_s` after a publish went unacknowledged (the Retry-After
+        its 503 gave): kafka-python answers `partitions_for` from its cached metadata, so a stopped
+        broker still looked ready while every POST answered 503. Bounded in time, so that a
+        collector that gets no traffic while it is not ready becomes ready again.
+        """
+        if (failed := self._unacknowledged) is not None and self._clock() - failed[1] < self._retry_after_s:
+            return str(failed[0])
         try:
             producer = self._connected()
             partitions = cast(Any, producer).partitions_for(self.topic)
