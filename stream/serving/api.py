@@ -25,6 +25,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -54,6 +55,28 @@ _UNAVAILABLE = {
 }
 # After the length checks (so that their messages come first): an invisible-only id is a 422.
 VISIBLE = AfterValidator(check_user_id)
+
+
+def require_utf8_url(request: Request) -> None:
+    """422 when the URL's path or query string is not UTF-8 once percent-decoded.
+
+    The server decodes such bytes to U+FFFD, so every id holding an invalid byte (``%FF``) would
+    read the one user "\ufffd"'s recommendations.
+    """
+    for part, raw in (
+        ("path", request.scope.get("raw_path", b"")),
+        ("query", request.scope.get("query_string", b"")),
+    ):
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HTTPException(
+                status_code=422,
+                detail=(
+                    f"the URL's {part} is not UTF-8 once percent-decoded (byte {exc.start}); "
+                    "percent-encode the UTF-8 bytes of the user id"
+                ),
+            ) from exc
 
 
 def create_lookup_app(settings: Settings) -> FastAPI:
@@ -90,19 +113,23 @@ def create_lookup_app(settings: Settings) -> FastAPI:
     # {user_id:path}: an id may hold "/" (percent-encoded by the client, decoded by the server).
     @app.get("/v1/users/{user_id:path}/recommendations", responses={503: _UNAVAILABLE})
     async def recommendations(
+        request: Request,
         user_id: Annotated[str, Path(min_length=1, max_length=MAX_USER_ID_CHARS), VISIBLE],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = settings.top_k,
     ) -> dict[str, Any]:
         """The user's top-k with reasons; `source` is "popular" when the user has no profile."""
+        require_utf8_url(request)
         result = await state["client"].get(user_id, k)
         return result.to_dict()
 
     @app.get("/v1/recommendations", responses={503: _UNAVAILABLE})
     async def recommendations_by_query(
+        request: Request,
         user_id: Annotated[str, Query(min_length=1, max_length=MAX_USER_ID_CHARS), VISIBLE],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = settings.top_k,
     ) -> dict[str, Any]:
         """The same as ``/v1/users/{user_id}/recommendations``, with the id in the query string."""
+        require_utf8_url(request)
         result = await state["client"].get(user_id, k)
         return result.to_dict()
 

@@ -66,6 +66,12 @@ def errors(response: Any) -> list[tuple[str, str]]:
         ({"q": "\u200b\ufeff\u2060"}, "q", "invisible"),
         ({"q": "\u3000\u00a0 \u200c"}, "q", "invisible"),
         ({"q": "pens", "user_id": "\u200b"}, "user_id", "invisible"),
+        # Default_Ignorable_Code_Point and blank fillers: GET /v1/search?q=%E3%85%A4 answered 200.
+        ({"q": "\u3164"}, "q", "invisible"),
+        ({"q": "\u115f\u1160\uffa0"}, "q", "invisible"),
+        ({"q": "\u2800 \u2800"}, "q", "invisible"),
+        ({"q": "\u034f\ufe0f\U000e0041"}, "q", "invisible"),
+        ({"q": "pens", "user_id": "\u3164"}, "user_id", "invisible"),
         ({"q": "pens", "k": "0"}, "k", "greater than or equal to 1"),
         ({"q": "pens", "k": "101"}, "k", "less than or equal to 100"),
         ({"q": "pens", "k": "ten"}, "k", "valid integer"),
@@ -122,3 +128,20 @@ def test_field_case_f15_zero_width_searches_are_empty(fake_model: TestClient) ->
     for query in case["zero_width_queries"]:
         assert fake_model.get("/v1/search", params={"q": query}).status_code == 422
     assert fake_model.get("/v1/search", params={"q": case["emoji_only"]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "part"),
+    [
+        ("/v1/users/%FF/recommendations", "path"),
+        ("/v1/users/shop%2F%ED%A0%80/recommendations", "path"),
+        ("/v1/recommendations?user_id=%FF%FE", "query"),
+    ],
+)
+def test_an_id_that_is_not_utf8_once_percent_decoded_is_a_422(
+    no_model: TestClient, url: str, part: str
+) -> None:
+    # The server decodes such bytes to U+FFFD: every id holding one read the same user's list.
+    response = no_model.get(url)
+    assert response.status_code == 422, response.text
+    assert f"URL's {part} is not UTF-8" in response.json()["detail"]
