@@ -150,8 +150,18 @@ async def _redis_answers(settings: Settings, what: str) -> None:
         await client.aclose()
 
 
+def _checked_user_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The lookups' rules for a user id (length, not only invisible characters), as a usage error."""
+    from stream.serving.search import check_user_id
+
+    try:
+        return check_user_id(value) or value
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
 @main.command()
-@click.argument("user_id")
+@click.argument("user_id", callback=_checked_user_id)
 @click.pass_context
 @_friendly_errors
 def recent(ctx: click.Context, user_id: str) -> None:
@@ -284,7 +294,7 @@ def index_command(
 
 
 @main.command()
-@click.argument("user_id")
+@click.argument("user_id", callback=_checked_user_id)
 @click.option("-k", default=None, type=click.IntRange(1, 1000), help="How many items (default: top_k).")
 @click.pass_context
 @_friendly_errors
