@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,7 @@ def detect_format(path: Path) -> CatalogFormat:
 
 
 def read_catalog(path: Path, fmt: CatalogFormat = "auto", *, encoding: str = "utf-8") -> list[CatalogItem]:
-    """All items of a catalogue file; a duplicate item_id keeps the last row (later rows win).
+    """All items of a catalogue file; a duplicate item_id keeps the last row (later rows win, logged).
 
     Raises `CatalogError` (naming the file, and the line or row where there is one) for a missing
     file, an unknown format, undecodable text or an invalid row; malformed lines are skipped and
@@ -190,7 +191,17 @@ def read_catalog(path: Path, fmt: CatalogFormat = "auto", *, encoding: str = "ut
             tally.malformed,
             "; ".join(tally.first_malformed),
         )
-    return list({item.item_id: item for item in items}.values())
+    kept = {item.item_id: item for item in items}
+    if len(kept) < len(items):
+        # Later rows win (an update appended to an export); said, so that a mis-keyed export shows.
+        repeated = [item_id for item_id, rows in Counter(i.item_id for i in items).items() if rows > 1]
+        log.warning(
+            "catalogue %s: %d rows repeat an earlier item_id and replace it (first: %s)",
+            path,
+            len(items) - len(kept),
+            ", ".join(repr(i) for i in repeated[:3]),
+        )
+    return list(kept.values())
 
 
 def read_amazon_items(path: Path, *, encoding: str = "utf-8") -> Iterable[CatalogItem]:

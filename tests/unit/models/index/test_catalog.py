@@ -53,10 +53,11 @@ def test_jsonl_csv_and_parquet_read_the_same_items(tmp_path: Path) -> None:
     assert read_catalog(parquet) == expected
 
 
-def test_later_duplicate_rows_win(tmp_path: Path) -> None:
+def test_later_duplicate_rows_win_and_are_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "items.jsonl"
     path.write_text('{"item_id": "a", "title": "Old"}\n{"item_id": "a", "title": "New"}\n')
     assert [item.title for item in read_catalog(path)] == ["New"]
+    assert "1 rows repeat an earlier item_id and replace it (first: 'a')" in caplog.text
 
 
 def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
