@@ -14,12 +14,21 @@ from __future__ import annotations
 import enum
 import json
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import regex
+
 from stream.core.errors import InvalidEvent
+from stream.core.json_numbers import (
+    MAX_INT64,
+    MAX_INTEGER_DIGITS,
+    BoundedDecoder,
+    OversizedNumber,
+    number_too_large,
+    unsafe_number_path,
+)
 from stream.core.settings import DEFAULT_MIN_TS_MS, Settings
 
 SCHEMA_VERSION = 1
@@ -143,7 +152,8 @@ def _reject_constant(name: str) -> object:
     raise InvalidEvent("$", f"{name} is not valid JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# Over-large numbers parse into OversizedNumber values, which the validator rejects by field.
+_DECODER = BoundedDecoder(_reject_constant)
 MAX_FIELD_NAME_CHARS = 64
 # JSON can spell a lone UTF-16 surrogate ("\\ud800"); it is no Unicode character, cannot be
 # encoded as UTF-8 and would fail every later write of the event.
@@ -165,6 +175,9 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
         shown = json.dumps(name[:MAX_FIELD_NAME_CHARS])
         raise InvalidEvent("$", f"unknown field {shown} in schema v1 (check its spelling)")
     version = doc.get("v", SCHEMA_VERSION)
+    too_large = number_too_large(version)
+    if too_large is not None:
+        raise InvalidEvent("v", f"{too_large}; this decoder reads v1: send 1 (or leave v out)")
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise InvalidEvent("v", f"unsupported schema version {version!r}; this decoder reads v1")
 
@@ -220,6 +233,11 @@ def _optional_received(doc: Mapping[str, object]) -> int | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    too_large = number_too_large(value)
+    if too_large is not None:
+        raise InvalidEvent(
+            "received_ms", f"{too_large}; send ms since the epoch, a non-negative integer up to {MAX_INT64}"
+        )
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidEvent(
             "received_ms", f"expected a non-negative integer (ms since epoch), got {value!r}"[:200]
@@ -233,7 +251,7 @@ def json_type(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | OversizedNumber):
         return "a number"
     if isinstance(value, str):
         return "a string"
@@ -274,15 +292,19 @@ def _optional_text(doc: Mapping[str, object], name: str, max_chars: int) -> str 
     return value
 
 
-# Unicode categories that draw nothing: controls (Cc), format characters such as the zero-width
-# space U+200B, word joiner U+2060 and BOM U+FEFF (Cf), and space, line and paragraph separators
-# such as U+00A0 and U+3000 (Zs, Zl, Zp). Text made only of these is empty to a reader.
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+# Characters that draw nothing, by Unicode property (the `regex` module's tables, kept current
+# with each Unicode release): whitespace; controls (Cc); format characters such as the zero-width
+# space U+200B and BOM U+FEFF (Cf); space, line and paragraph separators such as U+00A0 and
+# U+3000 (Z); Default_Ignorable_Code_Point, which fonts render as nothing (DerivedCoreProperties:
+# the Hangul fillers U+115F, U+1160, U+3164 and U+FFA0, the combining grapheme joiner U+034F,
+# variation selectors, tags U+E0000-E0FFF...); and U+2800 BRAILLE PATTERN BLANK, a visible-width
+# blank widely used to fake an empty name. Text made only of these is empty to a reader.
+_BLANK = regex.compile(r"[\p{White_Space}\p{Cc}\p{Cf}\p{Z}\p{Default_Ignorable_Code_Point}\u2800]*")
 
 
 def is_blank(text: str) -> bool:
     """True when `text` shows nothing: empty, or only whitespace and invisible characters."""
-    return all(char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in text)
+    return _BLANK.fullmatch(text) is not None
 
 
 def truncate_query(text: str) -> str:
@@ -318,12 +340,20 @@ def _require_ts(doc: Mapping[str, object], limits: EventLimits, now_ms: int) -> 
         raise InvalidEvent("ts_ms", "required field is missing")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    latest = now_ms + limits.max_future_skew_ms
+    # Before any message shows the number: the text of a huge int is slow to make, or raises.
+    too_large = number_too_large(value)
+    if too_large is not None:
+        raise InvalidEvent(
+            "ts_ms",
+            f"{too_large}; send ms since the epoch, an integer from {limits.min_ts_ms} to {latest} "
+            "(the latest accepted now)",
+        )
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidEvent("ts_ms", f"expected an integer (ms since epoch), got {json_type(value)}")
     if value < limits.min_ts_ms:
         hint = " (it looks like seconds: multiply by 1000)" if value * 1000 >= limits.min_ts_ms else ""
         raise InvalidEvent("ts_ms", f"{value} is before the oldest accepted time {limits.min_ts_ms}{hint}")
-    latest = now_ms + limits.max_future_skew_ms
     if value > latest:
         raise InvalidEvent("ts_ms", f"{value} lies in the future (latest accepted now: {latest})")
     return value
@@ -337,8 +367,36 @@ def _optional_context(doc: Mapping[str, object]) -> Mapping[str, Any]:
         raise InvalidEvent("context", f"expected an object, got {json_type(value)}")
     if len(value) > MAX_CONTEXT_KEYS:
         raise InvalidEvent("context", f"{len(value)} keys, over the limit of {MAX_CONTEXT_KEYS}")
+    # The event is written as JSON (Kafka, dead letters): a value JSON text cannot carry would
+    # fail that write, or come back unreadable, long after this validation passed.
     try:
-        json.dumps(value, ensure_ascii=False).encode()
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text.encode()
     except UnicodeEncodeError as exc:
         raise InvalidEvent("context", _SURROGATE_REASON) from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        _reject_unsafe_number(value)
+        # A Python caller's value (a datetime, a set, a cycle, deep nesting): only JSON travels.
+        raise InvalidEvent(
+            "context",
+            f"holds a value JSON cannot carry ({exc}); use strings, numbers, booleans, null, lists "
+            "and objects",
+        ) from exc
+    # json.dumps wrote every integer it could, up to Python's limit; only a long run of digits in
+    # the text (often just a long string) calls for a look at the numbers.
+    if _LONG_DIGITS.search(text):
+        _reject_unsafe_number(value)
     return value
+
+
+_LONG_DIGITS = re.compile(f"[0-9]{{{MAX_INTEGER_DIGITS + 1},}}")
+
+
+def _reject_unsafe_number(context: object) -> None:
+    unsafe = unsafe_number_path(context, "context")
+    if unsafe is not None:
+        path, what = unsafe
+        raise InvalidEvent(
+            "context",
+            f"{path}: {what}; send a finite number of at most {MAX_INTEGER_DIGITS} digits, or a string",
+        )

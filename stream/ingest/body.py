@@ -22,6 +22,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 
+from stream.core import json_numbers
 from stream.core.errors import InvalidEvent
 from stream.core.events import Event, EventLimits, event_from_dict, query_truncated
 
@@ -185,7 +186,8 @@ def _inflate(data: bytes, wbits: int, coding: str, max_bytes: int) -> tuple[byte
 def parse_json(body: bytes) -> object | Rejection:
     """The parsed body, or a 400 saying why it is not JSON (NaN and Infinity are not JSON)."""
     try:
-        doc: object = json.loads(body, parse_constant=_reject_constant)
+        # Over-large numbers parse into values the validator rejects with their event alone.
+        doc: object = json_numbers.loads(body, _DECODER)
     except RecursionError:
         return body_error(400, "JSON nested too deeply")
     except UnicodeDecodeError as exc:
@@ -280,10 +282,18 @@ def _unwrap(doc: object, sent_at_header: str | None) -> tuple[object, int | None
 
 
 def _sent_at(value: object, name: str) -> int | Rejection:
-    if isinstance(value, str):
-        value = int(value) if value.isascii() and value.isdigit() else value
+    fix = f"send the client's send time in ms since epoch, an integer up to {json_numbers.MAX_INT64}"
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        # int() of a long digit string raises (or is slow): its length alone says it is too large.
+        digits = len(value.lstrip("0"))
+        if digits > len(str(json_numbers.MAX_INT64)):
+            return body_error(422, f"number too large ({digits} digits); {fix}", name)
+        value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    too_large = json_numbers.number_too_large(value)
+    if too_large is not None:
+        return body_error(422, f"{too_large}; {fix}", name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return body_error(
             422,
@@ -303,8 +313,10 @@ def _stamp_times(
     ts = item.get("ts_ms")
     if isinstance(ts, float) and ts.is_integer():
         ts = int(ts)
-    if isinstance(ts, bool) or not isinstance(ts, int):
-        return stamped, False  # the validator names what is wrong with it
+    if isinstance(ts, bool) or not isinstance(ts, int) or json_numbers.number_too_large(ts) is not None:
+        # The validator names what is wrong with it; a number past 64 bits is no clock's reading
+        # to correct, but garbage.
+        return stamped, False
     if sent_at_ms is not None:
         ts = received_ms - (sent_at_ms - ts)
     if not limits.min_ts_ms <= ts <= received_ms + limits.max_future_skew_ms:
@@ -316,6 +328,9 @@ def _stamp_times(
 
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json_numbers.BoundedDecoder(_reject_constant)
 
 
 def _check_size(size: int, limits: EventLimits) -> None:

@@ -101,7 +101,7 @@ def ml100k_docs(lines: Iterable[str]) -> list[dict[str, Any]]:
         user, item, rating_text, ts_text = parts[:4]
         try:
             rating, ts_ms = float(rating_text), int(float(ts_text) * 1000)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: a time past the float range (1e400)
             docs.append({"event_id": f"ml-line-{number}", "user_id": user, "ts_ms": ts_text})
             continue
         docs.append(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from stream.core import json_numbers
 from stream.core.errors import SourceError
 
 TableFormat = Literal["csv", "jsonl", "parquet"]
@@ -212,7 +213,8 @@ def read_jsonl_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int,
 def _jsonl_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
     for number, raw in read_jsonl_lines(path, encoding):
         try:
-            value = json.loads(raw)
+            # An over-large number parses into a value the validator rejects, naming the field.
+            value = json_numbers.loads(raw)
         except (ValueError, RecursionError) as exc:
             tally.note_malformed(number, _json_problem(exc))
             continue

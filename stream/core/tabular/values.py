@@ -33,6 +33,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from types import MappingProxyType
 from typing import Any, Literal
 
+from stream.core import json_numbers
 from stream.core.errors import ConfigError, InvalidEvent, UnmappedEventType
 from stream.core.events import EventType
 
@@ -361,7 +362,7 @@ def normalise_v1(
     if isinstance(context, str):
         # Context text that is not JSON is left as text: the validator names the field.
         with contextlib.suppress(ValueError, RecursionError):
-            out["context"] = json.loads(context)
+            out["context"] = json_numbers.loads(context)
     out = {name: value for name, value in out.items() if value is not None}
     if "event_id" not in out:
         out["event_id"] = derived_event_id(out, id_prefix)

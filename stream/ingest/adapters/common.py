@@ -22,6 +22,7 @@ from typing import Any
 
 from stream.core.errors import InvalidEvent
 from stream.core.events import MAX_ID_CHARS, Event, EventLimits, event_from_dict, json_type, query_truncated
+from stream.core.json_numbers import MAX_INTEGER_DIGITS, number_too_large
 from stream.ingest.body import FieldError
 
 # Context values copied from the sender are bounded like ids, so that a mapped event stays far
@@ -221,14 +222,22 @@ def integer_ms(value: object, path: str, *, divisor: int = 1) -> int | None:
     """An integer time (a JSON number or a numeric string, as trackers send them) divided to ms."""
     if value is None or value == "":
         return None
+    fix = "send the time as an integer (ms since epoch; us for a *_micros field)"
     if isinstance(value, str):
-        text = value
+        sent, text = value, value.strip()
+        digits = text.lstrip("+-").lstrip("0")
+        # int() of a long digit string raises (Python's digit limit): its length says enough.
+        if len(digits) > MAX_INTEGER_DIGITS and digits.isdigit():
+            raise InvalidEvent(path, f"number too large ({len(digits)} digits); {fix}")
         try:
-            value = int(text.strip())
+            value = int(text)
         except ValueError as exc:
-            raise InvalidEvent(path, f"expected an integer time, got {json.dumps(text[:40])}") from exc
+            raise InvalidEvent(path, f"expected an integer time, got {json.dumps(sent[:40])}") from exc
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    too_large = number_too_large(value)
+    if too_large is not None:
+        raise InvalidEvent(path, f"{too_large}; {fix}")
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidEvent(path, f"expected an integer time, got {json_type(value)}")
     return _to_ms(value // divisor, path)

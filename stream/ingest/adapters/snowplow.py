@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from stream.core import json_numbers
 from stream.core.errors import InvalidEvent
 from stream.core.events import EventType, json_type
 from stream.ingest.adapters.common import (
@@ -240,7 +240,7 @@ def _json_field(event: Mapping[str, Any], plain: str, encoded: str, path: str) -
     else:
         return None, f"{path}{encoded}"
     try:
-        return json.loads(text), field
+        return json_numbers.loads(text), field
     except (ValueError, RecursionError) as exc:
         raise InvalidEvent(field, f"not valid JSON text ({exc.__class__.__name__})") from exc
 

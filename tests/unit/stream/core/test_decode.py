@@ -49,3 +49,26 @@ def test_event_keyed_by_another_user_is_dead_lettered() -> None:
     assert batch.events == []
     assert [d.field for d in batch.dead_letters] == ["user_id", "user_id"]
     assert "key" in batch.dead_letters[0].reason
+
+
+def test_a_number_too_large_to_parse_is_a_dead_letter_naming_the_field_not_a_batch_failure() -> None:
+    # A 5001-digit literal made json raise ValueError out of decode_batch: the worker halved the
+    # batch down to this record and quarantined it as a processing failure.
+    digits = "1" + "0" * 5000
+    huge_ts = event_bytes("w-bigint").replace(str(NOW_MS).encode(), digits.encode())
+    huge_price = event_bytes("w-price").replace(b"}", b', "context": {"price": ' + digits.encode() + b"}}")
+    batch = decode_batch(
+        [
+            message(1, event_bytes("a")),
+            message(2, huge_ts),
+            message(3, huge_price),
+            message(4, event_bytes("b")),
+        ],
+        limits=EventLimits(),
+        now_ms=NOW_MS,
+    )
+    assert [e.event_id for e in batch.events] == ["a", "b"]
+    assert [(d.source.offset, d.field) for d in batch.dead_letters] == [(2, "ts_ms"), (3, "context")]
+    assert batch.dead_letters[0].reason.startswith("number too large (5001 digits); send ms since the epoch")
+    assert batch.dead_letters[1].reason.startswith("context.price: number too large (5001 digits)")
+    assert batch.dead_letters[0].raw == huge_ts

@@ -303,3 +303,247 @@ def test_a_query_within_the_limit_is_kept_as_sent() -> None:
     assert event.query == query
     assert not query_truncated(query)
     assert not query_truncated("  " + "q" * MAX_QUERY_CHARS + "  ")
+
+
+# --- numbers too large to parse or to hold -----------------------------------------------------------
+
+# 5001 digits: past Python's limit on int-from-text (4300), where json.loads raised a ValueError.
+BIG = "1" + "0" * 5000
+NUMBER_LIMITS = EventLimits(max_bytes=16_384)
+NUMERIC_FIELDS = [
+    ("ts_ms", "send ms since the epoch, an integer from"),
+    ("received_ms", "send ms since the epoch, a non-negative integer up to 9223372036854775807"),
+    ("v", "this decoder reads v1: send 1"),
+]
+
+
+def with_literal(name: str, literal: str, doc: dict[str, Any] | None = None) -> bytes:
+    """A valid event whose field `name` holds the JSON number `literal`, verbatim."""
+    event = valid() if doc is None else doc
+    event[name] = "@NUMBER@"
+    return json.dumps(event).replace('"@NUMBER@"', literal).encode()
+
+
+def rejected_with(raw: bytes) -> InvalidEvent:
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(raw, limits=NUMBER_LIMITS, now_ms=NOW_MS)
+    return info.value
+
+
+@pytest.mark.parametrize(("name", "fix"), NUMERIC_FIELDS)
+@pytest.mark.parametrize(
+    ("literal", "size"),
+    [
+        (BIG, "number too large (5001 digits)"),
+        ("-" + BIG, "number too small (5001 digits)"),
+        ("1e400", "number too large (1e400 overflows a 64-bit float)"),
+        ("1" + "0" * 300 + ".0", "number too large (301 digits)"),
+    ],
+    ids=["5001-digits", "minus-5001-digits", "1e400", "301-digit-float"],
+)
+def test_a_number_too_large_is_rejected_naming_its_field_and_the_fix(
+    name: str, fix: str, literal: str, size: str
+) -> None:
+    error = rejected_with(with_literal(name, literal))
+    assert error.field == name
+    if name == "v" and literal.endswith(".0"):
+        # A finite float: no integer is read from it, and it is no version.
+        assert error.reason.startswith("unsupported schema version 1e+300")
+        return
+    assert error.reason.startswith(f"{size}; ")
+    assert fix in error.reason
+    assert "int_max_str_digits" not in error.reason
+
+
+@pytest.mark.parametrize(("name", "fix"), NUMERIC_FIELDS)
+@pytest.mark.parametrize(
+    "value", [10**5000, -(10**5000), 2**64, 1e300], ids=["10**5000", "-10**5000", "2**64", "1e300"]
+)
+def test_a_python_number_too_large_is_an_invalid_event_not_a_value_error(
+    name: str, fix: str, value: object
+) -> None:
+    # The SDK and the file loaders hand Python values to event_from_dict.
+    with pytest.raises(InvalidEvent) as info:
+        event_from_dict(valid(**{name: value}), limits=LIMITS, now_ms=NOW_MS)
+    assert info.value.field == name
+    if name == "v" and isinstance(value, float):
+        assert info.value.reason.startswith("unsupported schema version 1e+300")
+        return
+    assert info.value.reason.startswith("number too ")
+    assert fix in info.value.reason
+
+
+def test_a_received_time_orjson_cannot_write_is_rejected() -> None:
+    # It passed as "non-negative", then failed the worker's activity and window writes (orjson).
+    assert rejected_doc(valid(received_ms=2**64)).field == "received_ms"
+    assert decode(valid(received_ms=2**63 - 1)).received_ms == 2**63 - 1
+
+
+@pytest.mark.parametrize("name", ["event_id", "user_id", "item_id", "session_id", "type"])
+def test_a_huge_number_in_a_text_field_is_named_as_a_number(name: str) -> None:
+    error = rejected_with(with_literal(name, BIG))
+    assert (error.field, error.reason) == (name, "expected a string, got a number")
+
+
+@pytest.mark.parametrize(
+    ("literal", "path", "size"),
+    [
+        (BIG, "context.items[1].price", "number too large (5001 digits)"),
+        ("-1e999", "context.items[1].price", "number too small (-1e999 overflows a 64-bit float)"),
+    ],
+    ids=["5001-digits", "-1e999"],
+)
+def test_a_huge_number_inside_the_context_is_named_by_its_path(literal: str, path: str, size: str) -> None:
+    raw = json.dumps(valid(context={"items": [{"sku": "a"}, {"price": "@NUMBER@"}]}))
+    error = rejected_with(raw.replace('"@NUMBER@"', literal).encode())
+    assert error.field == "context"
+    assert error.reason.startswith(f"{path}: {size}; send a finite number of at most 640 digits")
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"price": 10**5000}, {"price": float("nan")}, {"q": [float("inf")]}, {"at": object()}, {"s": {1, 2}}],
+    ids=["10**5000", "nan", "inf", "object", "set"],
+)
+def test_a_python_context_value_json_cannot_carry_is_an_invalid_event(context: dict[str, Any]) -> None:
+    # Before: a ValueError or TypeError, or NaN written into the record for the worker to refuse.
+    with pytest.raises(InvalidEvent) as info:
+        event_from_dict(valid(context=context), limits=LIMITS, now_ms=NOW_MS)
+    assert info.value.field == "context"
+
+
+def test_numbers_within_bounds_are_kept_as_sent() -> None:
+    digits = "9" * 640
+    raw = json.dumps(valid(context={"big": "@NUMBER@", "price": 1.5})).replace('"@NUMBER@"', digits)
+    event = decode_event(raw.encode(), limits=NUMBER_LIMITS, now_ms=NOW_MS)
+    assert event.context == {"big": int(digits), "price": 1.5}
+
+
+_FIELDS = ["v", "event_id", "user_id", "type", "item_id", "query", "ts_ms", "session_id", "context"]
+_FIELDS += ["received_ms", "known_user_id"]
+
+
+@given(
+    name=st.sampled_from(_FIELDS),
+    sign=st.sampled_from(["", "-"]),
+    # Short numbers, and long ones around and past Python's int-from-text limit (4300 digits).
+    whole=st.one_of(
+        st.text(alphabet="0123456789", min_size=1, max_size=30),
+        st.integers(600, 6000).map(lambda n: "9" * n),
+    ),
+    fraction=st.one_of(st.just(""), st.text(alphabet="0123456789", min_size=1, max_size=5).map(".{}".format)),
+    exponent=st.one_of(st.just(""), st.integers(-1000, 1000).map("e{}".format)),
+)
+def test_any_number_in_any_field_decodes_or_is_an_invalid_event(
+    name: str, sign: str, whole: str, fraction: str, exponent: str
+) -> None:
+    literal = sign + (whole.lstrip("0") or "0") + fraction + exponent
+    raw = with_literal(name, literal, valid(type="search", item_id=_DROP, query="pens"))
+    try:
+        decode_event(raw, limits=NUMBER_LIMITS, now_ms=NOW_MS).to_json()
+    except InvalidEvent as exc:
+        assert exc.field in (name, "v", "item_id", "query")
+
+
+# --- text that shows nothing: Unicode Default_Ignorable_Code_Point and blank fillers ----------------
+
+# Default_Ignorable_Code_Point, from Unicode's DerivedCoreProperties.txt (Unicode 16.0), which the
+# `regex` module's \p{Default_Ignorable_Code_Point} implements.
+DEFAULT_IGNORABLE_RANGES = [
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+]
+# Those the category check (Cc, Cf, Zs, Zl, Zp) let through, and U+2800 BRAILLE PATTERN BLANK.
+SHOWS_NOTHING = [
+    "\u3164",  # HANGUL FILLER
+    "\u115f",  # HANGUL CHOSEONG FILLER
+    "\u1160",  # HANGUL JUNGSEONG FILLER
+    "\uffa0",  # HALFWIDTH HANGUL FILLER
+    "\u2800",  # BRAILLE PATTERN BLANK
+    "\u034f",  # COMBINING GRAPHEME JOINER
+    "\u17b4",  # KHMER VOWEL INHERENT AQ
+    "\u17b5",  # KHMER VOWEL INHERENT AA
+    "\u180b",  # MONGOLIAN FREE VARIATION SELECTOR ONE
+    "\u180f",  # MONGOLIAN FREE VARIATION SELECTOR FOUR
+    "\ufe00",  # VARIATION SELECTOR-1
+    "\ufe0f",  # VARIATION SELECTOR-16
+    "\u2065",  # unassigned, reserved default-ignorable
+    "\ufff0",  # unassigned, reserved default-ignorable
+    "\U000e0000",  # unassigned, in the tag block
+    "\U000e0100",  # VARIATION SELECTOR-17
+    "\U000e0fff",  # unassigned, reserved default-ignorable
+]
+
+
+def _code_point(char: str) -> str:
+    return f"U+{ord(char):04X}"
+
+
+@pytest.mark.parametrize("char", SHOWS_NOTHING, ids=_code_point)
+def test_default_ignorable_and_blank_filler_characters_are_blank(char: str) -> None:
+    assert is_blank(char)
+    assert is_blank(f" {char}\u200b{char}{char}\u3000")
+    assert not is_blank(char + "a")
+
+
+@pytest.mark.parametrize("char", SHOWS_NOTHING, ids=_code_point)
+@pytest.mark.parametrize("name", ["event_id", "user_id", "item_id", "session_id", "query"])
+def test_text_of_only_default_ignorable_characters_is_empty_in_every_text_field(name: str, char: str) -> None:
+    doc = valid(type="search", item_id=_DROP, query="pens") if name == "query" else valid()
+    doc[name] = char * 3
+    error = rejected_doc(doc)
+    assert (error.field, error.reason) == (
+        name,
+        "must not be empty (it holds only whitespace or invisible characters)",
+    )
+
+
+def test_every_default_ignorable_code_point_is_blank() -> None:
+    shown = [
+        _code_point(chr(point))
+        for first, last in DEFAULT_IGNORABLE_RANGES
+        for point in range(first, last + 1)
+        if not is_blank(chr(point))
+    ]
+    assert shown == []
+
+
+@pytest.mark.parametrize(
+    "text", ["\u3163", "\u2801", "\uffa1", "\u1161", "\U0001f525", "\u0301", "\u3164x\u3164"], ids=repr
+)
+def test_visible_neighbours_of_the_fillers_are_not_blank(text: str) -> None:
+    assert not is_blank(text)
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            [
+                chr(point)
+                for first, last in DEFAULT_IGNORABLE_RANGES
+                for point in range(first, min(last, first + 40) + 1)
+            ]
+            + ["\u2800", " ", "\u3000", "\t", "\x00"]
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_any_mix_of_default_ignorable_and_blank_characters_is_blank(text: str) -> None:
+    assert is_blank(text)
+    assert not is_blank(text + "a")

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from kafka.errors import KafkaTimeoutError
 
 from stream.core.errors import ServiceUnavailable
-from stream.core.events import MAX_QUERY_CHARS, EventLimits, is_blank, truncate_query
+from stream.core.events import MAX_QUERY_CHARS, EventLimits, event_from_dict, is_blank, truncate_query
 from stream.core.settings import Settings, load_settings
 from stream.ingest.body import Batch, check_content_type, parse_batch
 from stream.ingest.collector import create_collector_app
-from stream.ingest.gateway import CollectorConfig
+from stream.ingest.gateway import CollectorConfig, KafkaGateway
 from tests.support.fakes import FakeProducer
 
 NOW_MS = 1_764_000_000_000
@@ -243,6 +243,36 @@ def test_readiness_follows_kafka(settings: Settings) -> None:
     assert asyncio.run(get(down, "/healthz")).status_code == 200
 
 
+class CachedMetadataProducer(FakeProducer):
+    """A broker that went away: sends fail, but kafka-python still answers `partitions_for` from
+    its cached metadata."""
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+
+def test_readiness_fails_after_an_unacknowledged_publish_until_retry_after_or_a_good_publish(
+    settings: Settings,
+) -> None:
+    now = [100.0]
+    event = event_from_dict(good(), limits=EventLimits.from_settings(settings), now_ms=NOW_MS)
+    producer = CachedMetadataProducer(error=KafkaTimeoutError("broker stopped"))
+    gateway = KafkaGateway(
+        settings, lambda _: producer, ack_timeout_s=0.1, retry_after_s=5, clock=lambda: now[0]
+    )
+    assert gateway.ready() is None  # the cached metadata alone says nothing is wrong
+    with pytest.raises(ServiceUnavailable):
+        gateway.publish([event])
+    assert "did not acknowledge" in (gateway.ready() or "")
+    now[0] += 5.0  # the Retry-After the 503 gave has passed: back to the metadata check
+    assert gateway.ready() is None
+    with pytest.raises(ServiceUnavailable):
+        gateway.publish([event])
+    producer.error = None
+    gateway.publish([event])
+    assert gateway.ready() is None
+
+
 def test_content_type_parameters_are_ignored() -> None:
     assert check_content_type("application/json; charset=utf-8") is None
     assert check_content_type(None) is not None
@@ -452,6 +482,77 @@ def test_a_malformed_envelope_or_send_time_is_a_422_naming_it(
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == [field_name]
     assert producer.sent == []
+
+
+# --- numbers too large to parse --------------------------------------------------------------------
+
+# 5001 digits: json.loads raised Python's own ValueError and the whole body was a 400 on field "$".
+BIG = "1" + "0" * 5000
+
+
+def with_big_numbers(body: Any) -> bytes:
+    return json.dumps(body).replace('"@BIG@"', BIG).encode()
+
+
+def test_a_number_too_large_to_parse_rejects_its_event_alone_naming_the_field(settings: Settings) -> None:
+    batch = [good(0), good(1, ts_ms="@BIG@"), good(2, context={"quantity": "@BIG@"}), good(3)]
+    producer = FakeProducer()
+    response = post(make_app(settings, producer), with_big_numbers(batch))
+    assert response.status_code == 202, response.text
+    rejected = response.json()["rejected"]
+    assert [(e["index"], e["field"]) for e in rejected] == [(1, "ts_ms"), (2, "context")]
+    assert rejected[0]["reason"].startswith("number too large (5001 digits); send ms since the epoch")
+    assert rejected[1]["reason"].startswith("context.quantity: number too large (5001 digits)")
+    assert [e["event_id"] for e in produced(producer)] == ["e-0", "e-3"]
+
+
+def test_a_single_event_with_a_number_too_large_is_a_422_naming_the_field(settings: Settings) -> None:
+    body = with_big_numbers(
+        {"event_id": "w-bigint", "user_id": "u1", "type": "view", "item_id": "sku-1", "ts_ms": "@BIG@"}
+    )
+    response = post(make_app(settings, FakeProducer()), body)
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert (error["index"], error["field"]) == (0, "ts_ms")
+    assert "int_max_str_digits" not in error["reason"]
+
+
+def test_a_clients_own_huge_receive_time_is_replaced_like_any_other(settings: Settings) -> None:
+    producer = FakeProducer()
+    response = post(make_app(settings, producer), with_big_numbers([good(0, received_ms="@BIG@")]))
+    assert response.status_code == 202
+    assert [e["received_ms"] for e in produced(producer)] == [NOW_MS]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "field_name"),
+    [
+        ({"sent_at_ms": "@BIG@", "events": [good(0)]}, {}, "sent_at_ms"),
+        ({"sent_at_ms": 2**64, "events": [good(0)]}, {}, "sent_at_ms"),
+        ([good(0)], {"x-sent-at-ms": BIG}, "X-Sent-At-Ms"),
+    ],
+    ids=["envelope-5001-digits", "envelope-2**64", "header-5001-digits"],
+)
+def test_a_send_time_too_large_is_a_422_naming_it(
+    settings: Settings, body: Any, headers: dict[str, str], field_name: str
+) -> None:
+    producer = FakeProducer()
+    response = post(make_app(settings, producer), with_big_numbers(body), headers=headers)
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == field_name
+    assert error["reason"].startswith("number too large (")
+    assert "send the client's send time in ms since epoch" in error["reason"]
+    assert producer.sent == []
+
+
+def test_an_event_time_past_64_bits_is_rejected_not_clamped(settings: Settings) -> None:
+    # A clock's wrong reading is clamped to the receive time; a number past 64 bits is no reading.
+    producer = FakeProducer()
+    response = post(make_app(settings, producer), json.dumps([good(0, ts_ms=2**64), good(1)]).encode())
+    assert response.status_code == 202
+    assert response.json()["clamped"] == 0
+    assert [(e["index"], e["field"]) for e in response.json()["rejected"]] == [(0, "ts_ms")]
 
 
 # --- fuzz: partial batches, compressed bodies, odd text ---------------------------------------------

@@ -353,3 +353,34 @@ def test_a_utf16_file_read_as_utf8_says_which_encoding(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "UTF-16 byte-order mark" in result.output and "--encoding utf-16" in result.output
     assert report_of(load([*args[1:], "--encoding", "utf-16"]))["written"] == 1
+
+
+# 5001 digits: past Python's limit on int-from-text (4300).
+BIG = "1" + "0" * 5000
+
+
+def test_a_number_too_large_to_parse_is_a_reject_naming_the_field(tmp_path: Path) -> None:
+    # json.loads raised Python's ValueError: the line was "malformed", with no field and the wrong fix.
+    source = tmp_path / "e.jsonl"
+    source.write_text(
+        json.dumps({"u": "u1", "i": "x", "t": "@"}).replace('"@"', BIG)
+        + "\n"
+        + json.dumps({"u": "@", "i": "x", "t": 1796006133034}).replace('"@"', BIG)
+        + "\n"
+        + json.dumps({"u": "u2", "i": "x", "t": 1796006133034})
+        + "\n"
+    )
+    out = tmp_path / "out.jsonl"
+    report = report_of(load([str(source), str(out), "--user-col", "u", "--ts-col", "t", "--item-col", "i"]))
+    assert (report["written"], report["malformed"]) == (1, 0)
+    assert sorted(reason.split(":")[0] for reason in report["invalid"]) == ["ts_ms", "user_id"]
+    assert any(reason.startswith("ts_ms: number too large (5001 digits)") for reason in report["invalid"])
+
+
+@pytest.mark.parametrize("ts_text", ["1e400", "1" * 5001], ids=["1e400", "5001-digits"])
+def test_an_ml100k_time_past_the_float_range_is_an_invalid_row_not_a_crash(ts_text: str) -> None:
+    # int(float("1e400") * 1000) raised OverflowError out of the loader.
+    header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    docs = ml100k_docs([header, f"1\t10\t5\t{ts_text}\n", "1\t11\t2\t900000001\n"])
+    assert [d["event_id"] for d in docs if "type" in d] == ["ml-1-11"]
+    assert [d["ts_ms"] for d in docs if "type" not in d] == [ts_text]

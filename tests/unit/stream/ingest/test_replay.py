@@ -12,6 +12,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
+from stream.core import json_numbers
 from stream.core.errors import ConfigError, InvalidEvent, SourceError
 from stream.core.events import EventLimits, decode_event
 from stream.core.namespace import namespaced
@@ -230,6 +231,10 @@ def test_target_settings(settings: Settings) -> None:
         target_settings(settings, None, "bad topic!")
 
 
+# 5001 digits: past Python's limit on int-from-text (4300).
+BIG = "1" + "0" * 5000
+
+
 def tricky_lines() -> list[bytes]:
     valid = json.dumps(doc(1, context={"page": "ü"}), ensure_ascii=False)
     return [
@@ -253,6 +258,10 @@ def tricky_lines() -> list[bytes]:
         b'{"event_id": "e7", "user_id": "u1", "user_id": "u2", "type": "view", "item_id": "i", '
         b'"ts_ms": 1764000000000}',
         b" \t" + json.dumps(doc(8)).encode() + b"\r ",
+        # Numbers too large to parse: json.loads raised ValueError (Python's digit limit).
+        json.dumps(doc(9, ts_ms="@")).replace('"@"', BIG).encode(),
+        json.dumps(doc(10, context={"price": "@"})).replace('"@"', "-" + BIG).encode(),
+        json.dumps(doc(11, context={"x": "@"})).replace('"@"', "1e400").encode(),
     ]
 
 
@@ -285,7 +294,7 @@ def test_lines_the_fast_parser_leaves_alone_still_shard_by_their_user() -> None:
     for raw in tricky_lines():
         expected = None
         try:
-            loaded = json.loads(raw)
+            loaded = json_numbers.loads(raw)  # as decode_event parses it
         except (ValueError, RecursionError):
             loaded = None
         if isinstance(loaded, dict) and isinstance(loaded.get("user_id"), str):
@@ -446,3 +455,37 @@ def test_json_lines_that_are_not_objects_are_malformed(tmp_path: Path, settings:
     assert (tally.read, len(events), tally.rejects) == (1, 1, [])
     assert reader.malformed == 3
     assert reader.first_malformed[0] == "line 1: a JSON list, not an object"
+
+
+def test_a_number_too_large_to_parse_is_a_reject_naming_the_field_not_a_malformed_line(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tmp_path / "e.jsonl"
+    lines = [
+        json.dumps(doc(1)),
+        json.dumps(doc(2, ts_ms="@")).replace('"@"', BIG),
+        json.dumps(doc(3, context={"quantity": "@"})).replace('"@"', BIG),
+        json.dumps(doc(4)),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    tally, reader, events = replayed(path, settings)
+    assert [e["event_id"] for e in events] == ["e1", "e4"]
+    assert reader.malformed == 0
+    assert [(r.position, r.field) for r in tally.rejects] == [("2", "ts_ms"), ("3", "context")]
+    assert tally.rejects[0].reason.startswith("number too large (5001 digits); send ms since the epoch")
+    assert tally.rejects[1].reason.startswith("context.quantity: number too large (5001 digits)")
+
+
+def test_a_csv_context_cell_with_a_number_too_large_is_a_reject_naming_the_context(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text(
+        "event_id,user_id,type,item_id,ts_ms,context\n"
+        f'e1,u1,view,i1,{TS},"{{""price"": {BIG}}}"\n'
+        f'e2,u1,view,i1,{TS},"{{""price"": 3}}"\n'
+    )
+    tally, _, events = replayed(path, settings)
+    assert [(e["event_id"], e["context"]) for e in events] == [("e2", {"price": 3})]
+    assert [(r.position, r.field) for r in tally.rejects] == [("2", "context")]
+    assert tally.rejects[0].reason.startswith("context.price: number too large (5001 digits)")

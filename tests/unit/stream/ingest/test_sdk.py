@@ -85,8 +85,48 @@ def test_an_over_long_query_is_cut_as_the_schema_and_collector_cut_it(settings: 
     assert json.loads(value or b"")["query"] == event.query
 
 
-@pytest.mark.parametrize("query", ["\u200b", "\ufeff\u2060", "\u3000\u00a0"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "\u200b",
+        "\ufeff\u2060",
+        "\u3000\u00a0",
+        # Default_Ignorable_Code_Point and blank fillers, outside the Cc/Cf/Z categories.
+        "\u3164",
+        "\u115f\u1160",
+        "\uffa0",
+        "\u2800",
+        "\u034f",
+        "\ufe0f",
+        "\U000e0100",
+    ],
+    ids=repr,
+)
 def test_an_invisible_only_query_is_refused(settings: Settings, query: str) -> None:
     with make(settings, FakeProducer()) as producer, pytest.raises(InvalidEvent) as info:
         producer.track("u1", "search", query=query)
     assert info.value.field == "query"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field_name"),
+    [
+        ({"ts_ms": 10**5000}, "ts_ms"),
+        ({"ts_ms": -(10**5000)}, "ts_ms"),
+        ({"context": {"price": 10**5000}}, "context"),
+        ({"context": {"quantity": float("inf")}}, "context"),
+    ],
+    # pytest's own ids would convert the 5001-digit ints to text, which is the very fault.
+    ids=["ts_ms=10**5000", "ts_ms=-10**5000", "price=10**5000", "quantity=inf"],
+)
+def test_a_number_too_large_is_an_invalid_event_naming_the_field(
+    settings: Settings, kwargs: dict[str, Any], field_name: str
+) -> None:
+    # Before: a bare ValueError (Python's int-to-text limit) for ts_ms and price, and an
+    # Infinity written into the record for quantity.
+    fake = FakeProducer()
+    with pytest.raises(InvalidEvent) as raised:
+        make(settings, fake).track("u1", "view", item_id="sku-1", **kwargs)
+    assert raised.value.field == field_name
+    assert "number too" in raised.value.reason or "JSON cannot carry" in raised.value.reason
+    assert fake.sent == []

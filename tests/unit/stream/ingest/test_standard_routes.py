@@ -208,3 +208,25 @@ def test_the_token_is_accepted_the_way_each_sender_presents_its_key() -> None:
 def test_the_routes_stay_out_of_the_openapi_document(settings: Settings) -> None:
     paths = call(make_app(settings, FakeProducer()), "GET", "/openapi.json").json()["paths"]
     assert "/v1/events" in paths and "/mp/collect" not in paths
+
+
+def test_a_number_too_large_to_parse_rejects_its_event_alone_naming_the_senders_field(
+    settings: Settings,
+) -> None:
+    # 5001 digits: json.loads raised Python's ValueError, and the whole body was a 400 on "$".
+    big = "1" + "0" * 5000
+    body = {
+        "client_id": "c1",
+        "events": [
+            {"name": "view_item", "timestamp_micros": "@", "params": {"items": [{"item_id": "a"}]}},
+            {"name": "view_item", "params": {"items": [{"item_id": "b", "price": "@", "quantity": "@"}]}},
+        ],
+    }
+    producer = FakeProducer()
+    content = json.dumps(body).replace('"@"', big).encode()
+    response = call(make_app(settings, producer), "POST", "/mp/collect", content)
+    assert response.status_code == 200, response.text
+    [error] = response.json()["rejected"]
+    assert (error["index"], error["field"]) == (0, "events[0].timestamp_micros")
+    assert error["reason"].startswith("number too large (5001 digits); send the time as an integer")
+    assert [event["item_id"] for event in produced(producer) if event["type"] == "view"] == ["b"]
