@@ -28,6 +28,7 @@ import asyncio
 import gc
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
@@ -115,10 +116,6 @@ def create_app(
         web_in_thread=False,
         # Faust's per-record timing feeds only its own statistics pages (stream/worker/handoff.py).
         monitor=PerBatchMonitor(),
-        # On SIGTERM, do not wait for the batch in hand to finish: a batch blocked on an
-        # unreachable Redis or Kafka would hold the shutdown for ever. Stopping mid-batch is a
-        # crash as far as the stored state goes: its positions are not stored, so it is read again.
-        stream_wait_empty=False,
     )
     events_topic = app.topic(settings.events_topic, schema=RawBytesSchema())
     dead_letter_topic = app.topic(settings.dead_letter_topic, schema=RawBytesSchema())
@@ -344,6 +341,8 @@ def _serve_pages(app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerStat
 REDIS_UNREADY_AFTER_S = 3.0
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 EXIT_SETUP_FAILED = 78  # EX_CONFIG
+# A normal stop (the batch in hand finishes, Faust's services stop) takes a few seconds here.
+STOP_DEADLINE_S = 15.0
 WORKER_BLAS_THREADS = 1  # the compute thread's; the event loop has the other core
 WORKER_GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults: (700, 10, 10)
 PRODUCER_LINGER_S = 0.005
@@ -376,6 +375,35 @@ async def load_state(factory: Callable[[Settings], WorkerState], settings: Setti
         return await asyncio.get_running_loop().run_in_executor(None, factory, settings)
     except Exception as exc:
         exit_for_bad_setup(exc)
+
+
+class StopDeadlineWorker(faust.Worker):
+    """Faust's worker, ended at once if a stop takes longer than `STOP_DEADLINE_S`.
+
+    On SIGTERM Faust waits for the batch in hand to finish (its events acknowledged) before it
+    stops, which is what makes a normal stop clean. A batch that waits for an unreachable Redis
+    or Kafka never finishes, and the worker ignored SIGTERM for good. Past the deadline the
+    process exits as a crash would (nothing more runs, the batch's positions are not stored, so
+    it is read again); letting Faust stop without waiting instead (`stream_wait_empty=False`)
+    committed the abandoned batch's offsets and lost events when a worker left its group.
+    """
+
+    async def stop(self) -> None:
+        deadline = threading.Timer(STOP_DEADLINE_S, exit_for_stuck_stop)
+        deadline.daemon = True
+        deadline.start()
+        await super().stop()
+
+
+def exit_for_stuck_stop() -> None:
+    log.critical(
+        "the worker did not stop within %.0f s: its batch waits for a peer (Redis or Kafka); "
+        "exiting with %d without storing that batch's positions, so it is read again",
+        STOP_DEADLINE_S,
+        EXIT_BATCH_FAILED,
+    )
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
 
 
 def exit_for_bad_setup(error: Exception) -> NoReturn:
@@ -471,7 +499,7 @@ def run_worker(settings: Settings) -> None:
     # 2.8 ms on one, and one worker's CPU per event fell 5 % (bench.peer_compare, 2,000 events/s).
     threadpool_limits(WORKER_BLAS_THREADS, user_api="blas")
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker = StopDeadlineWorker(app, loglevel=settings.log_level.lower(), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG at WARNING and above, so every
     # library debug line (Faust's include message values, i.e. user ids) became a log record.
     worker.spinner = None
