@@ -8,9 +8,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+# Digits a payload score keeps: the scores are float32 (about 7 significant digits), so the rest
+# of a float32 spelled as a double (0.8234000205993652) is noise that only makes payloads longer.
+SCORE_DECIMALS = 6
+
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
+    """One recommended item. `score` is the ranking score: the cosine of the user and item vectors
+    plus the popularity prior and, where the mode has one, the co-occurrence term (models/README);
+    it orders one user's list, is not a probability, and can exceed 1."""
+
     item_id: str
     score: float
     reason: str | None
@@ -39,7 +47,10 @@ class UserProfile:
     def payload(self, computed_at_ms: int) -> dict[str, Any]:
         return {
             "user_id": self.user_id,
-            "items": [{"item_id": r.item_id, "score": r.score, "reason": r.reason} for r in self.items],
+            "items": [
+                {"item_id": r.item_id, "score": round(r.score, SCORE_DECIMALS), "reason": r.reason}
+                for r in self.items
+            ],
             "model_version": self.model_version,
             "window_newest_ts_ms": self.window_newest_ts_ms,
             "window_newest_event_id": self.window_newest_event_id,

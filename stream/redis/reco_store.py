@@ -17,7 +17,8 @@ of events received before it is refused whatever their event times.
 
 The payload: ``{"user_id", "items": [{"item_id", "score", "reason"}], "model_version",
 "window_newest_ts_ms", "window_newest_event_id", "window_newest_received_ms", "computed_at_ms",
-"source": "profile"}``.
+"source": "profile"}``. ``score`` orders the list (cosine plus the prior and co-occurrence terms,
+so it can exceed 1; `stream.core.records.Recommendation`), rounded to 6 decimals.
 """
 
 from __future__ import annotations
