@@ -1,8 +1,9 @@
 """``profilestream load``: data sets and your own tables turned into v1 event JSONL files.
 
 The loading itself is `stream.ingest.loaders`; this module holds only the commands and their
-options. The file options (``--encoding``, ``--ts-unit``, ``--type-map``, ``--type-map-file``) are
-shared with ``profilestream replay`` (`stream.cli.replay`) through `file_options`.
+options. The file options (``--encoding``, ``--delimiter``, ``--ts-unit``, ``--type-map``,
+``--type-map-file``) are shared with ``profilestream replay`` (`stream.cli.replay`) through
+`file_options`; the tracking-record commands take ``--encoding`` and ``--delimiter``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from stream.core.tabular import (
     RowRules,
     TsUnit,
     check_encoding,
+    parse_delimiter,
     parse_type_map,
 )
 from stream.ingest.adapters import SOURCES
@@ -34,9 +36,19 @@ from stream.ingest.loaders import LoadReport, load_generic, load_ml100k, standar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_DELIMITER_OPTION = click.option(
+    "--delimiter",
+    default="auto",
+    show_default=True,
+    metavar="auto|tab|CHAR",
+    help="Column separator of a CSV file: auto detects , ; tab or | from the first lines (.tsv and "
+    ".tab files are tab-separated); or tab, or one character such as ';' or '|'. In a ';'-separated "
+    "file a decimal comma in an id, ts_ms or v (90001,0) reads as a point. JSONL and Parquet ignore it.",
+)
+
 
 def file_options(func: F) -> F:
-    """The options every file-reading command shares: encoding, time unit, event-type map."""
+    """The options every file-reading command shares: encoding, delimiter, time unit, type map."""
     options = [
         click.option(
             "--encoding",
@@ -45,6 +57,7 @@ def file_options(func: F) -> F:
             help="Text encoding of a CSV/JSONL file (e.g. cp1252 for Excel/Windows exports); a UTF-8 "
             "byte-order mark is read away.",
         ),
+        _DELIMITER_OPTION,
         click.option(
             "--ts-unit",
             type=click.Choice(TS_UNITS),
@@ -88,6 +101,15 @@ def checked_encoding(encoding: str) -> str:
     except ProfilestreamError as exc:
         raise click.BadParameter(str(exc), param_hint="--encoding") from exc
     return encoding
+
+
+def checked_delimiter(delimiter: str) -> str | None:
+    """The ``--delimiter`` value as the separator to read with (None: detect); click.BadParameter
+    naming the accepted values otherwise."""
+    try:
+        return parse_delimiter(delimiter)
+    except ProfilestreamError as exc:
+        raise click.BadParameter(str(exc), param_hint="--delimiter") from exc
 
 
 def echo_report(report: LoadReport, out: Path, as_json: bool) -> None:
@@ -180,6 +202,7 @@ def load_generic_command(
     event_id_col: str | None,
     id_prefix: str,
     encoding: str,
+    delimiter: str,
     ts_unit: str,
     type_map_specs: tuple[str, ...],
     type_map_file: Path | None,
@@ -198,9 +221,10 @@ def load_generic_command(
         id_prefix=id_prefix,
     )
     rules = row_rules(ts_unit, type_map_specs, type_map_file)
+    encoding, separator = checked_encoding(encoding), checked_delimiter(delimiter)
     try:
         report = load_generic(
-            source, out, columns, rules=rules, encoding=checked_encoding(encoding), limits=_limits(ctx)
+            source, out, columns, rules=rules, encoding=encoding, delimiter=separator, limits=_limits(ctx)
         )
     except ProfilestreamError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -216,15 +240,20 @@ def _standard_command(source: str) -> click.Command:
     @click.option(
         "--encoding", default="utf-8", show_default=True, help="Text encoding of the JSON Lines file."
     )
+    @_DELIMITER_OPTION
     @_JSON_OPTION
     @click.pass_context
-    def command(ctx: click.Context, source_path: Path, out: Path, encoding: str, as_json: bool) -> None:
+    def command(
+        ctx: click.Context, source_path: Path, out: Path, encoding: str, delimiter: str, as_json: bool
+    ) -> None:
+        encoding, separator = checked_encoding(encoding), checked_delimiter(delimiter)
         try:
             tally = ReadTally()
             docs = standard_docs(
                 source_path,
                 source,
-                encoding=checked_encoding(encoding),
+                encoding=encoding,
+                delimiter=separator,
                 tally=tally,
                 receive_ms=time.time_ns() // 1_000_000,
             )

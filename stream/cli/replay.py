@@ -12,8 +12,9 @@ from typing import cast
 
 import click
 
-from stream.cli.load import checked_encoding, file_options, row_rules
+from stream.cli.load import checked_delimiter, checked_encoding, file_options, row_rules
 from stream.core.errors import ProfilestreamError
+from stream.core.events import MAX_QUERY_CHARS
 from stream.core.settings import Settings
 from stream.ingest.replay import (
     SENDERS,
@@ -74,6 +75,7 @@ def replay_command(
     processes: int,
     sender: Sender,
     encoding: str,
+    delimiter: str,
     ts_unit: str,
     type_map_specs: tuple[str, ...],
     type_map_file: Path | None,
@@ -81,7 +83,8 @@ def replay_command(
 ) -> None:
     """Replay v1 events from SOURCE (a .jsonl/.csv/.parquet file or kafka://TOPIC) into a topic.
 
-    The file options (--encoding, --ts-unit, --type-map, --type-map-file) apply to files only.
+    The file options (--encoding, --delimiter, --ts-unit, --type-map, --type-map-file) apply to
+    files only; --delimiter to CSV files (.csv, .tsv, .tab).
     """
     if from_offset is not None and from_ts_ms is not None:
         raise click.UsageError("give --from-offset or --from-ts-ms, not both")
@@ -92,6 +95,7 @@ def replay_command(
         to_ts_ms=to_ts_ms,
         encoding=checked_encoding(encoding),
         rules=row_rules(ts_unit, type_map_specs, type_map_file),
+        delimiter=checked_delimiter(delimiter),
     )
     options = ReplayOptions(
         speed=parse_speed(speed),
@@ -119,6 +123,8 @@ def echo_replay_report(report: ReplayReport) -> None:
     )
     for reason, count in report.reasons.items():
         click.echo(f"  {count} x invalid: {reason}")
+    if report.truncated:
+        click.echo(f"  {report.truncated} x query over {MAX_QUERY_CHARS} characters, cut to them (produced)")
     for name, count in report.unmapped_types.items():
         click.echo(f"  {count} x type {name!r} maps to no v1 type (map it with --type-map {name}=TYPE)")
     if report.malformed:

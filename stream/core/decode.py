@@ -1,4 +1,9 @@
-"""Pure batch decoding: raw Kafka messages in, valid events and dead letters out."""
+"""Pure batch decoding: raw Kafka messages in, valid events and dead letters out.
+
+The worker applies the policy of every entry point (`stream.core.events.decode_event_noted`): an
+over-long query is cut and counted, an event over the byte limit once normalised is a dead letter
+naming its largest field.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from dataclasses import dataclass, field
 
 from stream.core.deadletter import DeadLetter, SourcePosition
 from stream.core.errors import InvalidEvent
-from stream.core.events import Event, EventLimits, decode_event
+from stream.core.events import Event, EventLimits, decode_event_noted
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +26,8 @@ class RawMessage:
 class DecodedBatch:
     events: list[Event] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # Events accepted with their over-long query cut to MAX_QUERY_CHARS.
+    truncated_queries: int = 0
 
 
 def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms: int) -> DecodedBatch:
@@ -34,7 +41,8 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
     for message in messages:
         raw = message.value if message.value is not None else b""
         try:
-            event = decode_event(raw, limits=limits, now_ms=now_ms)
+            decoded = decode_event_noted(raw, limits=limits, now_ms=now_ms)
+            event = decoded.event
             if message.key != event.user_id.encode():
                 found = "no key" if message.key is None else "a key that differs"
                 reason = f"the Kafka message has {found}; key each event by its user_id"
@@ -47,4 +55,5 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
             )
             continue
         batch.events.append(event)
+        batch.truncated_queries += decoded.query_truncated
     return batch

@@ -11,6 +11,7 @@ A v1 event::
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import re
@@ -22,18 +23,17 @@ import regex
 
 from stream.core.errors import InvalidEvent
 from stream.core.json_numbers import (
-    MAX_INT64,
     MAX_INTEGER_DIGITS,
     BoundedDecoder,
-    OversizedNumber,
     number_too_large,
     unsafe_number_path,
 )
+from stream.core.normalise import MAX_ID_CHARS, id_text, integer_value, json_type, time_fix, time_ms, type_key
 from stream.core.settings import DEFAULT_MIN_TS_MS, Settings
 
 SCHEMA_VERSION = 1
 
-MAX_ID_CHARS = 128
+__all__ = ["MAX_ID_CHARS", "json_type"]  # defined in stream.core.normalise, imported from here too
 MAX_QUERY_CHARS = 512
 MAX_CONTEXT_KEYS = 32
 
@@ -52,6 +52,7 @@ class EventType(enum.StrEnum):
     IDENTIFY = "identify"
 
 
+_TYPE_VALUES = frozenset(t.value for t in EventType)
 ITEM_TYPES = frozenset({EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE})
 _KNOWN_FIELDS = frozenset(
     {
@@ -109,13 +110,26 @@ class Event:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# The largest record or line any entry point parses at all (bytes), the collector's default body
+# limit. The byte limit (`EventLimits.max_bytes`) applies to the event once normalised: a record
+# over it may still be valid once its over-long query is cut. This bounds the parse meanwhile.
+MAX_RAW_EVENT_BYTES = 1_048_576
+
+
 @dataclass(frozen=True, slots=True)
 class EventLimits:
-    """Bounds an event must respect; built from the settings so that operators can tune them."""
+    """Bounds an event must respect; built from the settings so that operators can tune them.
+
+    `max_bytes` bounds the normalised event's record (`Event.to_json`, UTF-8 bytes), whichever
+    way it came; `max_raw_bytes` bounds what is parsed to find it; `window_max_bytes` is the
+    ceiling an operator may raise `max_bytes` to (Settings refuses more), named in rejections.
+    """
 
     max_bytes: int = 16_384
     min_ts_ms: int = DEFAULT_MIN_TS_MS
     max_future_skew_ms: int = 86_400_000
+    max_raw_bytes: int = MAX_RAW_EVENT_BYTES
+    window_max_bytes: int = 262_144
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventLimits:
@@ -123,13 +137,43 @@ class EventLimits:
             max_bytes=settings.event_max_bytes,
             min_ts_ms=settings.event_min_ts_ms,
             max_future_skew_ms=settings.event_max_future_skew_s * 1000,
+            max_raw_bytes=max(MAX_RAW_EVENT_BYTES, settings.event_max_bytes),
+            window_max_bytes=settings.window_max_bytes,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEvent:
+    """An accepted event and what normalising it changed, for the entry point to count."""
+
+    event: Event
+    # The input's query was over MAX_QUERY_CHARS and was cut (`truncate_query`).
+    query_truncated: bool = False
 
 
 def decode_event(raw: bytes, *, limits: EventLimits, now_ms: int) -> Event:
     """Decode one UTF-8 JSON event; raise InvalidEvent naming the field and the reason."""
-    if len(raw) > limits.max_bytes:
-        raise InvalidEvent("$", f"event is {len(raw)} bytes, over the limit of {limits.max_bytes} bytes")
+    return decode_event_noted(raw, limits=limits, now_ms=now_ms).event
+
+
+def decode_event_noted(raw: bytes, *, limits: EventLimits, now_ms: int) -> DecodedEvent:
+    """`decode_event`, also saying whether the event's query was cut (see `DecodedEvent`).
+
+    The size limit is the normalised event's (`check_event_size`); a record over
+    `limits.max_raw_bytes` is not parsed at all and is rejected naming its largest field as a
+    scan of the text finds it. Raises InvalidEvent naming the field and the reason.
+    """
+    if len(raw) > limits.max_raw_bytes:
+        name = largest_raw_field(raw)
+        raise InvalidEvent(name, _oversize_reason(len(raw), name, None, limits))
+    doc = _parse_event(raw)
+    return DecodedEvent(
+        event_from_dict(doc, limits=limits, now_ms=now_ms, source_bytes=len(raw)),
+        query_truncated(doc.get("query")) if isinstance(doc, dict) else False,
+    )
+
+
+def _parse_event(raw: bytes) -> object:
     try:
         # json.loads(raw) step by step, with one shared decoder: json.loads(raw, parse_constant=...)
         # builds a decoder (a reference cycle) per call, a good part of the decode time.
@@ -145,7 +189,7 @@ def decode_event(raw: bytes, *, limits: EventLimits, now_ms: int) -> Event:
         raise InvalidEvent(
             "$", f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from exc
-    return event_from_dict(doc, limits=limits, now_ms=now_ms)
+    return doc
 
 
 def _reject_constant(name: str) -> object:
@@ -162,8 +206,18 @@ _SURROGATE_REASON = "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which i
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 
 
-def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
-    """Validate an already parsed JSON value as a v1 event."""
+def event_from_dict(
+    doc: object, *, limits: EventLimits, now_ms: int, source_bytes: int | None = None
+) -> Event:
+    """Validate an already parsed JSON value as a v1 event, normalised (an over-long query cut).
+
+    Field values go through the one set of value rules of `stream.core.normalise` (times as
+    numbers, numeric text or ISO-8601; ids given as numbers; type names in any case).
+    Raises InvalidEvent naming the field and the reason; an event whose record is still over
+    `limits.max_bytes` once normalised names its largest field (`check_event_size`).
+    `source_bytes`, the size of the JSON text `doc` was parsed from, lets a small event skip
+    measuring its record.
+    """
     if not isinstance(doc, dict):
         raise InvalidEvent("$", f"expected a JSON object, got {json_type(doc)}")
     unknown = sorted(set(doc) - _KNOWN_FIELDS)
@@ -175,6 +229,10 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
         shown = json.dumps(name[:MAX_FIELD_NAME_CHARS])
         raise InvalidEvent("$", f"unknown field {shown} in schema v1 (check its spelling)")
     version = doc.get("v", SCHEMA_VERSION)
+    if type(version) is not int:
+        # "1" and 1.0 are version 1; what no integer rule reads is named below as no version.
+        with contextlib.suppress(InvalidEvent):
+            version = integer_value(version, "v")
     too_large = number_too_large(version)
     if too_large is not None:
         raise InvalidEvent("v", f"{too_large}; this decoder reads v1: send 1 (or leave v out)")
@@ -188,10 +246,8 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
     item_id = _optional_id(doc, "item_id")
     raw_query = doc.get("query")
     # Over-long queries (pasted text) are truncated, not rejected: see `truncate_query`.
-    query = _optional_text(
-        {"query": truncate_query(raw_query) if isinstance(raw_query, str) else raw_query},
-        "query",
-        MAX_QUERY_CHARS,
+    query = _checked_text(
+        truncate_query(raw_query) if isinstance(raw_query, str) else raw_query, "query", MAX_QUERY_CHARS
     )
     session_id = _optional_id(doc, "session_id")
     context = _optional_context(doc)
@@ -213,7 +269,7 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
             raise InvalidEvent(bad, "not allowed for type 'identify'")
     elif known_user_id is not None:
         raise InvalidEvent("known_user_id", "only allowed for type 'identify'")
-    return Event(
+    event = Event(
         event_id=event_id,
         user_id=user_id,
         type=event_type,
@@ -225,41 +281,15 @@ def event_from_dict(doc: object, *, limits: EventLimits, now_ms: int) -> Event:
         received_ms=received_ms,
         known_user_id=known_user_id,
     )
+    check_event_size(event, limits, source_bytes=source_bytes)
+    return event
 
 
 def _optional_received(doc: Mapping[str, object]) -> int | None:
-    value = doc.get("received_ms")
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    too_large = number_too_large(value)
-    if too_large is not None:
-        raise InvalidEvent(
-            "received_ms", f"{too_large}; send ms since the epoch, a non-negative integer up to {MAX_INT64}"
-        )
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidEvent(
-            "received_ms", f"expected a non-negative integer (ms since epoch), got {value!r}"[:200]
-        )
+    value = time_ms(doc.get("received_ms"), "received_ms")
+    if value is not None and value < 0:
+        raise InvalidEvent("received_ms", f"{value} is before the epoch; {time_fix()}")
     return value
-
-
-def json_type(value: object) -> str:
-    """How JSON names `value`'s type (\"a string\", \"an object\"...), for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float | OversizedNumber):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _require_id(doc: Mapping[str, object], name: str) -> str:
@@ -271,14 +301,17 @@ def _require_id(doc: Mapping[str, object], name: str) -> str:
 
 
 def _optional_id(doc: Mapping[str, object], name: str) -> str | None:
-    value = _optional_text(doc, name, MAX_ID_CHARS)
+    value = _checked_text(id_text(doc.get(name), name), name, MAX_ID_CHARS)
     if value is not None and (value != value.strip() or _CONTROL_CHARACTER.search(value)):
         raise InvalidEvent(name, "must not have surrounding whitespace or control characters")
     return value
 
 
 def _optional_text(doc: Mapping[str, object], name: str, max_chars: int) -> str | None:
-    value = doc.get(name)
+    return _checked_text(doc.get(name), name, max_chars)
+
+
+def _checked_text(value: object, name: str, max_chars: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -321,36 +354,114 @@ def query_truncated(value: object) -> bool:
     return isinstance(value, str) and len(value.strip()) > MAX_QUERY_CHARS
 
 
+# How much larger than the JSON text it was parsed from an event's record can be: whitespace
+# and escapes only shrink, but a float literal grows (``1e15`` is written ``1000000000000000.0``,
+# 4.5 times as long), and "v" and a receive time may be added.
+_MAX_GROWTH = 5
+_ADDED_BYTES = 64
+# Every key of the record, its punctuation, "v" and three 20-digit numbers.
+_FIXED_BYTES = 256
+# The most bytes one character of a string takes in the record (a control character: \u001f).
+_MAX_CHAR_BYTES = 6
+
+
+def check_event_size(event: Event, limits: EventLimits, *, source_bytes: int | None = None) -> None:
+    """Raise InvalidEvent when `event`'s record (`Event.to_json`, UTF-8) is over `limits.max_bytes`.
+
+    The one size policy of every entry point (collector, SDK, replay, load, worker): it applies
+    to the event as normalised, so an over-long query is cut first. The error names the field
+    whose value takes the most bytes (`largest_field`) and the fix. `source_bytes` (the size of
+    the JSON text the event was parsed from) and a bound on the strings skip measuring small
+    events.
+    """
+    if source_bytes is not None and source_bytes * _MAX_GROWTH + _ADDED_BYTES <= limits.max_bytes:
+        return
+    if not event.context:
+        chars = sum(
+            len(text)
+            for text in (event.event_id, event.user_id, event.item_id, event.query, event.session_id,
+                         event.known_user_id)
+            if text is not None
+        )  # fmt: skip
+        if _FIXED_BYTES + _MAX_CHAR_BYTES * chars <= limits.max_bytes:
+            return
+    size = len(event.to_json())
+    if size > limits.max_bytes:
+        doc = event.to_dict()
+        name = largest_field(doc)
+        raise InvalidEvent(name, _oversize_reason(size, name, doc, limits))
+
+
+def largest_field(doc: Mapping[str, object]) -> str:
+    """The name of `doc`'s field whose value takes the most bytes as compact UTF-8 JSON (as
+    `Event.to_json` writes it); ``$`` for an empty object. Ties go to the first field."""
+    sizes = {name: _json_bytes(value) for name, value in doc.items()}
+    # str(): a Python caller's context may have keys of other types, which JSON writes as text.
+    return str(max(sizes, key=sizes.__getitem__, default="$"))
+
+
+_FIELD_KEY = re.compile(rb'"(' + b"|".join(name.encode() for name in sorted(_KNOWN_FIELDS)) + rb')"\s*:')
+
+
+def largest_raw_field(raw: bytes) -> str:
+    """The field of an unparsed JSON event text that spans the most bytes, found by a scan for the
+    schema's field names (a text too large to parse); ``$`` when none is found."""
+    starts = [(match.start(), match.group(1).decode()) for match in _FIELD_KEY.finditer(raw)]
+    if not starts:
+        return "$"
+    ends = [start for start, _ in starts[1:]] + [len(raw)]
+    spans = [(end - start, name) for (start, name), end in zip(starts, ends, strict=True)]
+    return max(spans, key=lambda span: span[0])[1]
+
+
+def _json_bytes(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _oversize_reason(size: int, name: str, doc: Mapping[str, object] | None, limits: EventLimits) -> str:
+    """Why an event of `size` bytes is refused and how to fix it, naming its largest field `name`;
+    `doc` is the normalised event, or None for a text too large to parse."""
+    limit = limits.max_bytes
+    if doc is None:
+        found = f"its largest field is {name}" if name != "$" else "no schema v1 field was found in it"
+        return (
+            f"event is {size} bytes, over the {limits.max_raw_bytes} bytes read of one event (and the "
+            f"limit of {limit} bytes once normalised); {found}: shorten it"
+        )
+    value = doc.get(name)
+    part = f"its largest field, {name}, takes {_json_bytes(value)} bytes"
+    if isinstance(value, Mapping) and value:
+        part += f", most of them under its key {largest_field(value)[:MAX_FIELD_NAME_CHARS]!r}"
+    if limit < limits.window_max_bytes:
+        fix = (
+            f"shorten it, or raise PROFILESTREAM_EVENT_MAX_BYTES (now {limit}; at most "
+            f"PROFILESTREAM_WINDOW_MAX_BYTES, {limits.window_max_bytes})"
+        )
+    else:
+        fix = "shorten it (PROFILESTREAM_EVENT_MAX_BYTES is at its ceiling, PROFILESTREAM_WINDOW_MAX_BYTES)"
+    return f"event is {size} bytes, over the limit of {limit} bytes; {part}: {fix}"
+
+
 def _require_type(doc: Mapping[str, object]) -> EventType:
     value = doc.get("type")
     if value is None:
         raise InvalidEvent("type", "required field is missing")
     if not isinstance(value, str):
         raise InvalidEvent("type", f"expected a string, got {json_type(value)}")
-    try:
+    if value in _TYPE_VALUES:
         return EventType(value)
+    try:
+        return EventType(type_key(value))
     except ValueError as exc:
         allowed = ", ".join(t.value for t in EventType)
         raise InvalidEvent("type", f"unknown type {value[:40]!r}; expected one of {allowed}") from exc
 
 
 def _require_ts(doc: Mapping[str, object], limits: EventLimits, now_ms: int) -> int:
-    value = doc.get("ts_ms")
+    value = time_ms(doc.get("ts_ms"), "ts_ms")
     if value is None:
         raise InvalidEvent("ts_ms", "required field is missing")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
     latest = now_ms + limits.max_future_skew_ms
-    # Before any message shows the number: the text of a huge int is slow to make, or raises.
-    too_large = number_too_large(value)
-    if too_large is not None:
-        raise InvalidEvent(
-            "ts_ms",
-            f"{too_large}; send ms since the epoch, an integer from {limits.min_ts_ms} to {latest} "
-            "(the latest accepted now)",
-        )
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent("ts_ms", f"expected an integer (ms since epoch), got {json_type(value)}")
     if value < limits.min_ts_ms:
         hint = " (it looks like seconds: multiply by 1000)" if value * 1000 >= limits.min_ts_ms else ""
         raise InvalidEvent("ts_ms", f"{value} is before the oldest accepted time {limits.min_ts_ms}{hint}")

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 # The smallest limit `sys.set_int_max_str_digits` accepts: an integer this long converts to and
 # from text whatever limit the process set, and is far longer than any count, price or time.
@@ -101,6 +103,32 @@ def loads(data: str | bytes, decoder: BoundedDecoder = _DEFAULT_DECODER) -> obje
     if data.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
     return decoder.decode(data)
+
+
+# A number as text: JSON's grammar, plus a leading "+" and a bare "12." or ".5" (what spreadsheets
+# and float formatters write). ASCII only: `int` and `Decimal` also read other scripts' digits
+# ("\uff11\uff12") and "1_000", which no sender means as a number.
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+# Longer number text is parsed only as far as counting its digits.
+_MAX_NUMBER_TEXT = MAX_INTEGER_DIGITS + 32
+
+
+def number_text(text: str) -> Decimal | OversizedNumber | None:
+    """The exact value of number text (``"1763000000034"``, ``"-12.50"``, ``"1.7e12"``), or None
+    when `text` (already stripped) is not a number; an OversizedNumber for text of more than
+    MAX_INTEGER_DIGITS digits before its point, so that no caller converts it (int() of a long
+    digit string raises past Python's limit, or takes quadratic time below it)."""
+    if not _NUMBER_TEXT.fullmatch(text):
+        return None
+    if len(text) > _MAX_NUMBER_TEXT:
+        mantissa = text.lstrip("+-").split("e")[0].split("E")[0]
+        digits = len(mantissa.partition(".")[0].lstrip("0"))
+        if digits > MAX_INTEGER_DIGITS or "e" in text.lower():
+            return OversizedNumber(_cut(text), max(digits, 1), text.startswith("-"))
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only what Decimal reads
+        return None
 
 
 def number_too_large(value: object, bound: int = MAX_INT64) -> str | None:

@@ -2,7 +2,9 @@
 
 Accepted shapes of ``POST /v1/events``: one event object, a JSON array of 1..N event objects, or
 an envelope ``{"sent_at_ms": <client clock when sending>, "events": [...]}``. The body may be
-compressed (``Content-Encoding: gzip`` or ``deflate``); the limit applies to the decompressed size.
+compressed (``Content-Encoding: gzip`` or ``deflate``, up to MAX_CONTENT_CODINGS layers) and in
+any charset Python knows (``Content-Type: ...; charset=``); the limit applies to the decompressed
+size and to the text once in UTF-8.
 
 A batch is validated event by event: the valid events are produced, each invalid one is rejected
 alone and listed with its index, field and reason (202 ``{"accepted": n, "rejected": [...]}``).
@@ -18,23 +20,31 @@ by the receive time, the best estimate there is of when it happened, and counted
 
 from __future__ import annotations
 
+import codecs
 import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email.message import Message
 
 from stream.core import json_numbers
 from stream.core.errors import InvalidEvent
 from stream.core.events import Event, EventLimits, event_from_dict, query_truncated
+from stream.core.normalise import time_fix, time_ms
 
 # Browsers send beacons as text/plain to stay a "simple" CORS request (no preflight); the body is
 # still JSON and goes through the same parser.
 ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "text/plain"})
 SUPPORTED_ENCODINGS = ("gzip", "deflate", "identity")
+# Content codings undone at most (RFC 9110 allows a list); a third layer buys a client nothing but
+# costs the collector a decompression pass each.
+MAX_CONTENT_CODINGS = 2
+# Codecs Python knows that transform text rather than encode it: no client declares them as a
+# charset, and some turn escapes into other characters.
+_NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined"})
 SENT_AT_HEADER = "X-Sent-At-Ms"
 _ENVELOPE_FIELDS = frozenset({"sent_at_ms", "events"})
 _GZIP_MAGIC = b"\x1f\x8b"
-# What stamping adds to an event at most: ',"v":1' and ',"received_ms":' with 20 digits.
-_STAMP_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +97,74 @@ def body_error(status: int, reason: str, field_name: str = "$") -> Rejection:
 
 
 def check_content_type(header: str | None) -> Rejection | None:
+    """None when the Content-Type is accepted: application/json or text/plain, with no charset or
+    one that Python's codecs know. Else the 415 naming the fix."""
     media_type = (header or "").split(";", 1)[0].strip().lower()
-    if media_type in ACCEPTED_CONTENT_TYPES:
+    if media_type not in ACCEPTED_CONTENT_TYPES:
+        shown = repr(media_type) if media_type else "none"
+        return body_error(415, f"content type {shown} is not accepted; send application/json (or text/plain)")
+    charset = content_charset(header)
+    return charset if isinstance(charset, Rejection) else None
+
+
+def content_charset(header: str | None) -> str | Rejection | None:
+    """The Python codec of the charset a Content-Type declares, None when it declares none, or the
+    415 for a charset Python does not know (the body is then unreadable: send it as UTF-8)."""
+    if not header or "charset" not in header.lower():
         return None
-    shown = repr(media_type) if media_type else "none"
-    return body_error(415, f"content type {shown} is not accepted; send application/json (or text/plain)")
+    message = Message()
+    message["content-type"] = header
+    declared = message.get_content_charset()
+    if declared is None:
+        return None
+    try:
+        codec = codecs.lookup(declared)
+    except LookupError:
+        codec = None
+    # bytes.decode refuses codecs that are not text encodings (base64, zlib); so do we, up front.
+    if codec is None or codec.name in _NOT_CHARSETS or not getattr(codec, "_is_text_encoding", True):
+        return body_error(
+            415,
+            f"charset {declared[:40]!r} is not one this collector can decode; send the body as UTF-8 "
+            "(Content-Type: application/json; charset=utf-8)",
+            "Content-Type",
+        )
+    return codec.name
+
+
+def decode_charset(body: bytes, content_type: str | None, max_bytes: int) -> bytes | Rejection:
+    """The body as UTF-8: decoded with the charset its Content-Type declares, at most `max_bytes`
+    once in UTF-8 (a single-byte charset's text grows up to 3 times).
+
+    Without a declared charset, or with UTF-8, the body is returned as is: JSON is UTF-8 (the parser
+    reads a BOM away, and tells UTF-16 and UTF-32 from their zero bytes). 415 for a charset Python
+    does not know, 400 naming the charset for a body that is not valid in it, 413 over the limit.
+    """
+    charset = content_charset(content_type)
+    if isinstance(charset, Rejection):
+        return charset
+    if charset is None or charset == "utf-8":
+        return body
+    try:
+        # A BOM says which charset the text is in, and is no part of it.
+        utf8 = body.decode(charset).removeprefix("\ufeff").encode("utf-8")
+    except UnicodeDecodeError as exc:
+        return body_error(
+            400,
+            f"the body is not valid {charset} text, the charset its Content-Type declares ({exc.reason} "
+            f"at byte {exc.start}); send it as UTF-8 or declare the charset it is in",
+        )
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from UTF-7
+        return body_error(
+            400, f"the body's {charset} text holds a character UTF-8 cannot carry ({exc.reason}); send UTF-8"
+        )
+    if len(utf8) > max_bytes:
+        return body_error(
+            413,
+            f"the body is {len(utf8)} bytes once decoded from {charset} to UTF-8, over the limit of "
+            f"{max_bytes} bytes; split it",
+        )
+    return utf8
 
 
 def too_large(size_bytes: int, max_body_bytes: int) -> Rejection:
@@ -100,29 +173,46 @@ def too_large(size_bytes: int, max_body_bytes: int) -> Rejection:
     )
 
 
-def decode_content(body: bytes, header: str | None, max_bytes: int) -> bytes | Rejection:
+def decode_content(body: bytes, header: str | Sequence[str] | None, max_bytes: int) -> bytes | Rejection:
     """The body with its ``Content-Encoding`` undone, at most `max_bytes` once decompressed.
 
-    415 for an encoding other than gzip, deflate or identity; 400 for a body that is not what its
-    label says; 413 as soon as the decompressed size passes `max_bytes` (a small compressed bomb
-    never grows in memory past the limit).
+    `header` is the header's value, or its values when it was sent more than once (Starlette's
+    ``request.headers.getlist``): both are one list of codings in the order they were applied
+    (RFC 9110 section 8.4), undone last to first, ``identity`` skipped, at most
+    MAX_CONTENT_CODINGS of them. An empty body stays empty, whatever its label.
+
+    415 for an encoding other than gzip, deflate or identity anywhere in the list, or more than
+    MAX_CONTENT_CODINGS layers; 400 for a body that is not what its label says; 413 as soon as a
+    layer's decompressed size passes `max_bytes` (a small compressed bomb never grows in memory
+    past the limit).
     """
-    codings = [c.strip().lower() for c in (header or "").split(",") if c.strip()]
-    # Encodings are listed in the order they were applied: undo them last to first.
-    for coding in reversed(codings):
-        if coding == "identity":
-            continue
-        if coding in ("gzip", "x-gzip"):
-            decoded = _inflate_gzip(body, max_bytes)
-        elif coding == "deflate":
-            decoded = _inflate_deflate(body, max_bytes)
-        else:
+    values = [header] if isinstance(header, str) else list(header or ())
+    codings = [c.strip().lower() for value in values for c in value.split(",") if c.strip()]
+    layers = [c for c in codings if c != "identity"]
+    # Every coding is checked before any work: an unknown one anywhere refuses the request.
+    for coding in layers:
+        if coding not in ("gzip", "x-gzip", "deflate"):
             supported = ", ".join(SUPPORTED_ENCODINGS)
             return body_error(
                 415,
                 f"Content-Encoding {coding[:40]!r} is not supported; send one of {supported} (or none)",
                 "Content-Encoding",
             )
+    if len(layers) > MAX_CONTENT_CODINGS:
+        return body_error(
+            415,
+            f"Content-Encoding lists {len(layers)} codings, over the limit of {MAX_CONTENT_CODINGS}; "
+            "compress the body once",
+            "Content-Encoding",
+        )
+    if not body:
+        # No content was coded: nothing to undo (a client that labels every request, even an empty
+        # one); the parser says the body is empty.
+        return body
+    # Encodings are listed in the order they were applied: undo them last to first.
+    for coding in reversed(layers):
+        inflate = _inflate_deflate if coding == "deflate" else _inflate_gzip
+        decoded = inflate(body, max_bytes)
         if isinstance(decoded, Rejection):
             return decoded
         body = decoded
@@ -185,6 +275,8 @@ def _inflate(data: bytes, wbits: int, coding: str, max_bytes: int) -> tuple[byte
 
 def parse_json(body: bytes) -> object | Rejection:
     """The parsed body, or a 400 saying why it is not JSON (NaN and Infinity are not JSON)."""
+    if not body.strip():
+        return body_error(400, "the request body is empty; send a JSON document")
     try:
         # Over-large numbers parse into values the validator rejects with their event alone.
         doc: object = json_numbers.loads(body, _DECODER)
@@ -226,9 +318,6 @@ def parse_batch(
         return body_error(422, "the batch is empty; send at least one event")
     if len(docs) > max_events:
         return body_error(413, f"the batch has {len(docs)} events, over the limit of {max_events}; split it")
-    # Only a body near one event's limit can hold an event over it: the record produced is the
-    # body's event, compacted, plus "v" and "received_ms" (under _STAMP_BYTES).
-    check_sizes = len(body) + _STAMP_BYTES > limits.max_bytes
     events: list[Event] = []
     errors: list[FieldError] = []
     truncated = 0
@@ -239,10 +328,9 @@ def parse_batch(
                 event_from_dict(item, limits=limits, now_ms=received_ms)  # raises, naming the type
                 continue
             stamped, was_clamped = _stamp_times(item, limits, received_ms, sent_at_ms)
-            event = event_from_dict(stamped, limits=limits, now_ms=received_ms)
-            if check_sizes:
-                # The record the worker will read, which must stay under its limit.
-                _check_size(len(event.to_json()), limits)
+            # The size check (of the record the worker will read) is event_from_dict's; no event
+            # of a small body can be over it, which the body's size lets it skip measuring.
+            event = event_from_dict(stamped, limits=limits, now_ms=received_ms, source_bytes=len(body))
         except InvalidEvent as exc:
             errors.append(FieldError(index, exc.field, exc.reason))
             continue
@@ -282,25 +370,16 @@ def _unwrap(doc: object, sent_at_header: str | None) -> tuple[object, int | None
 
 
 def _sent_at(value: object, name: str) -> int | Rejection:
-    fix = f"send the client's send time in ms since epoch, an integer up to {json_numbers.MAX_INT64}"
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        # int() of a long digit string raises (or is slow): its length alone says it is too large.
-        digits = len(value.lstrip("0"))
-        if digits > len(str(json_numbers.MAX_INT64)):
-            return body_error(422, f"number too large ({digits} digits); {fix}", name)
-        value = int(value)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    too_large = json_numbers.number_too_large(value)
-    if too_large is not None:
-        return body_error(422, f"{too_large}; {fix}", name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return body_error(
-            422,
-            f"expected the client's send time in ms since epoch (an integer), got {str(value)[:40]!r}",
-            name,
-        )
-    return value
+    """The client's send time, read by the time rule of every entry point (`stream.core.normalise`)."""
+    try:
+        sent_at_ms = time_ms(value, name)
+    except InvalidEvent as exc:
+        return body_error(422, exc.reason, name)
+    if sent_at_ms is None:
+        return body_error(422, f"the client's send time is empty; {time_fix()}", name)
+    if sent_at_ms < 0:
+        return body_error(422, f"{sent_at_ms} is before the epoch; {time_fix()}", name)
+    return sent_at_ms
 
 
 def _stamp_times(
@@ -310,12 +389,12 @@ def _stamp_times(
     stamped = dict(item)
     # The collector's own clock, whatever the client sent.
     stamped["received_ms"] = received_ms
-    ts = item.get("ts_ms")
-    if isinstance(ts, float) and ts.is_integer():
-        ts = int(ts)
-    if isinstance(ts, bool) or not isinstance(ts, int) or json_numbers.number_too_large(ts) is not None:
-        # The validator names what is wrong with it; a number past 64 bits is no clock's reading
-        # to correct, but garbage.
+    try:
+        ts = time_ms(item.get("ts_ms"), "ts_ms")
+    except InvalidEvent:
+        ts = None
+    if ts is None:
+        # The validator names what is wrong with it (the same rule refuses it there).
         return stamped, False
     if sent_at_ms is not None:
         ts = received_ms - (sent_at_ms - ts)
@@ -331,8 +410,3 @@ def _reject_constant(name: str) -> object:
 
 
 _DECODER = json_numbers.BoundedDecoder(_reject_constant)
-
-
-def _check_size(size: int, limits: EventLimits) -> None:
-    if size > limits.max_bytes:
-        raise InvalidEvent("$", f"event is {size} bytes, over the limit of {limits.max_bytes} bytes")

@@ -2,8 +2,9 @@
 
 ``POST /v1/events`` takes one event object, a JSON array of at most `max_batch_events` events, or
 an envelope ``{"sent_at_ms": ..., "events": [...]}`` (``Content-Type: application/json``, or
-``text/plain`` for browser beacons; ``Content-Encoding: gzip`` or ``deflate`` allowed, the body
-limit applying to the decompressed size). Each event is validated alone by the worker's own
+``text/plain`` for browser beacons, in UTF-8 or a declared charset Python knows;
+``Content-Encoding: gzip`` or ``deflate``, up to two layers, allowed, the body limit applying to
+the decompressed size). Each event is validated alone by the worker's own
 validator (`stream.core.events.event_from_dict`), stamped with the collector's receive time
 (``received_ms``) and its time corrected for client clock skew (see `stream.ingest.body`). Answers:
 
@@ -12,8 +13,10 @@ validator (`stream.core.events.event_from_dict`), stamped with the collector's r
   (acks=all). The valid events of a batch land; each invalid one is listed in ``rejected`` and
   not produced: resend only those, fixed. ``truncated`` counts queries cut to MAX_QUERY_CHARS
   (512) characters, ``clamped`` events whose time was impossible and was replaced by the receive time;
-- 400 unparsable JSON or a body that is not what its Content-Encoding says, 413 body (compressed
-  or decompressed) or batch too large, 415 wrong content type or encoding;
+- 400 unparsable JSON, an empty body, or a body that is not what its Content-Encoding or charset
+  says, 413 body (compressed, decompressed or once in UTF-8) or batch too large, 415 wrong content
+  type, charset or encoding (or more than two content codings), 414 a URL over 16 KiB, 431
+  headers over 32 KiB (``stream.core.http_limits``; HEAD is answered as GET without the body);
 - 422 ``{"errors": [{"index": i, "field": "...", "reason": "..."}]}`` when no event of the
   request is valid (or the envelope itself is malformed);
 - 503 with ``Retry-After`` when Kafka is unreachable or does not acknowledge in time. The events
@@ -43,9 +46,11 @@ from pydantic import BaseModel
 
 from stream.core.errors import ServiceUnavailable
 from stream.core.events import MAX_CONTEXT_KEYS, MAX_ID_CHARS, MAX_QUERY_CHARS, EventLimits, EventType
+from stream.core.http_limits import HttpEdges, OverLimit, uvicorn_options
 from stream.core.http_metrics import HttpMetrics
 from stream.core.settings import Settings
 from stream.ingest.body import (
+    MAX_CONTENT_CODINGS,
     SENT_AT_HEADER,
     SUPPORTED_ENCODINGS,
     Batch,
@@ -219,6 +224,10 @@ def _count_accepted(events_total: Counter, outcome: Batch) -> None:
     log.debug("accepted %d events, rejected %d", len(outcome.events), len(outcome.rejected))
 
 
+def _over_limit_body(over: OverLimit) -> dict[str, Any]:
+    return body_error(over.status, over.reason, over.part).to_dict()
+
+
 def create_collector_app(
     settings: Settings,
     producer_factory: Callable[[Settings], RecordSender] | None = None,
@@ -261,6 +270,8 @@ def create_collector_app(
     metrics = HttpMetrics("collector")
     metrics.install(app)
     events_total = _events_counter(metrics.registry)
+    # Added before CORS, so inside it: a cross-origin page can read a 414 or 431 too.
+    app.add_middleware(HttpEdges, render=_over_limit_body)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -288,14 +299,16 @@ def create_collector_app(
             202: {"description": "The valid events were produced; invalid ones are listed in `rejected`."},
             400: {
                 **errors,
-                "description": "The body is not valid JSON, or not what its Content-Encoding says.",
+                "description": "The body is empty, not valid JSON, or not what its Content-Encoding "
+                "or charset says.",
             },
             401: {**errors, "description": "Missing or wrong bearer token (PROFILESTREAM_COLLECTOR_TOKEN)."},
             413: {**errors, "description": "Body (compressed or decompressed) or batch over the limit."},
             415: {
                 **errors,
-                "description": "Content type is neither application/json nor text/plain, or the "
-                f"Content-Encoding is not one of {', '.join(SUPPORTED_ENCODINGS)}.",
+                "description": "Content type is neither application/json nor text/plain, its charset "
+                "is not one Python knows, or the Content-Encoding is not one of "
+                f"{', '.join(SUPPORTED_ENCODINGS)} (at most {MAX_CONTENT_CODINGS} layers).",
             },
             422: {
                 **errors,
@@ -386,5 +399,10 @@ def run_collector(settings: Settings, config: CollectorConfig) -> None:
         settings.events_topic,
     )
     uvicorn.run(
-        app, host=config.host, port=config.port, log_level=settings.log_level.lower(), log_config=None
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        **uvicorn_options(),
     )

@@ -26,6 +26,7 @@ from stream.ingest.body import (
     Rejection,
     body_error,
     check_content_type,
+    decode_charset,
     decode_content,
     too_large,
 )
@@ -197,19 +198,25 @@ async def read_limited(request: Request, max_body_bytes: int) -> bytes | None:
 
 
 async def read_body(request: Request, guard: RequestGuard, max_body_bytes: int) -> bytes | JSONResponse:
-    """The request's decompressed body once the guard let it through, or the answer refusing it:
-    401/429 from the guard, 415 for a content type or encoding not taken, 413 over
-    `max_body_bytes` (compressed or not), 400 for a body that is not what its label says."""
+    """The request's decompressed body, as UTF-8, once the guard let it through, or the answer
+    refusing it: 401/429 from the guard, 415 for a content type, charset or encoding not taken, 413
+    over `max_body_bytes` (compressed, decompressed or once in UTF-8), 400 for a body that is not
+    what its labels say."""
     refused = guard.check(request)
     if refused is not None:
         return refused
-    unsupported = check_content_type(request.headers.get("content-type"))
+    content_type = request.headers.get("content-type")
+    unsupported = check_content_type(content_type)
     if unsupported is not None:
         return error_response(unsupported)
     body = await read_limited(request, max_body_bytes)
     if body is None:
         return error_response(too_large(max_body_bytes + 1, max_body_bytes))
-    decoded = decode_content(body, request.headers.get("content-encoding"), max_body_bytes)
+    # Every Content-Encoding header counts: a proxy may add its coding as a header of its own.
+    decoded = decode_content(body, request.headers.getlist("content-encoding"), max_body_bytes)
     if isinstance(decoded, Rejection):
         return error_response(decoded)
-    return decoded
+    text = decode_charset(decoded, content_type, max_body_bytes)
+    if isinstance(text, Rejection):
+        return error_response(text)
+    return text

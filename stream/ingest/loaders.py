@@ -24,9 +24,10 @@ ml-100k (``ml-100k.inter``: user, item, rating, Unix timestamp in seconds): real
 (a user rates a movie once). Rows of equal time keep file order.
 
 generic: a CSV, JSONL or Parquet file with your column names mapped onto v1 fields, read by the
-shared reader `stream.core.tabular` (BOM, ``--encoding``, malformed lines skipped and counted, float-
-written integers, times in ms/s/us or date-time text, the event-type map, event ids derived from the
-row's content when the table has none).
+shared reader `stream.core.tabular` (BOM, ``--encoding``, the column separator given by
+``--delimiter`` or detected, malformed lines skipped and counted, float-written integers and, in a
+``;``-separated file, decimal-comma ones, times in ms/s/us or date-time text, the event-type map,
+event ids derived from the row's content when the table has none).
 
 The ``profilestream load`` commands live in `stream.cli.load`.
 """
@@ -43,7 +44,7 @@ from typing import Any
 
 from stream.core.errors import InvalidEvent, SourceError, UnmappedEventType
 from stream.core.events import Event, EventLimits, event_from_dict
-from stream.core.tabular import ColumnMap, ReadTally, RowRules, format_of, read_rows, to_v1_doc
+from stream.core.tabular import ColumnMap, ReadTally, RowRules, csv_options, format_of, read_rows, to_v1_doc
 from stream.ingest.adapters import adapt_file_record
 
 __all__ = [
@@ -146,7 +147,13 @@ def generic_docs(
 
 
 def standard_docs(
-    path: Path, source: str, *, encoding: str = "utf-8", tally: ReadTally | None = None, receive_ms: int
+    path: Path,
+    source: str,
+    *,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+    tally: ReadTally | None = None,
+    receive_ms: int,
 ) -> Iterator[dict[str, Any] | InvalidEvent]:
     """v1 documents from a JSON Lines file of a tracking sender's records (`source`: segment, ga4 or
     snowplow; one request body or message a line, as `stream.ingest.adapters.adapt_file_record`
@@ -155,9 +162,10 @@ def standard_docs(
     A line that is not JSON is counted in `tally` as malformed; a record the adapter refuses comes
     out as its InvalidEvent, an unknown event name as an UnmappedEventType (both counted by
     `write_jsonl`, never fatal). `receive_ms` stands in for the receive time a record lacks.
+    `delimiter` applies to a CSV file only (see `stream.core.tabular.read_rows`).
     """
     counted = tally if tally is not None else ReadTally()
-    for row in read_rows(path, encoding=encoding, tally=counted):
+    for row in read_rows(path, encoding=encoding, tally=counted, delimiter=delimiter):
         try:
             adapted = adapt_file_record(source, row.values, receive_ms)
         except InvalidEvent as exc:
@@ -172,10 +180,11 @@ def standard_docs(
 
 
 def read_table(
-    path: Path, *, encoding: str = "utf-8", tally: ReadTally | None = None
+    path: Path, *, encoding: str = "utf-8", delimiter: str | None = None, tally: ReadTally | None = None
 ) -> Iterator[dict[str, Any]]:
-    """The rows of a CSV, JSONL or Parquet file (the shared reader: BOM, encoding, malformed lines)."""
-    for row in read_rows(path, encoding=encoding, tally=tally):
+    """The rows of a CSV, JSONL or Parquet file (the shared reader: BOM, encoding, a CSV file's
+    `delimiter` (None: detected), malformed lines)."""
+    for row in read_rows(path, encoding=encoding, tally=tally, delimiter=delimiter):
         yield row.values
 
 
@@ -252,14 +261,21 @@ def load_generic(
     *,
     rules: RowRules | None = None,
     encoding: str = "utf-8",
+    delimiter: str | None = None,
     limits: EventLimits | None = None,
 ) -> LoadReport:
-    """`source` (CSV/JSONL/Parquet) mapped by `columns` and `rules` into the v1 JSONL file `out`."""
+    """`source` (CSV/JSONL/Parquet) mapped by `columns` and `rules` into the v1 JSONL file `out`.
+
+    `delimiter`: a CSV file's column separator (None or ``auto``: detected); a ``;``-separated
+    file has its decimal commas read (`stream.core.tabular.csv_options`). Raises SourceError for a
+    whole-file problem (see `stream.core.tabular.read_rows`) and a mapped column the table lacks.
+    """
     tally = ReadTally()
-    rows = read_table(source, encoding=encoding, tally=tally)
+    delimiter, chosen = csv_options(source, rules or RowRules(), encoding=encoding, delimiter=delimiter)
+    rows = read_table(source, encoding=encoding, delimiter=delimiter, tally=tally)
     if format_of(source) != "jsonl":  # JSON lines may leave out a key; a table has its columns
         rows = _with_columns(rows, columns, source)
-    return write_jsonl(generic_docs(rows, columns, rules), out, limits, tally)
+    return write_jsonl(generic_docs(rows, columns, chosen), out, limits, tally)
 
 
 def _with_columns(

@@ -33,7 +33,8 @@ kafka-python, whose linger sends each event soon after its time.
 
 Files are read by the shared reader `stream.core.tabular`, with the same rules as ``load generic``:
 a UTF-8 BOM is read away, ``--encoding`` decodes other text (undecodable bytes stop the replay
-before anything is produced, naming the line), malformed lines (not JSON; a truncated CSV row) are
+before anything is produced, naming the line), a CSV file's column separator is ``--delimiter`` or
+detected (a ``;`` file's decimal commas read as points), malformed lines (not JSON; a truncated CSV row) are
 skipped and counted, float-written integers (``17850.0``) are read as integers in every format,
 ``ts_ms`` may be ms/s/us (``--ts-unit``) or date-time text, event types go through the type map
 (unmapped ones skipped and counted per name) and a row without ``event_id`` gets one derived from
@@ -66,13 +67,21 @@ from stream.core.errors import (
     SourceError,
     UnmappedEventType,
 )
-from stream.core.events import Event, EventLimits, decode_event, event_from_dict
+from stream.core.events import (
+    DecodedEvent,
+    Event,
+    EventLimits,
+    decode_event_noted,
+    event_from_dict,
+    query_truncated,
+)
 from stream.core.settings import Settings
 from stream.core.tabular import (
     FORMATS_BY_SUFFIX,
     ReadTally,
     RowRules,
     check_encoding,
+    csv_options,
     format_of,
     is_normal_v1,
     normalise_v1,
@@ -117,9 +126,11 @@ class SourceSpec:
     from_offset: int | None = None
     from_ts_ms: int | None = None
     to_ts_ms: int | None = None
-    # Files only: the text encoding and the value rules (time unit, event-type map).
+    # Files only: the text encoding, the value rules (time unit, event-type map) and a CSV file's
+    # column separator (None: detected).
     encoding: str = "utf-8"
     rules: RowRules = field(default_factory=RowRules)
+    delimiter: str | None = None
 
     @property
     def topic(self) -> str | None:
@@ -159,6 +170,7 @@ class ReplayReport:
     rejected: int
     elapsed_s: float
     rejects_path: Path | None = None
+    truncated: int = 0  # events produced with their over-long query cut to MAX_QUERY_CHARS
     reasons: dict[str, int] = field(default_factory=dict)  # "field: reason" -> rejects, most common first
     unmapped_types: dict[str, int] = field(default_factory=dict)  # type name in the file -> rows skipped
     malformed: int = 0  # lines the file reader skipped (not JSON, a truncated CSV row...)
@@ -175,6 +187,7 @@ class ReplayReport:
             "read": self.read,
             "produced": self.produced,
             "rejected": self.rejected,
+            "truncated": self.truncated,
             "elapsed_s": round(self.elapsed_s, 3),
             "events_per_s": round(self.events_per_s),
             "rejects_path": str(self.rejects_path) if self.rejects_path else None,
@@ -294,9 +307,10 @@ def _json_problem(raw: bytes) -> str | None:
 
 def iter_table(path: Path, spec: SourceSpec, tally: ReadTally) -> Iterator[Item]:
     """A CSV or Parquet file of v1 columns: each row through the value rules (empty cells absent)."""
-    for row in read_rows(path, encoding=spec.encoding, tally=tally):
+    delimiter, rules = csv_options(path, spec.rules, encoding=spec.encoding, delimiter=spec.delimiter)
+    for row in read_rows(path, encoding=spec.encoding, tally=tally, delimiter=delimiter):
         try:
-            doc: object = normalise_v1(row.values, spec.rules, empty_is_absent=True)
+            doc: object = normalise_v1(row.values, rules, empty_is_absent=True)
         except InvalidEvent as exc:
             doc = RowReject(exc, row.values)
         yield row.number, None, doc
@@ -398,6 +412,7 @@ def _user_of(raw: bytes | None, doc: object) -> str | None:
 class _Tally:
     read: int = 0
     produced: int = 0
+    truncated: int = 0
     rejects: list[Reject] = field(default_factory=list)
     unmapped: Counter[str] = field(default_factory=Counter)
 
@@ -497,25 +512,20 @@ def _replay_items(
             on_progress(unreported)
             unreported = 0
         try:
-            if isinstance(parsed, RowReject):
-                raise parsed.error
-            if raw is not None:
-                event = decode_parsed(raw, parsed, limits=limits, now_ms=now_ms)
-                value = raw
-            else:
-                event = event_from_dict(parsed, limits=limits, now_ms=now_ms)
-                value = event.to_json()
+            event, value, truncated = _validate(raw, parsed, limits=limits, now_ms=now_ms)
         except UnmappedEventType as exc:
             tally.unmapped[exc.name] += 1
             continue
         except InvalidEvent as exc:
             if raw is not None:
-                shown = raw.decode("utf-8", "replace")
+                # A prefix: a line may be as long as the file (4 bytes per character at most).
+                shown = raw[:8000].decode("utf-8", "replace")
             else:
                 row = parsed.row if isinstance(parsed, RowReject) else parsed
                 shown = json.dumps(row, default=str, ensure_ascii=False)
             tally.rejects.append(Reject(str(position), exc.field, exc.reason, shown[:2000]))
             continue
+        tally.truncated += truncated
         if add is None:
             continue
         if pacer is not None:
@@ -529,6 +539,23 @@ def _replay_items(
         tally.produced += 1
     on_progress(unreported)
     return tally
+
+
+def _validate(
+    raw: bytes | None, parsed: object, *, limits: EventLimits, now_ms: int
+) -> tuple[Event, bytes, bool]:
+    """An item's event, the record to produce for it and whether its query was cut; raises
+    InvalidEvent (an UnmappedEventType for a row of an unmapped type)."""
+    if isinstance(parsed, RowReject):
+        raise parsed.error
+    if raw is None:
+        event = event_from_dict(parsed, limits=limits, now_ms=now_ms)
+        return event, event.to_json(), isinstance(parsed, dict) and query_truncated(parsed.get("query"))
+    decoded = decode_parsed(raw, parsed, limits=limits, now_ms=now_ms)
+    # A line the policy changed (its query cut), or over the byte limit as written, goes out
+    # normalised, as the collector and the SDK send it; any other valid line as it is.
+    unchanged = not decoded.query_truncated and len(raw) <= limits.max_bytes
+    return decoded.event, raw if unchanged else decoded.event.to_json(), decoded.query_truncated
 
 
 def _reject_constant(name: str) -> object:
@@ -545,12 +572,12 @@ UNPARSED = object()
 
 
 def parse_line(raw: bytes, limits: EventLimits) -> object:
-    """The JSON document of a line within the size limit in UTF-8 plain JSON; else UNPARSED.
+    """The JSON document of a line within the parse bound in UTF-8 plain JSON; else UNPARSED.
 
-    Where this parses a line, `decode_event` parses the same document;
-    every other line (too big, a BOM, another encoding, NaN, bad JSON) is left to `decode_event`.
+    Where this parses a line, `decode_event` parses the same document; every other line (over
+    `limits.max_raw_bytes`, a BOM, another encoding, NaN, bad JSON) is left to `decode_event`.
     """
-    if len(raw) > limits.max_bytes:
+    if len(raw) > limits.max_raw_bytes:
         return UNPARSED
     try:
         return _LINE_DECODER.decode(raw.decode())
@@ -558,14 +585,15 @@ def parse_line(raw: bytes, limits: EventLimits) -> object:
         return UNPARSED
 
 
-def decode_parsed(raw: bytes, parsed: object, *, limits: EventLimits, now_ms: int) -> Event:
-    """What ``decode_event(raw)`` returns or raises, given ``parsed = parse_line(raw)``.
+def decode_parsed(raw: bytes, parsed: object, *, limits: EventLimits, now_ms: int) -> DecodedEvent:
+    """What ``decode_event_noted(raw)`` returns or raises, given ``parsed = parse_line(raw)``.
 
-    An unparsed line goes through `decode_event` itself, so its rejects read the same.
+    An unparsed line goes through `decode_event_noted` itself, so its rejects read the same.
     """
     if parsed is UNPARSED:
-        return decode_event(raw, limits=limits, now_ms=now_ms)
-    return event_from_dict(parsed, limits=limits, now_ms=now_ms)
+        return decode_event_noted(raw, limits=limits, now_ms=now_ms)
+    event = event_from_dict(parsed, limits=limits, now_ms=now_ms, source_bytes=len(raw))
+    return DecodedEvent(event, isinstance(parsed, dict) and query_truncated(parsed.get("query")))
 
 
 def _partitions(producer: RecordSender, topic: str) -> list[int]:
@@ -596,10 +624,11 @@ class _Outcome:
     rejects: list[Reject]
     unmapped: dict[str, int]
     reader: ReadTally
+    truncated: int = 0
 
     @classmethod
     def of(cls, tally: _Tally, reader: ReadTally) -> _Outcome:
-        return cls(tally.read, tally.produced, tally.rejects, dict(tally.unmapped), reader)
+        return cls(tally.read, tally.produced, tally.rejects, dict(tally.unmapped), reader, tally.truncated)
 
 
 def _run_shard(job: _ShardJob, counter: Any = None) -> _Outcome:
@@ -692,18 +721,20 @@ def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> Repl
         rejected=len(rejects),
         elapsed_s=elapsed_s,
         rejects_path=rejects_path,
+        truncated=sum(outcome.truncated for outcome in outcomes),
         reasons=dict(reasons.most_common(10)),
         unmapped_types=dict(unmapped.most_common()),
         malformed=reader.malformed,
         malformed_lines=list(reader.first_malformed),
     )
     log.info(
-        "replayed %s: %d read, %d produced to %s, %d rejected, %d of unmapped types, %d malformed lines, "
-        "%.0f events/s",
+        "replayed %s: %d read, %d produced to %s (%d with an over-long query cut), %d rejected, "
+        "%d of unmapped types, %d malformed lines, %.0f events/s",
         spec.location,
         report.read,
         report.produced,
         report.topic,
+        report.truncated,
         len(rejects),
         sum(unmapped.values()),
         reader.malformed,

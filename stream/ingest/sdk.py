@@ -2,7 +2,10 @@
 
 Over-long queries follow the one policy of the schema, the collector and the browser snippet: a
 query longer than MAX_QUERY_CHARS (512) characters is trimmed and cut to its first 512 characters
-(`stream.core.events.truncate_query`), and the event is sent.
+(`stream.core.events.truncate_query`), and the event is sent. An event whose record is still over
+`PROFILESTREAM_EVENT_MAX_BYTES` is refused there and then with the collector's InvalidEvent, which
+names its largest field (`stream.core.events.check_event_size`), and is not sent: the worker would
+only dead-letter it.
 
 Sends are asynchronous, and the SDK keeps each one's future until `flush` sees it acknowledged. At
 most `sdk_max_pending_sends` are kept: a send that would exceed them first waits for the broker to
@@ -23,7 +26,14 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from stream.core.errors import Overloaded, ServiceUnavailable
-from stream.core.events import MAX_QUERY_CHARS, Event, EventLimits, event_from_dict, query_truncated
+from stream.core.events import (
+    MAX_QUERY_CHARS,
+    Event,
+    EventLimits,
+    check_event_size,
+    event_from_dict,
+    query_truncated,
+)
 from stream.core.settings import Settings
 from stream.kafka.producer import (
     RecordSender,
@@ -70,7 +80,9 @@ class ProfilestreamProducer:
     ) -> Event:
         """Validate and send one event (asynchronously); InvalidEvent names the bad field.
 
-        A `query` over MAX_QUERY_CHARS characters is cut to them (see the module docstring)."""
+        A `query` over MAX_QUERY_CHARS characters is cut to them; an event over
+        PROFILESTREAM_EVENT_MAX_BYTES (bytes of its JSON record) raises InvalidEvent naming its
+        largest field (see the module docstring)."""
         now_ms = self._clock_ms()
         doc: dict[str, Any] = {
             "event_id": event_id if event_id is not None else uuid.uuid4().hex,
@@ -85,12 +97,17 @@ class ProfilestreamProducer:
         event = event_from_dict(doc, limits=self._limits, now_ms=now_ms)
         if query_truncated(query):
             log.debug("cut a %d-character query to %d characters", len(query or ""), MAX_QUERY_CHARS)
-        self.send(event)
+        self._send(event)
         return event
 
     def send(self, event: Event) -> None:
         """Send an already validated event (asynchronously); see the module docstring for when
-        it waits first and when it raises `Overloaded`."""
+        it waits first and when it raises `Overloaded`. InvalidEvent, naming the largest field,
+        for an event over PROFILESTREAM_EVENT_MAX_BYTES: one built by hand skipped `track`'s check."""
+        check_event_size(event, self._limits)
+        self._send(event)
+
+    def _send(self, event: Event) -> None:
         if len(self._pending) >= self._max_pending:
             self._wait_for_room()
         try:

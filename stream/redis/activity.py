@@ -5,6 +5,16 @@
 ``{prefix}:{<user_id>}:recent`` (for debugging and `profilestream recent`); a `forget` event deletes
 that list. Each write renews the list's expiry (`recent_ttl_s`), so a user who goes quiet leaves
 no list behind. Recommendations themselves are written by `stream.redis.reco_store`.
+
+An event is in the list once, however often it is written: a batch keeps the first event of each
+`event_id` (as the window does), and each entry is removed from the list (LREM) before it is
+pushed. So an event replayed, or redelivered after a worker restart (the same record, so the same
+entry), moves to the end of the list instead of appearing twice, and a list that already holds a
+copy from before loses it. The list stays within `recent_events_per_user` entries and needs no
+other key; the LREMs scan that list, so a write costs at most `recent_events_per_user` squared
+comparisons per user (only the last `recent_events_per_user` events of a batch are written: the
+trim would drop the others). Not covered: an event id re-sent with other content (a collector
+retry gets a new `received_ms`) in a later batch; its entry differs, so both stay.
 """
 
 from __future__ import annotations
@@ -71,12 +81,29 @@ def plan_activity_writes(events: Sequence[Event], settings: Settings) -> list[Re
         survivors = user_events[forgets[-1] + 1 :] if forgets else user_events
         if forgets:
             ops.append(RedisOp("delete", (key,)))
-        if survivors:
-            ops.append(RedisOp("rpush", (key, *(activity_entry(e) for e in survivors))))
+        # The trim keeps only the last `keep` entries: the earlier ones of the batch would go too.
+        entries = [activity_entry(e) for e in _first_of_each_id(survivors)][-keep:]
+        if entries:
+            # Each entry leaves the list before it is pushed: a replayed or redelivered event
+            # (the same record, so the same entry) is in the list once.
+            ops.extend(RedisOp("lrem", (key, 0, entry)) for entry in entries)
+            ops.append(RedisOp("rpush", (key, *entries)))
             ops.append(RedisOp("ltrim", (key, -keep, -1)))
             if ttl_s > 0:
                 ops.append(RedisOp("expire", (key, ttl_s)))
     return ops
+
+
+def _first_of_each_id(events: Sequence[Event]) -> list[Event]:
+    """`events` without a later event of an id already seen (an id names one event: the window
+    keeps the first too)."""
+    seen: set[str] = set()
+    kept = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            kept.append(event)
+    return kept
 
 
 class RedisActivitySink:

@@ -33,6 +33,7 @@ from pydantic import AfterValidator
 
 from stream.core.errors import ModelError, ServiceUnavailable
 from stream.core.events import MAX_QUERY_CHARS
+from stream.core.http_limits import HttpEdges, OverLimit
 from stream.core.http_metrics import HttpMetrics
 from stream.core.settings import Settings
 from stream.serving.console import install_console
@@ -79,6 +80,10 @@ def require_utf8_url(request: Request) -> None:
             ) from exc
 
 
+def _over_limit_body(over: OverLimit) -> dict[str, Any]:
+    return {"detail": over.reason}
+
+
 def create_lookup_app(settings: Settings) -> FastAPI:
     state: dict[str, RecoClient] = {}
     search_unavailable: dict[str, str] = {}
@@ -102,6 +107,8 @@ def create_lookup_app(settings: Settings) -> FastAPI:
     http_metrics = HttpMetrics("lookups")
     http_metrics.install(app)
     install_console(app, settings, lambda: state["client"], http_metrics.registry)
+    # Outermost: an over-long URL is refused before routing, validation or a Redis read.
+    app.add_middleware(HttpEdges, render=_over_limit_body)
 
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:

@@ -452,6 +452,7 @@ def _observe(
 ) -> None:
     """Count the batch in the metrics and log one line for it (`started_s`: its perf_counter start)."""
     metrics.events.inc(len(decoded.events))
+    metrics.truncated_queries.inc(decoded.truncated_queries)
     metrics.late_events.inc(outcome.late)
     metrics.duplicate_events.inc(outcome.duplicates)
     metrics.window_bytes_dropped.inc(outcome.dropped_for_bytes)
@@ -466,9 +467,10 @@ def _observe(
         # Kafka's record timestamp (produce time) to now: how stale Redis was for this event.
         metrics.freshness_ms.observe(max(0.0, (now_s - event.message.timestamp) * 1000))
     log.info(
-        "batch: %d events, %d dead letters, %d users re-encoded, %d late, %d duplicates, "
-        "encode %.0f ms, rank %.0f ms, total %.0f ms",
+        "batch: %d events (%d with a query cut), %d dead letters, %d users re-encoded, %d late, "
+        "%d duplicates, encode %.0f ms, rank %.0f ms, total %.0f ms",
         len(decoded.events),
+        decoded.truncated_queries,
         len(decoded.dead_letters),
         profiles,
         outcome.late,

@@ -20,6 +20,11 @@ class WorkerMetrics:
         self.dead_letters = Counter(
             "profilestream_dead_letters", "Events sent to the dead-letter topic.", registry=r
         )
+        self.truncated_queries = Counter(
+            "profilestream_truncated_queries",
+            "Valid events whose query was over MAX_QUERY_CHARS (512) characters and was cut to them.",
+            registry=r,
+        )
         self.late_events = Counter(
             "profilestream_late_events", "Events older than the window's max age.", registry=r
         )

@@ -2,23 +2,35 @@
 
 `reader` turns a file into rows with their line (or row) number: a UTF-8 BOM is read away, the
 encoding is a parameter, undecodable bytes are a `SourceError` naming the line and the
-``--encoding`` option, and a truncated or malformed line is skipped and counted in a `ReadTally`.
-`values` normalises what the rows hold the same way for every format: integers written as floats,
-event times in ms, s, us or as date-time text, event-type names from public exports, and event ids
-derived from a row's content when it has none. Both are pure (no Kafka, Redis or clock).
+``--encoding`` option, a CSV file's column separator (``,`` ``;`` tab ``|``) is a parameter or found
+(``.tsv``/``.tab`` are tab-separated; a header that reads as one column but splits at another
+separator is a `SourceError` naming ``--delimiter``), and a truncated or malformed line is skipped
+and counted in a `ReadTally`.
+`values` normalises what the rows hold the same way for every format: integers written as floats
+(and with a decimal comma in ``;``-separated files), event times in ms, s, us or as date-time text,
+event-type names from public exports, and event ids derived from a row's content when it has none.
+Both are pure (no Kafka, Redis or clock).
 """
 
 from __future__ import annotations
 
 from stream.core.tabular.reader import (
+    DECIMAL_COMMA_DELIMITER,
+    DELIMITERS,
     FORMATS_BY_SUFFIX,
     MALFORMED_LINES_SHOWN,
+    SNIFF_CHARS,
+    TAB_SUFFIXES,
     ReadTally,
     Row,
     TableFormat,
     check_encoding,
+    csv_delimiter,
+    csv_options,
+    detect_delimiter,
     ensure_decodable,
     format_of,
+    parse_delimiter,
     read_jsonl_lines,
     read_rows,
 )
@@ -42,10 +54,14 @@ from stream.core.tabular.values import (
 )
 
 __all__ = [
+    "DECIMAL_COMMA_DELIMITER",
     "DEFAULT_TYPE_MAP",
+    "DELIMITERS",
     "FORMATS_BY_SUFFIX",
     "ID_FIELDS",
     "MALFORMED_LINES_SHOWN",
+    "SNIFF_CHARS",
+    "TAB_SUFFIXES",
     "TS_UNITS",
     "V1_COLUMNS",
     "ColumnMap",
@@ -55,7 +71,10 @@ __all__ = [
     "TableFormat",
     "TsUnit",
     "check_encoding",
+    "csv_delimiter",
+    "csv_options",
     "derived_event_id",
+    "detect_delimiter",
     "ensure_decodable",
     "format_of",
     "id_text",
@@ -63,6 +82,7 @@ __all__ = [
     "is_normal_v1",
     "map_event_type",
     "normalise_v1",
+    "parse_delimiter",
     "parse_type_map",
     "read_jsonl_lines",
     "read_rows",

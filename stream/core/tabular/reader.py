@@ -3,6 +3,14 @@
 Rules, the same for every caller (replay, load generic, the catalogue reader):
 
 - The format comes from the suffix (`FORMATS_BY_SUFFIX`) unless the caller names it.
+- A CSV file's column separator is the caller's (``--delimiter``) or else found: ``.tsv`` and ``.tab``
+  files are tab-separated; other CSV files are sniffed (`detect_delimiter`) on their first
+  `SNIFF_CHARS` characters among `DELIMITERS` (``,`` ``;`` tab ``|``), a choice standing only when it
+  splits the header into two columns or more, and ``,`` when nothing does. Quoted cells may hold
+  any separator. A header that still reads as one column but splits at another separator is a
+  `SourceError` naming the separator and ``--delimiter`` (rather than every row rejected for an
+  unknown field). ``;`` goes with decimal commas (Excel in German or French locales): `csv_options`
+  sets `RowRules.decimal_comma` for such files, so ``90001,0`` is read as ``90001.0`` is.
 - Text files are decoded with the given encoding (default UTF-8); a UTF-8 byte-order mark is read
   away (Excel's "CSV UTF-8" writes one), on the first line and, in JSONL, on any line (files
   concatenated with ``cat``).
@@ -25,21 +33,34 @@ import codecs
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from stream.core import json_numbers
 from stream.core.errors import SourceError
+from stream.core.tabular.values import RowRules
 
 TableFormat = Literal["csv", "jsonl", "parquet"]
 FORMATS_BY_SUFFIX: dict[str, TableFormat] = {
     ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+# The column separators detection chooses among, in the order a tie goes (csv.Sniffer's own
+# preference: comma, tab, semicolon; then the pipe).
+DELIMITERS: tuple[str, ...] = (",", "\t", ";", "|")
+TAB_SUFFIXES = frozenset({".tsv", ".tab"})
+# Exports separated by ';' come from locales that write decimal commas (Excel in de, fr, ...).
+DECIMAL_COMMA_DELIMITER = ";"
+# The sniffer's quote patterns take time quadratic in the sample (64 KiB of `,"a` took 30 s):
+# 4 KiB is the header and some 20 rows of a typical export, and at worst 0.2 s.
+SNIFF_CHARS = 4096
+_DELIMITER_NAMES: dict[str, str | None] = {"auto": None, "tab": "\t", "\\t": "\t"}
 # How many malformed lines a report lists by number (all of them are counted).
 MALFORMED_LINES_SHOWN = 5
 _CHECK_CHUNK_BYTES = 1 << 20
@@ -101,6 +122,113 @@ def check_encoding(encoding: str) -> str:
     return info.name
 
 
+def parse_delimiter(text: str) -> str | None:
+    """A ``--delimiter`` value as the separator to read with: None for ``auto`` (detect it).
+
+    Takes ``auto``, ``tab`` or ``\\t`` (any case) and any one character but a quote or a line
+    break. Raises SourceError naming the option for anything else.
+    """
+    named = text.lower()
+    if named in _DELIMITER_NAMES:
+        return _DELIMITER_NAMES[named]
+    if len(text) == 1 and text not in '"\r\n':
+        return text
+    raise SourceError(
+        f"--delimiter {text[:20]!r}: not a column separator; use auto (the default: detected), tab, "
+        "or one character other than a quote or a line break, such as ';' or '|'"
+    )
+
+
+def detect_delimiter(sample: str) -> str:
+    """The column separator of CSV text from its first lines: one of `DELIMITERS`, ``,`` if unsure.
+
+    csv.Sniffer chooses among `DELIMITERS` (the separator around most quoted cells, else the one
+    found equally often on every line, a tie going in `DELIMITERS` order), first over the whole
+    sample, then over the header line alone; a choice stands only when it splits the header into
+    two columns or more.
+    Time grows with the square of the sample's length: give at most `SNIFF_CHARS` characters.
+    """
+    lines = [line for line in sample.removeprefix(_BOM).splitlines() if line.strip()]
+    if not lines:
+        return ","
+    header = lines[0]
+    for text in ("\n".join(lines), header):
+        try:
+            found = csv.Sniffer().sniff(text, delimiters="".join(DELIMITERS)).delimiter
+        except csv.Error:
+            continue
+        if found in DELIMITERS and _column_count(header, found) > 1:
+            return found
+    return ","
+
+
+def csv_delimiter(path: Path, *, encoding: str = "utf-8", delimiter: str | None = None) -> str:
+    """The separator to read the CSV file `path` with: `delimiter` when given (see
+    `parse_delimiter`; None or ``auto``: found), tab for ``.tsv``/``.tab``, else `detect_delimiter`
+    over its first `SNIFF_CHARS` characters.
+
+    Raises SourceError for a bad `delimiter`, an unknown encoding or a file that cannot be read.
+    Undecodable bytes are left to the reader, which names their line.
+    """
+    chosen = parse_delimiter(delimiter) if delimiter is not None else None
+    if chosen is not None:
+        return chosen
+    if path.suffix.lower() in TAB_SUFFIXES:
+        return "\t"
+    codec = check_encoding(encoding)
+    try:
+        with open(path, encoding=codec, errors="replace", newline="") as text:
+            sample = text.read(SNIFF_CHARS)
+    except UnicodeError:  # e.g. utf-16 without a byte-order mark: the reader names the problem
+        return ","
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+    if len(sample) == SNIFF_CHARS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]  # a line cut short would count its separators wrong
+    return detect_delimiter(sample)
+
+
+def csv_options(
+    path: Path, rules: RowRules, *, encoding: str = "utf-8", delimiter: str | None = None
+) -> tuple[str | None, RowRules]:
+    """The separator and value rules to read `path` with: for a CSV file its `csv_delimiter`, and
+    `rules` reading decimal commas when that is ``;``; any other format is returned unchanged.
+
+    Raises SourceError as `csv_delimiter` and `format_of` do.
+    """
+    if format_of(path) != "csv":
+        return delimiter, rules
+    chosen = csv_delimiter(path, encoding=encoding, delimiter=delimiter)
+    if chosen == DECIMAL_COMMA_DELIMITER and not rules.decimal_comma:
+        rules = replace(rules, decimal_comma=True)
+    return chosen, rules
+
+
+def _column_count(line: str, delimiter: str) -> int:
+    try:
+        return len(next(csv.reader([line], delimiter=delimiter), []))
+    except csv.Error:
+        return 0
+
+
+def _delimiter_option(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else f"'{delimiter}'"
+
+
+def _one_column_header(path: Path, number: int, cell: str, delimiter: str) -> SourceError | None:
+    """The error for a header read as the single column `cell` that another separator splits."""
+    splits = {other: _column_count(cell, other) for other in DELIMITERS if other != delimiter}
+    best = max(splits, key=lambda other: splits[other])
+    if splits[best] < 2:
+        return None
+    shown = "tab" if delimiter == "\t" else repr(delimiter)
+    return SourceError(
+        f"{path} line {number}: the header reads as one column, {cell[:60]!r}, with the separator "
+        f"{shown}, but {_delimiter_option(best)} splits it into {splits[best]} columns; pass "
+        f"--delimiter {_delimiter_option(best)}"
+    )
+
+
 def ensure_decodable(path: Path, encoding: str) -> bool:
     """SourceError naming the first line whose bytes `encoding` cannot decode.
 
@@ -157,18 +285,21 @@ def read_rows(
     encoding: str = "utf-8",
     fmt: TableFormat | None = None,
     tally: ReadTally | None = None,
+    delimiter: str | None = None,
 ) -> Iterator[Row]:
     """The rows of `path` in file order; malformed lines are counted in `tally` and skipped.
 
-    Raises SourceError (naming the file and the fix) for a whole-file problem: missing, unknown
-    suffix or encoding, undecodable bytes, not Parquet.
+    `delimiter`: a CSV file's column separator (see `parse_delimiter`); None or ``auto`` finds it
+    (`csv_delimiter`); other formats ignore it. Raises SourceError (naming the file and the fix)
+    for a whole-file problem: missing, unknown suffix, encoding or delimiter, undecodable bytes, a
+    header that reads as one column but splits at another separator, not Parquet.
     """
     chosen = fmt or format_of(path)
     counts = tally if tally is not None else ReadTally()
     if not path.is_file():
         raise SourceError(f"{path}: no such file; give the path of a .csv, .jsonl or .parquet file")
     if chosen == "csv":
-        rows = _csv_rows(path, encoding, counts)
+        rows = _csv_rows(path, encoding, csv_delimiter(path, encoding=encoding, delimiter=delimiter), counts)
     elif chosen == "jsonl":
         rows = _jsonl_rows(path, encoding, counts)
     else:
@@ -232,14 +363,14 @@ def _json_problem(exc: BaseException) -> str:
     return f"not valid JSON ({exc})"
 
 
-def _csv_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
+def _csv_rows(path: Path, encoding: str, delimiter: str, tally: ReadTally) -> Iterator[Row]:
     codec = check_encoding(encoding)
     cut = ensure_decodable(path, encoding)
     try:
         # "replace": after `ensure_decodable` only a cut last character can be undecodable.
         with open(path, encoding=codec, errors="replace", newline="") as text:
             held: Row | None = None
-            for row in _csv_records(csv.reader(text), tally):
+            for row in _csv_records(csv.reader(text, delimiter=delimiter), tally, path, delimiter):
                 if held is not None:
                     yield held
                 held = row
@@ -255,7 +386,7 @@ def _csv_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
         raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
 
 
-def _csv_records(reader: Any, tally: ReadTally) -> Iterator[Row]:
+def _csv_records(reader: Any, tally: ReadTally, path: Path, delimiter: str) -> Iterator[Row]:
     header: list[str] | None = None
     last_line = 0
     while True:
@@ -274,6 +405,9 @@ def _csv_records(reader: Any, tally: ReadTally) -> Iterator[Row]:
             continue
         if header is None:
             header = [cell.removeprefix(_BOM).strip() for cell in cells]
+            problem = _one_column_header(path, number, header[0], delimiter) if len(header) == 1 else None
+            if problem is not None:
+                raise problem
             continue
         if len(cells) < len(header):
             tally.note_malformed(number, f"{len(cells)} of {len(header)} columns (a truncated line?)")

@@ -1,9 +1,15 @@
 """The value rules every file reader applies: ids, integers, event times, event types, event ids.
 
+Ids, integers and times follow the one set of rules every entry point shares
+(`stream.core.normalise`); what is file-specific here is the time unit of numbers, the type map,
+empty cells and derived event ids.
+
 - **Ids** (``event_id``, ``user_id``, ``item_id``, ``session_id``): a number becomes its integer text;
   an integer written as a float (``17850.0``, as pandas writes an integer column with gaps, in CSV
   text, a JSON number or a Parquet double alike) becomes ``17850``; a number that is not whole
   (``1.5``) is a reject naming the field. Other text is kept as it is (``"007"`` stays ``"007"``).
+  With `RowRules.decimal_comma` (a ``;``-separated file) ``17850,0`` is read as ``17850.0`` in ids,
+  ``ts_ms`` and ``v``; other fields keep their text.
 - **Integers** (``v``): the same, as an int.
 - **Event times** (``ts_ms``): a number in the unit given (``ms`` default, ``s`` or ``us``; there is no
   guessing: a time in seconds read as ms is refused by the validator with a hint), an ISO-8601
@@ -28,29 +34,23 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
-from stream.core import json_numbers
-from stream.core.errors import ConfigError, InvalidEvent, UnmappedEventType
+from stream.core import json_numbers, normalise
+from stream.core.errors import ConfigError, UnmappedEventType
 from stream.core.events import EventType
 
-TsUnit = Literal["ms", "s", "us"]
-TS_UNITS: tuple[TsUnit, ...] = ("ms", "s", "us")
+TsUnit = normalise.TimeUnit
+TS_UNITS: tuple[TsUnit, ...] = normalise.TIME_UNITS
 ID_FIELDS = ("event_id", "user_id", "item_id", "session_id")
+# The id fields whose normal form is text: the validator would rewrite any other (a number).
+_TEXT_FIELDS = (*ID_FIELDS, "known_user_id")
 _V1_TYPES = frozenset(t.value for t in EventType)
 # "17850.0", "-3.", "12.000": an integer that a float formatter wrote.
 _FLOAT_INTEGER_TEXT = re.compile(r"-?[0-9]+\.0*")
-_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# Beyond this many digits before the point a number is no time or id anyone meant (and int() of a
-# huge Decimal would take memory and time).
-_MAX_INTEGER_DIGITS = 30
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-_ZONE_SUFFIXES = (" UTC", " GMT")
-_TIME_HINT = "use ms since the epoch (or --ts-unit s|us), ISO-8601 or YYYY-MM-DD HH:MM:SS[ UTC]"
+# "17850,0", "1,5": a number as Excel writes it in a locale with decimal commas.
+_DECIMAL_COMMA_TEXT = re.compile(r"-?[0-9]+,[0-9]+")
 
 _V1 = {t.value: t.value for t in EventType}
 DEFAULT_TYPE_MAP: Mapping[str, str | None] = MappingProxyType(
@@ -107,6 +107,8 @@ class RowRules:
 
     ts_unit: TsUnit = "ms"
     type_map: Mapping[str, str | None] = field(default_factory=_default_type_map)
+    # A ';'-separated export writes decimal commas: "17850,0" in an id, ts_ms or v means "17850.0".
+    decimal_comma: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +182,7 @@ def parse_type_map(
     return chosen
 
 
-def _type_key(name: str) -> str:
-    return "_".join(name.strip().lower().replace("-", " ").split())
+_type_key = normalise.type_key
 
 
 def map_event_type(value: Any, type_map: Mapping[str, str | None]) -> Any:
@@ -199,115 +200,27 @@ def map_event_type(value: Any, type_map: Mapping[str, str | None]) -> Any:
 
 
 def id_text(value: Any, name: str) -> Any:
-    """An id as text: numbers and float-written integers as integer text; None for an empty cell.
+    """An id as text by the one id rule (`stream.core.normalise.id_text`); None for an empty cell.
 
-    InvalidEvent naming `name` for a number that is not whole; other non-text values are returned
-    unchanged for the validator to name.
+    InvalidEvent naming `name` for a number that is not whole and for a value that is no text
+    nor number.
     """
-    if value is None or value == "":
+    if value == "":
         return None
-    if isinstance(value, str):
-        if "." in value and _FLOAT_INTEGER_TEXT.fullmatch(value):
-            return value.partition(".")[0]
-        return value
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float | Decimal):
-        return str(_whole(Decimal(value), name, value))
-    return value
+    return normalise.id_text(value, name)
 
 
 def integer_value(value: Any, name: str) -> Any:
     """An integer field (``v``): ints, whole floats and numeric text as int; None for an empty cell."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    number = _number(value)
-    if number is None:
-        return value
-    return _whole(number, name, value)
+    return normalise.integer_value(value, name)
 
 
 def time_ms(value: Any, unit: TsUnit = "ms", name: str = "ts_ms") -> Any:
-    """Milliseconds since the epoch from a number in `unit`, date-time text or a datetime.
-
-    None for an empty cell; InvalidEvent naming `name` for text that is neither a number nor a
-    date-time, and for a number that is not whole (ms, us) or out of range; a bool or other type is
-    returned unchanged for the validator to name.
+    """Milliseconds since the epoch by the one time rule (`stream.core.normalise.time_ms`): a
+    number in `unit`, numeric text, date-time text (no zone = UTC) or a datetime; None for an
+    empty cell. Raises InvalidEvent naming `name` for a value the rule refuses.
     """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return (moment - _EPOCH) // _ONE_MS
-    if isinstance(value, date):
-        return (datetime(value.year, value.month, value.day, tzinfo=UTC) - _EPOCH) // _ONE_MS
-    number = _number(value)
-    if number is None:
-        if not isinstance(value, str):
-            return value
-        parsed = _parse_datetime(value.strip())
-        if parsed is None:
-            raise InvalidEvent(name, f"{value[:40]!r} is neither a number nor a date-time; {_TIME_HINT}")
-        return (parsed - _EPOCH) // _ONE_MS
-    _check_range(number, name, value)
-    if unit == "s":
-        # Exact: the context's default 28 digits cannot hold a 30-digit number of seconds times
-        # 1000 (quantize raised InvalidOperation, found by the fuzz test), nor its fraction.
-        with localcontext() as context:
-            context.prec = max(len(number.as_tuple().digits), number.adjusted() + 4) + 2
-            return int(number.scaleb(3).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-    whole = _whole(
-        number, name, value, f" (a time in {unit} must be whole; fractional seconds need --ts-unit s)"
-    )
-    if unit == "us":
-        return whole // 1000  # floor, exact for any size (Decimal division rounds at 28 digits)
-    return whole
-
-
-def _number(value: Any) -> Decimal | None:
-    """A number as an exact Decimal; None for what is not a number (bool, other text, other types)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float | Decimal):
-        return Decimal(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if _NUMBER_TEXT.fullmatch(text):
-            try:
-                return Decimal(text)
-            except InvalidOperation:
-                return None
-    return None
-
-
-def _check_range(number: Decimal, name: str, original: Any) -> None:
-    if not number.is_finite():
-        raise InvalidEvent(name, f"{str(original)[:40]!r} is not a finite number")
-    if number != 0 and number.adjusted() >= _MAX_INTEGER_DIGITS:
-        raise InvalidEvent(name, f"{str(original)[:40]!r} is out of range")
-
-
-def _whole(number: Decimal, name: str, original: Any, hint: str = "") -> int:
-    _check_range(number, name, original)
-    if number != number.to_integral_value():
-        raise InvalidEvent(name, f"{str(original)[:40]!r} is not a whole number{hint}")
-    return int(number)
-
-
-def _parse_datetime(text: str) -> datetime | None:
-    """ISO-8601 (datetime.fromisoformat, Python 3.11) or ``... UTC``/``... GMT``; no zone = UTC."""
-    upper = text.upper()
-    for suffix in _ZONE_SUFFIXES:
-        if upper.endswith(suffix):
-            text = text[: -len(suffix)].rstrip()
-            break
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return normalise.time_ms(value, name, unit)
 
 
 def derived_event_id(doc: Mapping[str, Any], prefix: str) -> str:
@@ -321,16 +234,16 @@ def is_normal_v1(doc: Mapping[str, Any], rules: RowRules) -> bool:
     """True when `normalise_v1` would change nothing: replay then forwards the line as it is."""
     if rules.ts_unit != "ms" or "event_id" not in doc:
         return False
-    for name in ID_FIELDS:
+    for name in _TEXT_FIELDS:
         value = doc.get(name)
         if value is not None and (
             not isinstance(value, str) or ("." in value and _FLOAT_INTEGER_TEXT.fullmatch(value))
         ):
             return False
-    ts = doc.get("ts_ms")
-    version = doc.get("v")
-    if not (ts is None or type(ts) is int) or not (version is None or type(version) is int):
-        return False
+    for name in ("ts_ms", "received_ms", "v"):
+        value = doc.get(name)
+        if not (value is None or type(value) is int):
+            return False
     kind = doc.get("type")
     return not isinstance(kind, str) or (kind in _V1_TYPES and rules.type_map.get(kind, kind) == kind)
 
@@ -349,6 +262,14 @@ def normalise_v1(
         for name, value in doc.items()
         if name is not None and value is not None and not (empty_is_absent and value == "")
     }
+    if rules.decimal_comma:
+        for name in (*ID_FIELDS, "ts_ms", "v"):
+            value = out.get(name)
+            if isinstance(value, str) and _DECIMAL_COMMA_TEXT.fullmatch(value):
+                whole, _, fraction = value.partition(",")
+                # An id that is not a whole number stays text, as "12.5" does.
+                if name in ("ts_ms", "v") or not fraction.strip("0"):
+                    out[name] = f"{whole}.{fraction}"
     if "type" in out:
         out["type"] = map_event_type(out["type"], rules.type_map)
     for name in ID_FIELDS:

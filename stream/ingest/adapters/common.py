@@ -17,12 +17,11 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from stream.core.errors import InvalidEvent
 from stream.core.events import MAX_ID_CHARS, Event, EventLimits, event_from_dict, json_type, query_truncated
-from stream.core.json_numbers import MAX_INTEGER_DIGITS, number_too_large
+from stream.core.normalise import TimeUnit, id_text, time_ms
 from stream.ingest.body import FieldError
 
 # Context values copied from the sender are bounded like ids, so that a mapped event stays far
@@ -170,12 +169,11 @@ def require_array(value: object, path: str) -> list[Any]:
 
 
 def optional_id(value: object, path: str) -> str | None:
-    """An id the sender may spell as a string or an integer (product ids often are numbers)."""
-    if value is None or value == "":
+    """An id the sender may spell as a string or a number (product ids often are numbers), by
+    the id rule of every entry point (`stream.core.normalise.id_text`); None when absent or empty."""
+    if value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidEvent(path, f"expected a string id, got {json_type(value)}")
-    return str(value)
+    return id_text(value, path)
 
 
 def first_id(container: Mapping[str, Any], names: Sequence[str], prefix: str) -> tuple[str | None, str]:
@@ -202,52 +200,11 @@ def context_of(**values: object) -> dict[str, str]:
     return {name: value for name, value in kept.items() if value is not None}
 
 
-def iso_to_ms(value: object, path: str) -> int | None:
-    """ISO-8601 text (``2024-05-01T12:00:00.123Z``, offset or none meaning UTC) in ms since epoch."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidEvent(path, f"expected an ISO-8601 time string, got {json_type(value)}")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError as exc:
-        shown = json.dumps(value[:40])
-        raise InvalidEvent(path, f"{shown} is not an ISO-8601 time (e.g. 2024-05-01T12:00:00.000Z)") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return _to_ms(parsed.timestamp() * 1000, path)
-
-
-def integer_ms(value: object, path: str, *, divisor: int = 1) -> int | None:
-    """An integer time (a JSON number or a numeric string, as trackers send them) divided to ms."""
-    if value is None or value == "":
-        return None
-    fix = "send the time as an integer (ms since epoch; us for a *_micros field)"
-    if isinstance(value, str):
-        sent, text = value, value.strip()
-        digits = text.lstrip("+-").lstrip("0")
-        # int() of a long digit string raises (Python's digit limit): its length says enough.
-        if len(digits) > MAX_INTEGER_DIGITS and digits.isdigit():
-            raise InvalidEvent(path, f"number too large ({len(digits)} digits); {fix}")
-        try:
-            value = int(text)
-        except ValueError as exc:
-            raise InvalidEvent(path, f"expected an integer time, got {json.dumps(sent[:40])}") from exc
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    too_large = number_too_large(value)
-    if too_large is not None:
-        raise InvalidEvent(path, f"{too_large}; {fix}")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent(path, f"expected an integer time, got {json_type(value)}")
-    return _to_ms(value // divisor, path)
-
-
-def _to_ms(value: float, path: str) -> int:
-    # Far outside any plausible event time: refuse here, before integer overflow elsewhere.
-    if not -(2**53) < value < 2**53:
-        raise InvalidEvent(path, "time out of range")
-    return int(value)
+def time_of(value: object, path: str, unit: TimeUnit = "ms") -> int | None:
+    """A sender's time field in ms since epoch, by the time rule of every entry point
+    (`stream.core.normalise.time_ms`: ISO-8601 text, or a number in `unit` as a number or text;
+    no zone means UTC); None when absent. Raises InvalidEvent naming `path`."""
+    return time_ms(value, path, unit)
 
 
 def skew_corrected(received_ms: int, sent_ms: int | None, created_ms: int | None) -> int | None:

@@ -20,11 +20,11 @@ from stream.ingest.adapters.common import (
     content_id,
     context_of,
     first_id,
-    integer_ms,
     optional_id,
     optional_object,
     require_array,
     require_object,
+    time_of,
 )
 
 SOURCE = "ga4"
@@ -50,7 +50,7 @@ def adapt_ga4(payload: object, *, receive_ms: int) -> Adapted:
     user_id = optional_id(body.get("user_id"), "user_id")
     if client_id is None and user_id is None:
         raise InvalidEvent("client_id", "required (or app_instance_id for Firebase apps, or user_id)")
-    request_ms = integer_ms(body.get("timestamp_micros"), "timestamp_micros", divisor=MICROS_PER_MS)
+    request_ms = time_of(body.get("timestamp_micros"), "timestamp_micros", unit="us")
     events = require_array(body.get("events"), "events")
     person = user_id if user_id is not None else client_id
     assert person is not None
@@ -100,7 +100,7 @@ def _adapt_event(
         adapted.ignore(name)
         return
     params = optional_object(event.get("params"), f"{path}params")
-    event_ms = integer_ms(event.get("timestamp_micros"), f"{path}timestamp_micros", divisor=MICROS_PER_MS)
+    event_ms = time_of(event.get("timestamp_micros"), f"{path}timestamp_micros", unit="us")
     ts_ms = event_ms if event_ms is not None else request_ms if request_ms is not None else receive_ms
     ts_field = (
         f"{path}timestamp_micros"

@@ -22,12 +22,12 @@ from stream.ingest.adapters.common import (
     derived_id,
     event_name_key,
     first_id,
-    iso_to_ms,
     optional_id,
     optional_object,
     require_array,
     require_object,
     skew_corrected,
+    time_of,
 )
 
 SOURCE = "segment"
@@ -62,7 +62,7 @@ def adapt_segment(
         messages = require_array(body.get("batch"), "batch")
         given = body.get("context")
         batch_context = given if isinstance(given, dict) else {}
-        batch_sent_ms = iso_to_ms(body.get("sentAt"), "sentAt")
+        batch_sent_ms = time_of(body.get("sentAt"), "sentAt")
         prefix = "batch[{}]."
     else:
         messages = [body]
@@ -117,7 +117,7 @@ def _adapt_message(
             adapted.ignore(name)
             return
     if trust_received_at:
-        exported_ms = iso_to_ms(message.get("receivedAt"), f"{path}receivedAt")
+        exported_ms = time_of(message.get("receivedAt"), f"{path}receivedAt")
         receive_ms = receive_ms if exported_ms is None else exported_ms
     ts_ms, created_field = _message_time(message, path, batch_sent_ms, receive_ms)
     message_id = optional_id(message.get("messageId"), f"{path}messageId")
@@ -199,13 +199,13 @@ def _message_time(
 ) -> tuple[int, str]:
     """Segment's `timestamp`: the device's time of the call corrected by its send time,
     receivedAt - (sentAt - originalTimestamp); the receive time when the message has none."""
-    sent_ms = iso_to_ms(message.get("sentAt"), f"{path}sentAt")
+    sent_ms = time_of(message.get("sentAt"), f"{path}sentAt")
     if sent_ms is None:
         sent_ms = batch_sent_ms
     # `originalTimestamp` is the device's time of the call; libraries that predate it send the
     # same thing as `timestamp`. Either is corrected by the sent-at rule.
     created_field = "originalTimestamp" if message.get("originalTimestamp") is not None else "timestamp"
-    created_ms = iso_to_ms(message.get(created_field), f"{path}{created_field}")
+    created_ms = time_of(message.get(created_field), f"{path}{created_field}")
     ts_ms = skew_corrected(receive_ms, sent_ms, created_ms)
     if ts_ms is None:
         return receive_ms, "receivedAt"

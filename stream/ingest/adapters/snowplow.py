@@ -24,11 +24,11 @@ from stream.ingest.adapters.common import (
     SourceEvent,
     context_of,
     derived_id,
-    integer_ms,
     optional_id,
     require_array,
     require_object,
     skew_corrected,
+    time_of,
 )
 
 SOURCE = "snowplow"
@@ -193,11 +193,11 @@ def _link_identities(
 def _event_time(event: Mapping[str, Any], path: str, receive_ms: int) -> tuple[int, str]:
     """Snowplow's derived timestamp: the true timestamp (``ttm``) when given, else the device's
     creation time (``dtm``) corrected by its send time (``stm``) onto the receive time."""
-    true_ms = integer_ms(event.get("ttm"), f"{path}ttm")
+    true_ms = time_of(event.get("ttm"), f"{path}ttm")
     if true_ms is not None:
         return true_ms, f"{path}ttm"
-    created_ms = integer_ms(event.get("dtm"), f"{path}dtm")
-    sent_ms = integer_ms(event.get("stm"), f"{path}stm")
+    created_ms = time_of(event.get("dtm"), f"{path}dtm")
+    sent_ms = time_of(event.get("stm"), f"{path}stm")
     derived = skew_corrected(receive_ms, sent_ms, created_ms)
     if derived is None:
         return receive_ms, "$"

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from stream.core.deadletter import HEADER_FIELD, HEADER_REASON, HEADER_SOURCE, SourcePosition
 from stream.core.decode import RawMessage, decode_batch
-from stream.core.events import EventLimits
+from stream.core.events import EventLimits, truncate_query
 
 NOW_MS = 1_764_000_000_000
 
@@ -72,3 +74,71 @@ def test_a_number_too_large_to_parse_is_a_dead_letter_naming_the_field_not_a_bat
     assert batch.dead_letters[0].reason.startswith("number too large (5001 digits); send ms since the epoch")
     assert batch.dead_letters[1].reason.startswith("context.price: number too large (5001 digits)")
     assert batch.dead_letters[0].raw == huge_ts
+
+
+def search_bytes(event_id: str, query: str) -> bytes:
+    doc = {"event_id": event_id, "user_id": "u1", "type": "search", "query": query, "ts_ms": NOW_MS}
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    ("query", "cut"),
+    [
+        ("gel pens", False),
+        ("q" * 512, False),
+        ("q" * 600, True),
+        ("  " + "w " * 800, True),
+        ("x" * 40_000, True),  # over the 16 KB event limit as written, not once cut
+        ("\U0001f600" * 6_000, True),  # 24 KB of emoji
+    ],
+)
+def test_the_worker_cuts_an_over_long_query_as_the_collector_does_and_counts_it(
+    query: str, cut: bool
+) -> None:
+    limits = EventLimits()
+    batch = decode_batch(
+        [message(1, event_bytes("a")), message(2, search_bytes("s", query)), message(3, event_bytes("b"))],
+        limits=limits,
+        now_ms=NOW_MS,
+    )
+    assert [e.event_id for e in batch.events] == ["a", "s", "b"]
+    assert batch.dead_letters == []
+    assert batch.events[1].query == truncate_query(query)
+    assert batch.truncated_queries == int(cut)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field_name"),
+    [
+        ({"context": {"blob": "x" * 20_000}}, "context"),
+        ({"context": {"list": list(range(5_000))}}, "context"),
+        ({"session_id": "s", "context": {"page": "p" * 17_000}}, "context"),
+    ],
+)
+def test_an_oversized_record_is_a_dead_letter_naming_its_largest_field(
+    extra: dict[str, object], field_name: str
+) -> None:
+    doc = {"event_id": "big", "user_id": "u1", "type": "view", "item_id": "i1", "ts_ms": NOW_MS, **extra}
+    raw = json.dumps(doc).encode()
+    batch = decode_batch(
+        [message(1, event_bytes("a")), message(2, raw), message(3, event_bytes("b"))],
+        limits=EventLimits(),
+        now_ms=NOW_MS,
+    )
+    assert [e.event_id for e in batch.events] == ["a", "b"]
+    [letter] = batch.dead_letters
+    assert letter.field == field_name
+    assert "PROFILESTREAM_EVENT_MAX_BYTES" in letter.reason
+    assert dict(letter.headers())[HEADER_FIELD] == field_name.encode()
+
+
+def test_a_record_too_large_to_parse_is_a_dead_letter_naming_its_largest_field() -> None:
+    # f20: a ~1 MB record; and one past the parse bound (a topic with a larger max.message.bytes).
+    for size in (1_000_000, 3_000_000):
+        doc = {"event_id": "big", "user_id": "u1", "type": "view", "item_id": "i1", "ts_ms": NOW_MS}
+        raw = json.dumps({**doc, "context": {"blob": "x" * size}}).encode()
+        batch = decode_batch(
+            [message(1, raw), message(2, event_bytes("b"))], limits=EventLimits(), now_ms=NOW_MS
+        )
+        assert [e.event_id for e in batch.events] == ["b"]
+        assert [d.field for d in batch.dead_letters] == ["context"]

@@ -228,5 +228,5 @@ def test_a_number_too_large_to_parse_rejects_its_event_alone_naming_the_senders_
     assert response.status_code == 200, response.text
     [error] = response.json()["rejected"]
     assert (error["index"], error["field"]) == (0, "events[0].timestamp_micros")
-    assert error["reason"].startswith("number too large (5001 digits); send the time as an integer")
+    assert error["reason"].startswith("number too large (5001 digits); send microseconds since the epoch")
     assert [event["item_id"] for event in produced(producer) if event["type"] == "view"] == ["b"]

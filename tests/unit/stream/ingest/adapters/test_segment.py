@@ -170,7 +170,7 @@ def test_one_bad_message_of_a_batch_leaves_the_others() -> None:
 
 @pytest.mark.parametrize(
     ("body", "field_name"),
-    [([1], "$"), ({"batch": {"a": 1}}, "batch"), ({}, "batch"), ({"batch": [], "sentAt": 5}, "sentAt")],
+    [([1], "$"), ({"batch": {"a": 1}}, "batch"), ({}, "batch"), ({"batch": [], "sentAt": "soon"}, "sentAt")],
 )
 def test_a_malformed_payload_raises_naming_the_field(body: Any, field_name: str) -> None:
     with pytest.raises(InvalidEvent) as caught:

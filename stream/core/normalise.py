@@ -1,0 +1,253 @@
+"""The one set of value rules for event fields, shared by every entry point.
+
+The collector (``POST /v1/events``, its ``sent_at_ms`` and ``X-Sent-At-Ms``), the Segment, GA4
+and Snowplow routes, ``replay`` and ``load`` (JSON Lines, CSV, Parquet), the Python SDK and the
+worker's decoder all read a field's value through these functions, so a representation is
+accepted everywhere or refused everywhere, with the same reason naming the field and the fix.
+
+- **Times** (``ts_ms``, ``received_ms``, ``sent_at_ms``, the senders' time fields): an integer in
+  the field's unit (ms unless the field says otherwise: GA4's ``timestamp_micros`` is in us,
+  ``replay --ts-unit`` chooses for a file); a number written as a float or as text is the same
+  number when it is whole (``1763000000034.0``, ``"1763000000034"``, ``"1.763000000034e12"``);
+  a fraction of a ms or us is refused (seconds may carry one, rounded to the ms); a number past
+  a signed 64-bit count of ms is refused as too large, never clamped. ISO-8601 text
+  (``2025-11-13T02:13:20.034Z``, ``...+02:00``, ``2025-11-13``) and ``YYYY-MM-DD HH:MM:SS[.fff]
+  UTC`` are read as times; **a time without a zone is UTC**. Blank text is an absent value.
+- **Ids** (``event_id``, ``user_id``, ``item_id``, ``session_id``, ``known_user_id`` and the
+  senders' ids): text is kept as it is, except the text a float formatter writes for an integer
+  (``"17850.0"``, what pandas writes for an integer column with gaps), which is that integer's
+  text; an integer (or a whole float, exact below 2**53) becomes its decimal text; a number with
+  a fraction, a boolean, an array or an object is refused.
+- **Event types**: the v1 names, compared ignoring case, surrounding space and ``-``/space versus
+  ``_`` (``View``, ``add-to-cart``); other vocabularies (``Product Viewed``, ``addtocart``) are a
+  mapping, which file readers apply with their type map and the standard routes with their tables.
+
+Pure: no I/O, no clock. Every function raises `InvalidEvent` naming the field it was given.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from typing import Literal
+
+from stream.core.errors import InvalidEvent
+from stream.core.json_numbers import (
+    MAX_INT64,
+    OversizedNumber,
+    integer_digits,
+    number_text,
+)
+
+TimeUnit = Literal["ms", "s", "us"]
+TIME_UNITS: tuple[TimeUnit, ...] = ("ms", "s", "us")
+MAX_ID_CHARS = 128
+# "17850.0", "-3.", "12.000": an integer that a float formatter wrote.
+_FLOAT_INTEGER_TEXT = re.compile(r"-?[0-9]+\.0*")
+# Beyond this a float no longer holds every integer: 2**53 + 1 reads back as 2**53.
+_EXACT_FLOAT_INTEGER = 2**53
+# Longer text is no date-time anyone wrote; refused before any parser sees it.
+_MAX_TIME_TEXT = 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_ZONE_SUFFIXES = (" UTC", " GMT")
+_UNIT_WORDS = {"ms": "ms", "s": "seconds", "us": "microseconds"}
+_MS_PER_UNIT_EXPONENT = {"ms": 0, "s": 3, "us": -3}
+_SHOWN = 40
+
+
+def json_type(value: object) -> str:
+    """How JSON names `value`'s type (\"a string\", \"an object\"...), for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float | Decimal | OversizedNumber):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def time_fix(unit: TimeUnit = "ms") -> str:
+    """The fix every time rejection ends with."""
+    return (
+        f"send {_UNIT_WORDS[unit]} since the epoch as an integer, or an ISO-8601 time such as "
+        "2025-11-13T02:13:20.034Z (a time without a zone is UTC)"
+    )
+
+
+def time_ms(value: object, field: str, unit: TimeUnit = "ms") -> int | None:
+    """Milliseconds since the epoch (may be negative) from a time value in any accepted form.
+
+    `unit` is the unit of a number (ms, s or us); ISO-8601 text and datetime values carry their own.
+    None for None or blank text (an absent time). Raises InvalidEvent naming `field` for a
+    fraction of a ms or us, a number over a signed 64-bit count of ms, text that is neither a
+    number nor a date-time, and any other type.
+    """
+    number: Decimal | OversizedNumber | None
+    if type(value) is int and unit == "ms":  # the common case, first
+        if not -MAX_INT64 <= value <= MAX_INT64:
+            raise InvalidEvent(field, _too_big(value < 0, integer_digits(value), unit))
+        return value
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidEvent(field, f"expected a time, got a boolean; {time_fix(unit)}")
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return (moment - _EPOCH) // _ONE_MS
+    if isinstance(value, date):
+        return (datetime(value.year, value.month, value.day, tzinfo=UTC) - _EPOCH) // _ONE_MS
+    if isinstance(value, int):
+        if integer_digits(value) > 30:
+            raise InvalidEvent(field, _too_big(value < 0, integer_digits(value), unit))
+        number = Decimal(value)
+    elif isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidEvent(field, f"{value!r} is not a finite number; {time_fix(unit)}")
+        number = Decimal(value)
+    elif isinstance(value, OversizedNumber):
+        raise InvalidEvent(field, f"{value}; {time_fix(unit)}")
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        number = number_text(text)
+        if number is None:
+            return _time_text(value, text, field, unit)
+        if isinstance(number, OversizedNumber):
+            raise InvalidEvent(field, f"{number}; {time_fix(unit)}")
+    else:
+        raise InvalidEvent(field, f"expected a time, got {json_type(value)}; {time_fix(unit)}")
+    return _number_ms(number, value, field, unit)
+
+
+def _too_big(negative: bool, digits: int, unit: TimeUnit) -> str:
+    return f"number too {'small' if negative else 'large'} ({digits} digits); {time_fix(unit)}"
+
+
+def _number_ms(number: Decimal, original: object, field: str, unit: TimeUnit) -> int:
+    if not number.is_finite():
+        raise InvalidEvent(field, f"{_shown(original)} is not a finite number; {time_fix(unit)}")
+    if number != 0 and number.adjusted() >= 22:
+        raise InvalidEvent(field, _too_big(number < 0, number.adjusted() + 1, unit))
+    if unit == "s":
+        # Exact: the context's default 28 digits cannot hold every number of seconds times 1000.
+        with localcontext() as context:
+            context.prec = max(len(number.as_tuple().digits), number.adjusted() + 4) + 2
+            ms = int(number.scaleb(3).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    else:
+        if number != number.to_integral_value():
+            raise InvalidEvent(
+                field, f"{_shown(original)} is not a whole number of {_UNIT_WORDS[unit]}; {time_fix(unit)}"
+            )
+        # us: floor to the ms, exact for any size (Decimal division rounds at 28 digits).
+        ms = int(number) // 1000 if unit == "us" else int(number)
+    if not -MAX_INT64 <= ms <= MAX_INT64:
+        raise InvalidEvent(field, _too_big(ms < 0, integer_digits(ms), unit))
+    return ms
+
+
+def _time_text(value: str, text: str, field: str, unit: TimeUnit) -> int:
+    parsed = parse_datetime(text) if len(text) <= _MAX_TIME_TEXT else None
+    if parsed is None:
+        raise InvalidEvent(field, f"{_shown(value)} is neither a number nor a date-time; {time_fix(unit)}")
+    return (parsed - _EPOCH) // _ONE_MS
+
+
+def parse_datetime(text: str) -> datetime | None:
+    """ISO-8601 (`datetime.fromisoformat`) or ``... UTC``/``... GMT``, zone-aware; no zone = UTC.
+
+    Only ASCII text: `fromisoformat` reads other scripts' digits too, which no sender means.
+    """
+    if not text.isascii():
+        return None
+    upper = text.upper()
+    for suffix in _ZONE_SUFFIXES:
+        if upper.endswith(suffix):
+            text = text[: -len(suffix)].rstrip()
+            break
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def id_text(value: object, field: str) -> str | None:
+    """An id as text (see the module docstring); None for None.
+
+    Raises InvalidEvent naming `field` for a number with a fraction, a float too large to hold
+    its integer exactly, an integer of more than MAX_ID_CHARS digits, and a non-text, non-number.
+    """
+    if isinstance(value, str):
+        if "." in value and _FLOAT_INTEGER_TEXT.fullmatch(value):
+            return value.partition(".")[0]
+        return value
+    if value is None:
+        return None
+    fix = "send the id as a string"
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | OversizedNumber):
+        raise InvalidEvent(field, f"expected a string, got {json_type(value)}")
+    if isinstance(value, OversizedNumber):
+        raise InvalidEvent(field, f"{value}; {fix}")
+    if isinstance(value, int):
+        digits = integer_digits(value)
+        if digits > MAX_ID_CHARS:
+            limit = f"of at most {MAX_ID_CHARS} characters"
+            raise InvalidEvent(field, f"number too large ({digits} digits); {fix} {limit}")
+        return str(value)
+    number = Decimal(value)
+    if number.is_finite() and number != 0 and number.adjusted() >= MAX_ID_CHARS:
+        raise InvalidEvent(field, f"number too large ({number.adjusted() + 1} digits); {fix}")
+    if not number.is_finite() or number != number.to_integral_value():
+        raise InvalidEvent(field, f"{_shown(value)} is not a whole number; an id is text: {fix}")
+    if isinstance(value, float) and abs(value) >= _EXACT_FLOAT_INTEGER:
+        raise InvalidEvent(field, f"{_shown(value)} is a float too large to hold an exact integer; {fix}")
+    return str(int(number))
+
+
+def integer_value(value: object, field: str) -> object:
+    """An integer field (``v``): an int, a whole float or numeric text as an int; None for None
+    or blank text; any other value unchanged, for the validator to name. Raises InvalidEvent
+    naming `field` for a number with a fraction or of more than 30 digits."""
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, bool):
+        return value
+    number: Decimal | OversizedNumber | None
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        number = number_text(value.strip())
+    elif isinstance(value, float | Decimal):
+        number = Decimal(value) if not isinstance(value, float) or math.isfinite(value) else None
+    else:
+        return value
+    if number is None or isinstance(number, OversizedNumber):
+        return value
+    if not number.is_finite():
+        raise InvalidEvent(field, f"{_shown(value)} is not a finite number; send an integer")
+    if number != 0 and number.adjusted() >= 30:
+        raise InvalidEvent(field, f"{_shown(value)} is out of range; send a small integer")
+    if number != number.to_integral_value():
+        raise InvalidEvent(field, f"{_shown(value)} is not a whole number; send an integer")
+    return int(number)
+
+
+def type_key(name: str) -> str:
+    """How type names compare: lower case, words joined by ``_`` (``Add-To Cart`` -> ``add_to_cart``)."""
+    return "_".join(name.strip().lower().replace("-", " ").split())
+
+
+def _shown(value: object) -> str:
+    return repr(str(value)[:_SHOWN])

@@ -1,0 +1,171 @@
+"""One normalisation of event fields at every entry point (field case f11, "one normalisation for
+every input format"): each representation of a field's value is accepted everywhere with the same
+normalised value, or refused everywhere with the same reason naming the field and the fix.
+
+The entry points are driven for real (tests/unit/stream/entry_points.py): the collector's
+``POST /v1/events`` and its Segment, Snowplow and GA4 routes with a fake producer, the SDK, the
+worker's decoder, ``replay`` of JSON Lines and CSV files and ``load``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream.core.normalise import time_fix
+from tests.unit.stream import entry_points as ep
+from tests.unit.stream.entry_points import TS_MS, Outcome
+
+ISO = "2025-11-13T02:13:20.034Z"
+MIDNIGHT = 1_762_992_000_000  # 2025-11-13T00:00:00Z
+FIX = time_fix()
+ID_FIX = "an id is text: send the id as a string"
+
+
+def ok(value: object) -> Outcome:
+    return Outcome(True, value)
+
+
+def refused(reason: str) -> Outcome:
+    return Outcome(False, reason=reason)
+
+
+# (field, value as sent, the outcome every entry point must give)
+CASES: list[tuple[str, object, Outcome]] = [
+    ("ts_ms", TS_MS, ok(TS_MS)),
+    ("ts_ms", float(TS_MS), ok(TS_MS)),  # a float-formatted integer is that integer
+    ("ts_ms", str(TS_MS), ok(TS_MS)),  # so is its digit string
+    ("ts_ms", f" {TS_MS} ", ok(TS_MS)),
+    ("ts_ms", f"{TS_MS}.0", ok(TS_MS)),
+    ("ts_ms", "1.763000000034e12", ok(TS_MS)),
+    ("ts_ms", ISO, ok(TS_MS)),
+    ("ts_ms", "2025-11-13T04:13:20.034+02:00", ok(TS_MS)),
+    ("ts_ms", "2025-11-13 02:13:20.034 UTC", ok(TS_MS)),
+    ("ts_ms", "2025-11-13T02:13:20.034", ok(TS_MS)),  # no zone: UTC, documented
+    ("ts_ms", "2025-11-13", ok(MIDNIGHT)),
+    ("ts_ms", TS_MS + 0.5, refused(f"'{TS_MS}.5' is not a whole number of ms; {FIX}")),
+    ("ts_ms", f"{TS_MS}.5", refused(f"'{TS_MS}.5' is not a whole number of ms; {FIX}")),
+    ("ts_ms", 1.5, refused(f"'1.5' is not a whole number of ms; {FIX}")),
+    ("ts_ms", 1e300, refused(f"number too large (301 digits); {FIX}")),  # refused, not clamped
+    ("ts_ms", "1e300", refused(f"number too large (301 digits); {FIX}")),
+    ("ts_ms", 2**70, refused(f"number too large (22 digits); {FIX}")),
+    ("ts_ms", "yesterday", refused(f"'yesterday' is neither a number nor a date-time; {FIX}")),
+    (
+        "ts_ms",
+        "1_763_000_000_034",
+        refused(f"'1_763_000_000_034' is neither a number nor a date-time; {FIX}"),
+    ),
+    (
+        "ts_ms",
+        "\uff11\uff17\uff16\uff13",
+        refused(f"'\uff11\uff17\uff16\uff13' is neither a number nor a date-time; {FIX}"),
+    ),
+    ("ts_ms", True, refused(f"expected a time, got a boolean; {FIX}")),
+    ("user_id", 42, ok("42")),
+    ("user_id", 42.0, ok("42")),
+    ("user_id", "42.0", ok("42")),  # what pandas writes for an integer column with gaps
+    ("user_id", "007", ok("007")),  # other text stays as it is
+    ("user_id", 10**25, ok(str(10**25))),
+    ("user_id", 42.5, refused(f"'42.5' is not a whole number; {ID_FIX}")),
+    ("user_id", 1e300, refused("number too large (301 digits); send the id as a string")),
+    ("user_id", True, refused("expected a string, got a boolean")),
+    ("item_id", 90001, ok("90001")),
+    ("item_id", 90001.0, ok("90001")),
+    ("item_id", "90001.0", ok("90001")),
+    ("item_id", 0.5, refused(f"'0.5' is not a whole number; {ID_FIX}")),
+    ("item_id", [1], refused("expected a string, got an array")),
+    ("type", "View", ok("view")),
+    ("type", "ADD-TO-CART", ok("add_to_cart")),
+    ("type", " purchase ", ok("purchase")),
+]
+
+
+def applies(entry: str, field: str, value: object) -> bool:
+    """Where a representation can be sent at all."""
+    if entry == "replay-csv":
+        return isinstance(value, str)  # a CSV cell is text: 42.5 and "42.5" are the same cell
+    return True
+
+
+def same(outcome: Outcome, expected: Outcome, field_names: tuple[str, ...]) -> tuple[object, ...]:
+    """What must agree: accepted and the value, or refused and the reason, naming the field."""
+    if outcome.accepted:
+        return (True, outcome.value)
+    named = outcome.field is not None and outcome.field.endswith(field_names)
+    return (False, outcome.reason, named)
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), CASES, ids=[f"{f}={v!r}"[:60] for f, v, _ in CASES])
+def test_each_representation_has_one_outcome_at_every_entry_point(
+    field: str, value: object, expected: Outcome, tmp_path: Path
+) -> None:
+    want = (True, expected.value) if expected.accepted else (False, expected.reason, True)
+    outcomes: dict[str, tuple[object, ...]] = {}
+    for entry in ep.V1_ENTRY_POINTS:
+        if applies(entry, field, value):
+            outcomes[entry] = same(ep.run_v1(entry, field, value, tmp_path), expected, (field,))
+    for entry, (adapter, names) in ep.STANDARD_ENTRY_POINTS.items():
+        sender_field = names.get(field)
+        # A sender's ids and times take the same rules; GA4 counts time in us (see below), and a
+        # sender's event names are its own vocabulary (mapped by the adapter's table).
+        if sender_field is None or (entry == "ga4" and field == "ts_ms"):
+            continue
+        outcomes[entry] = same(adapter(field, value), expected, (sender_field.rsplit(".", 1)[-1],))
+    wrong = {entry: got for entry, got in outcomes.items() if got != want}
+    assert not wrong, f"expected {want}, got {wrong}"
+
+
+@pytest.mark.parametrize(
+    ("micros", "expected"),
+    [
+        (TS_MS * 1000, ok(TS_MS)),
+        (float(TS_MS * 1000), ok(TS_MS)),
+        (str(TS_MS * 1000), ok(TS_MS)),
+        (ISO, ok(TS_MS)),
+        (1.5, refused(f"'1.5' is not a whole number of microseconds; {time_fix('us')}")),
+        ("soon", refused(f"'soon' is neither a number nor a date-time; {time_fix('us')}")),
+    ],
+)
+def test_ga4_times_follow_the_same_rule_in_microseconds(micros: object, expected: Outcome) -> None:
+    got = ep.via_ga4("ts_ms", micros)
+    assert (got.accepted, got.value if got.accepted else got.reason) == (
+        expected.accepted,
+        expected.value if expected.accepted else expected.reason,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sent_at", "expected"),
+    [
+        (TS_MS + 1000, ok(ep.NOW_MS - 1000)),
+        (float(TS_MS + 1000), ok(ep.NOW_MS - 1000)),
+        (str(TS_MS + 1000), ok(ep.NOW_MS - 1000)),
+        ("2025-11-13T02:13:21.034Z", ok(ep.NOW_MS - 1000)),
+        (1.5, refused(f"'1.5' is not a whole number of ms; {FIX}")),
+        (1e300, refused(f"number too large (301 digits); {FIX}")),
+        (-1, refused(f"-1 is before the epoch; {FIX}")),
+        ("soon", refused(f"'soon' is neither a number nor a date-time; {FIX}")),
+    ],
+)
+def test_the_send_time_reads_the_same_in_the_envelope_and_the_header(
+    sent_at: object, expected: Outcome
+) -> None:
+    for header in (False, True):
+        got = ep.sent_at(sent_at, header=header)
+        assert got.accepted is expected.accepted
+        if expected.accepted:
+            assert got.value == expected.value  # the event time, corrected for the client's clock
+        else:
+            assert (got.field, got.reason) == ("X-Sent-At-Ms" if header else "sent_at_ms", expected.reason)
+
+
+@pytest.mark.parametrize("name", ["Product Viewed", "page_view", "addtocart"])
+def test_other_vocabularies_are_a_file_mapping_not_a_v1_spelling(name: str, tmp_path: Path) -> None:
+    # Documented: files map foreign names with their type map; the v1 endpoints take v1 names only.
+    for entry in ("replay-jsonl", "replay-csv", "load"):
+        assert ep.run_v1(entry, "type", name, tmp_path).accepted, entry
+    for entry in ("collector", "sdk", "worker"):
+        got = ep.run_v1(entry, "type", name, tmp_path)
+        assert (got.accepted, got.field) == (False, "type"), entry
+        assert got.reason is not None and got.reason.startswith(f"unknown type {name!r}; expected one of")
