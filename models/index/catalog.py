@@ -10,9 +10,15 @@ JSONL, CSV and Parquet are read by the shared reader `stream.core.tabular`, as e
 UTF-8 BOM is read away, ``encoding`` (``profilestream index --encoding``) decodes other text and
 undecodable bytes are a CatalogError naming the line; a malformed line (not a JSON object, a
 truncated CSV row) is skipped, counted and logged with its line number; an item_id written as a
-float (``17850.0``, pandas with gaps) is read as ``17850`` in every format. A row that is well
-formed but invalid (no title, a bad price) stops the read with its line: a catalogue is small and
-curated, and an item silently missing from search is worse than a clear error.
+float (``17850.0``, pandas with gaps) is read as ``17850`` in every format. A CSV file's column
+separator is ``delimiter`` (``profilestream index --delimiter``) or found among ``,`` ``;`` tab ``|``
+(``.tsv``/``.tab`` files are tab-separated), and a header that reads as one column but splits at
+another separator is a CatalogError naming ``--delimiter``, exactly as for ``load``/``replay``; in a
+``;``-separated file a decimal comma (Excel in German or French locales) is read as a point in
+``price``, ``popularity`` and a whole ``item_id`` (``12,50`` is 12.5, ``17850,0`` is ``17850``).
+A row that is well formed but invalid (no title, a bad price) stops the read with its line: a
+catalogue is small and curated, and an item silently missing from search is worse than a clear
+error.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,7 +36,15 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from stream.core.errors import CatalogError, InvalidEvent, SourceError
-from stream.core.tabular import ReadTally, TableFormat, check_encoding, id_text, read_rows
+from stream.core.tabular import (
+    DECIMAL_COMMA_DELIMITER,
+    ReadTally,
+    TableFormat,
+    check_encoding,
+    csv_delimiter,
+    id_text,
+    read_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +55,10 @@ DESCRIPTION_CHARS = 300
 SEPARATOR = " | "
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
+# "12,50", "17850,0": a number as Excel writes it in a locale with decimal commas (';'-separated).
+_DECIMAL_COMMA_TEXT = re.compile(r"-?[0-9]+,[0-9]+")
+# The columns a decimal comma is read in; text columns (title, description) keep their commas.
+_NUMERIC_COLUMNS = ("price", "popularity")
 
 
 @dataclass(frozen=True)
@@ -69,12 +88,15 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def item_from_row(row: Mapping[str, Any], where: str) -> CatalogItem:
+def item_from_row(row: Mapping[str, Any], where: str, *, decimal_comma: bool = False) -> CatalogItem:
     """Validate one catalogue row; `where` ("items.csv row 7") goes into the error message.
 
-    Raises `CatalogError` for a missing or empty item_id or title, or an invalid price,
-    popularity or in_stock value.
+    `decimal_comma` (a ``;``-separated file): ``12,50`` in price or popularity reads as 12.5 and a
+    whole ``17850,0`` item_id as ``17850``. Raises `CatalogError` for a missing or empty item_id or
+    title, or an invalid price, popularity or in_stock value.
     """
+    if decimal_comma:
+        row = _decimal_points(row)
     try:
         item_id = _text(id_text(row.get("item_id"), "item_id"))
     except InvalidEvent as exc:
@@ -92,6 +114,20 @@ def item_from_row(row: Mapping[str, Any], where: str) -> CatalogItem:
         in_stock=_flag(row.get("in_stock"), where),
         popularity=_popularity(row.get("popularity"), where),
     )
+
+
+def _decimal_points(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` with decimal commas written as points in the numeric columns and a whole item_id."""
+    out = dict(row)
+    for name in ("item_id", *_NUMERIC_COLUMNS):
+        value = out.get(name)
+        if not isinstance(value, str) or not _DECIMAL_COMMA_TEXT.fullmatch(value.strip()):
+            continue
+        whole, _, fraction = value.strip().partition(",")
+        # An item_id that is not a whole number stays text, as "12.5" does: an id is not a value.
+        if name != "item_id" or not fraction.strip("0"):
+            out[name] = f"{whole}.{fraction}"
+    return out
 
 
 def _text(value: Any) -> str:
@@ -148,24 +184,31 @@ def detect_format(path: Path) -> CatalogFormat:
         ".jsonl": "jsonl",
         ".ndjson": "jsonl",
         ".csv": "csv",
+        ".tsv": "csv",
+        ".tab": "csv",
         ".parquet": "parquet",
         ".pq": "parquet",
         ".json": "amazon",
     }
     if suffix not in formats:
         raise CatalogError(
-            f"catalogue {path}: cannot tell the format from {suffix!r}; use .jsonl, .csv, .parquet or "
-            "items.json (amazon format), or pass the format explicitly"
+            f"catalogue {path}: cannot tell the format from {suffix!r}; use .jsonl, .csv (.tsv, .tab), "
+            ".parquet or items.json (amazon format), or pass the format explicitly (--format)"
         )
     return formats[suffix]
 
 
-def read_catalog(path: Path, fmt: CatalogFormat = "auto", *, encoding: str = "utf-8") -> list[CatalogItem]:
+def read_catalog(
+    path: Path, fmt: CatalogFormat = "auto", *, encoding: str = "utf-8", delimiter: str | None = None
+) -> list[CatalogItem]:
     """All items of a catalogue file; a duplicate item_id keeps the last row (later rows win, logged).
 
+    `delimiter`: a CSV file's column separator as ``--delimiter`` takes it (``auto`` or None:
+    found; ``tab``; one character), see `stream.core.tabular.parse_delimiter`; other formats
+    ignore it. A ``;``-separated file reads decimal commas in price, popularity and item_id.
     Raises `CatalogError` (naming the file, and the line or row where there is one) for a missing
-    file, an unknown format, undecodable text or an invalid row; malformed lines are skipped and
-    logged.
+    file, an unknown format, a bad delimiter, a header that reads as one column but splits at
+    another separator, undecodable text or an invalid row; malformed lines are skipped and logged.
     """
     chosen = detect_format(path) if fmt == "auto" else fmt
     if not path.is_file():
@@ -176,9 +219,16 @@ def read_catalog(path: Path, fmt: CatalogFormat = "auto", *, encoding: str = "ut
             items = list(read_amazon_items(path, encoding=encoding))
         else:
             where = "row" if chosen == "parquet" else "line"
+            separator = (
+                csv_delimiter(path, encoding=encoding, delimiter=delimiter) if chosen == "csv" else None
+            )
+            rows = read_rows(
+                path, encoding=encoding, fmt=cast(TableFormat, chosen), tally=tally, delimiter=separator
+            )
+            decimal_comma = separator == DECIMAL_COMMA_DELIMITER
             items = [
-                item_from_row(row.values, f"{path} {where} {row.number}")
-                for row in read_rows(path, encoding=encoding, fmt=cast(TableFormat, chosen), tally=tally)
+                item_from_row(row.values, f"{path} {where} {row.number}", decimal_comma=decimal_comma)
+                for row in rows
             ]
     except SourceError as exc:
         raise CatalogError(f"catalogue {exc}") from exc

@@ -298,16 +298,19 @@ def sync_catalog(
     *,
     fmt: CatalogFormat = "auto",
     encoding: str = "utf-8",
+    delimiter: str | None = None,
     rebuild: bool = False,
     batch_size: int = 256,
 ) -> UpsertStats:
     """Make the index at `index_dir` match the catalogue file: upsert its items, remove the rest.
 
-    This is `profilestream index CATALOG`; with `rebuild` the existing index is ignored. Returns
-    the counts. Raises `CatalogError` for an unreadable or empty catalogue (never empties an index)
-    and `ModelError` when the existing index belongs to another encoder.
+    This is `profilestream index CATALOG`; with `rebuild` the existing index is ignored.
+    `encoding` and `delimiter` (a CSV file's column separator; None or ``auto``: found) are
+    `read_catalog`'s. Returns the counts. Raises `CatalogError` for an unreadable or empty
+    catalogue (never empties an index) and `ModelError` when the existing index belongs to
+    another encoder.
     """
-    items = read_catalog(catalog_path, fmt, encoding=encoding)
+    items = read_catalog(catalog_path, fmt, encoding=encoding, delimiter=delimiter)
     if not items:
         # Syncing to an empty catalogue would delete every item: almost surely the wrong file.
         raise CatalogError(

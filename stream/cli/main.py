@@ -256,7 +256,7 @@ def export_command(
     type=click.Choice(["auto", "jsonl", "csv", "parquet", "amazon"]),
     default="auto",
     show_default=True,
-    help="auto goes by suffix (.json = amazon items.json).",
+    help="auto goes by suffix (.json = amazon items.json; .tsv and .tab are CSV).",
 )
 @click.option("--rebuild", is_flag=True, help="Ignore the existing index (needed after a new encoder).")
 @click.option("--variant", default=None, help="Encoder variant [default: the model folder's default].")
@@ -266,16 +266,35 @@ def export_command(
     show_default=True,
     help="Text encoding of a CSV/JSONL catalogue (e.g. cp1252); a UTF-8 byte-order mark is read away.",
 )
+@click.option(
+    "--delimiter",
+    default="auto",
+    show_default=True,
+    metavar="auto|tab|CHAR",
+    help="Column separator of a CSV catalogue: auto detects , ; tab or | from the first lines (.tsv and "
+    ".tab files are tab-separated); or tab, or one character such as ';' or '|'. In a ';'-separated "
+    "file a decimal comma in price, popularity or item_id (12,50) reads as a point. JSONL, Parquet and "
+    "items.json ignore it.",
+)
 @click.pass_context
 @_friendly_errors
 def index_command(
-    ctx: click.Context, catalog: Path, fmt: str, rebuild: bool, variant: str | None, encoding: str
+    ctx: click.Context,
+    catalog: Path,
+    fmt: str,
+    rebuild: bool,
+    variant: str | None,
+    encoding: str,
+    delimiter: str,
 ) -> None:
     """Build or update the item index from a catalogue: only new or changed items are encoded."""
     from models.encoder.onnx_encoder import load_encoder, options_from_settings
     from models.index.catalog import CatalogFormat
     from models.index.item_index import sync_catalog
+    from stream.cli.load import checked_delimiter, checked_encoding
 
+    # The options are checked before the encoder loads: a typo costs no model start.
+    encoding, separator = checked_encoding(encoding), checked_delimiter(delimiter)
     settings = _settings(ctx)
     encoder = load_encoder(settings.model_dir, options_from_settings(settings), variant)
     stats = sync_catalog(
@@ -284,6 +303,7 @@ def index_command(
         encoder,
         fmt=cast(CatalogFormat, fmt),
         encoding=encoding,
+        delimiter=separator,
         rebuild=rebuild,
         batch_size=settings.encoder_batch_size,
     )

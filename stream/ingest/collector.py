@@ -75,6 +75,17 @@ from stream.kafka.producer import (
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# What `stream.core.normalise.time_ms` reads, said once for every time of the schema and the
+# X-Sent-At-Ms header. The schema's type stays the canonical integer (what clients should send and
+# what schema-driven tests generate); the Python validator stays the authority on the rest.
+TIME_FORMS = (
+    "Canonical form: an integer of ms since the epoch (1763000000034). Also accepted, by the rule "
+    "every entry point shares: a whole number written as a float (1763000000034.0) or as text "
+    '("1763000000034", "1.763000000034e12"); ISO-8601 text ("2025-11-13T02:13:20.034Z", '
+    '"2025-11-13T04:13:20.034+02:00", "2025-11-13") or "2025-11-13 02:13:20.034 UTC"; a date-time '
+    "without a zone is UTC. Refused, naming the field: a fraction of a ms, a number past a signed "
+    "64-bit count of ms, other text, booleans, arrays and objects."
+)
 
 
 class ErrorItem(BaseModel):
@@ -139,13 +150,17 @@ def event_json_schema(limits: EventLimits) -> dict[str, Any]:
                     "When the event happened, ms since epoch, client clock. Corrected by the batch's "
                     f"sent_at_ms (or {SENT_AT_HEADER}); a time before {limits.min_ts_ms} or more than "
                     f"{limits.max_future_skew_ms} ms after the receive time becomes the receive time "
-                    "(counted in `clamped`)."
+                    f"(counted in `clamped`). {TIME_FORMS}"
                 ),
             },
             "received_ms": {
                 "type": "integer",
                 "minimum": 0,
-                "description": "Set by the collector to its receive time; a value sent is replaced.",
+                "description": (
+                    "Set by the collector to its receive time (an integer of ms since the epoch); a "
+                    "value sent is replaced, whatever its form. Files replayed or loaded may carry it "
+                    f"in any form ts_ms takes. {TIME_FORMS}"
+                ),
             },
             "session_id": identifier,
             "context": {"type": "object", "maxProperties": MAX_CONTEXT_KEYS},
@@ -193,12 +208,32 @@ def request_body_schema(limits: EventLimits, max_batch_events: int) -> dict[str,
             "sent_at_ms": {
                 "type": "integer",
                 "minimum": 0,
-                "description": "The client's clock when it sent the batch (ms since epoch); corrects skew.",
+                "description": (
+                    "The client's clock when it sent the batch (ms since epoch, not before it); every "
+                    "event's ts_ms is corrected by received - sent_at_ms. Wins over the "
+                    f"{SENT_AT_HEADER} header. An invalid value rejects the request (422). {TIME_FORMS}"
+                ),
             },
             "events": batch_schema,
         },
     }
     return {"oneOf": [event_schema, batch_schema, envelope_schema]}
+
+
+def sent_at_header_parameter() -> dict[str, Any]:
+    """The OpenAPI description of the X-Sent-At-Ms header (the envelope's sent_at_ms for bodies
+    that are a bare event or array, e.g. a browser beacon)."""
+    return {
+        "name": SENT_AT_HEADER,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0},
+        "description": (
+            "The client's clock when it sent the request (ms since epoch, not before it); every "
+            "event's ts_ms is corrected by received - sent. An envelope's sent_at_ms wins over it. "
+            f"An invalid value rejects the request (422, field {SENT_AT_HEADER}). {TIME_FORMS}"
+        ),
+    }
 
 
 def _events_counter(registry: Any) -> Counter:
@@ -293,7 +328,8 @@ def create_collector_app(
         response_model=Accepted,
         summary="Collect one v1 event or a batch of them",
         openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}
+            "parameters": [sent_at_header_parameter()],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
         },
         responses={
             202: {"description": "The valid events were produced; invalid ones are listed in `rejected`."},

@@ -6,15 +6,16 @@
 that list. Each write renews the list's expiry (`recent_ttl_s`), so a user who goes quiet leaves
 no list behind. Recommendations themselves are written by `stream.redis.reco_store`.
 
-An event is in the list once, however often it is written: a batch keeps the first event of each
-`event_id` (as the window does), and each entry is removed from the list (LREM) before it is
-pushed. So an event replayed, or redelivered after a worker restart (the same record, so the same
-entry), moves to the end of the list instead of appearing twice, and a list that already holds a
-copy from before loses it. The list stays within `recent_events_per_user` entries and needs no
-other key; the LREMs scan that list, so a write costs at most `recent_events_per_user` squared
-comparisons per user (only the last `recent_events_per_user` events of a batch are written: the
-trim would drop the others). Not covered: an event id re-sent with other content (a collector
-retry gets a new `received_ms`) in a later batch; its entry differs, so both stay.
+An event id is in the list at most once, however often and in whatever form it is written: a
+batch keeps the first event of each `event_id` (as the window does), and the push, inside the
+apply-once script (``push_by_id`` in `stream.redis.apply_once`), first removes every stored entry
+of a pushed id, whatever its content. So an event replayed, redelivered after a worker restart,
+or re-sent by a collector retry with a new `received_ms` moves to the end of the list with the
+newest write's content instead of appearing twice, and a list that already holds copies from
+before loses them. The list stays within `recent_events_per_user` entries and needs no other key;
+a write scans that list once (matching the event id at the head of each entry), plus one LREM
+scan per stored entry that goes: at most `recent_events_per_user` + 1 scans per user (only the
+last `recent_events_per_user` events of a batch are written: the trim would drop the others).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ class ActivitySink(Protocol):
 
 
 def activity_entry(event: Event) -> str:
-    """The compact JSON line kept per event in a user's recent-activity list."""
+    """The compact JSON line kept per event in a user's recent-activity list.
+
+    `event_id` comes first: the push (``push_by_id``) finds an entry's id at its head.
+    """
     entry: dict[str, object] = {"event_id": event.event_id, "type": event.type.value, "ts_ms": event.ts_ms}
     if event.received_ms is not None:
         # Search compares it with the forget tombstone, which holds the forget's receive time.
@@ -84,10 +88,9 @@ def plan_activity_writes(events: Sequence[Event], settings: Settings) -> list[Re
         # The trim keeps only the last `keep` entries: the earlier ones of the batch would go too.
         entries = [activity_entry(e) for e in _first_of_each_id(survivors)][-keep:]
         if entries:
-            # Each entry leaves the list before it is pushed: a replayed or redelivered event
-            # (the same record, so the same entry) is in the list once.
-            ops.extend(RedisOp("lrem", (key, 0, entry)) for entry in entries)
-            ops.append(RedisOp("rpush", (key, *entries)))
+            # A stored entry of a pushed event id leaves first, whatever its content (a replay, a
+            # redelivery, a collector retry's new received_ms): each id is in the list once.
+            ops.append(RedisOp("push_by_id", (key, *entries)))
             ops.append(RedisOp("ltrim", (key, -keep, -1)))
             if ttl_s > 0:
                 ops.append(RedisOp("expire", (key, ttl_s)))

@@ -123,7 +123,8 @@ RETRIED_ERRORS: tuple[type[Exception], ...] = (
 # The newer-only profile write: compare the incoming window version with the stored one byte by
 # byte (Lua's own string comparison follows the server's locale), refuse a window whose newest
 # receive time is at or before the forget's receive time (see `stream.redis.reco_store`).
-APPLY_ONCE_LUA = """
+APPLY_ONCE_LUA = (
+    """
 local function bytes_greater(a, b)
   if a == b then return false end
   local n = math.min(#a, #b)
@@ -151,6 +152,58 @@ end
 -- ARGV[1]: the batch id; ARGV[2]: the markers' expiry (s); then per unit: its marker's index in
 -- KEYS, the count of its values, and per command: name, count, args. Returns per unit 0 (its
 -- marker already held the batch id: applied before) or 1.
+-- Values one RPUSH takes from a Lua table (unpack's limit, as for the batch's own commands).
+"""
+    + f"local MAX_VALUES = {MAX_VALUES_PER_COMMAND}\n"
+    + """
+-- A recent-activity entry's head up to the end of its event id, '{"event_id":"<id>"', as
+-- stream.redis.activity.activity_entry writes it (event_id first; JSON escapes stepped over), or
+-- nil for an entry of another shape (never matched, never removed).
+local function id_head(entry)
+  if string.sub(entry, 1, 13) ~= '{"event_id":"' then return nil end
+  local at = 14
+  while true do
+    at = string.find(entry, '["\\\\]', at)
+    if not at then return nil end
+    if string.byte(entry, at) == 34 then return string.sub(entry, 1, at) end
+    at = at + 2
+  end
+end
+-- Push ARGV[first..last] (entries) onto the list `key`, which holds each event id once: a stored
+-- entry of a pushed id leaves first whatever its content, and of pushed entries sharing an id the
+-- last one stays. One scan of the list, plus an LREM per stored entry that goes. A stored entry
+-- has a pushed id when its first #head bytes are that head (the bytes before the head's closing
+-- quote being the same, that quote ends the stored id too): one cut per distinct head length
+-- (the ids of a batch mostly have one) and a table lookup, not a parse of every stored entry.
+local function push_by_id(key, first, last)
+  local last_of, lengths = {}, {}
+  for j = first, last do
+    local head = id_head(ARGV[j])
+    if head then
+      last_of[head] = j
+      lengths[#head] = true
+    end
+  end
+  if next(last_of) then
+    for _, stored in ipairs(redis.call('LRANGE', key, 0, -1)) do
+      for n in pairs(lengths) do
+        if last_of[string.sub(stored, 1, n)] then
+          redis.call('LREM', key, 0, stored)
+          break
+        end
+      end
+    end
+  end
+  local values = {}
+  for j = first, last do
+    local head = id_head(ARGV[j])
+    if not head or last_of[head] == j then values[#values + 1] = ARGV[j] end
+  end
+  for start = 1, #values, MAX_VALUES do
+    redis.call('RPUSH', key, unpack(values, start, math.min(start + MAX_VALUES - 1, #values)))
+  end
+end
+
 local results = {}
 local i = 3
 while i <= #ARGV do
@@ -163,6 +216,8 @@ while i <= #ARGV do
       local name, n = ARGV[i], tonumber(ARGV[i + 1])
       if name == 'WRITE_IF_NEWER' then
         write_if_newer(unpack(ARGV, i + 2, i + 1 + n))
+      elseif name == 'PUSH_BY_ID' then
+        push_by_id(ARGV[i + 2], i + 3, i + 1 + n)
       else
         redis.call(name, unpack(ARGV, i + 2, i + 1 + n))
       end
@@ -175,11 +230,12 @@ while i <= #ARGV do
 end
 return results
 """
+)
 
 APPLY_ONCE_SHA = hashlib.sha1(APPLY_ONCE_LUA.encode(), usedforsecurity=False).hexdigest()
 
 # redis-py method names that differ from the Redis command; every other name is upper-cased.
-_COMMANDS = {"delete": "DEL", "write_if_newer": "WRITE_IF_NEWER"}
+_COMMANDS = {"delete": "DEL", "write_if_newer": "WRITE_IF_NEWER", "push_by_id": "PUSH_BY_ID"}
 # Commands whose every argument is a key; for the others the keys come first (`_key_count`).
 _ALL_KEYS = frozenset({"delete", "unlink"})
 
@@ -189,7 +245,10 @@ class RedisOp:
     """One Redis command of a batch's write plan, e.g. ``RedisOp("rpush", (key, v1, v2))``.
 
     ``write_if_newer`` is the newer-only profile write: ``(reco_key, emb_key, forgotten_key,
-    newest_received_ms, window_version, payload_json, vector_bytes, ttl_s)``.
+    newest_received_ms, window_version, payload_json, vector_bytes, ttl_s)``. ``push_by_id`` is
+    the recent-activity push: ``(list_key, entry, ...)`` appends the entries (`activity_entry`
+    lines) to a list that holds each event id once, removing a stored entry of a pushed id
+    whatever its content; it is never split, so one scan of the list sees every pushed id.
     """
 
     command: str

@@ -7,6 +7,12 @@ takes the rest of the path up to ``/recommendations``), or, behind a proxy that 
 slashes, use the query form ``GET /v1/recommendations?user_id=...``. An id of only whitespace or
 invisible characters is a 422, as in the schema.
 
+A recommendation's ``score`` is a ranking score, not a probability: the cosine of the user and
+item vectors plus the popularity prior and, when a trained sequence tower serves, the
+co-occurrence term (`stream.core.records.Recommendation`), rounded to 6 decimals; it orders one
+user's list and can exceed 1. For the popular fallback (``source`` ``"popular"``) it is the item's
+recent count relative to the most popular item's (the first is 1).
+
 When Redis refuses, fails or does not answer within `lookup_redis_budget_ms`, recommendations
 answer 503 with ``Retry-After`` and ``{"detail": "<the cause>"}`` (never a 500), and search
 answers 200 ranked by the query alone (``personalised`` false, ``why`` names the cause).
@@ -124,7 +130,14 @@ def create_lookup_app(settings: Settings) -> FastAPI:
         user_id: Annotated[str, Path(min_length=1, max_length=MAX_USER_ID_CHARS), VISIBLE],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = settings.top_k,
     ) -> dict[str, Any]:
-        """The user's top-k with reasons; `source` is "popular" when the user has no profile."""
+        """The user's top-k with reasons; `source` is "popular" when the user has no profile.
+
+        Each item's `score` orders the list and is not a probability. With `source` "profile" it
+        is the ranking score: the cosine of the user and item vectors plus the popularity prior
+        and, when a trained sequence tower serves, the co-occurrence term, rounded to 6 decimals;
+        it can exceed 1 (and be negative). With `source` "popular" it is the item's recent count
+        relative to the most popular item's, in (0, 1], the first item 1.
+        """
         require_utf8_url(request)
         result = await state["client"].get(user_id, k)
         return result.to_dict()
@@ -135,7 +148,12 @@ def create_lookup_app(settings: Settings) -> FastAPI:
         user_id: Annotated[str, Query(min_length=1, max_length=MAX_USER_ID_CHARS), VISIBLE],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = settings.top_k,
     ) -> dict[str, Any]:
-        """The same as ``/v1/users/{user_id}/recommendations``, with the id in the query string."""
+        """The same as ``/v1/users/{user_id}/recommendations``, with the id in the query string.
+
+        Each item's `score` orders the list and is not a probability: for `source` "profile" the
+        ranking score (cosine + popularity prior + co-occurrence term, rounded to 6 decimals; it
+        can exceed 1), for `source` "popular" the item's recent count relative to the top one's.
+        """
         require_utf8_url(request)
         result = await state["client"].get(user_id, k)
         return result.to_dict()

@@ -53,6 +53,14 @@ async def bounded_redis(call: Awaitable[T], what: str, budget_ms: int) -> T:
 
 @dataclass(frozen=True, slots=True)
 class RecoResult:
+    """A user's recommendations as lookups answer them.
+
+    Each item's `score` orders the list and is not a probability: with `source` "profile", the
+    stored ranking score (cosine + popularity prior + co-occurrence term where the mode has one,
+    rounded to 6 decimals; it can exceed 1, see `Recommendation`); with `source` "popular", the
+    item's forward-decayed recent count divided by the top item's, in (0, 1].
+    """
+
     user_id: str
     items: tuple[Recommendation, ...]
     # "profile": computed from the user's own window; "popular": the cold-start fallback.

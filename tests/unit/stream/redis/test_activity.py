@@ -14,15 +14,12 @@ def ev(n: int, user: str = "u1", kind: EventType = EventType.VIEW) -> Event:
     return Event(event_id=f"e{n}", user_id=user, type=kind, ts_ms=1_700_000_000_000 + n, item_id=item)
 
 
-def test_one_push_and_trim_per_user_in_arrival_order_each_entry_removed_first() -> None:
+def test_one_push_by_id_and_trim_per_user_in_arrival_order() -> None:
     ops = plan_activity_writes([ev(1), ev(2, "u2"), ev(3)], SETTINGS)
     assert ops == [
-        RedisOp("lrem", ("t:{u1}:recent", 0, activity_entry(ev(1)))),
-        RedisOp("lrem", ("t:{u1}:recent", 0, activity_entry(ev(3)))),
-        RedisOp("rpush", ("t:{u1}:recent", activity_entry(ev(1)), activity_entry(ev(3)))),
+        RedisOp("push_by_id", ("t:{u1}:recent", activity_entry(ev(1)), activity_entry(ev(3)))),
         RedisOp("ltrim", ("t:{u1}:recent", -3, -1)),
-        RedisOp("lrem", ("t:{u2}:recent", 0, activity_entry(ev(2, "u2")))),
-        RedisOp("rpush", ("t:{u2}:recent", activity_entry(ev(2, "u2")))),
+        RedisOp("push_by_id", ("t:{u2}:recent", activity_entry(ev(2, "u2")))),
         RedisOp("ltrim", ("t:{u2}:recent", -3, -1)),
     ]
 
@@ -30,14 +27,16 @@ def test_one_push_and_trim_per_user_in_arrival_order_each_entry_removed_first() 
 def test_forget_deletes_and_keeps_only_later_events() -> None:
     ops = plan_activity_writes([ev(1), ev(2, kind=EventType.FORGET), ev(3)], SETTINGS)
     assert ops[0] == RedisOp("delete", ("t:{u1}:recent",))
-    assert ops[2] == RedisOp("rpush", ("t:{u1}:recent", activity_entry(ev(3))))
+    assert ops[1] == RedisOp("push_by_id", ("t:{u1}:recent", activity_entry(ev(3))))
     assert plan_activity_writes([ev(1), ev(2, kind=EventType.FORGET)], SETTINGS) == [
         RedisOp("delete", ("t:{u1}:recent",))
     ]
 
 
-def test_activity_entry_is_compact_json() -> None:
+def test_activity_entry_is_compact_json_led_by_the_event_id() -> None:
     search = Event(event_id="e", user_id="u", type=EventType.SEARCH, ts_ms=5, query="pens")
+    # The push finds an entry's id at its head (push_by_id in stream/redis/apply_once.py).
+    assert activity_entry(search).startswith('{"event_id":"e",')
     assert json.loads(activity_entry(search)) == {
         "event_id": "e",
         "type": "search",

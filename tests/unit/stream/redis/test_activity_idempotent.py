@@ -1,6 +1,7 @@
-"""The recent-activity list holds an event once, however often it is written (a replay, a
-redelivery after a worker restart), and stays bounded: the write plan run against a model of
-Redis lists, and through the real apply-once script on a private redis-server when one is installed."""
+"""The recent-activity list holds an event id once, however often and in whatever form it is
+written (a replay, a redelivery after a worker restart, a collector retry with a new received_ms),
+keeps the newest write's content, and stays bounded: the write plan run against a model of Redis
+lists, and through the real apply-once script on a private redis-server."""
 
 from __future__ import annotations
 
@@ -17,16 +18,23 @@ import redis.asyncio
 
 from stream.core.events import Event, EventType
 from stream.core.settings import Settings, load_settings
-from stream.redis.activity import RedisActivitySink, RedisOp, plan_activity_writes
+from stream.redis.activity import RedisActivitySink, RedisOp, activity_entry, plan_activity_writes
 
 SETTINGS = load_settings({}, recent_events_per_user=4, redis_key_prefix="t", recent_ttl_s=0)
 KEY = "t:{u1}:recent"
 
 
-def ev(n: int, kind: EventType = EventType.VIEW, received_ms: int | None = None) -> Event:
-    item = None if kind is EventType.FORGET else f"i{n}"
+def ev(
+    n: int,
+    kind: EventType = EventType.VIEW,
+    received_ms: int | None = None,
+    *,
+    event_id: str | None = None,
+    item: str | None = None,
+) -> Event:
+    item = None if kind is EventType.FORGET else (item or f"i{n}")
     return Event(
-        event_id=f"e{n}",
+        event_id=event_id or f"e{n}",
         user_id="u1",
         type=kind,
         ts_ms=1_700_000_000_000 + n,
@@ -35,18 +43,29 @@ def ev(n: int, kind: EventType = EventType.VIEW, received_ms: int | None = None)
     )
 
 
+def event_id_of(entry: str) -> object:
+    try:
+        doc = json.loads(entry)
+    except ValueError:
+        return None
+    return doc.get("event_id") if isinstance(doc, dict) else None
+
+
 def apply(lists: dict[str, list[str]], ops: Sequence[RedisOp]) -> None:
-    """What Redis does with the plan's list commands."""
+    """What Redis does with the plan's list commands (push_by_id as its contract says)."""
     for op in ops:
         key = str(op.args[0])
         values = lists.setdefault(key, [])
         if op.command == "delete":
             lists.pop(key)
-        elif op.command == "lrem":
-            assert op.args[1] == 0
-            lists[key] = [v for v in values if v != op.args[2]]
-        elif op.command == "rpush":
-            values.extend(str(v) for v in op.args[1:])
+        elif op.command == "push_by_id":
+            pushed = [str(v) for v in op.args[1:]]
+            last_of = {event_id_of(v): i for i, v in enumerate(pushed) if event_id_of(v) is not None}
+            kept = [v for v in values if event_id_of(v) is None or event_id_of(v) not in last_of]
+            fresh = [
+                v for i, v in enumerate(pushed) if event_id_of(v) is None or last_of[event_id_of(v)] == i
+            ]
+            lists[key] = kept + fresh
         elif op.command == "ltrim":
             start, stop = int(op.args[1]), int(op.args[2])
             assert stop == -1
@@ -59,6 +78,10 @@ def ids(entries: list[str]) -> list[str]:
     return [json.loads(entry)["event_id"] for entry in entries]
 
 
+def received(entries: list[str]) -> list[object]:
+    return [json.loads(entry).get("received_ms") for entry in entries]
+
+
 # Each scenario: batches written one after the other, and the ids the list ends with.
 SCENARIOS = [
     pytest.param([[ev(1), ev(2)], [ev(1), ev(2)]], ["e1", "e2"], id="batch-redelivered-after-restart"),
@@ -69,6 +92,36 @@ SCENARIOS = [
         [[ev(n) for n in range(6)], [ev(n) for n in range(6)]], ["e2", "e3", "e4", "e5"], id="bounded-replay"
     ),
     pytest.param([[ev(1), ev(2)], [ev(3, EventType.FORGET), ev(1)], [ev(1)]], ["e1"], id="after-a-forget"),
+    # The same event id with other content in a later batch: a collector retry stamps a new
+    # received_ms; a client re-sending an id with another item or type.
+    pytest.param(
+        [[ev(1, received_ms=10), ev(2, received_ms=11)], [ev(1, received_ms=20)]],
+        ["e2", "e1"],
+        id="collector-retry-new-received-ms",
+    ),
+    pytest.param([[ev(1), ev(2)], [ev(1, item="other")]], ["e2", "e1"], id="same-id-other-item"),
+    pytest.param(
+        [[ev(1), ev(2)], [ev(1, EventType.CLICK)], [ev(1, EventType.PURCHASE)]],
+        ["e2", "e1"],
+        id="same-id-other-type",
+    ),
+    pytest.param(
+        [[ev(1), ev(2)], [ev(2, received_ms=5), ev(3), ev(1, received_ms=6)]],
+        ["e2", "e3", "e1"],
+        id="several-ids-re-sent-in-one-batch",
+    ),
+    # Ids that share a beginning, or hold what JSON escapes: only the very same id matches.
+    pytest.param(
+        [[ev(1), ev(10), ev(11)], [ev(1, received_ms=7)]], ["e10", "e11", "e1"], id="id-prefix-of-another"
+    ),
+    pytest.param(
+        [
+            [ev(1, event_id='a"b'), ev(2, event_id="a\\b"), ev(3, event_id="a"), ev(4, event_id="é€")],
+            [ev(5, event_id='a"b', received_ms=1), ev(6, event_id="é€", received_ms=2)],
+        ],
+        ["a\\b", "a", 'a"b', "é€"],
+        id="ids-json-escapes",
+    ),
 ]
 
 
@@ -93,7 +146,35 @@ def test_a_list_holding_a_copy_from_before_loses_it_on_the_next_write() -> None:
 
 def test_a_long_batch_writes_only_what_the_trim_keeps() -> None:
     ops = plan_activity_writes([ev(n) for n in range(100)], SETTINGS)
-    assert sum(op.command == "lrem" for op in ops) == SETTINGS.recent_events_per_user
+    pushes = [op for op in ops if op.command == "push_by_id"]
+    assert len(pushes) == 1
+    assert len(pushes[0].args) - 1 == SETTINGS.recent_events_per_user
+
+
+# Lists as an older worker (or a copy per content) left them: the next write of an id removes
+# every stored entry of it, whatever its content, and leaves entries of another shape alone.
+BEFORE = [
+    pytest.param(
+        [ev(1, received_ms=1), ev(1, received_ms=2), ev(2)],
+        [ev(1, received_ms=3)],
+        ["e2", "e1"],
+        id="two-contents",
+    ),
+    pytest.param(
+        [ev(1), ev(1, item="x"), ev(1)], [ev(2)], ["e1", "e1", "e1", "e2"], id="untouched-when-not-written"
+    ),
+]
+FOREIGN = "not an activity entry"
+
+
+@pytest.mark.parametrize(("stored", "written", "expected"), BEFORE)
+def test_stored_copies_of_a_written_id_all_go(
+    stored: list[Event], written: list[Event], expected: list[str]
+) -> None:
+    lists = {KEY: [FOREIGN, *(activity_entry(e) for e in stored)]}
+    apply(lists, plan_activity_writes(written, SETTINGS.model_copy(update={"recent_events_per_user": 10})))
+    assert lists[KEY][0] == FOREIGN
+    assert ids(lists[KEY][1:]) == expected
 
 
 @pytest.fixture
@@ -137,4 +218,74 @@ def test_through_the_apply_once_script_on_a_real_redis(
         finally:
             await sink.close()
 
-    assert ids(asyncio.run(run())) == expected
+    entries = asyncio.run(run())
+    assert ids(entries) == expected
+    # Each id's entry is the newest write's: the model of the plan says exactly what Redis holds.
+    lists: dict[str, list[str]] = {}
+    for batch in batches:
+        apply(lists, plan_activity_writes(batch, SETTINGS))
+    assert entries == lists.get(KEY, [])
+
+
+async def stored_entries(client: redis.asyncio.Redis) -> list[str]:
+    entries = await client.lrange(KEY, 0, -1)
+    return [entry.decode() if isinstance(entry, bytes) else entry for entry in entries]
+
+
+def test_the_newest_content_is_kept_on_a_real_redis(private_redis: Path) -> None:
+    async def run() -> list[str]:
+        client = redis.asyncio.Redis(unix_socket_path=str(private_redis))
+        sink = RedisActivitySink(client, SETTINGS)
+        try:
+            await sink.write([ev(1, received_ms=10), ev(2, received_ms=11)])
+            await sink.write([ev(1, received_ms=20)])
+            await sink.write([ev(2, received_ms=30), ev(1, received_ms=40)])
+            return await stored_entries(client)
+        finally:
+            await sink.close()
+
+    entries = asyncio.run(run())
+    assert ids(entries) == ["e2", "e1"]
+    assert received(entries) == [30, 40]
+
+
+@pytest.mark.parametrize(("stored", "written", "expected"), BEFORE)
+def test_stored_copies_of_a_written_id_all_go_on_a_real_redis(
+    private_redis: Path, stored: list[Event], written: list[Event], expected: list[str]
+) -> None:
+    settings = SETTINGS.model_copy(update={"recent_events_per_user": 10})
+
+    async def run() -> list[str]:
+        client = redis.asyncio.Redis(unix_socket_path=str(private_redis))
+        sink = RedisActivitySink(client, settings)
+        try:
+            await client.rpush(KEY, FOREIGN, *(activity_entry(e) for e in stored))
+            await sink.write(written)
+            return await stored_entries(client)
+        finally:
+            await sink.close()
+
+    entries = asyncio.run(run())
+    assert entries[0] == FOREIGN
+    assert ids(entries[1:]) == expected
+
+
+def test_a_push_longer_than_lua_unpacks_keeps_each_id_once_on_a_real_redis(private_redis: Path) -> None:
+    # 2,500 entries: over Lua's unpack limit for one RPUSH, so the script pushes them in parts.
+    settings = SETTINGS.model_copy(update={"recent_events_per_user": 2500})
+    first = [ev(n) for n in range(2500)]
+    again = [ev(n, received_ms=1) for n in range(0, 2500, 2)]
+
+    async def run() -> list[str]:
+        client = redis.asyncio.Redis(unix_socket_path=str(private_redis))
+        sink = RedisActivitySink(client, settings)
+        try:
+            await sink.write(first)
+            await sink.write(again)
+            return await stored_entries(client)
+        finally:
+            await sink.close()
+
+    entries = asyncio.run(run())
+    assert ids(entries) == [f"e{n}" for n in range(1, 2500, 2)] + [f"e{n}" for n in range(0, 2500, 2)]
+    assert received(entries)[-1] == 1
