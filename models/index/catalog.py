@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from stream.core.errors import CatalogError, InvalidEvent, SourceError
+from stream.core.events import is_blank
 from stream.core.tabular import (
     DECIMAL_COMMA_DELIMITER,
     ReadTally,
@@ -102,8 +103,12 @@ def item_from_row(row: Mapping[str, Any], where: str, *, decimal_comma: bool = F
     except InvalidEvent as exc:
         raise CatalogError(f"{where}: item_id {exc.reason}; fix or drop the row") from exc
     title = _text(row.get("title"))
-    if not item_id or not title:
-        raise CatalogError(f"{where}: item_id and title are required and non-empty; fix or drop the row")
+    # A title of only invisible characters ("\u200b") is as empty to the encoder and to a reader.
+    if not item_id or is_blank(title):
+        raise CatalogError(
+            f"{where}: item_id and title are required and non-empty (a title of only whitespace or "
+            "invisible characters is empty); fix or drop the row"
+        )
     return CatalogItem(
         item_id=item_id,
         title=title,
@@ -274,7 +279,7 @@ def read_amazon_items(path: Path, *, encoding: str = "utf-8") -> Iterable[Catalo
                 f"catalogue {path}: item {item_id!r} is not an object; an amazon-format items.json maps "
                 "item ids to {title, description, brand, categories} (other catalogues: .jsonl/.csv/.parquet)"
             )
-        if not _text(fields.get("title")):
+        if is_blank(_text(fields.get("title"))):
             continue  # untitled items carry no text to encode
         yield CatalogItem(
             item_id=str(item_id),

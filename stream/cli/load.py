@@ -113,16 +113,26 @@ def checked_delimiter(delimiter: str) -> str | None:
 
 
 def echo_report(report: LoadReport, out: Path, as_json: bool) -> None:
+    """Print the report (as JSON with `as_json`); exit 1 after it when rows were read but not one
+    was written (some written is a partial success: exit 0)."""
     if as_json:
         click.echo(json.dumps({"out": str(out), **report.to_dict()}, ensure_ascii=False))
-        return
-    click.echo(f"wrote {report.written} events to {out}; skipped {report.skipped} rows")
-    for reason, count in report.reasons.items():
-        click.echo(f"  {count} x invalid: {reason}")
-    for name, count in report.unmapped_types.items():
-        click.echo(f"  {count} x type {name!r} maps to no v1 type (map it with --type-map {name}=TYPE)")
-    if report.malformed:
-        click.echo(f"  {report.malformed} x malformed line, first: " + "; ".join(report.malformed_lines))
+    else:
+        click.echo(f"wrote {report.written} events to {out}; skipped {report.skipped} rows")
+        for reason, count in report.reasons.items():
+            click.echo(f"  {count} x invalid: {reason}")
+        for name, count in report.unmapped_types.items():
+            click.echo(f"  {count} x type {name!r} maps to no v1 type (map it with --type-map {name}=TYPE)")
+        if report.malformed:
+            click.echo(f"  {report.malformed} x malformed line, first: " + "; ".join(report.malformed_lines))
+    if report.written == 0 and report.skipped > 0:
+        click.echo(
+            f"profilestream: error: no event written to {out}: all {report.skipped} rows were skipped "
+            f"({report.malformed} malformed, {sum(report.unmapped_types.values())} of unmapped types, "
+            "the rest invalid); fix them as the report says and load again",
+            err=True,
+        )
+        click.get_current_context().exit(1)
 
 
 def _limits(ctx: click.Context) -> EventLimits:

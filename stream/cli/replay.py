@@ -111,8 +111,28 @@ def replay_command(
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
-        return
-    echo_replay_report(report)
+    else:
+        echo_replay_report(report)
+    problem = nothing_replayed(report)
+    if problem is not None:
+        click.echo(f"profilestream: error: {problem}", err=True)
+        ctx.exit(1)
+
+
+def nothing_replayed(report: ReplayReport) -> str | None:
+    """Why a replay that sent (or, dry, would send) no event from a source that was not empty
+    failed, or None when some events went (partial success exits 0) or the source was empty."""
+    unmapped = sum(report.unmapped_types.values())
+    valid = report.read - report.rejected - unmapped
+    sent = report.produced if report.topic is not None else valid
+    if sent > 0 or report.read + report.malformed == 0:
+        return None
+    verb = "produced" if report.topic is not None else "would be produced (dry run)"
+    return (
+        f"no event {verb} from {report.source}: of {report.read + report.malformed} rows or lines, "
+        f"{report.rejected} rejected, {unmapped} of unmapped types, {report.malformed} malformed; "
+        "fix them as the report says and replay again"
+    )
 
 
 def echo_replay_report(report: ReplayReport) -> None:

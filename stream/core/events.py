@@ -15,6 +15,7 @@ import contextlib
 import enum
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,16 @@ from stream.core.json_numbers import (
     number_too_large,
     unsafe_number_path,
 )
-from stream.core.normalise import MAX_ID_CHARS, id_text, integer_value, json_type, time_fix, time_ms, type_key
+from stream.core.normalise import (
+    EXCEL_SERIAL_HINT,
+    MAX_ID_CHARS,
+    id_text,
+    integer_value,
+    json_type,
+    time_fix,
+    time_ms,
+    type_key,
+)
 from stream.core.settings import DEFAULT_MIN_TS_MS, Settings
 
 SCHEMA_VERSION = 1
@@ -245,9 +255,10 @@ def event_from_dict(
     ts_ms = _require_ts(doc, limits, now_ms)
     item_id = _optional_id(doc, "item_id")
     raw_query = doc.get("query")
-    # Over-long queries (pasted text) are truncated, not rejected: see `truncate_query`.
+    # A query is text: invisible edges are trimmed, over-long ones (pasted text) cut, not
+    # rejected: see `normalise_query`.
     query = _checked_text(
-        truncate_query(raw_query) if isinstance(raw_query, str) else raw_query, "query", MAX_QUERY_CHARS
+        normalise_query(raw_query) if isinstance(raw_query, str) else raw_query, "query", MAX_QUERY_CHARS
     )
     session_id = _optional_id(doc, "session_id")
     context = _optional_context(doc)
@@ -302,9 +313,46 @@ def _require_id(doc: Mapping[str, object], name: str) -> str:
 
 def _optional_id(doc: Mapping[str, object], name: str) -> str | None:
     value = _checked_text(id_text(doc.get(name), name), name, MAX_ID_CHARS)
-    if value is not None and (value != value.strip() or _CONTROL_CHARACTER.search(value)):
-        raise InvalidEvent(name, "must not have surrounding whitespace or control characters")
+    if value is not None:
+        check_id_characters(value, name)
     return value
+
+
+def check_id_characters(value: str, name: str) -> None:
+    """Raise InvalidEvent naming `name` when id text `value` begins or ends with a character that
+    draws nothing (whitespace, U+200B, U+FEFF...: `is_blank`'s set), holds a control character,
+    or holds a bidirectional embedding, override or isolate (U+202A-202E, U+2066-2069) anywhere.
+
+    Ids are compared exactly: ``"u1\u200b"`` would be another user who looks like ``u1``, and a
+    bidi control can make one id display as another (Trojan Source, CVE-2021-42574).
+    """
+    if value != value.strip() or _CONTROL_CHARACTER.search(value):
+        raise InvalidEvent(name, "must not have surrounding whitespace or control characters")
+    if value.isascii():
+        # Every bidi control and invisible character is outside ASCII; most ids are inside it.
+        return
+    bidi = _BIDI_CONTROL.search(value)
+    if bidi is not None:
+        raise InvalidEvent(
+            name,
+            f"contains the bidirectional control {_char_name(bidi.group())}, which can make an id "
+            "display as another; remove it",
+        )
+    for edge, match in (
+        ("begins", _LEADING_INVISIBLE.match(value)),
+        ("ends", _TRAILING_INVISIBLE.search(value)),
+    ):
+        if match is not None:
+            char = match.group()[0 if edge == "begins" else -1]
+            raise InvalidEvent(
+                name,
+                f"{edge} with the invisible character {_char_name(char)}, which would make it another "
+                "id that looks the same; remove it",
+            )
+
+
+def _char_name(char: str) -> str:
+    return f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed')}"
 
 
 def _optional_text(doc: Mapping[str, object], name: str, max_chars: int) -> str | None:
@@ -320,7 +368,7 @@ def _checked_text(value: object, name: str, max_chars: int) -> str | None:
         raise InvalidEvent(name, "must not be empty (it holds only whitespace or invisible characters)")
     if len(value) > max_chars:
         raise InvalidEvent(name, f"{len(value)} characters, over the limit of {max_chars}")
-    if _LONE_SURROGATE.search(value):
+    if not value.isascii() and _LONE_SURROGATE.search(value):
         raise InvalidEvent(name, _SURROGATE_REASON)
     return value
 
@@ -332,12 +380,30 @@ def _checked_text(value: object, name: str, max_chars: int) -> str | None:
 # the Hangul fillers U+115F, U+1160, U+3164 and U+FFA0, the combining grapheme joiner U+034F,
 # variation selectors, tags U+E0000-E0FFF...); and U+2800 BRAILLE PATTERN BLANK, a visible-width
 # blank widely used to fake an empty name. Text made only of these is empty to a reader.
-_BLANK = regex.compile(r"[\p{White_Space}\p{Cc}\p{Cf}\p{Z}\p{Default_Ignorable_Code_Point}\u2800]*")
+_INVISIBLE = r"\p{White_Space}\p{Cc}\p{Cf}\p{Z}\p{Default_Ignorable_Code_Point}\u2800"
+_BLANK = regex.compile(f"[{_INVISIBLE}]*")
+# At the end of text, a variation selector (U+FE0F: emoji presentation) or a tag character (the
+# flag of Scotland's tag sequence) belongs to the visible character before it: not an edge.
+_ATTACHED = r"\p{Variation_Selector}\U000E0020-\U000E007F"
+_LEADING_INVISIBLE = regex.compile(f"\\A[{_INVISIBLE}]+")
+_TRAILING_INVISIBLE = regex.compile(f"[[{_INVISIBLE}]--[{_ATTACHED}]]+$", regex.VERSION1)
+# Embeddings, overrides and isolates: they reorder what follows them on screen.
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def is_blank(text: str) -> bool:
     """True when `text` shows nothing: empty, or only whitespace and invisible characters."""
+    if text.isascii() and text.isprintable():
+        # The common case, without the property tables: printable ASCII draws all but the space.
+        return not text.strip(" ")
     return _BLANK.fullmatch(text) is not None
+
+
+def trim_invisible(text: str) -> str:
+    """`text` without the whitespace and invisible characters (`is_blank`'s set) at its edges; a
+    variation selector or tag character after visible text is kept (it belongs to it)."""
+    text = _LEADING_INVISIBLE.sub("", text, count=1)
+    return _TRAILING_INVISIBLE.sub("", text, count=1)
 
 
 def truncate_query(text: str) -> str:
@@ -349,9 +415,21 @@ def truncate_query(text: str) -> str:
     return text.strip()[:MAX_QUERY_CHARS]
 
 
+def normalise_query(text: str) -> str:
+    """A query as the schema stores it: text, so the whitespace and invisible characters at its
+    edges are trimmed (`trim_invisible`: ``"\u200bshoes\ufeff"`` is ``"shoes"``), then an
+    over-long one is cut (`truncate_query`). Text of only those characters becomes empty (and is
+    refused as empty by the validator)."""
+    return truncate_query(trim_invisible(text))
+
+
 def query_truncated(value: object) -> bool:
-    """Whether `truncate_query` cuts characters off `value` (not just surrounding whitespace)."""
-    return isinstance(value, str) and len(value.strip()) > MAX_QUERY_CHARS
+    """Whether `normalise_query` cuts characters off `value` (not just its invisible edges)."""
+    return (
+        isinstance(value, str)
+        and len(value) > MAX_QUERY_CHARS
+        and len(trim_invisible(value)) > MAX_QUERY_CHARS
+    )
 
 
 # How much larger than the JSON text it was parsed from an event's record can be: whitespace
@@ -463,11 +541,23 @@ def _require_ts(doc: Mapping[str, object], limits: EventLimits, now_ms: int) -> 
         raise InvalidEvent("ts_ms", "required field is missing")
     latest = now_ms + limits.max_future_skew_ms
     if value < limits.min_ts_ms:
-        hint = " (it looks like seconds: multiply by 1000)" if value * 1000 >= limits.min_ts_ms else ""
+        hint = ""
+        if value * 1000 >= limits.min_ts_ms:
+            hint = " (it looks like seconds: multiply by 1000)"
+        elif _EXCEL_DAYS[0] <= value < _EXCEL_DAYS[1]:
+            hint = f" ({EXCEL_SERIAL_HINT})"
         raise InvalidEvent("ts_ms", f"{value} is before the oldest accepted time {limits.min_ts_ms}{hint}")
     if value > latest:
-        raise InvalidEvent("ts_ms", f"{value} lies in the future (latest accepted now: {latest})")
+        hint = ""
+        for per_ms, unit in ((1000, "microseconds"), (1_000_000, "nanoseconds")):
+            if limits.min_ts_ms <= value // per_ms <= latest:
+                hint = f" (it looks like {unit}: divide by {per_ms:,})"
+        raise InvalidEvent("ts_ms", f"{value} lies in the future (latest accepted now: {latest}){hint}")
     return value
+
+
+# An Excel serial date read as ms (whole days, 1954-2173): see `normalise.EXCEL_SERIAL_HINT`.
+_EXCEL_DAYS = (20_000, 100_000)
 
 
 def _optional_context(doc: Mapping[str, object]) -> Mapping[str, Any]:

@@ -8,6 +8,11 @@ one hostile or broken number failed a whole request body, a file line or a worke
 of its own event. The decoders here parse such a literal into an `OversizedNumber`, which stands
 where the number was, so that the validator rejects the event alone and names the field.
 
+``NaN``, ``Infinity`` and ``-Infinity`` are no JSON at all, yet Python's `json.dumps` writes them
+by default (a missing price as ``float("nan")``): with `parse_json_constant` as a decoder's
+`parse_constant` they parse into a `NonFiniteNumber` (an OversizedNumber to every validator), so
+that only the event holding one is rejected, naming its field.
+
 Integers a decoder does parse may still be long (up to Python's limit): each field bounds its own
 (`number_too_large`: 64 bits for times, MAX_INTEGER_DIGITS for context values).
 """
@@ -44,6 +49,24 @@ class OversizedNumber:
     def __str__(self) -> str:
         size = f"{self.digits} digits" if self.digits else f"{self.literal} overflows a 64-bit float"
         return f"number too {'small' if self.negative else 'large'} ({size})"
+
+
+@dataclass(frozen=True, slots=True)
+class NonFiniteNumber(OversizedNumber):
+    """``NaN``, ``Infinity`` or ``-Infinity`` where a JSON number belongs (see `parse_json_constant`).
+
+    An OversizedNumber, so that every rule refusing those (times, ids, context values, the
+    version) refuses this too, naming its field; only the wording differs.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.literal} is not a JSON number (null is JSON's missing value)"
+
+
+def parse_json_constant(name: str) -> NonFiniteNumber:
+    """`json`'s parse_constant: a NonFiniteNumber standing for ``NaN``, ``Infinity`` or ``-Infinity``
+    (the only names json calls it with), for the validator to reject with its event alone."""
+    return NonFiniteNumber(name, 0, name.startswith("-"))
 
 
 def parse_json_int(text: str) -> int | OversizedNumber:

@@ -7,17 +7,27 @@ accepted everywhere or refused everywhere, with the same reason naming the field
 
 - **Times** (``ts_ms``, ``received_ms``, ``sent_at_ms``, the senders' time fields): an integer in
   the field's unit (ms unless the field says otherwise: GA4's ``timestamp_micros`` is in us,
-  ``replay --ts-unit`` chooses for a file); a number written as a float or as text is the same
-  number when it is whole (``1763000000034.0``, ``"1763000000034"``, ``"1.763000000034e12"``);
-  a fraction of a ms or us is refused (seconds may carry one, rounded to the ms); a number past
-  a signed 64-bit count of ms is refused as too large, never clamped. ISO-8601 text
-  (``2025-11-13T02:13:20.034Z``, ``...+02:00``, ``2025-11-13``) and ``YYYY-MM-DD HH:MM:SS[.fff]
-  UTC`` are read as times; **a time without a zone is UTC**. Blank text is an absent value.
+  ``replay --ts-unit`` chooses ms, s, us or ns for a file); a number written as a float or as text
+  is the same number when it is whole (``1763000000034.0``, ``"1763000000034"``,
+  ``"1.763000000034e12"``); any integer type (``numbers.Integral``: numpy's ``int64`` too) and any
+  real number type (numpy's ``float32``) count as numbers; a fraction of a ms, us or ns is refused
+  (seconds may carry one, rounded to the ms), with a hint when the number looks like seconds from
+  ``time.time()`` or an Excel serial date; a number past a signed 64-bit count of ms is refused as
+  too large, never clamped. ISO-8601 / RFC 3339 text (``2025-11-13T02:13:20.034Z``, ``...+02:00``,
+  ``2025-11-13``, lower-case ``t``/``z``, a space before the zone: ``2025-11-13 02:13:20.034
+  +0000``) and ``YYYY-MM-DD HH:MM:SS[.fff] UTC`` are read as times; **a time without a zone is
+  UTC**. Blank text is an absent value.
 - **Ids** (``event_id``, ``user_id``, ``item_id``, ``session_id``, ``known_user_id`` and the
   senders' ids): text is kept as it is, except the text a float formatter writes for an integer
   (``"17850.0"``, what pandas writes for an integer column with gaps), which is that integer's
   text; an integer (or a whole float, exact below 2**53) becomes its decimal text; a number with
-  a fraction, a boolean, an array or an object is refused.
+  a fraction, a boolean, an array or an object is refused. Text in scientific notation
+  (``"7.23456789012E+12"``, ``"1E+3"``, ``"7.2E12"``: a mantissa with a decimal point or an
+  exponent with a sign) is refused: it is what Excel writes for a long numeric id, with digits
+  lost, so no integer can be recovered from it. (``"12E4"``, with neither, stays text: it may be
+  a SKU.) A JSON *number* written so (``1E+3``) is a number, and a whole one is accepted.
+  The validator (`stream.core.events.check_id_characters`) then refuses id text that begins or
+  ends with whitespace or an invisible character, or holds a bidi control anywhere.
 - **Event types**: the v1 names, compared ignoring case, surrounding space and ``-``/space versus
   ``_`` (``View``, ``add-to-cart``); other vocabularies (``Product Viewed``, ``addtocart``) are a
   mapping, which file readers apply with their type map and the standard routes with their tables.
@@ -28,6 +38,8 @@ Pure: no I/O, no clock. Every function raises `InvalidEvent` naming the field it
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
@@ -41,11 +53,15 @@ from stream.core.json_numbers import (
     number_text,
 )
 
-TimeUnit = Literal["ms", "s", "us"]
-TIME_UNITS: tuple[TimeUnit, ...] = ("ms", "s", "us")
+TimeUnit = Literal["ms", "s", "us", "ns"]
+TIME_UNITS: tuple[TimeUnit, ...] = ("ms", "s", "us", "ns")
 MAX_ID_CHARS = 128
 # "17850.0", "-3.", "12.000": an integer that a float formatter wrote.
 _FLOAT_INTEGER_TEXT = re.compile(r"-?[0-9]+\.0*")
+# "7.23456789012E+12", "1E+3", "7,2E+12" (a decimal-comma locale), "1.0E10" (Java): what Excel,
+# pandas and float formatters write for a long number. "12E4", neither signed nor with a point,
+# may be a SKU and stays text.
+_SCIENTIFIC_TEXT = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]*[eE][+-]?|[eE][+-])[0-9]+")
 # Beyond this a float no longer holds every integer: 2**53 + 1 reads back as 2**53.
 _EXACT_FLOAT_INTEGER = 2**53
 # Longer text is no date-time anyone wrote; refused before any parser sees it.
@@ -53,8 +69,17 @@ _MAX_TIME_TEXT = 64
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 _ZONE_SUFFIXES = (" UTC", " GMT")
-_UNIT_WORDS = {"ms": "ms", "s": "seconds", "us": "microseconds"}
-_MS_PER_UNIT_EXPONENT = {"ms": 0, "s": 3, "us": -3}
+_UNIT_WORDS = {"ms": "ms", "s": "seconds", "us": "microseconds", "ns": "nanoseconds"}
+# How many of a sub-ms unit make one ms (the number is floored to the ms).
+_PER_MS = {"us": 1000, "ns": 1_000_000}
+# Plausible magnitudes of what a fractional number in a ms field really is: seconds since the
+# epoch with a fraction (time.time(): 1973-2286), or an Excel serial date, days since 1899-12-30
+# with the time of day as a fraction (1954-2173).
+_SECONDS_RANGE = (Decimal(10**8), Decimal(10**10))
+_EXCEL_DAYS_RANGE = (Decimal(20_000), Decimal(100_000))
+# "2025-11-13 02:13:20.034 +0000", "... Z": a zone after a space, which fromisoformat reads only
+# after some forms of the time; joined to the time first.
+_SPACED_ZONE = re.compile(r"(?<=[0-9])\s+(Z|[+-][0-9]{2}(?::?[0-9]{2})?)$")
 _SHOWN = 40
 
 
@@ -86,10 +111,10 @@ def time_fix(unit: TimeUnit = "ms") -> str:
 def time_ms(value: object, field: str, unit: TimeUnit = "ms") -> int | None:
     """Milliseconds since the epoch (may be negative) from a time value in any accepted form.
 
-    `unit` is the unit of a number (ms, s or us); ISO-8601 text and datetime values carry their own.
-    None for None or blank text (an absent time). Raises InvalidEvent naming `field` for a
-    fraction of a ms or us, a number over a signed 64-bit count of ms, text that is neither a
-    number nor a date-time, and any other type.
+    `unit` is the unit of a number (ms, s, us or ns); ISO-8601 text and datetime values carry
+    their own. None for None or blank text (an absent time). Raises InvalidEvent naming `field`
+    for a fraction of a ms, us or ns, a number over a signed 64-bit count of ms, text that is
+    neither a number nor a date-time, and any other type.
     """
     number: Decimal | OversizedNumber | None
     if type(value) is int and unit == "ms":  # the common case, first
@@ -98,6 +123,7 @@ def time_ms(value: object, field: str, unit: TimeUnit = "ms") -> int | None:
         return value
     if value is None:
         return None
+    value = plain_number(value)
     if isinstance(value, bool):
         raise InvalidEvent(field, f"expected a time, got a boolean; {time_fix(unit)}")
     if isinstance(value, datetime):
@@ -147,14 +173,44 @@ def _number_ms(number: Decimal, original: object, field: str, unit: TimeUnit) ->
             ms = int(number.scaleb(3).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
     else:
         if number != number.to_integral_value():
+            fix = (_fraction_fix(number) if unit == "ms" else None) or time_fix(unit)
             raise InvalidEvent(
-                field, f"{_shown(original)} is not a whole number of {_UNIT_WORDS[unit]}; {time_fix(unit)}"
+                field, f"{_shown(original)} is not a whole number of {_UNIT_WORDS[unit]}; {fix}"
             )
-        # us: floor to the ms, exact for any size (Decimal division rounds at 28 digits).
-        ms = int(number) // 1000 if unit == "us" else int(number)
+        # us, ns: floor to the ms, exact for any size (Decimal division rounds at 28 digits).
+        ms = int(number) // _PER_MS[unit] if unit in _PER_MS else int(number)
     if not -MAX_INT64 <= ms <= MAX_INT64:
         raise InvalidEvent(field, _too_big(ms < 0, integer_digits(ms), unit))
     return ms
+
+
+def _fraction_fix(number: Decimal) -> str | None:
+    """The fix for a number with a fraction in a ms field that looks like another unit, or None."""
+    if _SECONDS_RANGE[0] <= abs(number) < _SECONDS_RANGE[1]:
+        return SECONDS_FRACTION_HINT
+    if _EXCEL_DAYS_RANGE[0] <= number < _EXCEL_DAYS_RANGE[1]:
+        return EXCEL_SERIAL_HINT
+    return None
+
+
+SECONDS_FRACTION_HINT = "it looks like seconds, as time.time() gives: send round(seconds * 1000)"
+EXCEL_SERIAL_HINT = (
+    "it looks like an Excel serial date (days since 1899-12-30): export the column as ISO-8601 "
+    "text (yyyy-mm-ddThh:mm:ss)"
+)
+
+
+def plain_number(value: object) -> object:
+    """`value` as a Python int or float when it is another integer or real type (numpy's int64,
+    float32...: ``numbers.Integral``/``numbers.Real``); anything else (bool, Decimal, text...)
+    unchanged. No numpy import: the types register themselves with `numbers`."""
+    if isinstance(value, int | float | Decimal | str) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return operator.index(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
 
 
 def _time_text(value: str, text: str, field: str, unit: TimeUnit) -> int:
@@ -167,15 +223,18 @@ def _time_text(value: str, text: str, field: str, unit: TimeUnit) -> int:
 def parse_datetime(text: str) -> datetime | None:
     """ISO-8601 (`datetime.fromisoformat`) or ``... UTC``/``... GMT``, zone-aware; no zone = UTC.
 
-    Only ASCII text: `fromisoformat` reads other scripts' digits too, which no sender means.
+    Case does not matter (RFC 3339 allows ``t`` and ``z``) and a zone may follow a space
+    (``2025-11-13 02:13:20.034 +0000``). Only ASCII text: `fromisoformat` reads other scripts'
+    digits too, which no sender means.
     """
     if not text.isascii():
         return None
-    upper = text.upper()
+    text = text.upper()
     for suffix in _ZONE_SUFFIXES:
-        if upper.endswith(suffix):
+        if text.endswith(suffix):
             text = text[: -len(suffix)].rstrip()
             break
+    text = _SPACED_ZONE.sub(r"\1", text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -187,14 +246,23 @@ def id_text(value: object, field: str) -> str | None:
     """An id as text (see the module docstring); None for None.
 
     Raises InvalidEvent naming `field` for a number with a fraction, a float too large to hold
-    its integer exactly, an integer of more than MAX_ID_CHARS digits, and a non-text, non-number.
+    its integer exactly, an integer of more than MAX_ID_CHARS digits, text in scientific notation
+    (digits lost, see the module docstring), and a non-text, non-number.
     """
     if isinstance(value, str):
         if "." in value and _FLOAT_INTEGER_TEXT.fullmatch(value):
             return value.partition(".")[0]
+        if ("e" in value or "E" in value) and _SCIENTIFIC_TEXT.fullmatch(value.strip()):
+            raise InvalidEvent(
+                field,
+                f"{_shown(value)} looks like a number Excel wrote in scientific notation, which loses "
+                "digits; export the column as text (format the cells as Text before saving) and send "
+                "the full id",
+            )
         return value
     if value is None:
         return None
+    value = plain_number(value)
     fix = "send the id as a string"
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | OversizedNumber):
         raise InvalidEvent(field, f"expected a string, got {json_type(value)}")
@@ -223,6 +291,9 @@ def integer_value(value: object, field: str) -> object:
     if value is None or type(value) is int:
         return value
     if isinstance(value, bool):
+        return value
+    value = plain_number(value)
+    if type(value) is int:
         return value
     number: Decimal | OversizedNumber | None
     if isinstance(value, str):

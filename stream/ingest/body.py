@@ -16,6 +16,10 @@ header), its clock skew is taken out the way tracking SDKs do it (Segment's ``se
 ``ts_ms := received_ms - (sent_at_ms - ts_ms)``. An event time still outside the accepted range
 (before `event_min_ts_ms`, or past the receive time plus `event_max_future_skew_s`) is replaced
 by the receive time, the best estimate there is of when it happened, and counted as clamped.
+The latest accepted time is the receive time plus RECEIVE_TIME_TOLERANCE_MS (60 s), not plus
+`event_max_future_skew_s`: at the collector an event cannot have happened after it arrived, and
+an event stamped hours ahead would otherwise be a user's newest for hours. Each clamped event is
+listed in the answer's ``clamped_events`` with its index, field, time as sent and the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import codecs
 import json
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import Message
 
 from stream.core import json_numbers
@@ -45,6 +49,14 @@ _NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "puny
 SENT_AT_HEADER = "X-Sent-At-Ms"
 _ENVELOPE_FIELDS = frozenset({"sent_at_ms", "events"})
 _GZIP_MAGIC = b"\x1f\x8b"
+# How far past the receive time an event time may lie before it is clamped to it. An event cannot
+# happen after the collector received it; what is left is the difference between two clocks
+# (the device's and the collector's, or two collector hosts'), milliseconds when both follow NTP.
+# 60 s is far above that, and far below the hours a wrong device clock is off, which would make
+# the event the user's newest (ruling their recommendations) for as long.
+RECEIVE_TIME_TOLERANCE_MS = 60_000
+# BOM-less UTF-16/32 is big-endian (RFC 2781 section 4.3); Python's codecs assume the machine's order.
+_BOM_LESS = {"utf-16": "utf-16-be", "utf-32": "utf-32-be"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,43 @@ class FieldError:
 
     def to_dict(self) -> dict[str, object]:
         return {"index": self.index, "field": self.field, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class ClampedTime:
+    """An event kept with its time replaced by the receive time: its index in the request, the
+    field (the sender's name for it), the time as sent (ms since epoch, on the sender's clock)
+    and why it was impossible."""
+
+    index: int
+    field: str
+    original_ms: int
+    reason: str
+    event_id: str = ""  # for the log only
+
+    def to_dict(self) -> dict[str, object]:
+        return {"index": self.index, "field": self.field, "original": self.original_ms, "reason": self.reason}
+
+
+def clamp_reason(ts_ms: int, received_ms: int, min_ts_ms: int, fix_ahead: str, how: str = "") -> str:
+    """Why the event time `ts_ms` (`how` it was reached, e.g. corrected by a send time) was
+    replaced by `received_ms`; `fix_ahead` says how a sender avoids it for a clock ahead."""
+    if ts_ms < min_ts_ms:
+        return (
+            f"{how}{ts_ms} is before {min_ts_ms} (PROFILESTREAM_EVENT_MIN_TS_MS; a reset clock or a time "
+            "in seconds): set to the receive time; send ms since the epoch"
+        )
+    # A time 1,000 or 1,000,000 times the receive time is a unit, not a clock: say which.
+    for factor, unit in ((1_000_000, "nanoseconds"), (1_000, "microseconds")):
+        if ts_ms >= received_ms * factor // 2:
+            return (
+                f"{how}{ts_ms} looks like {unit} since the epoch: set to the receive time; send ms "
+                f"since the epoch (divide by {factor:,})"
+            )
+    return (
+        f"{how}{ts_ms} is {ts_ms - received_ms} ms after the receive time {received_ms} (the device clock "
+        f"is ahead): set to the receive time; {fix_ahead}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +129,11 @@ class Batch:
     # Events whose over-long query was cut to MAX_QUERY_CHARS (`stream.core.events.truncate_query`).
     truncated: int = 0
     # Events whose time was outside the accepted range and was replaced by the receive time.
-    clamped: int = 0
-    clamped_ids: tuple[str, ...] = field(default=(), repr=False)
+    clamped_times: tuple[ClampedTime, ...] = ()
+
+    @property
+    def clamped(self) -> int:
+        return len(self.clamped_times)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -89,6 +141,7 @@ class Batch:
             "rejected": [error.to_dict() for error in self.rejected],
             "truncated": self.truncated,
             "clamped": self.clamped,
+            "clamped_events": [clamp.to_dict() for clamp in self.clamped_times],
         }
 
 
@@ -132,6 +185,17 @@ def content_charset(header: str | None) -> str | Rejection | None:
     return codec.name
 
 
+def declared_charset(header: str | None) -> str | None:
+    """The charset a Content-Type declares, as the client spelled it (at most 40 characters), when
+    it is one other than UTF-8 that Python knows; else None. For messages naming it."""
+    codec = content_charset(header)
+    if not isinstance(codec, str) or codec == "utf-8":
+        return None
+    message = Message()
+    message["content-type"] = header or ""
+    return (message.get_content_charset() or codec)[:40]
+
+
 def decode_charset(body: bytes, content_type: str | None, max_bytes: int) -> bytes | Rejection:
     """The body as UTF-8: decoded with the charset its Content-Type declares, at most `max_bytes`
     once in UTF-8 (a single-byte charset's text grows up to 3 times).
@@ -147,7 +211,7 @@ def decode_charset(body: bytes, content_type: str | None, max_bytes: int) -> byt
         return body
     try:
         # A BOM says which charset the text is in, and is no part of it.
-        utf8 = body.decode(charset).removeprefix("\ufeff").encode("utf-8")
+        utf8 = body.decode(_byte_order(body, charset)).removeprefix("\ufeff").encode("utf-8")
     except UnicodeDecodeError as exc:
         return body_error(
             400,
@@ -165,6 +229,22 @@ def decode_charset(body: bytes, content_type: str | None, max_bytes: int) -> byt
             f"{max_bytes} bytes; split it",
         )
     return utf8
+
+
+def _byte_order(body: bytes, charset: str) -> str:
+    """The codec for a body declared as `charset`: BOM-less UTF-16 or UTF-32 in the byte order that
+    JSON's first character shows (ASCII, so its zero bytes: RFC 8259 section 8.1, RFC 4627
+    section 3), else big-endian as RFC 2781 says, never the machine's order."""
+    if charset not in _BOM_LESS or body.startswith(_BOMS[charset]):
+        return charset
+    detected = json.detect_encoding(body)
+    return detected if detected.startswith(charset) else _BOM_LESS[charset]
+
+
+_BOMS = {
+    "utf-16": (codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE),
+    "utf-32": (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE),
+}
 
 
 def too_large(size_bytes: int, max_body_bytes: int) -> Rejection:
@@ -221,15 +301,33 @@ def decode_content(body: bytes, header: str | Sequence[str] | None, max_bytes: i
 
 def _inflate_gzip(data: bytes, max_bytes: int) -> bytes | Rejection:
     out = bytearray()
-    # A gzip body may hold several members back to back (RFC 1952 section 2.2): read them all.
+    # A gzip body may hold several members back to back (RFC 1952 section 2.2): read them all,
+    # within one decompressed-size limit.
     while True:
         member = _inflate(data, 16 + zlib.MAX_WBITS, "gzip", max_bytes - len(out))
         if isinstance(member, Rejection):
             return member
         chunk, data = member
         out += chunk
-        if not data:
+        if _only_padding(data):
             return bytes(out)
+        if not data.startswith(_GZIP_MAGIC):
+            return _trailing_bytes(data, "gzip")
+
+
+def _only_padding(rest: bytes) -> bool:
+    """True when nothing but NUL bytes follows the compressed data: padding some proxies and
+    clients add (to a block size), which gzip(1) reads away too. Bounded by the body limit."""
+    return not rest.strip(b"\0")
+
+
+def _trailing_bytes(rest: bytes, coding: str) -> Rejection:
+    return body_error(
+        400,
+        f"{len(rest)} trailing bytes after the {coding} data (only NUL padding may follow it); send "
+        f"only the {coding} stream",
+        "Content-Encoding",
+    )
 
 
 def _inflate_deflate(data: bytes, max_bytes: int) -> bytes | Rejection:
@@ -240,9 +338,7 @@ def _inflate_deflate(data: bytes, max_bytes: int) -> bytes | Rejection:
     if isinstance(member, Rejection):
         return member
     chunk, rest = member
-    if rest:
-        return body_error(400, f"{len(rest)} bytes follow the end of the deflate data; send only the stream")
-    return chunk
+    return chunk if _only_padding(rest) else _trailing_bytes(rest, "deflate")
 
 
 def _inflate(data: bytes, wbits: int, coding: str, max_bytes: int) -> tuple[bytes, bytes] | Rejection:
@@ -273,22 +369,34 @@ def _inflate(data: bytes, wbits: int, coding: str, max_bytes: int) -> tuple[byte
         )
 
 
-def parse_json(body: bytes) -> object | Rejection:
-    """The parsed body, or a 400 saying why it is not JSON (NaN and Infinity are not JSON)."""
+def parse_json(body: bytes, charset: str | None = None) -> object | Rejection:
+    """The parsed body, or a 400 saying why it is not JSON.
+
+    `charset` is the charset other than UTF-8 that the Content-Type declared (`declared_charset`),
+    which `decode_charset` turned the body from into UTF-8: a body that is not JSON once decoded
+    names it (text read in the wrong charset is garbage).
+    Over-large numbers and ``NaN``/``Infinity`` (which Python's json.dumps writes) parse into
+    placeholders that the validator rejects with their event alone, naming the field.
+    """
     if not body.strip():
         return body_error(400, "the request body is empty; send a JSON document")
+    declared = (
+        f" after decoding it from {charset}, the charset its Content-Type declares; check that the body "
+        "is in that charset, or send UTF-8"
+        if charset
+        else ""
+    )
     try:
-        # Over-large numbers parse into values the validator rejects with their event alone.
         doc: object = json_numbers.loads(body, _DECODER)
     except RecursionError:
-        return body_error(400, "JSON nested too deeply")
+        return body_error(400, f"JSON nested too deeply{declared}")
     except UnicodeDecodeError as exc:
         hint = "; it looks gzip-compressed: send Content-Encoding: gzip" if body[:2] == _GZIP_MAGIC else ""
         return body_error(400, f"not UTF-8 text ({exc.reason} at byte {exc.start}){hint}")
     except json.JSONDecodeError as exc:
-        return body_error(400, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
-    except ValueError as exc:  # NaN / Infinity, refused by _reject_constant
-        return body_error(400, str(exc))
+        return body_error(
+            400, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){declared}"
+        )
     return doc
 
 
@@ -299,9 +407,12 @@ def parse_batch(
     max_events: int,
     received_ms: int,
     sent_at_header: str | None = None,
+    charset: str | None = None,
 ) -> Batch | Rejection:
-    """The valid events of a request body and the rejected ones, or why the request is refused whole."""
-    doc = parse_json(body)
+    """The valid events of a request body and the rejected ones, or why the request is refused whole.
+
+    `charset` is the one the Content-Type declared (see `parse_json`)."""
+    doc = parse_json(body, charset)
     if isinstance(doc, Rejection):
         return doc
     unwrapped = _unwrap(doc, sent_at_header)
@@ -321,13 +432,13 @@ def parse_batch(
     events: list[Event] = []
     errors: list[FieldError] = []
     truncated = 0
-    clamped: list[str] = []
+    clamped: list[ClampedTime] = []
     for index, item in enumerate(docs):
         try:
             if not isinstance(item, dict):
                 event_from_dict(item, limits=limits, now_ms=received_ms)  # raises, naming the type
                 continue
-            stamped, was_clamped = _stamp_times(item, limits, received_ms, sent_at_ms)
+            stamped, clamp_reason_ms = _stamp_times(item, limits, received_ms, sent_at_ms)
             # The size check (of the record the worker will read) is event_from_dict's; no event
             # of a small body can be over it, which the body's size lets it skip measuring.
             event = event_from_dict(stamped, limits=limits, now_ms=received_ms, source_bytes=len(body))
@@ -336,11 +447,12 @@ def parse_batch(
             continue
         events.append(event)
         truncated += query_truncated(item.get("query"))
-        if was_clamped:
-            clamped.append(event.event_id)
+        if clamp_reason_ms is not None:
+            reason, original_ms = clamp_reason_ms
+            clamped.append(ClampedTime(index, "ts_ms", original_ms, reason, event.event_id))
     if not events:
         return Rejection(422, tuple(errors))
-    return Batch(events, tuple(errors), truncated, len(clamped), tuple(clamped))
+    return Batch(events, tuple(errors), truncated, tuple(clamped))
 
 
 def _unwrap(doc: object, sent_at_header: str | None) -> tuple[object, int | None] | Rejection:
@@ -382,31 +494,43 @@ def _sent_at(value: object, name: str) -> int | Rejection:
     return sent_at_ms
 
 
+def latest_event_ms(received_ms: int, limits: EventLimits) -> int:
+    """The latest event time accepted for an event received at `received_ms`: the receive time
+    plus RECEIVE_TIME_TOLERANCE_MS, or less when `event_max_future_skew_s` is set smaller."""
+    return received_ms + min(RECEIVE_TIME_TOLERANCE_MS, limits.max_future_skew_ms)
+
+
 def _stamp_times(
     item: dict[str, object], limits: EventLimits, received_ms: int, sent_at_ms: int | None
-) -> tuple[dict[str, object], bool]:
-    """A copy of `item` with the receive time set and its event time corrected or clamped."""
+) -> tuple[dict[str, object], tuple[str, int] | None]:
+    """A copy of `item` with the receive time set and its event time corrected or clamped; when
+    clamped, also why and the time as sent (ms)."""
     stamped = dict(item)
     # The collector's own clock, whatever the client sent.
     stamped["received_ms"] = received_ms
     try:
-        ts = time_ms(item.get("ts_ms"), "ts_ms")
+        sent = time_ms(item.get("ts_ms"), "ts_ms")
     except InvalidEvent:
-        ts = None
-    if ts is None:
+        sent = None
+    if sent is None:
         # The validator names what is wrong with it (the same rule refuses it there).
-        return stamped, False
-    if sent_at_ms is not None:
-        ts = received_ms - (sent_at_ms - ts)
-    if not limits.min_ts_ms <= ts <= received_ms + limits.max_future_skew_ms:
+        return stamped, None
+    ts = sent if sent_at_ms is None else received_ms - (sent_at_ms - sent)
+    if not limits.min_ts_ms <= ts <= latest_event_ms(received_ms, limits):
         stamped["ts_ms"] = received_ms
-        return stamped, True
+        if sent_at_ms is None:
+            reason = clamp_reason(ts, received_ms, limits.min_ts_ms, _SEND_TIME_FIX)
+        else:
+            reason = clamp_reason(
+                ts, received_ms, limits.min_ts_ms, "check the device clock", "corrected by the send time, "
+            )
+        return stamped, (reason, sent)
     stamped["ts_ms"] = ts
-    return stamped, False
+    return stamped, None
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_DECODER = json_numbers.BoundedDecoder(_reject_constant)
+_SEND_TIME_FIX = (
+    f"send the batch's send time (sent_at_ms, or the {SENT_AT_HEADER} header) to have it corrected"
+)
+# NaN and Infinity parse into placeholders the validator rejects with their event alone.
+_DECODER = json_numbers.BoundedDecoder(json_numbers.parse_json_constant)

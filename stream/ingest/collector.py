@@ -9,10 +9,13 @@ validator (`stream.core.events.event_from_dict`), stamped with the collector's r
 (``received_ms``) and its time corrected for client clock skew (see `stream.ingest.body`). Answers:
 
 - 202 ``{"accepted": n, "rejected": [{"index": i, "field": "...", "reason": "..."}],
-  "truncated": t, "clamped": c}`` once the broker acknowledged every valid event of the request
+  "truncated": t, "clamped": c, "clamped_events": [{"index": i, "field": "ts_ms", "original": ms,
+  "reason": "..."}]}`` once the broker acknowledged every valid event of the request
   (acks=all). The valid events of a batch land; each invalid one is listed in ``rejected`` and
   not produced: resend only those, fixed. ``truncated`` counts queries cut to MAX_QUERY_CHARS
-  (512) characters, ``clamped`` events whose time was impossible and was replaced by the receive time;
+  (512) characters, ``clamped`` events whose time was impossible (before the minimum, or more than
+  60 s after the receive time) and was replaced by the receive time, each listed in ``clamped_events``
+  with its time as sent and why;
 - 400 unparsable JSON, an empty body, or a body that is not what its Content-Encoding or charset
   says, 413 body (compressed, decompressed or once in UTF-8) or batch too large, 415 wrong content
   type, charset or encoding (or more than two content codings), 414 a URL over 16 KiB, 431
@@ -56,6 +59,7 @@ from stream.ingest.body import (
     Batch,
     Rejection,
     body_error,
+    latest_event_ms,
     parse_batch,
 )
 from stream.ingest.gateway import (
@@ -94,6 +98,15 @@ class ErrorItem(BaseModel):
     reason: str
 
 
+class ClampedItem(BaseModel):
+    """An event kept with its time replaced by the receive time."""
+
+    index: int
+    field: str
+    original: int  # the event time as sent, ms since epoch on the client's clock
+    reason: str
+
+
 class Accepted(BaseModel):
     """What became of a request whose valid events were produced."""
 
@@ -101,6 +114,8 @@ class Accepted(BaseModel):
     rejected: list[ErrorItem]
     truncated: int
     clamped: int
+    # One per clamped event (at most the batch), like `rejected`.
+    clamped_events: list[ClampedItem]
 
 
 class ErrorBody(BaseModel):
@@ -149,7 +164,7 @@ def event_json_schema(limits: EventLimits) -> dict[str, Any]:
                 "description": (
                     "When the event happened, ms since epoch, client clock. Corrected by the batch's "
                     f"sent_at_ms (or {SENT_AT_HEADER}); a time before {limits.min_ts_ms} or more than "
-                    f"{limits.max_future_skew_ms} ms after the receive time becomes the receive time "
+                    f"{latest_event_ms(0, limits)} ms after the receive time becomes the receive time "
                     f"(counted in `clamped`). {TIME_FORMS}"
                 ),
             },
@@ -252,9 +267,10 @@ def _count_accepted(events_total: Counter, outcome: Batch) -> None:
     events_total.labels("truncated").inc(outcome.truncated)
     if outcome.clamped:
         log.info(
-            "set the time of %d events to their receive time (outside the accepted range), e.g. event %s",
+            "set the time of %d events to their receive time (outside the accepted range), e.g. event %s: %s",
             outcome.clamped,
-            outcome.clamped_ids[0][:64],
+            outcome.clamped_times[0].event_id[:64],
+            outcome.clamped_times[0].reason,
         )
     log.debug("accepted %d events, rejected %d", len(outcome.events), len(outcome.rejected))
 
@@ -368,11 +384,12 @@ def create_collector_app(
         if isinstance(decoded, JSONResponse):
             return decoded
         outcome = parse_batch(
-            decoded,
+            decoded.data,
             limits=limits,
             max_events=config.max_batch_events,
             received_ms=received_ms,
             sent_at_header=request.headers.get(SENT_AT_HEADER),
+            charset=decoded.charset,
         )
         if isinstance(outcome, Rejection):
             log.debug("rejected a request with %d: %d problems", outcome.status, len(outcome.errors))

@@ -26,6 +26,7 @@ from stream.ingest.body import (
     Rejection,
     body_error,
     check_content_type,
+    declared_charset,
     decode_charset,
     decode_content,
     too_large,
@@ -50,6 +51,15 @@ class CollectorConfig:
     ack_timeout_s: float = 10.0
     retry_after_s: int = 5
     cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBody:
+    """A request body as UTF-8 bytes, and the charset its Content-Type declared, as spelled there
+    (None: none or UTF-8), for parse errors to name."""
+
+    data: bytes
+    charset: str | None
 
 
 class KafkaGateway:
@@ -197,7 +207,7 @@ async def read_limited(request: Request, max_body_bytes: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def read_body(request: Request, guard: RequestGuard, max_body_bytes: int) -> bytes | JSONResponse:
+async def read_body(request: Request, guard: RequestGuard, max_body_bytes: int) -> RequestBody | JSONResponse:
     """The request's decompressed body, as UTF-8, once the guard let it through, or the answer
     refusing it: 401/429 from the guard, 415 for a content type, charset or encoding not taken, 413
     over `max_body_bytes` (compressed, decompressed or once in UTF-8), 400 for a body that is not
@@ -219,4 +229,4 @@ async def read_body(request: Request, guard: RequestGuard, max_body_bytes: int) 
     text = decode_charset(decoded, content_type, max_body_bytes)
     if isinstance(text, Rejection):
         return error_response(text)
-    return text
+    return RequestBody(text, declared_charset(content_type))

@@ -36,7 +36,7 @@ a UTF-8 BOM is read away, ``--encoding`` decodes other text (undecodable bytes s
 before anything is produced, naming the line), a CSV file's column separator is ``--delimiter`` or
 detected (a ``;`` file's decimal commas read as points), malformed lines (not JSON; a truncated CSV row) are
 skipped and counted, float-written integers (``17850.0``) are read as integers in every format,
-``ts_ms`` may be ms/s/us (``--ts-unit``) or date-time text, event types go through the type map
+``ts_ms`` may be ms/s/us/ns (``--ts-unit``) or date-time text, event types go through the type map
 (unmapped ones skipped and counted per name) and a row without ``event_id`` gets one derived from
 its content. A JSON line that these rules leave unchanged is forwarded as it is.
 

@@ -12,6 +12,10 @@ most `sdk_max_pending_sends` are kept: a send that would exceed them first waits
 acknowledge those (up to the flush timeout), so a broker that is slow or down holds the caller back
 instead of letting memory grow; if the broker does not acknowledge them in time, the send raises
 `Overloaded` (a `ServiceUnavailable`) naming the setting, and the event is not sent.
+
+Values follow the one set of value rules of every entry point (`stream.core.normalise`): an id
+may be text or a whole number, a time ms since the epoch, ISO-8601 text or a datetime; numbers of
+any integer or real type count (numpy's ``int64`` and ``float64`` straight from a DataFrame).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, SupportsIndex
 
 from kafka.errors import KafkaError
 
@@ -68,17 +72,20 @@ class ProfilestreamProducer:
 
     def track(
         self,
-        user_id: str,
+        user_id: str | SupportsIndex,
         type: str,
         *,
-        item_id: str | None = None,
+        item_id: str | SupportsIndex | None = None,
         query: str | None = None,
-        ts_ms: int | None = None,
+        ts_ms: SupportsIndex | float | str | None = None,
         session_id: str | None = None,
         context: Mapping[str, Any] | None = None,
         event_id: str | None = None,
     ) -> Event:
         """Validate and send one event (asynchronously); InvalidEvent names the bad field.
+
+        `ts_ms` is ms since the epoch (any integer type, numpy's too) or ISO-8601 text; the clock's
+        now when left out. Ids may be text or whole numbers of any integer type.
 
         A `query` over MAX_QUERY_CHARS characters is cut to them; an event over
         PROFILESTREAM_EVENT_MAX_BYTES (bytes of its JSON record) raises InvalidEvent naming its

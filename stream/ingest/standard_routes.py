@@ -12,7 +12,8 @@ body size limit and Content-Encoding handling, is mapped by `stream.ingest.adapt
 by the worker's validator and published through the collector's Kafka gateway (acks=all).
 
 Answers: 200 ``{"accepted", "ignored": {name: count}, "identities", "rejected": [{"index",
-"field", "reason"}], "clamped", "truncated"}`` once Kafka acknowledged the accepted events
+"field", "reason"}], "clamped", "clamped_events": [{"index", "field", "original", "reason"}],
+"truncated"}`` once Kafka acknowledged the accepted events
 (the senders' own servers answer 2xx too, so their SDKs do not retry a request that landed);
 400 unparsable JSON; 413 too large; 415 content type or encoding; 422 ``{"errors": [...]}``
 naming the field when the payload's shape is wrong or no message of it is valid; 401/429 from the
@@ -41,6 +42,7 @@ from stream.ingest.adapters import Adapted, adapt_ga4, adapt_segment, adapt_snow
 from stream.ingest.body import (
     Rejection,
     body_error,
+    latest_event_ms,
     parse_json,
 )
 from stream.ingest.gateway import (
@@ -107,7 +109,7 @@ def standard_events_router(
         decoded = await read_body(_with_sender_credential(request, source), guard, config.max_body_bytes)
         if isinstance(decoded, JSONResponse):
             return decoded
-        payload = parse_json(decoded)
+        payload = parse_json(decoded.data, decoded.charset)
         if isinstance(payload, Rejection):
             return error_response(payload)
         try:
@@ -123,7 +125,10 @@ def standard_events_router(
                     f"{config.max_batch_events}; split it",
                 )
             )
-        outcome = validate(adapted, limits=limits, now_ms=received_ms)
+        # An event time past the receive time is impossible here, as on POST /v1/events.
+        outcome = validate(
+            adapted, limits=limits, now_ms=received_ms, latest_ms=latest_event_ms(received_ms, limits)
+        )
         metrics.count(source, "rejected", len(outcome.errors))
         metrics.count(source, "ignored", sum(adapted.ignored.values()))
         metrics.count(source, "identity", len(adapted.identities))
@@ -147,6 +152,7 @@ def standard_events_router(
                 "identities": len(adapted.identities),
                 "rejected": [error.to_dict() for error in outcome.errors],
                 "clamped": outcome.clamped,
+                "clamped_events": [clamp.to_dict() for clamp in outcome.clamped_times],
                 "truncated": outcome.truncated,
             },
         )

@@ -64,11 +64,12 @@ _UNAVAILABLE = {
 VISIBLE = AfterValidator(check_user_id)
 
 
-def require_utf8_url(request: Request) -> None:
-    """422 when the URL's path or query string is not UTF-8 once percent-decoded.
+def require_utf8_url(request: Request, what: str = "the user id") -> None:
+    """422 when the URL's path or query string is not UTF-8 once percent-decoded; the fix names
+    `what` the client should percent-encode.
 
     The server decodes such bytes to U+FFFD, so every id holding an invalid byte (``%FF``) would
-    read the one user "\ufffd"'s recommendations.
+    read the one user "\ufffd"'s recommendations, and every such query would search "\ufffd".
     """
     for part, raw in (
         ("path", request.scope.get("raw_path", b"")),
@@ -81,7 +82,7 @@ def require_utf8_url(request: Request) -> None:
                 status_code=422,
                 detail=(
                     f"the URL's {part} is not UTF-8 once percent-decoded (byte {exc.start}); "
-                    "percent-encode the UTF-8 bytes of the user id"
+                    f"percent-encode the UTF-8 bytes of {what}"
                 ),
             ) from exc
 
@@ -160,6 +161,7 @@ def create_lookup_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/search")
     async def search(
+        request: Request,
         q: Annotated[
             str,
             # Over-long queries are cut by clean_query (the event schema's policy), not refused.
@@ -183,6 +185,7 @@ def create_lookup_app(settings: Settings) -> FastAPI:
     ) -> dict[str, Any]:
         """Items for `q`, re-ranked by the user's live profile; `personalised` false (and `why`)
         for unknown, forgotten or anonymous users, who get the plain query ranking."""
+        require_utf8_url(request, "the query and the user id")
         if "detail" in search_unavailable:
             raise HTTPException(status_code=503, detail=search_unavailable["detail"])
         result = await state["client"].search(q, user_id, k)

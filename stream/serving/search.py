@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.index.topk import top_k
-from stream.core.events import MAX_ID_CHARS, EventType, is_blank, truncate_query
+from stream.core.events import MAX_ID_CHARS, EventType, is_blank, normalise_query
 from stream.core.ranking import Anchor, explain
 from stream.core.settings import Settings
 from stream.profiles.computer import ItemCatalogue, PreparedCatalogue
@@ -57,15 +57,18 @@ class SearchConfig:
 
 
 def clean_query(value: object) -> str:
-    """The query to search for, stripped and cut to MAX_QUERY_CHARS characters as the event schema
-    cuts a tracked query; a ValueError naming `q` says what is wrong with it."""
+    """The query to search for, trimmed of whitespace and invisible characters at its edges and
+    cut to MAX_QUERY_CHARS characters as the event schema normalises a tracked query; a
+    ValueError naming `q` says what is wrong with it."""
     if not isinstance(value, str):
         raise ValueError(f"q must be a string, got {type(value).__name__}")
     if is_blank(value):
         raise ValueError(
             "q is empty or only whitespace or invisible characters; send the words to search for"
         )
-    text = truncate_query(value.strip())
+    # The schema's own rule (invisible edges trimmed, then cut), so a search and a tracked search
+    # of the same text are the same query.
+    text = normalise_query(value)
     if any(ord(char) < 32 for char in text):
         raise ValueError("q contains control characters; send plain text")
     return text

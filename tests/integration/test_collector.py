@@ -80,7 +80,13 @@ def test_a_good_batch_lands_in_the_topic_keyed_and_in_order(isolated: Settings) 
         assert httpx.get(f"{base}/readyz", timeout=30).status_code == 200
         response = httpx.post(f"{base}/v1/events", json=batch, timeout=30)
         assert response.status_code == 202, response.text
-        assert response.json() == {"accepted": 40, "rejected": [], "truncated": 0, "clamped": 0}
+        assert response.json() == {
+            "accepted": 40,
+            "rejected": [],
+            "truncated": 0,
+            "clamped": 0,
+            "clamped_events": [],
+        }
     records = consume_all(isolated, isolated.events_topic)
     assert sorted(r[1]["event_id"] for r in records) == sorted(e["event_id"] for e in batch)
     for key, value, _ in records:

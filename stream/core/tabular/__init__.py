@@ -4,8 +4,9 @@
 encoding is a parameter, undecodable bytes are a `SourceError` naming the line and the
 ``--encoding`` option, a CSV file's column separator (``,`` ``;`` tab ``|``) is a parameter or found
 (``.tsv``/``.tab`` are tab-separated; a header that reads as one column but splits at another
-separator is a `SourceError` naming ``--delimiter``), and a truncated or malformed line is skipped
-and counted in a `ReadTally`.
+separator is a `SourceError` naming ``--delimiter``; an Excel ``sep=X`` first line names it), and a
+truncated or malformed line (a stray quote's line, a row over `MAX_ROW_CHARS`) is skipped and
+counted in a `ReadTally`, alone.
 `values` normalises what the rows hold the same way for every format: integers written as floats
 (and with a decimal comma in ``;``-separated files), event times in ms, s, us or as date-time text,
 event-type names from public exports, and event ids derived from a row's content when it has none.
@@ -19,14 +20,17 @@ from stream.core.tabular.reader import (
     DELIMITERS,
     FORMATS_BY_SUFFIX,
     MALFORMED_LINES_SHOWN,
+    MAX_ROW_CHARS,
     SNIFF_CHARS,
     TAB_SUFFIXES,
+    UNBALANCED_QUOTE,
     ReadTally,
     Row,
     TableFormat,
     check_encoding,
     csv_delimiter,
     csv_options,
+    declared_delimiter,
     detect_delimiter,
     ensure_decodable,
     format_of,
@@ -60,9 +64,11 @@ __all__ = [
     "FORMATS_BY_SUFFIX",
     "ID_FIELDS",
     "MALFORMED_LINES_SHOWN",
+    "MAX_ROW_CHARS",
     "SNIFF_CHARS",
     "TAB_SUFFIXES",
     "TS_UNITS",
+    "UNBALANCED_QUOTE",
     "V1_COLUMNS",
     "ColumnMap",
     "ReadTally",
@@ -73,6 +79,7 @@ __all__ = [
     "check_encoding",
     "csv_delimiter",
     "csv_options",
+    "declared_delimiter",
     "derived_event_id",
     "detect_delimiter",
     "ensure_decodable",

@@ -11,6 +11,17 @@ Rules, the same for every caller (replay, load generic, the catalogue reader):
   `SourceError` naming the separator and ``--delimiter`` (rather than every row rejected for an
   unknown field). ``;`` goes with decimal commas (Excel in German or French locales): `csv_options`
   sets `RowRules.decimal_comma` for such files, so ``90001,0`` is read as ``90001.0`` is.
+- Excel's ``sep=X`` first line (it writes and reads one) names the separator and is skipped; a
+  ``--delimiter`` that disagrees with it is a `SourceError` naming both.
+- A stray quote cannot swallow the rows after it: a record whose quoted cell runs over line ends is
+  read again line by line, and when most of the lines after its first read alone as complete rows
+  of the header's width, that first line is rejected alone (`UNBALANCED_QUOTE`, its line number)
+  and the others are read as rows. Otherwise the cell's line breaks are its own (a product
+  description), or, for a quote still open at the end of the file, the line is rejected alone.
+- A row is at most `MAX_ROW_CHARS` characters (1 MiB: the largest raw event JSONL parses), all its
+  lines counted; a longer row (or quoted cell) is rejected alone and the reader goes on after it,
+  never holding more. Cells up to that are read whole (the csv module's 128 KiB field limit is
+  raised), and the event rules cut a long query and reject an over-long field, as for JSONL.
 - Text files are decoded with the given encoding (default UTF-8); a UTF-8 byte-order mark is read
   away (Excel's "CSV UTF-8" writes one), on the first line and, in JSONL, on any line (files
   concatenated with ``cat``).
@@ -18,9 +29,13 @@ Rules, the same for every caller (replay, load generic, the catalogue reader):
   from end to end, and a `SourceError` names the line, the bytes and the ``--encoding`` option. So
   a file in the wrong encoding writes or produces nothing rather than half of itself. The one
   exception is a last character cut short by the end of the file: that is a truncated last line.
+  UTF-16 and UTF-32 are told from the start of the file: a byte-order mark of another encoding than
+  the one given (UTF-32's checked before UTF-16's, which it begins with), or NUL characters in the
+  first line (UTF-16/32 without a mark), is a `SourceError` naming the ``--encoding`` to pass.
 - A malformed line (a CSV row with fewer cells than the header, e.g. a truncated last line, or with
-  extra non-empty cells; a JSONL line that is not a JSON object; a line the csv module refuses) is
-  skipped and counted in a `ReadTally` with the first few line numbers; it never stops the read.
+  extra non-empty cells; a stray quote's line; a row over `MAX_ROW_CHARS`; a JSONL line that is not
+  a JSON object; a line the csv module refuses) is skipped and counted in a `ReadTally` with the
+  first few line numbers; it never stops the read.
 - Blank lines (and CSV rows of only empty cells) are skipped silently.
 
 CSV numbers are physical line numbers (the header is line 1) of the row's first line; JSONL numbers
@@ -32,13 +47,16 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from stream.core import json_numbers
 from stream.core.errors import SourceError
+from stream.core.events import MAX_RAW_EVENT_BYTES
 from stream.core.tabular.values import RowRules
 
 TableFormat = Literal["csv", "jsonl", "parquet"]
@@ -69,7 +87,31 @@ _BOM = "\ufeff"
 _BOM_BYTES = codecs.BOM_UTF8
 _ENCODING_HINT = (
     "pass the file's encoding with --encoding (for example --encoding cp1252 for a Windows or Excel "
-    "export, --encoding latin-1 for ISO-8859-1, --encoding utf-16 for UTF-16)"
+    "export, --encoding latin-1 for ISO-8859-1, --encoding utf-16 for UTF-16, --encoding utf-32 for UTF-32)"
+)
+# The longest CSV row read, in characters (line end included): as many as the largest raw event
+# the JSONL path parses has bytes, so a row no JSONL line could carry is rejected alone rather
+# than held whole. A quoted cell spanning lines counts all of its lines. The csv module's own
+# field limit (131,072 by default, a process-wide setting) is raised above it so that no cell of a
+# row within it is refused; the reader never hands the csv module more than this.
+MAX_ROW_CHARS = MAX_RAW_EVENT_BYTES
+if csv.field_size_limit() <= MAX_ROW_CHARS:
+    csv.field_size_limit(MAX_ROW_CHARS + 1)
+# UTF-32 marks first: the UTF-32-LE mark begins with the UTF-16-LE one.
+_BYTE_ORDER_MARKS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# How much of a file's start is looked at for byte-order marks and NUL characters.
+_HEAD_BYTES = 4096
+# Excel's first line naming the separator ("sep=;"), which it writes and reads; not a header.
+_SEP_LINE = re.compile(r"\ufeff?sep=([^\r\n\"])(?:\r\n|\r|\n)?", re.IGNORECASE)
+_LINE_ENDS = ("\r\n", "\n", "\r")
+_SKIP_CHARS = 1 << 16
+UNBALANCED_QUOTE = (
+    'unbalanced quote: an opening " without its closing one; fix the quoting or remove the quote'
 )
 
 
@@ -164,18 +206,26 @@ def detect_delimiter(sample: str) -> str:
 
 def csv_delimiter(path: Path, *, encoding: str = "utf-8", delimiter: str | None = None) -> str:
     """The separator to read the CSV file `path` with: `delimiter` when given (see
-    `parse_delimiter`; None or ``auto``: found), tab for ``.tsv``/``.tab``, else `detect_delimiter`
-    over its first `SNIFF_CHARS` characters.
+    `parse_delimiter`; None or ``auto``: found), else the one an Excel ``sep=X`` first line
+    declares, tab for ``.tsv``/``.tab``, else `detect_delimiter` over its first `SNIFF_CHARS`
+    characters.
 
-    Raises SourceError for a bad `delimiter`, an unknown encoding or a file that cannot be read.
-    Undecodable bytes are left to the reader, which names their line.
+    Raises SourceError for a bad `delimiter`, one that disagrees with the file's ``sep=`` line, an
+    unknown encoding or a file that cannot be read. Undecodable bytes are left to the reader, which
+    names their line.
     """
     chosen = parse_delimiter(delimiter) if delimiter is not None else None
+    codec = check_encoding(encoding)
+    # A missing file is the reader's to name.
+    declared = declared_delimiter(path, encoding=encoding) if path.is_file() else None
     if chosen is not None:
+        if declared is not None and declared != chosen:
+            raise _separator_conflict(path, declared, chosen)
         return chosen
+    if declared is not None:
+        return declared
     if path.suffix.lower() in TAB_SUFFIXES:
         return "\t"
-    codec = check_encoding(encoding)
     try:
         with open(path, encoding=codec, errors="replace", newline="") as text:
             sample = text.read(SNIFF_CHARS)
@@ -186,6 +236,34 @@ def csv_delimiter(path: Path, *, encoding: str = "utf-8", delimiter: str | None 
     if len(sample) == SNIFF_CHARS and "\n" in sample:
         sample = sample[: sample.rindex("\n")]  # a line cut short would count its separators wrong
     return detect_delimiter(sample)
+
+
+def declared_delimiter(path: Path, *, encoding: str = "utf-8") -> str | None:
+    """The separator an Excel ``sep=X`` first line of `path` declares, or None when it has none.
+
+    Raises SourceError for an unknown encoding or a file that cannot be read.
+    """
+    codec = check_encoding(encoding)
+    try:
+        with open(path, encoding=codec, errors="replace", newline="") as text:
+            return _declared(text.readline(64))
+    except UnicodeError:  # e.g. utf-16 without a byte-order mark: the reader names the problem
+        return None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+
+
+def _declared(line: str) -> str | None:
+    match = _SEP_LINE.fullmatch(line)
+    return match.group(1) if match else None
+
+
+def _separator_conflict(path: Path, declared: str, chosen: str) -> SourceError:
+    return SourceError(
+        f"{path} line 1: the file declares the separator {_delimiter_option(declared)} (its Excel "
+        f"'sep=' line) but --delimiter {_delimiter_option(chosen)} was given; drop --delimiter (or "
+        f"pass --delimiter {_delimiter_option(declared)}), or remove the 'sep=' line"
+    )
 
 
 def csv_options(
@@ -239,6 +317,10 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
     lines_before = 0
     try:
         with open(path, "rb") as data:
+            problem = _wide_text_problem(path, data.read(_HEAD_BYTES), encoding, codec)
+            if problem is not None:
+                raise problem
+            data.seek(0)
             while True:
                 chunk = data.read(_CHECK_CHUNK_BYTES)
                 pending = decoder.getstate()[0]
@@ -251,11 +333,6 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
                         # reader counts as malformed, not a file in another encoding.
                         return True
                     done = (pending + chunk)[: exc.start].decode(codec, "replace")
-                    if lines_before == 0 and chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                        raise SourceError(
-                            f'{path}: starts with a UTF-16 byte-order mark (Excel\'s "Unicode text"); '
-                            "pass --encoding utf-16"
-                        ) from exc
                     raise _undecodable(path, encoding, lines_before + done.count("\n") + 1, exc) from exc
                 except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
                     raise SourceError(
@@ -266,6 +343,57 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
                     return False
     except OSError as exc:
         raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+
+
+def _wide_text_problem(path: Path, head: bytes, encoding: str, codec: str) -> SourceError | None:
+    """The error for a file in UTF-16 or UTF-32 read in another encoding, from its first bytes.
+
+    A byte-order mark names its encoding (UTF-32's before UTF-16's, whose mark begins it); without
+    one, NUL characters in the first line give the file away (no text format writes them there),
+    and where the NUL bytes fall (every other byte, three in four) tells which encoding it is.
+    """
+    name = codecs.lookup(codec).name
+    for mark, marked in _BYTE_ORDER_MARKS:
+        if head.startswith(mark):
+            if name.startswith(marked):
+                return None
+            excel = ' (Excel\'s "Unicode text")' if marked == "utf-16" else ""
+            return SourceError(
+                f"{path}: starts with a {marked.upper()} byte-order mark{excel}, not {encoding} text; "
+                f"pass --encoding {marked}"
+            )
+    first = re.split("[\r\n]", head.decode(codec, "replace"), maxsplit=1)[0]
+    if "\x00" not in first:
+        return None
+    guess = _wide_encoding(head)
+    fix = (
+        f"it looks like {guess} without a byte-order mark: pass --encoding {guess}"
+        if guess is not None
+        else "if it is UTF-16 or UTF-32 text, pass --encoding utf-16-le or --encoding utf-16-be "
+        "(utf-32-le or utf-32-be for UTF-32); else it is not a text file (compressed? binary?)"
+    )
+    return SourceError(f"{path} line 1: holds NUL characters, so it is not {encoding} text; {fix}")
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """UTF-16 or UTF-32 (and byte order) of mostly-ASCII text without a byte-order mark, by where
+    its zero bytes fall; None when they fall in no such pattern."""
+    sample = head[: min(len(head), 512) // 4 * 4]
+    quads = len(sample) // 4
+    if quads == 0:
+        return None
+    zeros = [sample[offset::4].count(0) for offset in range(4)]
+    many = [count >= 0.6 * quads for count in zeros]
+    few = [count <= 0.2 * quads for count in zeros]
+    if few[0] and many[1] and many[2] and many[3]:
+        return "utf-32-le"
+    if many[0] and many[1] and many[2] and few[3]:
+        return "utf-32-be"
+    if few[0] and few[2] and many[1] and many[3]:
+        return "utf-16-le"
+    if many[0] and many[2] and few[1] and few[3]:
+        return "utf-16-be"
+    return None
 
 
 def _undecodable(path: Path, encoding: str, line: int, exc: UnicodeError) -> SourceError:
@@ -370,7 +498,7 @@ def _csv_rows(path: Path, encoding: str, delimiter: str, tally: ReadTally) -> It
         # "replace": after `ensure_decodable` only a cut last character can be undecodable.
         with open(path, encoding=codec, errors="replace", newline="") as text:
             held: Row | None = None
-            for row in _csv_records(csv.reader(text, delimiter=delimiter), tally, path, delimiter):
+            for row in _csv_records(_LineFeed(text), tally, path, delimiter):
                 if held is not None:
                     yield held
                 held = row
@@ -386,21 +514,105 @@ def _csv_rows(path: Path, encoding: str, delimiter: str, tally: ReadTally) -> It
         raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
 
 
-def _csv_records(reader: Any, tally: ReadTally, path: Path, delimiter: str) -> Iterator[Row]:
+# A physical line: its number (from 1) and its text with its line end, None for a line over
+# MAX_ROW_CHARS (read past, not held).
+_Line = tuple[int, str | None]
+
+
+class _LineFeed:
+    """A text file's physical lines for one csv reader, each at most `MAX_ROW_CHARS` characters.
+
+    It notes the lines of the record being read (`span`, from `start`) and ends the input
+    (StopIteration, `stop` = "limit") where that record would grow over `MAX_ROW_CHARS`, so no more
+    than that is held; the csv reader reads on after it. Lines pushed back onto `pending` are read
+    again first. A line over the limit that would begin a record is read past and noted in
+    `overlong`.
+    """
+
+    def __init__(self, text: TextIO) -> None:
+        self._readline = text.readline
+        self._number = 0
+        self.pending: deque[_Line] = deque()
+        self.span: list[_Line] = []
+        self.overlong: list[int] = []
+        self.stop: Literal["eof", "limit"] | None = None
+        self._chars = 0
+        self.parity: dict[int, int] = {}  # the quote parity of each line read past, by number
+
+    def start(self) -> None:
+        self.span, self._chars, self.stop = [], 0, None
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        while True:
+            line = self.next_line()
+            if line is None:
+                if self.span:
+                    self.stop = "eof"
+                raise StopIteration
+            text = line[1]
+            if text is None or self._chars + len(text) > MAX_ROW_CHARS:
+                if not self.span:
+                    self.overlong.append(line[0])
+                    self.parity.pop(line[0], None)
+                    continue
+                self.pending.appendleft(line)
+                self.stop = "limit"
+                raise StopIteration
+            self.span.append(line)
+            self._chars += len(text)
+            return text
+
+    def next_line(self) -> _Line | None:
+        """The next physical line (a pushed-back one first), None at the end of the file."""
+        if self.pending:
+            return self.pending.popleft()
+        text = self._readline(MAX_ROW_CHARS + 1)
+        if not text:
+            return None
+        self._number += 1
+        if len(text) <= MAX_ROW_CHARS:
+            return self._number, text
+        # Read past the rest of the line a bounded piece at a time; only the parity of its quotes
+        # is kept, as a quoted cell's line would have (`_skip_quoted`).
+        quotes = text.count('"')
+        while not text.endswith(_LINE_ENDS):
+            text = self._readline(_SKIP_CHARS)
+            if not text:
+                break
+            quotes += text.count('"')
+        self.parity[self._number] = quotes % 2
+        return self._number, None
+
+
+def _csv_records(feed: _LineFeed, tally: ReadTally, path: Path, delimiter: str) -> Iterator[Row]:
+    reader = csv.reader(feed, delimiter=delimiter)
     header: list[str] | None = None
-    last_line = 0
     while True:
+        feed.start()
         try:
             cells = next(reader)
         except StopIteration:
+            _note_overlong(feed, tally)
             return
         except csv.Error as exc:
-            tally.note_malformed(last_line + 1, f"not valid CSV ({exc})")
-            if reader.line_num == last_line:  # no progress: nothing more can be read
-                return
-            last_line = reader.line_num
+            _note_overlong(feed, tally)
+            if feed.span:
+                tally.note_malformed(feed.span[0][0], f"not valid CSV ({exc})")
             continue
-        number, last_line = last_line + 1, reader.line_num
+        _note_overlong(feed, tally)
+        span = feed.span
+        number = span[0][0]
+        if (len(span) > 1 or feed.stop is not None) and _spilled(feed, header, path, delimiter, tally):
+            continue
+        if number == 1 and len(span) == 1 and span[0][1] is not None:
+            declared = _declared(span[0][1])
+            if declared is not None:
+                if declared != delimiter:
+                    raise _separator_conflict(path, declared, delimiter)
+                continue
         if not any(cell.strip() for cell in cells):
             continue
         if header is None:
@@ -416,6 +628,85 @@ def _csv_records(reader: Any, tally: ReadTally, path: Path, delimiter: str) -> I
             tally.note_malformed(number, f"{len(cells)} cells for {len(header)} columns")
             continue
         yield Row(number, dict(zip(header, cells, strict=False)))
+
+
+def _spilled(feed: _LineFeed, header: list[str] | None, path: Path, delimiter: str, tally: ReadTally) -> bool:
+    """For a record whose quoted cell ran over a line end (or on to the end of the file or of
+    `MAX_ROW_CHARS`): whether it was rejected here rather than read (True), its lines after the
+    first pushed back to be read again when one stray quote swallowed them. Raises SourceError for
+    a header whose quote never closes."""
+    span = feed.span
+    number = span[0][0]
+    if header is None:
+        if feed.stop is not None:
+            raise SourceError(f"{path} line {number}: the header has an {UNBALANCED_QUOTE}")
+        return False
+    if _misplaced_quote(span, len(header), delimiter):
+        # One stray quote swallowed the rows after it: reject its line alone, read the rest again.
+        tally.note_malformed(number, UNBALANCED_QUOTE)
+        feed.pending.extendleft(reversed(span[1:]))
+        return True
+    if feed.stop is None:
+        return False  # a quoted cell holding line breaks
+    reason = UNBALANCED_QUOTE
+    if feed.stop == "limit":
+        reason = f"a row over {MAX_ROW_CHARS:,} characters, or an {UNBALANCED_QUOTE}"
+        _skip_quoted(feed)
+    tally.note_malformed(number, reason)
+    return True
+
+
+def _note_overlong(feed: _LineFeed, tally: ReadTally) -> None:
+    for number in feed.overlong:
+        tally.note_malformed(
+            number,
+            f"over {MAX_ROW_CHARS:,} characters, longer than any event can be; split the row or "
+            "shorten its cells",
+        )
+    feed.overlong.clear()
+
+
+def _misplaced_quote(span: list[_Line], width: int, delimiter: str) -> bool:
+    """Whether the record read over the lines of `span` is one stray quote's doing: its first
+    line opens a quote (it continued), and, read alone, most of the lines after it are complete
+    rows of the header's `width`. A last line left open may start the next such record. A quoted
+    cell that truly holds line breaks (a product description) rarely has lines that read so."""
+    readings = [_read_alone(text or "", delimiter) for _, text in span[1:]]
+    if readings and not readings[-1][1]:
+        readings.pop()
+    fits = misfits = 0
+    for cells, complete in readings:
+        if not complete:
+            misfits += 1
+        elif width <= len(cells) and not any(cell.strip() for cell in cells[width:]):
+            fits += 1
+        elif any(cell.strip() for cell in cells):
+            misfits += 1
+    return fits > misfits
+
+
+def _read_alone(text: str, delimiter: str) -> tuple[list[str], bool]:
+    """The cells of one line read by itself, and whether they are a whole record (no quote left
+    open: the csv reader did not go on to the next line)."""
+    reader = csv.reader((text, "\n"), delimiter=delimiter)
+    try:
+        cells = next(reader, [])
+    except csv.Error:
+        return [], True
+    return cells, reader.line_num <= 1
+
+
+def _skip_quoted(feed: _LineFeed) -> None:
+    """Read past the rest of a record cut off at `MAX_ROW_CHARS` inside a quoted cell: on to the
+    line where its quotes balance (a '"' in a quoted cell is doubled, so each line's count tells),
+    held one line at a time."""
+    while True:
+        line = feed.next_line()
+        if line is None:
+            return
+        number, text = line
+        if (text.count('"') if text is not None else feed.parity.pop(number, 0)) % 2:
+            return
 
 
 def _parquet_rows(path: Path) -> Iterator[Row]:

@@ -7,16 +7,19 @@ empty cells and derived event ids.
 - **Ids** (``event_id``, ``user_id``, ``item_id``, ``session_id``): a number becomes its integer text;
   an integer written as a float (``17850.0``, as pandas writes an integer column with gaps, in CSV
   text, a JSON number or a Parquet double alike) becomes ``17850``; a number that is not whole
-  (``1.5``) is a reject naming the field. Other text is kept as it is (``"007"`` stays ``"007"``).
+  (``1.5``) is a reject naming the field. Other text is kept as it is (``"007"`` stays ``"007"``),
+  except scientific notation (``7.23456789012E+12``, ``1E+3``: Excel's form of a long numeric id,
+  digits lost), a reject naming the field in every format (export the column as text).
   With `RowRules.decimal_comma` (a ``;``-separated file) ``17850,0`` is read as ``17850.0`` in ids,
   ``ts_ms`` and ``v``; other fields keep their text.
 - **Integers** (``v``): the same, as an int.
-- **Event times** (``ts_ms``): a number in the unit given (``ms`` default, ``s`` or ``us``; there is no
-  guessing: a time in seconds read as ms is refused by the validator with a hint), an ISO-8601
-  date-time (``2019-10-01T00:00:00Z``, ``2019-10-01T02:00:00+02:00``, ``2019-10-01``) or
-  ``YYYY-MM-DD HH:MM:SS[.fff][ UTC]``; a date-time without a zone is UTC. ms and us must be whole
-  (us is truncated to ms); seconds may carry a fraction (rounded to ms). Parquet timestamp columns
-  are read as they are (naive = UTC).
+- **Event times** (``ts_ms``): a number in the unit given (``ms`` default, ``s``, ``us`` or ``ns``,
+  Arrow's and pandas' int64 timestamps; there is no guessing: a time in seconds, us or ns read as
+  ms is refused by the validator with a hint naming the unit), an ISO-8601 date-time
+  (``2019-10-01T00:00:00Z``, ``2019-10-01T02:00:00+02:00``, ``2019-10-01``, any case, a space
+  before the zone) or ``YYYY-MM-DD HH:MM:SS[.fff][ UTC]``; a date-time without a zone is UTC. ms,
+  us and ns must be whole (us and ns are truncated to ms); seconds may carry a fraction (rounded
+  to ms). Parquet timestamp columns are read as they are (naive = UTC).
 - **Event types**: looked up after lower-casing and joining words with ``_`` (``Product Viewed`` ->
   ``product_viewed``) in a map whose defaults cover common public exports and tracking specs
   (RetailRocket's ``addtocart``/``transaction``, REES46's ``cart``, GA4's ``view_item``, Segment's
@@ -39,7 +42,7 @@ from typing import Any
 
 from stream.core import json_numbers, normalise
 from stream.core.errors import ConfigError, UnmappedEventType
-from stream.core.events import EventType
+from stream.core.events import EventType, trim_invisible
 
 TsUnit = normalise.TimeUnit
 TS_UNITS: tuple[TsUnit, ...] = normalise.TIME_UNITS
@@ -244,6 +247,9 @@ def is_normal_v1(doc: Mapping[str, Any], rules: RowRules) -> bool:
         value = doc.get(name)
         if not (value is None or type(value) is int):
             return False
+    query = doc.get("query")
+    if isinstance(query, str) and trim_invisible(query) != query:
+        return False  # the validator trims it: the line goes out normalised
     kind = doc.get("type")
     return not isinstance(kind, str) or (kind in _V1_TYPES and rules.type_map.get(kind, kind) == kind)
 

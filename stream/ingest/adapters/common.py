@@ -22,7 +22,7 @@ from typing import Any
 from stream.core.errors import InvalidEvent
 from stream.core.events import MAX_ID_CHARS, Event, EventLimits, event_from_dict, json_type, query_truncated
 from stream.core.normalise import TimeUnit, id_text, time_ms
-from stream.ingest.body import FieldError
+from stream.ingest.body import ClampedTime, FieldError, clamp_reason
 
 # Context values copied from the sender are bounded like ids, so that a mapped event stays far
 # below the event size limit whatever the sender put in its own fields.
@@ -110,31 +110,47 @@ class Validated:
 
     events: list[Event]
     errors: list[FieldError]
-    # Events whose time was outside the accepted range and was replaced by their receive time.
-    clamped: int = 0
     # Events whose over-long query was cut (`stream.core.events.truncate_query`).
     truncated: int = 0
+    # Events whose time was outside the accepted range and was replaced by their receive time.
+    clamped_times: tuple[ClampedTime, ...] = ()
+
+    @property
+    def clamped(self) -> int:
+        return len(self.clamped_times)
 
 
-def validate(adapted: Adapted, *, limits: EventLimits, now_ms: int) -> Validated:
+# The senders' own send-time fields, from which the adapters correct a device clock's skew.
+_SEND_TIME_FIX = "check the device clock, or send the tracker's send time (Segment sentAt, Snowplow stm)"
+
+
+def validate(
+    adapted: Adapted, *, limits: EventLimits, now_ms: int, latest_ms: int | None = None
+) -> Validated:
     """The valid events of `adapted`, and its errors plus those of the v1 validator.
 
     An event time outside the accepted range (a device clock years off, a sender's bug) becomes
-    the receive time, as on ``POST /v1/events``: the event is kept, only its time was wrong.
+    the receive time, as on ``POST /v1/events``: the event is kept, only its time was wrong. The
+    range ends at `latest_ms` (the collector's routes: their receive time plus
+    `stream.ingest.body.RECEIVE_TIME_TOLERANCE_MS`), or by default at an event's receive time
+    plus `limits.max_future_skew_ms` (files, whose receive time may be only the replay's start).
     """
     events: list[Event] = []
     errors = list(adapted.errors)
-    clamped = truncated = 0
+    clamped: list[ClampedTime] = []
+    truncated = 0
     for source_event in adapted.events:
         doc = source_event.doc
         ts, received = doc.get("ts_ms"), doc.get("received_ms")
-        was_clamped = (
-            isinstance(ts, int)
-            and isinstance(received, int)
-            and not limits.min_ts_ms <= ts <= received + limits.max_future_skew_ms
-        )
-        if was_clamped:
-            doc = {**doc, "ts_ms": received}
+        clamp: ClampedTime | None = None
+        if isinstance(ts, int) and isinstance(received, int):
+            latest = received + limits.max_future_skew_ms if latest_ms is None else latest_ms
+            if not limits.min_ts_ms <= ts <= latest:
+                # The time as the sender's skew correction left it (the original is the sender's).
+                reason = clamp_reason(ts, received, limits.min_ts_ms, _SEND_TIME_FIX)
+                path = source_event.fields.get("ts_ms", "ts_ms")
+                clamp = ClampedTime(source_event.index, path, ts, reason)
+                doc = {**doc, "ts_ms": received}
         try:
             event = event_from_dict(doc, limits=limits, now_ms=now_ms)
             size = len(event.to_json())
@@ -145,9 +161,12 @@ def validate(adapted: Adapted, *, limits: EventLimits, now_ms: int) -> Validated
             errors.append(FieldError(source_event.index, path, exc.reason))
             continue
         truncated += query_truncated(doc.get("query"))
-        clamped += was_clamped
+        if clamp is not None:
+            clamped.append(
+                ClampedTime(clamp.index, clamp.field, clamp.original_ms, clamp.reason, event.event_id)
+            )
         events.append(event)
-    return Validated(events, errors, clamped, truncated)
+    return Validated(events, errors, truncated, tuple(clamped))
 
 
 def require_object(value: object, path: str) -> dict[str, Any]:

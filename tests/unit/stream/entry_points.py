@@ -121,6 +121,8 @@ def via_sdk(field: str, value: object) -> Outcome:
             item_id=doc.get("item_id"),
             ts_ms=doc.get("ts_ms"),
             event_id=doc.get("event_id"),
+            query=doc.get("query"),
+            session_id=doc.get("session_id"),
         )
     except InvalidEvent as exc:
         return Outcome(False, field=exc.field, reason=exc.reason)

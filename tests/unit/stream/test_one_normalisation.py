@@ -21,6 +21,32 @@ ISO = "2025-11-13T02:13:20.034Z"
 MIDNIGHT = 1_762_992_000_000  # 2025-11-13T00:00:00Z
 FIX = time_fix()
 ID_FIX = "an id is text: send the id as a string"
+SECONDS_FRACTION_HINT = "it looks like seconds, as time.time() gives: send round(seconds * 1000)"
+EXCEL_SERIAL_HINT = (
+    "it looks like an Excel serial date (days since 1899-12-30): export the column as ISO-8601 "
+    "text (yyyy-mm-ddThh:mm:ss)"
+)
+SECONDS = (
+    "it looks like seconds with a fraction, as time.time() gives: multiply by 1000 and round to an integer"
+)
+
+
+def sci(text: str) -> str:
+    return (
+        f"{text!r} looks like a number Excel wrote in scientific notation, which loses digits; export "
+        "the column as text (format the cells as Text before saving) and send the full id"
+    )
+
+
+def invisible(edge: str, name: str) -> str:
+    return (
+        f"{edge} with the invisible character {name}, which would make it another id that looks "
+        "the same; remove it"
+    )
+
+
+def bidi(name: str) -> str:
+    return f"contains the bidirectional control {name}, which can make an id display as another; remove it"
 
 
 def ok(value: object) -> Outcome:
@@ -75,6 +101,71 @@ CASES: list[tuple[str, object, Outcome]] = [
     ("item_id", "90001.0", ok("90001")),
     ("item_id", 0.5, refused(f"'0.5' is not a whole number; {ID_FIX}")),
     ("item_id", [1], refused("expected a string, got an array")),
+    # Scientific-notation text is a long numeric id Excel damaged: refused in every format; a JSON
+    # number so written is a number, accepted when whole (field case kind f02/f11).
+    ("user_id", "7.23456789012E+12", refused(sci("7.23456789012E+12"))),
+    ("user_id", "7.23456789012e+12", refused(sci("7.23456789012e+12"))),
+    ("item_id", "1E+3", refused(sci("1E+3"))),
+    ("item_id", "1.0E10", refused(sci("1.0E10"))),  # Java's Double.toString
+    ("item_id", "-4.5E-3", refused(sci("-4.5E-3"))),
+    ("item_id", 7.23456789012e12, ok("7234567890120")),
+    ("item_id", 1e3, ok("1000")),
+    ("item_id", "12E4", ok("12E4")),  # neither a point nor a signed exponent: may be a SKU
+    ("item_id", "E+3", ok("E+3")),
+    # Invisible characters at an id's edges, and bidi controls anywhere, would make another id
+    # that looks the same (field case kind f15).
+    ("user_id", "u1\u200b", refused(invisible("ends", "U+200B ZERO WIDTH SPACE"))),
+    ("user_id", "\ufeffu1", refused(invisible("begins", "U+FEFF ZERO WIDTH NO-BREAK SPACE"))),
+    ("user_id", "u1\u2060", refused(invisible("ends", "U+2060 WORD JOINER"))),
+    ("user_id", "u1\u200d", refused(invisible("ends", "U+200D ZERO WIDTH JOINER"))),
+    ("user_id", "\u3164u1", refused(invisible("begins", "U+3164 HANGUL FILLER"))),
+    ("item_id", "sku\u2800", refused(invisible("ends", "U+2800 BRAILLE PATTERN BLANK"))),
+    ("user_id", "u1\u00a0", refused("must not have surrounding whitespace or control characters")),
+    ("user_id", "\u202eu1", refused(bidi("U+202E RIGHT-TO-LEFT OVERRIDE"))),
+    ("user_id", "u\u202a1", refused(bidi("U+202A LEFT-TO-RIGHT EMBEDDING"))),
+    ("item_id", "sku\u2066-1\u2069", refused(bidi("U+2066 LEFT-TO-RIGHT ISOLATE"))),
+    ("user_id", "I\u2764\ufe0f", ok("I\u2764\ufe0f")),  # a variation selector belongs to its emoji
+    ("user_id", "a\u200db", ok("a\u200db")),  # inside an id: a joiner, nothing to spoof with
+    # A query is text: invisible edges trimmed, not refused; only invisible characters is empty.
+    ("query", "\u200bgel pens\ufeff", ok("gel pens")),
+    ("query", " gel pens\u2060 ", ok("gel pens")),
+    ("query", "gel \u200b pens", ok("gel \u200b pens")),
+    (
+        "query",
+        "\u200b\ufeff",
+        refused("must not be empty (it holds only whitespace or invisible characters)"),
+    ),
+    # ISO-8601 / RFC 3339 spellings (field case kind f07): any case, a zone after a space.
+    ("ts_ms", "2025-11-13 02:13:20.034 +0000", ok(TS_MS)),
+    ("ts_ms", "2025-11-13 02:13:20 +0000", ok(TS_MS - 34)),
+    ("ts_ms", "2025-11-13 04:13:20.034 +0200", ok(TS_MS)),
+    ("ts_ms", "2025-11-13 04:13:20.034 +02:00", ok(TS_MS)),
+    ("ts_ms", "2025-11-13 02:13:20.034 Z", ok(TS_MS)),
+    ("ts_ms", "2025-11-13t02:13:20.034z", ok(TS_MS)),
+    ("ts_ms", "2025-11-13T02:13:20.034z", ok(TS_MS)),
+    ("ts_ms", "2025-11-13 02:13:20.034 utc", ok(TS_MS)),
+    ("ts_ms", "2025-11-13T02:13:20,034Z", ok(TS_MS)),
+    (
+        "ts_ms",
+        "2025-11-13 02:13:20.034 +",
+        refused(f"'2025-11-13 02:13:20.034 +' is neither a number nor a date-time; {FIX}"),
+    ),
+    # What a fraction in a ms field looks like (field case kind f11).
+    (
+        "ts_ms",
+        1763000000.034,
+        refused(f"'1763000000.034' is not a whole number of ms; {SECONDS_FRACTION_HINT}"),
+    ),
+    (
+        "ts_ms",
+        "1763000000.034",
+        refused(f"'1763000000.034' is not a whole number of ms; {SECONDS_FRACTION_HINT}"),
+    ),
+    (
+        "ts_ms",
+        "46356.4166",
+        refused(f"'46356.4166' is not a whole number of ms; {EXCEL_SERIAL_HINT}"),
+    ),
     ("type", "View", ok("view")),
     ("type", "ADD-TO-CART", ok("add_to_cart")),
     ("type", " purchase ", ok("purchase")),

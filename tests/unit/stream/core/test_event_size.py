@@ -51,7 +51,7 @@ OVERSIZED = [
     # 512 emoji of 4 bytes each: within MAX_QUERY_CHARS, over 2 KB.
     pytest.param(search("\U0001f600" * MAX_QUERY_CHARS), "query", id="emoji-query"),
     # A query of control characters: each written as a 6-byte \u escape.
-    pytest.param(search("a" + "\x01" * 400), "query", id="escaped-query"),
+    pytest.param(search("a" + "\x01" * 400 + "a"), "query", id="escaped-query"),
     # Ids within MAX_ID_CHARS (128) characters, of 4-byte emoji: over 2 KB together.
     pytest.param(
         doc(

@@ -307,10 +307,13 @@ def test_a_non_integral_number_is_a_reject_naming_the_field(tmp_path: Path) -> N
         + "\n"
         + json.dumps({"u": 2, "i": "x", "t": 17.5})
         + "\n"
+        # One good row: a load that writes nothing exits 1 (tests/unit/stream/cli/test_csv_recovery.py).
+        + json.dumps({"u": 3, "i": "x", "t": 1796006133034})
+        + "\n"
     )
     out = tmp_path / "out.jsonl"
     report = report_of(load([str(source), str(out), "--user-col", "u", "--ts-col", "t", "--item-col", "i"]))
-    assert report["written"] == 0
+    assert report["written"] == 1
     assert [reason.split(":")[0] for reason in report["invalid"]] == ["user_id", "ts_ms"]
 
 

@@ -74,3 +74,11 @@ def test_head_answers_as_get_without_the_body(client: TestClient, path: str, sta
     assert (get.status_code, head.status_code) == (status, status)
     assert head.content == b""
     assert head.headers.get("content-type") == get.headers.get("content-type")
+
+
+@pytest.mark.parametrize("raw", ["\u200bshoes", "shoes\ufeff", " \u2060shoes\u200b "])
+def test_a_search_query_is_normalised_as_a_tracked_query(raw: str) -> None:
+    from stream.core.events import normalise_query
+    from stream.serving.search import clean_query
+
+    assert clean_query(raw) == normalise_query(raw) == "shoes"
