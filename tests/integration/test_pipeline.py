@@ -90,7 +90,17 @@ def test_malformed_events_go_to_dead_letter_topic_while_good_ones_flow(
         json.dumps(
             {"event_id": "x2", "user_id": "u-bad", "type": "view", "item_id": "i", "ts_ms": 1_700_000_000}
         ).encode(): "ts_ms",
-        b'{"event_id": "x3", "user_id": "u-bad", "type": "view", "item_id": "' + b"x" * 20_000 + b'"}': "$",
+        # Over the byte limit: rejected naming the field that makes it large.
+        json.dumps(
+            {
+                "event_id": "x3",
+                "user_id": "u-bad",
+                "type": "view",
+                "item_id": "i",
+                "ts_ms": 1_700_000_000_000,
+                "context": {"blob": "x" * 20_000},
+            }
+        ).encode(): "context",
     }
     raw_producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
     bad_values = list(bad)
