@@ -16,8 +16,7 @@ import pytest
 from stream.core.json_numbers import NonFiniteNumber, OversizedNumber, parse_json_constant, unsafe_number_path
 from stream.core.settings import Settings, load_settings
 from stream.ingest.body import RECEIVE_TIME_TOLERANCE_MS, clamp_reason
-from stream.ingest.collector import create_collector_app
-from stream.ingest.gateway import CollectorConfig
+from tests.support.collector_app import collector_app
 from tests.support.fakes import FakeProducer
 
 NOW_MS = 1_764_000_000_000
@@ -30,12 +29,7 @@ def settings() -> Settings:
 
 
 def make_app(settings: Settings, producer: FakeProducer, **config: Any) -> Any:
-    return create_collector_app(
-        settings,
-        producer_factory=lambda _: producer,
-        config=CollectorConfig(**config),
-        clock_ms=lambda: NOW_MS,
-    )
+    return collector_app(settings, producer, NOW_MS, **config)
 
 
 def post(

@@ -16,8 +16,7 @@ import pytest
 from stream.core.http_limits import MAX_HEADER_BYTES, MAX_URL_BYTES
 from stream.core.settings import Settings, load_settings
 from stream.ingest.body import MAX_CONTENT_CODINGS, decode_charset
-from stream.ingest.collector import create_collector_app
-from stream.ingest.gateway import CollectorConfig
+from tests.support.collector_app import collector_app
 from tests.support.fakes import FakeProducer
 
 NOW_MS = 1_764_000_000_000
@@ -34,12 +33,7 @@ def settings() -> Settings:
 
 
 def make_app(settings: Settings, producer: FakeProducer, **config: Any) -> Any:
-    return create_collector_app(
-        settings,
-        producer_factory=lambda _: producer,
-        config=CollectorConfig(**config),
-        clock_ms=lambda: NOW_MS,
-    )
+    return collector_app(settings, producer, NOW_MS, **config)
 
 
 def request(

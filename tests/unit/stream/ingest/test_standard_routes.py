@@ -13,8 +13,7 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 
 from stream.core.settings import Settings, load_settings
-from stream.ingest.collector import create_collector_app
-from stream.ingest.gateway import CollectorConfig
+from tests.support.collector_app import collector_app
 from tests.support.fakes import FakeProducer
 from tests.unit.stream.ingest.adapters.helpers import NOW_MS, payload
 
@@ -25,12 +24,7 @@ def settings() -> Settings:
 
 
 def make_app(settings: Settings, producer: FakeProducer, **config: Any) -> Any:
-    return create_collector_app(
-        settings,
-        producer_factory=lambda _: producer,
-        config=CollectorConfig(**config),
-        clock_ms=lambda: NOW_MS,
-    )
+    return collector_app(settings, producer, NOW_MS, **config)
 
 
 def call(
