@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from stream.core.tabular import (
     TableFormat,
     check_encoding,
     csv_delimiter,
+    decimal_point,
     id_text,
     read_rows,
 )
@@ -56,8 +56,6 @@ DESCRIPTION_CHARS = 300
 SEPARATOR = " | "
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
-# "12,50", "17850,0": a number as Excel writes it in a locale with decimal commas (';'-separated).
-_DECIMAL_COMMA_TEXT = re.compile(r"-?[0-9]+,[0-9]+")
 # The columns a decimal comma is read in; text columns (title, description) keep their commas.
 _NUMERIC_COLUMNS = ("price", "popularity")
 
@@ -126,12 +124,10 @@ def _decimal_points(row: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for name in ("item_id", *_NUMERIC_COLUMNS):
         value = out.get(name)
-        if not isinstance(value, str) or not _DECIMAL_COMMA_TEXT.fullmatch(value.strip()):
-            continue
-        whole, _, fraction = value.strip().partition(",")
-        # An item_id that is not a whole number stays text, as "12.5" does: an id is not a value.
-        if name != "item_id" or not fraction.strip("0"):
-            out[name] = f"{whole}.{fraction}"
+        if isinstance(value, str):
+            pointed = decimal_point(value.strip(), whole_only=name == "item_id")
+            if pointed is not None:
+                out[name] = pointed
     return out
 
 

@@ -176,11 +176,16 @@ def decode_event_noted(raw: bytes, *, limits: EventLimits, now_ms: int) -> Decod
     if len(raw) > limits.max_raw_bytes:
         name = largest_raw_field(raw)
         raise InvalidEvent(name, _oversize_reason(len(raw), name, None, limits))
-    doc = _parse_event(raw)
-    return DecodedEvent(
-        event_from_dict(doc, limits=limits, now_ms=now_ms, source_bytes=len(raw)),
-        query_truncated(doc.get("query")) if isinstance(doc, dict) else False,
-    )
+    return decode_doc(_parse_event(raw), limits=limits, now_ms=now_ms, source_bytes=len(raw))
+
+
+def decode_doc(
+    doc: object, *, limits: EventLimits, now_ms: int, source_bytes: int | None = None
+) -> DecodedEvent:
+    """`event_from_dict` of an already parsed document, also saying whether its query was cut
+    (`source_bytes` as for `event_from_dict`). Raises InvalidEvent naming the field and the reason."""
+    event = event_from_dict(doc, limits=limits, now_ms=now_ms, source_bytes=source_bytes)
+    return DecodedEvent(event, isinstance(doc, dict) and query_truncated(doc.get("query")))
 
 
 def _parse_event(raw: bytes) -> object:

@@ -33,7 +33,7 @@ from email.message import Message
 
 from stream.core import json_numbers
 from stream.core.errors import InvalidEvent
-from stream.core.events import Event, EventLimits, event_from_dict, query_truncated
+from stream.core.events import Event, EventLimits, decode_doc, event_from_dict
 from stream.core.normalise import time_fix, time_ms
 
 # Browsers send beacons as text/plain to stay a "simple" CORS request (no preflight); the body is
@@ -441,12 +441,13 @@ def parse_batch(
             stamped, clamp_reason_ms = _stamp_times(item, limits, received_ms, sent_at_ms)
             # The size check (of the record the worker will read) is event_from_dict's; no event
             # of a small body can be over it, which the body's size lets it skip measuring.
-            event = event_from_dict(stamped, limits=limits, now_ms=received_ms, source_bytes=len(body))
+            decoded = decode_doc(stamped, limits=limits, now_ms=received_ms, source_bytes=len(body))
         except InvalidEvent as exc:
             errors.append(FieldError(index, exc.field, exc.reason))
             continue
+        event = decoded.event
         events.append(event)
-        truncated += query_truncated(item.get("query"))
+        truncated += decoded.query_truncated
         if clamp_reason_ms is not None:
             reason, original_ms = clamp_reason_ms
             clamped.append(ClampedTime(index, "ts_ms", original_ms, reason, event.event_id))

@@ -71,9 +71,8 @@ from stream.core.events import (
     DecodedEvent,
     Event,
     EventLimits,
+    decode_doc,
     decode_event_noted,
-    event_from_dict,
-    query_truncated,
 )
 from stream.core.settings import Settings
 from stream.core.tabular import (
@@ -549,8 +548,8 @@ def _validate(
     if isinstance(parsed, RowReject):
         raise parsed.error
     if raw is None:
-        event = event_from_dict(parsed, limits=limits, now_ms=now_ms)
-        return event, event.to_json(), isinstance(parsed, dict) and query_truncated(parsed.get("query"))
+        decoded = decode_doc(parsed, limits=limits, now_ms=now_ms)
+        return decoded.event, decoded.event.to_json(), decoded.query_truncated
     decoded = decode_parsed(raw, parsed, limits=limits, now_ms=now_ms)
     # A line the policy changed (its query cut), or over the byte limit as written, goes out
     # normalised, as the collector and the SDK send it; any other valid line as it is.
@@ -592,8 +591,7 @@ def decode_parsed(raw: bytes, parsed: object, *, limits: EventLimits, now_ms: in
     """
     if parsed is UNPARSED:
         return decode_event_noted(raw, limits=limits, now_ms=now_ms)
-    event = event_from_dict(parsed, limits=limits, now_ms=now_ms, source_bytes=len(raw))
-    return DecodedEvent(event, isinstance(parsed, dict) and query_truncated(parsed.get("query")))
+    return decode_doc(parsed, limits=limits, now_ms=now_ms, source_bytes=len(raw))
 
 
 def _partitions(producer: RecordSender, topic: str) -> list[int]:

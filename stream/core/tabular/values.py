@@ -55,6 +55,20 @@ _FLOAT_INTEGER_TEXT = re.compile(r"-?[0-9]+\.0*")
 # "17850,0", "1,5": a number as Excel writes it in a locale with decimal commas.
 _DECIMAL_COMMA_TEXT = re.compile(r"-?[0-9]+,[0-9]+")
 
+
+def decimal_point(text: str, *, whole_only: bool = False) -> str | None:
+    """`text` with its decimal comma written as a point (``"17850,0"`` -> ``"17850.0"``), or None
+    when `text` is not a number written with a decimal comma. With `whole_only` (an id, which is
+    not a value) a number with a non-zero fraction is None too: it stays text, as ``"12.5"`` does.
+    """
+    if not _DECIMAL_COMMA_TEXT.fullmatch(text):
+        return None
+    whole, _, fraction = text.partition(",")
+    if whole_only and fraction.strip("0"):
+        return None
+    return f"{whole}.{fraction}"
+
+
 _V1 = {t.value: t.value for t in EventType}
 DEFAULT_TYPE_MAP: Mapping[str, str | None] = MappingProxyType(
     {
@@ -271,11 +285,10 @@ def normalise_v1(
     if rules.decimal_comma:
         for name in (*ID_FIELDS, "ts_ms", "v"):
             value = out.get(name)
-            if isinstance(value, str) and _DECIMAL_COMMA_TEXT.fullmatch(value):
-                whole, _, fraction = value.partition(",")
-                # An id that is not a whole number stays text, as "12.5" does.
-                if name in ("ts_ms", "v") or not fraction.strip("0"):
-                    out[name] = f"{whole}.{fraction}"
+            if isinstance(value, str):
+                pointed = decimal_point(value, whole_only=name not in ("ts_ms", "v"))
+                if pointed is not None:
+                    out[name] = pointed
     if "type" in out:
         out["type"] = map_event_type(out["type"], rules.type_map)
     for name in ID_FIELDS:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.core.errors import InvalidEvent
-from stream.core.events import MAX_ID_CHARS, Event, EventLimits, event_from_dict, json_type, query_truncated
+from stream.core.events import MAX_ID_CHARS, Event, EventLimits, decode_doc, json_type
 from stream.core.normalise import TimeUnit, id_text, time_ms
 from stream.ingest.body import ClampedTime, FieldError, clamp_reason
 
@@ -152,15 +152,14 @@ def validate(
                 clamp = ClampedTime(source_event.index, path, ts, reason)
                 doc = {**doc, "ts_ms": received}
         try:
-            event = event_from_dict(doc, limits=limits, now_ms=now_ms)
-            size = len(event.to_json())
-            if size > limits.max_bytes:
-                raise InvalidEvent("$", f"event is {size} bytes, over the limit of {limits.max_bytes} bytes")
+            # The byte limit (of the record as the worker reads it) is event_from_dict's own check.
+            decoded = decode_doc(doc, limits=limits, now_ms=now_ms)
         except InvalidEvent as exc:
             path = source_event.fields.get(exc.field, exc.field)
             errors.append(FieldError(source_event.index, path, exc.reason))
             continue
-        truncated += query_truncated(doc.get("query"))
+        event = decoded.event
+        truncated += decoded.query_truncated
         if clamp is not None:
             clamped.append(
                 ClampedTime(clamp.index, clamp.field, clamp.original_ms, clamp.reason, event.event_id)
