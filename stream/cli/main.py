@@ -341,8 +341,8 @@ def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
     """Serve GET /v1/users/{user_id}/recommendations for page renderers."""
     import uvicorn
 
-    from stream.core.http_limits import uvicorn_options
     from stream.serving.api import create_lookup_app
+    from stream.web.limits import uvicorn_options
 
     uvicorn.run(
         create_lookup_app(_settings(ctx)), host=host, port=port, log_level="warning", **uvicorn_options()

@@ -19,7 +19,7 @@ validator (`stream.core.events.event_from_dict`), stamped with the collector's r
 - 400 unparsable JSON, an empty body, or a body that is not what its Content-Encoding or charset
   says, 413 body (compressed, decompressed or once in UTF-8) or batch too large, 415 wrong content
   type, charset or encoding (or more than two content codings), 414 a URL over 16 KiB, 431
-  headers over 32 KiB (``stream.core.http_limits``; HEAD is answered as GET without the body);
+  headers over 32 KiB (``stream.web.limits``; HEAD is answered as GET without the body);
 - 422 ``{"errors": [{"index": i, "field": "...", "reason": "..."}]}`` when no event of the
   request is valid (or the envelope itself is malformed);
 - 503 with ``Retry-After`` when Kafka is unreachable or does not acknowledge in time. The events
@@ -49,8 +49,6 @@ from pydantic import BaseModel
 
 from stream.core.errors import ServiceUnavailable
 from stream.core.events import MAX_CONTEXT_KEYS, MAX_ID_CHARS, MAX_QUERY_CHARS, EventLimits, EventType
-from stream.core.http_limits import HttpEdges, OverLimit, uvicorn_options
-from stream.core.http_metrics import HttpMetrics
 from stream.core.settings import Settings
 from stream.ingest.body import (
     MAX_CONTENT_CODINGS,
@@ -75,6 +73,8 @@ from stream.kafka.producer import (
     RecordSender,
     kafka_producer,
 )
+from stream.web.limits import HttpEdges, OverLimit, uvicorn_options
+from stream.web.metrics import HttpMetrics
 
 log = logging.getLogger(__name__)
 

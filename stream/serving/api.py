@@ -39,8 +39,6 @@ from pydantic import AfterValidator
 
 from stream.core.errors import ModelError, ServiceUnavailable
 from stream.core.events import MAX_QUERY_CHARS
-from stream.core.http_limits import HttpEdges, OverLimit
-from stream.core.http_metrics import HttpMetrics
 from stream.core.settings import Settings
 from stream.serving.console import install_console
 from stream.serving.lookups import MAX_K, RecoClient
@@ -51,6 +49,8 @@ from stream.serving.search import (
     check_user_id,
     clean_query,
 )
+from stream.web.limits import HttpEdges, OverLimit
+from stream.web.metrics import HttpMetrics
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from stream.core.http_limits import MAX_HEADER_BYTES, MAX_URL_BYTES
 from stream.core.settings import Settings, load_settings
 from stream.ingest.body import MAX_CONTENT_CODINGS, decode_charset
+from stream.web.limits import MAX_HEADER_BYTES, MAX_URL_BYTES
 from tests.support.collector_app import collector_app
 from tests.support.fakes import FakeProducer
 

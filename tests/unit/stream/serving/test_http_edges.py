@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from stream.core.http_limits import MAX_HEADER_BYTES, MAX_URL_BYTES, check_request_size
 from stream.core.settings import load_settings
 from stream.serving.api import create_lookup_app
+from stream.web.limits import MAX_HEADER_BYTES, MAX_URL_BYTES, check_request_size
 
 
 @pytest.fixture

@@ -23,16 +23,16 @@ import pytest
 import uvicorn
 
 from stream.core.events import MAX_ID_CHARS
-from stream.core.http_limits import (
+from stream.core.settings import load_settings
+from stream.ingest.collector import create_collector_app
+from stream.ingest.gateway import CollectorConfig
+from stream.serving.api import create_lookup_app
+from stream.web.limits import (
     H11_MAX_INCOMPLETE_EVENT_SIZE,
     MAX_HEADER_BYTES,
     MAX_URL_BYTES,
     uvicorn_options,
 )
-from stream.core.settings import load_settings
-from stream.ingest.collector import create_collector_app
-from stream.ingest.gateway import CollectorConfig
-from stream.serving.api import create_lookup_app
 from tests.support.fakes import FakeProducer
 
 NOW_MS = 1_764_000_000_000
