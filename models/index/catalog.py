@@ -10,7 +10,9 @@ JSONL, CSV and Parquet are read by the shared reader `stream.core.tabular`, as e
 UTF-8 BOM is read away, ``encoding`` (``profilestream index --encoding``) decodes other text and
 undecodable bytes are a CatalogError naming the line; a malformed line (not a JSON object, a
 truncated CSV row) is skipped, counted and logged with its line number; an item_id written as a
-float (``17850.0``, pandas with gaps) is read as ``17850`` in every format. A CSV file's column
+float (``17850.0``, pandas with gaps) is read as ``17850`` in every format, and an item_id must be
+one an event may carry (`stream.core.events.check_id`: at most 128 characters, no invisible edge
+or bidirectional control), or no event could ever name the item. A CSV file's column
 separator is ``delimiter`` (``profilestream index --delimiter``) or found among ``,`` ``;`` tab ``|``
 (``.tsv``/``.tab`` files are tab-separated), and a header that reads as one column but splits at
 another separator is a CatalogError naming ``--delimiter``, exactly as for ``load``/``replay``; in a
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from stream.core.errors import CatalogError, InvalidEvent, SourceError
-from stream.core.events import is_blank
+from stream.core.events import check_id, is_blank
 from stream.core.tabular import (
     DECIMAL_COMMA_DELIMITER,
     ReadTally,
@@ -98,6 +100,10 @@ def item_from_row(row: Mapping[str, Any], where: str, *, decimal_comma: bool = F
         row = _decimal_points(row)
     try:
         item_id = _text(id_text(row.get("item_id"), "item_id"))
+        if item_id:
+            # An id no event may carry ("sku1\u200b", 200 characters) would be an item that no
+            # view, click or purchase could ever name: refused here with the events' rule.
+            check_id(item_id, "item_id")
     except InvalidEvent as exc:
         raise CatalogError(f"{where}: item_id {exc.reason}; fix or drop the row") from exc
     title = _text(row.get("title"))

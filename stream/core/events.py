@@ -317,10 +317,18 @@ def _require_id(doc: Mapping[str, object], name: str) -> str:
 
 
 def _optional_id(doc: Mapping[str, object], name: str) -> str | None:
-    value = _checked_text(id_text(doc.get(name), name), name, MAX_ID_CHARS)
+    value = id_text(doc.get(name), name)
     if value is not None:
-        check_id_characters(value, name)
+        check_id(value, name)
     return value
+
+
+def check_id(value: str, name: str) -> None:
+    """Raise InvalidEvent naming `name` unless `value` is an id an event may carry: non-blank, at
+    most MAX_ID_CHARS characters, no lone surrogate, and `check_id_characters`' rules. The one id
+    rule for events and for the catalogue, so that every catalogue item can be named by an event."""
+    _checked_text(value, name, MAX_ID_CHARS)
+    check_id_characters(value, name)
 
 
 def check_id_characters(value: str, name: str) -> None:

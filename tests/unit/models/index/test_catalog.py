@@ -154,3 +154,26 @@ def test_catalogue_bom_encoding_float_ids_and_malformed_lines(tmp_path: Path) ->
     amazon = tmp_path / "items.json"
     amazon.write_bytes(b"\xef\xbb\xbf" + json.dumps({"7": {"title": "Tape"}}).encode())
     assert [i.item_id for i in read_catalog(amazon)] == ["7"]
+
+
+@pytest.mark.parametrize(
+    ("item_id", "named"),
+    [
+        ("sku1\u200b", "U+200B"),  # zero-width space at the end: another id that looks like sku1
+        ("\ufeffsku1", "U+FEFF"),  # a BOM inside a cell, not at the file's start
+        ("sku\u202e1", "U+202E"),  # right-to-left override: displays as another id
+        ("sku\u20601", None),  # word joiner inside is fine: not an edge
+        ("s" * 129, "over the limit of 128"),
+        ("\u200b", "must not be empty"),
+    ],
+)
+def test_item_ids_follow_the_event_id_rule(tmp_path: Path, item_id: str, named: str | None) -> None:
+    """A catalogue item whose id no event may carry could never be viewed, clicked or bought."""
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps({"item_id": item_id, "title": "Pen"}) + "\n", encoding="utf-8")
+    if named is None:
+        assert [i.item_id for i in read_catalog(path)] == [item_id]
+        return
+    with pytest.raises(CatalogError, match=r"items\.jsonl line 1: item_id .*fix or drop the row") as info:
+        read_catalog(path)
+    assert named in str(info.value)
