@@ -35,6 +35,7 @@ from stream.core.normalise import (
     id_text,
     integer_value,
     json_type,
+    plain_number,
     time_fix,
     time_ms,
     type_key,
@@ -584,7 +585,13 @@ def _optional_context(doc: Mapping[str, object]) -> Mapping[str, Any]:
     # The event is written as JSON (Kafka, dead letters): a value JSON text cannot carry would
     # fail that write, or come back unreadable, long after this validation passed.
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except TypeError:
+            # A Python caller's numbers of other types (numpy's int64 and float32 straight from a
+            # DataFrame) are numbers: written as such, and the event carries the written form.
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_number)
+            value = json.loads(text)
         text.encode()
     except UnicodeEncodeError as exc:
         raise InvalidEvent("context", _SURROGATE_REASON) from exc
@@ -601,6 +608,14 @@ def _optional_context(doc: Mapping[str, object]) -> Mapping[str, Any]:
     if _LONG_DIGITS.search(text):
         _reject_unsafe_number(value)
     return value
+
+
+def _json_number(value: object) -> object:
+    """`json.dumps`' hook: another integer or real type as a Python number; TypeError else."""
+    plain = plain_number(value)
+    if plain is value:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return plain
 
 
 _LONG_DIGITS = re.compile(f"[0-9]{{{MAX_INTEGER_DIGITS + 1},}}")

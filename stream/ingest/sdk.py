@@ -15,7 +15,8 @@ instead of letting memory grow; if the broker does not acknowledge them in time,
 
 Values follow the one set of value rules of every entry point (`stream.core.normalise`): an id
 may be text or a whole number, a time ms since the epoch, ISO-8601 text or a datetime; numbers of
-any integer or real type count (numpy's ``int64`` and ``float64`` straight from a DataFrame).
+any integer or real type count (numpy's ``int64`` and ``float64`` straight from a DataFrame), in
+``context`` too, where they are written as JSON numbers.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ f02, f07, f11 and f15 in /work/shared/field-cases/README.md)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,37 @@ def test_time_rule_reads_numpy_numbers_in_every_unit(value: Any) -> None:
     assert time_ms(np.int64(1_763_000_000), "t", "s") == 1_763_000_000_000
     assert integer_value(np.int16(1), "v") == 1 and type(integer_value(np.int16(1), "v")) is int
     assert id_text(np.uint8(3), "item_id") == "3"
+
+
+@pytest.mark.parametrize(
+    ("context", "written"),
+    [
+        ({"qty": np.int64(3)}, {"qty": 3}),
+        ({"price": np.float32(2.5)}, {"price": 2.5}),
+        ({"cart": {"n": np.uint16(2), "ids": [np.int32(7), "x"]}}, {"cart": {"n": 2, "ids": [7, "x"]}}),
+    ],
+)
+def test_the_sdk_takes_numpy_numbers_inside_context(context: dict[str, Any], written: dict[str, Any]) -> None:
+    """A context built from a DataFrame row holds numpy numbers: sent as JSON numbers, as the
+    top-level fields' numbers are."""
+    event = sdk().track("u1", "view", item_id="i1", ts_ms=TS_MS, context=context)
+    assert event.context == written
+    assert json.loads(event.to_json())["context"] == written
+
+
+@pytest.mark.parametrize(
+    ("context", "named"),
+    [
+        ({"qty": np.float64("nan")}, "context"),
+        ({"when": object()}, "JSON cannot carry"),
+        ({"flag": np.bool_(True)}, "JSON cannot carry"),
+        ({"big": np.float32("inf")}, "context"),
+    ],
+)
+def test_context_values_json_cannot_carry_stay_refused(context: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidEvent, match=named) as raised:
+        sdk().track("u1", "view", item_id="i1", ts_ms=TS_MS, context=context)
+    assert raised.value.field == "context"
 
 
 def test_numpy_booleans_are_no_ids() -> None:
