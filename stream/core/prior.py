@@ -68,10 +68,6 @@ def widen_users(users: FloatArray, width: int, *, with_prior: bool = True) -> Fl
 # Forward decay: adding w * 2^((t - origin) / half_life) instead of decaying all counts keeps the
 # popular set a plain ZINCRBY; ranks are unchanged by the common factor. The origin (2020-01-01)
 # and a half-life of at least a day keep the factor finite for decades.
-class RecoStore:
-    """Writes profiles atomically and newer-only; one pipeline per batch."""
-
-
 POPULARITY_ORIGIN_MS = 1_577_836_800_000
 
 
