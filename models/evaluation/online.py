@@ -11,8 +11,9 @@ In the same run the stream's own offline function (`stream.profiles.offline.offl
 `ProfileComputer` over windows built from the whole event set) scores the same rows. The two must
 agree user by user (same items in the same order, scores within 1e-4) and so give equal metrics;
 any difference is listed. The protocol is the stream's, not the full-ranking one of
-``--task recommend``: already purchased items (the history) are never recommended, stock and MMR
-settings apply, and only the top K = 20 land in Redis, so MRR is MRR@20.
+``--task recommend``: already purchased items (the history) are never recommended (unless
+PROFILESTREAM_EXCLUDE_PURCHASED is false), stock and MMR settings apply, and only the top K = 20
+land in Redis, so MRR is MRR@20.
 
 Everything runs in a namespace of its own (topics, consumer group, Redis prefix), removed at the
 end unless asked to keep it.
@@ -121,6 +122,11 @@ class OnlineEvalReport:
     seconds: float
     notes: tuple[str, ...] = field(default=())
     popularity_weight: float = 0.0  # the served prior (stream.core.prior), on allowed-interaction counts
+    exclude_purchased: bool = True  # PROFILESTREAM_EXCLUDE_PURCHASED: history purchases never listed
+
+    @property
+    def history(self) -> str:
+        return "history items excluded" if self.exclude_purchased else "history items allowed"
 
     @property
     def equal(self) -> bool:
@@ -139,7 +145,7 @@ class OnlineEvalReport:
             "user_vector": self.user_vector,
             "model_version": self.model_version,
             "popularity_weight": self.popularity_weight,
-            "protocol": "the stream's top-20 from Redis; purchased (history) items excluded",
+            "protocol": f"the stream's top-20 from Redis; {self.history}",
             "online": metrics(self.online),
             "offline": metrics(self.offline),
             "equal": self.equal,
@@ -156,8 +162,8 @@ class OnlineEvalReport:
         lines = [
             f"Online evaluation on {self.dataset} ({self.split}, {self.rows} rows, {self.events} events "
             f"through a real worker and Redis; user vector `{self.user_vector}`, model "
-            f"{self.model_version}, popularity prior weight {self.popularity_weight:g}; history items "
-            f"excluded, top {ONLINE_TOP_K} in Redis)",
+            f"{self.model_version}, popularity prior weight {self.popularity_weight:g}; {self.history}, "
+            f"top {ONLINE_TOP_K} in Redis)",
             "",
             *report_files.table_head(header),
         ]
@@ -357,6 +363,7 @@ def run_online_eval(
         seconds=time.perf_counter() - started,
         notes=() if keep else ("The evaluation's topics and Redis keys were removed.",),
         popularity_weight=run.popularity_weight,
+        exclude_purchased=run.exclude_purchased,
     )
     log.info("online evaluation: %s", "equal to offline" if report.equal else "DIFFERENT from offline")
     return report

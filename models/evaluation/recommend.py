@@ -43,7 +43,7 @@ from models.evaluation import stats
 from models.evaluation.baselines import fit_item_knn, popularity_scores
 from models.evaluation.mmr import SWEEP_TITLES, MmrPoint, mmr_sweep, plot_sweep, sweep_table
 from models.evaluation.search import ranking_metrics
-from stream.core.errors import SourceError
+from stream.core.errors import ConfigError, SourceError
 from stream.core.prior import has_prior, popularity_prior
 from stream.core.window import Window, WindowConfig
 from stream.profiles.computer import ItemCatalogue, ProfileComputer, ProfileConfig, UserTower, UserVectorMode
@@ -163,6 +163,13 @@ class RecEvalReport:
     seconds: float
     notes: tuple[str, ...] = field(default=())
     popularity_weight: float = 0.0  # of the "+ prior" rankings (stream.core.prior)
+    exclude_purchased: bool = False  # the history's purchases never ranked, as the stream serves
+
+    @property
+    def excluded(self) -> str:
+        return (
+            "the history's purchases excluded (as served)" if self.exclude_purchased else "nothing excluded"
+        )
 
     def method(self, name: str) -> MethodResult:
         for method in self.methods:
@@ -181,7 +188,7 @@ class RecEvalReport:
             "fit_interactions": self.fit_interactions,
             "hybrid_text_weight": self.hybrid_weight,
             "popularity_weight": self.popularity_weight,
-            "protocol": "full ranking of the whole catalogue, nothing excluded; ties by catalogue order",
+            "protocol": f"full ranking of the whole catalogue, {self.excluded}; ties by catalogue order",
             "seconds": round(self.seconds, 1),
             "methods": [m.to_dict() for m in self.methods],
             "notes": list(self.notes),
@@ -201,7 +208,7 @@ class RecEvalReport:
         ]
         lines = [
             f"Next-item recommendation on {self.dataset} ({self.split}, {self.rows} rows, full ranking "
-            f"of {self.catalogue} items, nothing excluded; {self.unknown_targets} targets not in the "
+            f"of {self.catalogue} items, {self.excluded}; {self.unknown_targets} targets not in the "
             f"catalogue; baselines fitted on {self.fit_interactions} allowed interactions)",
             "",
             *report_files.table_head(header),
@@ -300,6 +307,17 @@ def _catalogue(dataset: Dataset, encoder: TextEncoder, batch_size: int) -> ItemC
     return IndexCatalogue(index, {item_id: item.title for item_id, item in dataset.items.items()})
 
 
+def _exclude(scores: FloatArray, excluded: Sequence[IntArray] | None, start: int) -> None:
+    """Score each row's `excluded` catalogue rows (row `start + n` of the split for scores row n)
+    -inf in place: never in a top K, and a target among them is a miss."""
+    if excluded is None:
+        return
+    for n in range(len(scores)):
+        rows = excluded[start + n]
+        if len(rows):
+            scores[n, rows] = -np.inf
+
+
 def _rank_rows(
     user_vectors: FloatArray,
     has_vector: npt.NDArray[np.bool_],
@@ -309,9 +327,11 @@ def _rank_rows(
     *,
     prior: FloatArray | None = None,
     added: Sequence[tuple[npt.NDArray[np.int64], FloatArray] | None] | None = None,
+    excluded: Sequence[IntArray] | None = None,
 ) -> tuple[IntArray, IntArray]:
     """Each row's target rank and its top 10 (`stats.top_rows`) under the given vectors; `added`:
-    per row, sparse scores (rows, values) added on top (the tower's co-occurrence term)."""
+    per row, sparse scores (rows, values) added on top (the tower's co-occurrence term);
+    `excluded`: per row, catalogue rows never ranked (`_exclude`)."""
     ranks = np.empty(len(targets), dtype=np.intp)
     top = np.empty((len(targets), min(stats.DIVERSITY_K, len(item_vectors))), dtype=np.intp)
     for start in range(0, len(targets), SCORE_CHUNK):
@@ -324,6 +344,7 @@ def _rank_rows(
                 if term is not None:
                     scores[n, term[0]] += term[1]
         scores[~has_vector[start:stop]] = fallback
+        _exclude(scores, excluded, start)
         ranks[start:stop] = target_ranks(scores, targets[start:stop])
         top[start:stop] = stats.top_rows(scores)
     return ranks, top
@@ -348,6 +369,7 @@ def encoder_methods(
     tower: UserTower | None = None,
     catalogues: dict[str, ItemCatalogue] | None = None,
     mmr_lambdas: Sequence[float] = (),
+    excluded: Sequence[IntArray] | None = None,
 ) -> list[MethodResult]:
     """The stream's user vectors of each mode against the encoder's item vectors; with a `prior`
     (`stream.core.prior`), each mode is ranked a second time with it, as ``<mode> + prior``. An
@@ -400,7 +422,9 @@ def encoder_methods(
         for name, added in variants:
             ranked_at = time.perf_counter()
             fused = terms if name.endswith("+ kNN") else None
-            ranks, top = _rank_rows(vectors, has, item_matrix, popularity, targets, prior=added, added=fused)
+            ranks, top = _rank_rows(
+                vectors, has, item_matrix, popularity, targets, prior=added, added=fused, excluded=excluded
+            )
             # The catalogue's encoding is shared by the modes, each carrying an equal share of it;
             # the user vectors are shared by a mode's two rankings and counted in the first.
             seconds = time.perf_counter() - (mode_started if added is None else ranked_at)
@@ -464,8 +488,14 @@ def evaluate_recommendations(
     towers: Sequence[tuple[str, UserTower, TextEncoder]] = (),
     catalogues: Mapping[str, ItemCatalogue] | None = None,
     mmr_lambdas: Sequence[float] = (),
+    exclude_purchased: bool = False,
 ) -> RecEvalReport:
     """Baselines and every encoder's user vectors on `split`, one full ranking per row and method.
+
+    `exclude_purchased`: every method ranks without the items of the row's history (all of them
+    purchases in this data set), as the stream serves (`ProfileComputer` never recommends an item
+    the window holds a purchase of); a target among them is a miss. The published protocol, and
+    the default, excludes nothing. Not with `mmr_lambdas` (ConfigError): the sweep ranks alone.
 
     `catalogues`: item catalogues already encoded, by encoder version (items.json order), reused
     instead of encoding the items again.
@@ -478,6 +508,11 @@ def evaluate_recommendations(
     `stream.core.prior`, the popularity being the baseline's counts (allowed interactions only).
     """
     started = time.perf_counter()
+    if exclude_purchased and mmr_lambdas:
+        raise ConfigError(
+            "the MMR sweep does not exclude the history's purchases: run --mmr-sweep and "
+            "--exclude-purchased in two evaluations"
+        )
     rows = dataset.rows.get(split)
     if not rows:
         raise SourceError(f"{dataset.name}: no rows in {split}.csv to evaluate; check the file")
@@ -495,18 +530,20 @@ def evaluate_recommendations(
         for start in range(0, len(rows), SCORE_CHUNK):
             stop = min(start + SCORE_CHUNK, len(rows))
             scores = np.stack([score(n) for n in range(start, stop)])
+            _exclude(scores, excluded, start)
             ranks[start:stop] = target_ranks(scores, targets[start:stop])
             top[start:stop] = stats.top_rows(scores)
         seconds = time.perf_counter() - begun
         methods.append(MethodResult(name, "baseline", "", summarise(ranks), seconds, ranks=ranks, top=top))
 
+    histories = [[positions[i] for i in row.history if i in positions] for row in rows]
+    excluded = [np.asarray(h, dtype=np.intp) for h in histories] if exclude_purchased else None
     popularity = popularity_scores(seen, positions, len(ids))
     timed("popularity", lambda n: popularity)
     user_items: dict[str, list[str]] = {}
     for user, item in seen:
         user_items.setdefault(user, []).append(item)
     knn = fit_item_knn(user_items, positions, len(ids))
-    histories = [[positions[i] for i in row.history if i in positions] for row in rows]
     timed("item-kNN", lambda n: knn.scores(histories[n]))
     windows = [history_window(row.history, window) for row in rows]
     encoded: dict[str, ItemCatalogue] = dict(catalogues or {})
@@ -536,6 +573,7 @@ def evaluate_recommendations(
                 tower=tower,
                 catalogues=encoded,
                 mmr_lambdas=mmr_lambdas,
+                excluded=excluded,
             )
         )
     vectors = next(iter(encoded.values())).vectors if encoded else None
@@ -552,6 +590,7 @@ def evaluate_recommendations(
         methods=tuple(methods),
         seconds=time.perf_counter() - started,
         popularity_weight=popularity_weight,
+        exclude_purchased=exclude_purchased,
     )
 
 
@@ -613,6 +652,7 @@ def run_rec_eval(
     catalogues: Mapping[str, ItemCatalogue] | None = None,
     mmr_lambdas: Sequence[float] = (),
     modes: Sequence[str] = ENCODER_MODES,
+    exclude_purchased: bool = False,
 ) -> RecEvalReport:
     """Read the folder (items.json, valid.csv, test.csv) and evaluate; `limit` keeps the first
     rows of the evaluated split only (the baselines are still fitted on everything allowed).
@@ -634,6 +674,7 @@ def run_rec_eval(
         catalogues=catalogues,
         mmr_lambdas=mmr_lambdas,
         modes=modes,
+        exclude_purchased=exclude_purchased,
     )
 
 

@@ -415,6 +415,13 @@ def serve_lookups(ctx: click.Context, host: str, port: int) -> None:
     help="recommend: where the MMR sweep's plot goes [default: OUT/rec_eval_mmr.png].",
 )
 @click.option(
+    "--exclude-purchased",
+    is_flag=True,
+    help="recommend: rank as the stream serves, never recommending an item of the row's history "
+    "(its purchases); a target among them is a miss. Default: nothing excluded (the published "
+    "protocol).",
+)
+@click.option(
     "--no-zero-shot",
     is_flag=True,
     help="recommend: leave out the zero-shot encoder (saves encoding its catalogue and profiles).",
@@ -442,6 +449,7 @@ def evaluate_command(
     modes: str,
     mmr_sweep: bool,
     mmr_plot: Path | None,
+    exclude_purchased: bool,
     no_zero_shot: bool,
     hybrid_weight: float | None,
 ) -> None:
@@ -521,6 +529,7 @@ def evaluate_command(
             catalogues=catalogues,
             mmr_lambdas=MMR_LAMBDAS if mmr_sweep else (),
             modes=chosen_modes,
+            exclude_purchased=exclude_purchased,
         )
         paths = write_rec_report(rec_report, out_dir, mmr_plot)
         click.echo(rec_report.to_markdown())

@@ -222,6 +222,11 @@ class Settings(BaseSettings):
     mmr_lambda: float = Field(
         1.0, ge=0.0, le=1.0, description="MMR diversity: 1 = pure relevance, lower = more diverse."
     )
+    exclude_purchased: bool = Field(
+        True,
+        description="Never recommend an item the user's window holds a purchase of (false: repeat "
+        "purchases allowed, e.g. for consumables).",
+    )
     reco_ttl_s: int = Field(
         30 * 24 * 3600, ge=0, description="Expiry of a user's reco and emb keys (0 = never)."
     )

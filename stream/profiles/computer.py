@@ -154,6 +154,8 @@ class ProfileConfig:
     text_weight: float = 0.5
     # Weight of the popularity prior added to every recommendation score (stream.core.prior); 0: none.
     popularity_weight: float = 0.0
+    # Never recommend an item the window holds a purchase of; false: repeat purchases may be.
+    exclude_purchased: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProfileConfig:
@@ -166,6 +168,7 @@ class ProfileConfig:
             user_vector=user_vector_mode(settings),
             text_weight=settings.hybrid_text_weight,
             popularity_weight=settings.popularity_weight,
+            exclude_purchased=settings.exclude_purchased,
         )
 
 
@@ -362,7 +365,8 @@ class ProfileComputer:
         encoded_at = time.perf_counter()
         pool = self.config.top_k if self.config.mmr_lambda >= 1.0 else self.config.top_k * MMR_POOL_FACTOR
         exclusions = [
-            _purchased_rows(window, rows) for (_, window, _), rows in zip(users, event_rows, strict=True)
+            _purchased_rows(window, rows) if self.config.exclude_purchased else set()
+            for (_, window, _), rows in zip(users, event_rows, strict=True)
         ]
         widened = widen_users(user_vectors, self._ranking_items.vectors.shape[1])
         # Catalogue rows, not ids, from here to the payload: mapping ids back to rows cost a

@@ -24,7 +24,7 @@ from models.evaluation.recommend import (
     target_ranks,
     write_report,
 )
-from stream.core.errors import SourceError
+from stream.core.errors import ConfigError, SourceError
 from stream.core.window import WindowConfig
 from tests.support.fakes import BagOfWordsEncoder
 from tests.support.rec_fixtures import write_dataset
@@ -191,3 +191,52 @@ def test_catalogue_popularity_counts_allowed_interactions_only(tmp_path: Path) -
 def test_a_folder_without_items_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"items\.json: missing"):
         load_dataset(tmp_path)
+
+
+def test_excluding_purchases_ranks_as_the_stream_serves(tmp_path: Path) -> None:
+    """`--exclude-purchased`: no method ranks an item of the row's history, and a target among
+    them is a miss, as in the stream's lists (`ProfileComputer` never recommends a purchase)."""
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    ids = list(dataset.items)
+    rows = dataset.rows["test"]
+    kwargs = {"window": WindowConfig(), "batch_size": 16, "modes": ("last item",), "popularity_weight": 0.05}
+    plain = evaluate_recommendations(dataset, [("zero-shot", BagOfWordsEncoder())], **kwargs)  # type: ignore[arg-type]
+    served = evaluate_recommendations(
+        dataset,
+        [("zero-shot", BagOfWordsEncoder())],
+        exclude_purchased=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert [m.name for m in served.methods] == [m.name for m in plain.methods]
+    for method in served.methods:
+        assert method.top is not None and method.ranks is not None
+        for n, row in enumerate(rows):
+            history = {ids.index(i) for i in row.history if i in dataset.items}
+            assert not history & set(method.top[n].tolist()), (method.name, n)
+            if row.target in row.history:
+                assert method.ranks[n] >= len(ids) - len(history), (method.name, n)
+    # "last item" ranks the newest item first when it may: excluded, the rest move up.
+    assert served.method("last item").metrics != plain.method("last item").metrics
+    assert "the history's purchases excluded (as served)" in served.to_markdown()
+    assert served.to_dict()["protocol"].startswith("full ranking of the whole catalogue, the history's")
+    assert "nothing excluded" in plain.to_dict()["protocol"]
+    # Hand-made: user 0 looks like item 0, bought it; item 1 is next best.
+    items = np.eye(3, dtype=np.float32)
+    users = np.asarray([[1.0, 0.5, 0.0]], dtype=np.float32)
+    has, fallback = np.ones(1, dtype=bool), np.zeros(3, dtype=np.float32)
+    bought = [np.asarray([0], dtype=np.intp)]
+    assert _rank_rows(users, has, items, fallback, np.asarray([1]))[0].tolist() == [1]
+    assert _rank_rows(users, has, items, fallback, np.asarray([1]), excluded=bought)[0].tolist() == [0]
+    assert _rank_rows(users, has, items, fallback, np.asarray([0]), excluded=bought)[0].tolist() == [2]
+
+
+def test_the_mmr_sweep_and_exclusion_are_run_apart(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    with pytest.raises(ConfigError, match="--mmr-sweep and --exclude-purchased in two evaluations"):
+        evaluate_recommendations(
+            dataset,
+            [("zero-shot", BagOfWordsEncoder())],
+            window=WindowConfig(),
+            exclude_purchased=True,
+            mmr_lambdas=(0.5,),
+        )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from stream.core.events import Event, EventType
+from stream.core.settings import load_settings
 from stream.core.window import WindowConfig
 from stream.profiles.computer import ProfileComputer, ProfileConfig
 from stream.profiles.offline import offline_payloads
@@ -40,6 +41,19 @@ def test_recommends_similar_items_excluding_purchased_and_out_of_stock() -> None
     assert scores == sorted(scores, reverse=True)
     assert payload["window_newest_event_id"] == "e2"
     assert payload["model_version"] == "bow-test"
+
+
+def test_repeat_purchases_may_be_recommended_when_the_setting_allows() -> None:
+    """PROFILESTREAM_EXCLUDE_PURCHASED=false: a bought item (toner, pens) may come back."""
+    events = [ev(1, "u", EventType.VIEW, "stapler"), ev(2, "u", EventType.PURCHASE, "staples")]
+    config = ProfileConfig(WindowConfig(), top_k=6, user_vector="text", exclude_purchased=False)
+    payload = offline_payloads(events, ProfileComputer(BagOfWordsEncoder(), FakeCatalogue(TITLES), config))[
+        "u"
+    ]
+    assert "staples" in [i["item_id"] for i in payload["items"]]
+    settings = load_settings({"PROFILESTREAM_EXCLUDE_PURCHASED": "false"})
+    assert ProfileConfig.from_settings(settings).exclude_purchased is False
+    assert ProfileConfig.from_settings(load_settings({})).exclude_purchased is True
 
 
 def test_each_item_carries_the_most_similar_window_event_as_reason() -> None:
