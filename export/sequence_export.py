@@ -42,6 +42,13 @@ from models.encoder.sequence_tower import (
     write_residuals,
     write_sequence_manifest,
 )
+from models.encoder.sessions import (
+    DEFAULT_FOLLOW_DECAY,
+    SESSIONS_FILE,
+    ItemSessions,
+    load_sessions,
+    write_sessions,
+)
 from stream.core.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -135,6 +142,10 @@ def _same_neighbours(a: ItemNeighbours, b: ItemNeighbours) -> bool:
     )
 
 
+def _same_sessions(a: ItemSessions, b: ItemSessions) -> bool:
+    return a.ids == b.ids and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.items, b.items)
+
+
 def export_sequence_tower(source: Path, out_dir: Path) -> SequenceManifest:
     """`source`: a `profilestream train` output folder; `out_dir` receives the ONNX tower."""
     model, config, meta = load_tower(source)
@@ -155,6 +166,13 @@ def export_sequence_tower(source: Path, out_dir: Path) -> SequenceManifest:
     neighbours_file, neighbours_sha = write_neighbours(out_dir, neighbours) if neighbours else (None, None)
     if neighbours is None:
         (out_dir / NEIGHBOURS_FILE).unlink(missing_ok=True)
+    # The training sessions (none in older checkpoints, or with session_weight 0: no session term).
+    sessions = None
+    if config.session_weight > 0 and (source / SESSIONS_FILE).is_file():
+        sessions = load_sessions(source / SESSIONS_FILE)
+    sessions_file, sessions_sha = write_sessions(out_dir, sessions) if sessions else (None, None)
+    if sessions is None:
+        (out_dir / SESSIONS_FILE).unlink(missing_ok=True)
     manifest = SequenceManifest(
         format_version=SEQUENCE_FORMAT_VERSION,
         onnx_file=ONNX_FILE,
@@ -168,8 +186,10 @@ def export_sequence_tower(source: Path, out_dir: Path) -> SequenceManifest:
         temperature=config.temperature,
         popularity_weight=config.popularity_weight,
         item_model_version=str(meta.get("item_model_version", "")),
-        # The lists change the ranking: profiles name them too ("/knn:<sha256 prefix>").
-        version=f"sequence:{digest[:12]}" + (f"/knn:{neighbours_sha[:8]}" if neighbours_sha else ""),
+        # The lists and sessions change the ranking: profiles name them too ("/knn:<sha256 prefix>").
+        version=f"sequence:{digest[:12]}"
+        + (f"/knn:{neighbours_sha[:8]}" if neighbours_sha else "")
+        + (f"/sessions:{sessions_sha[:8]}" if sessions_sha else ""),
         trained={k: meta[k] for k in ("examples", "steps", "seconds", "losses") if k in meta},
         residuals_file=residuals_file,
         residuals_sha256=residuals_sha,
@@ -180,6 +200,12 @@ def export_sequence_tower(source: Path, out_dir: Path) -> SequenceManifest:
         max_neighbours=config.max_neighbours if neighbours else 0,
         knn_weight=config.knn_weight if neighbours else 0.0,
         knn_decay=DEFAULT_DECAY,
+        sessions_file=sessions_file,
+        sessions_sha256=sessions_sha,
+        sessions=len(sessions) if sessions else 0,
+        session_weight=config.session_weight if sessions else 0.0,
+        session_neighbours=config.session_neighbours if sessions else 0,
+        session_follow_decay=DEFAULT_FOLLOW_DECAY,
     )
     write_sequence_manifest(out_dir, manifest)
     inputs = parity_inputs(model.dim, model.max_length)
@@ -192,6 +218,11 @@ def export_sequence_tower(source: Path, out_dir: Path) -> SequenceManifest:
     if neighbours is not None and (read_back is None or not _same_neighbours(neighbours, read_back)):
         raise ModelError(
             f"{out_dir / NEIGHBOURS_FILE}: the runtime read back other neighbour lists; re-export the tower"
+        )
+    sessions_back = runtime.sessions
+    if sessions is not None and (sessions_back is None or not _same_sessions(sessions, sessions_back)):
+        raise ModelError(
+            f"{out_dir / SESSIONS_FILE}: the runtime read back other sessions; re-export the tower"
         )
     if not diff <= MAX_ABS_DIFF:
         onnx_path.unlink(missing_ok=True)

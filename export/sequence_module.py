@@ -47,6 +47,7 @@ from models.encoder.sequence_tower import (
     SequenceInputs,
     write_residuals,
 )
+from models.encoder.sessions import DEFAULT_SESSION_NEIGHBOURS, DEFAULT_SESSION_WEIGHT
 from stream.core.errors import ModelError
 
 FloatArray = npt.NDArray[np.float32]
@@ -87,6 +88,10 @@ class SequenceConfig:
     # knn_distance_decay**(steps - 1); best on valid with knn_weight 0.3, not confirmed on test).
     knn_lists: str = DEFAULT_LIST_KIND
     knn_distance_decay: float = DEFAULT_DISTANCE_DECAY
+    # The training sessions exported with the tower (`models.encoder.sessions`, V-SKNN "follow"):
+    # the session term's weight in the served ranking (0: none) and the neighbour sessions read.
+    session_weight: float = DEFAULT_SESSION_WEIGHT
+    session_neighbours: int = DEFAULT_SESSION_NEIGHBOURS
 
 
 class _Block(nn.Module):

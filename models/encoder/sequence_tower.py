@@ -34,6 +34,7 @@ import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type infor
 
 from models.encoder.cooccurrence import CatalogueNeighbours, ItemNeighbours, read_neighbours
 from models.encoder.manifest import sha256_file
+from models.encoder.sessions import CatalogueSessions, ItemSessions, read_sessions
 from stream.core.errors import ModelError
 from stream.core.events import EventType
 from stream.core.window import Window
@@ -260,6 +261,14 @@ class SequenceManifest:
     max_neighbours: int = 0
     knn_weight: float = 0.0
     knn_decay: float = 0.9
+    # Training sessions (`models.encoder.sessions`), fused as ``session_weight x session term``;
+    # None: none (exports before them).
+    sessions_file: str | None = None
+    sessions_sha256: str | None = None
+    sessions: int = 0
+    session_weight: float = 0.0
+    session_neighbours: int = 0
+    session_follow_decay: float = 0.8
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -346,13 +355,21 @@ class SequenceTower:
             self.neighbours = read_neighbours(
                 directory, self.manifest.neighbours_file, self.manifest.neighbours_sha256 or ""
             )
+        self.sessions: ItemSessions | None = None
+        if self.manifest.sessions_file:
+            self.sessions = read_sessions(
+                directory, self.manifest.sessions_file, self.manifest.sessions_sha256 or ""
+            )
         logger.info(
-            "sequence tower %s on %s (%d item residuals, %d items with neighbour lists, kNN weight %g)",
+            "sequence tower %s on %s (%d item residuals, %d items with neighbour lists, kNN weight %g, "
+            "%d sessions, session weight %g)",
             self.manifest.version,
             self.provider,
             len(self.residuals.ids) if self.residuals else 0,
             self.manifest.neighbour_items if self.neighbours else 0,
             self.manifest.knn_weight if self.neighbours else 0.0,
+            len(self.sessions) if self.sessions else 0,
+            self.manifest.session_weight if self.sessions else 0.0,
         )
 
     @property
@@ -380,6 +397,18 @@ class SequenceTower:
         if self.neighbours is None or self.manifest.knn_weight <= 0.0:
             return None
         return self.neighbours.for_catalogue(ids, self.manifest.knn_decay, self.manifest.knn_weight)
+
+    def sessions_for(self, ids: Sequence[str]) -> CatalogueSessions | None:
+        """The tower's training sessions in the rows of a catalogue (`ids`), with the fusion weight,
+        neighbour count and follow decay they were measured with; None for a tower without them."""
+        if self.sessions is None or self.manifest.session_weight <= 0.0:
+            return None
+        return self.sessions.for_catalogue(
+            ids,
+            weight=self.manifest.session_weight,
+            neighbours=self.manifest.session_neighbours,
+            follow_decay=self.manifest.session_follow_decay,
+        )
 
     def encode(self, inputs: SequenceInputs) -> FloatArray:
         """(B, dim) float32 user vectors; rows without any event come back as zero vectors.

@@ -416,12 +416,15 @@ def encoder_methods(
             variants.append((f"{mode} + prior", prior))
         # A tower with co-occurrence lists serves its score plus their term (`ProfileComputer`):
         # ranked a last time with it, each row's term from the computer itself.
-        terms = [computer.cooccurrence(w) for w in windows] if computer.neighbours is not None else None
+        terms = [computer.cooccurrence(w) for w in windows] if computer.has_boost else None
         if terms is not None:
-            variants.append((f"{variants[-1][0]} + kNN", variants[-1][1]))
+            added_terms = " + kNN" * (computer.neighbours is not None) + " + sessions" * (
+                computer.sessions is not None
+            )
+            variants.append((f"{variants[-1][0]}{added_terms}", variants[-1][1]))
         for name, added in variants:
             ranked_at = time.perf_counter()
-            fused = terms if name.endswith("+ kNN") else None
+            fused = terms if name.endswith(("+ kNN", "+ sessions")) else None
             ranks, top = _rank_rows(
                 vectors, has, item_matrix, popularity, targets, prior=added, added=fused, excluded=excluded
             )

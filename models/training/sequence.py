@@ -59,6 +59,7 @@ from models.data.amazon import (
 from models.encoder.cooccurrence import NEIGHBOURS_FILE, ItemNeighbours, build_neighbours, write_neighbours
 from models.encoder.onnx_encoder import TextEncoder
 from models.encoder.sequence_tower import SequenceInputs, SequenceManifest, sequence_features
+from models.encoder.sessions import SESSIONS_FILE, ItemSessions, build_sessions, write_sessions
 from models.index.item_index import ItemIndex, build_index, check_encoder
 from stream.core.errors import SourceError
 from stream.core.prior import popularity_prior
@@ -188,21 +189,31 @@ def tower_item_vectors(model: SequenceTowerModule, item_vectors: FloatArray) -> 
     return out
 
 
+def _training_user_items(dataset: Dataset, eval_split: str) -> dict[str, list[str]]:
+    """Each user's allowed items of `eval_split`'s protocol (never one of its targets), oldest first."""
+    user_items: dict[str, list[str]] = {}
+    for user, item in interactions(allowed_sequences(dataset, eval_split)):
+        user_items.setdefault(user, []).append(item)
+    return user_items
+
+
 def training_neighbours(dataset: Dataset, item_ids: Sequence[str], config: SequenceConfig) -> ItemNeighbours:
     """Co-occurrence lists from the allowed sequences of `config.eval_split` only (the pairs the
     tower trains on; never one of that split's targets), each user's items oldest first, built as
     `config.knn_lists` says ("cooccurrence", the default: what the item-kNN baseline fits;
     "sequential": what follows each item)."""
-    user_items: dict[str, list[str]] = {}
-    for user, item in interactions(allowed_sequences(dataset, config.eval_split)):
-        user_items.setdefault(user, []).append(item)
     return build_neighbours(
-        user_items,
+        _training_user_items(dataset, config.eval_split),
         item_ids,
         max_neighbours=config.max_neighbours,
         kind=config.knn_lists,
         distance_decay=config.knn_distance_decay,
     )
+
+
+def training_sessions(dataset: Dataset, item_ids: Sequence[str], config: SequenceConfig) -> ItemSessions:
+    """The session term's stored sessions: the same allowed sequences as the lists, no user ids."""
+    return build_sessions(_training_user_items(dataset, config.eval_split), item_ids)
 
 
 def catalogue_popularity(dataset: Dataset, eval_split: str) -> FloatArray:
@@ -262,5 +273,9 @@ def train_sequence_tower(
         write_neighbours(out_dir, training_neighbours(dataset, item_ids, config))
     else:
         (out_dir / NEIGHBOURS_FILE).unlink(missing_ok=True)
+    if config.session_weight > 0 and config.session_neighbours > 0:
+        write_sessions(out_dir, training_sessions(dataset, item_ids, config))
+    else:
+        (out_dir / SESSIONS_FILE).unlink(missing_ok=True)
     manifest = export_sequence_tower(out_dir, out_dir)
     return SequenceRecipeResult(result, manifest, encode_seconds, out_dir)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from models.encoder.cooccurrence import CatalogueNeighbours
 from models.encoder.onnx_encoder import TextEncoder
 from models.encoder.sequence_tower import SEQUENCE_MANIFEST, SequenceInputs, sequence_features
+from models.encoder.sessions import CatalogueSessions
 from models.index.topk import Boost, PreparedItems, prepare_items, top_k_rows
 from stream.core.errors import ConfigError
 from stream.core.events import EventType
@@ -61,6 +62,11 @@ class UserTower(Protocol):
     def neighbours_for(self, ids: Sequence[str]) -> CatalogueNeighbours | None:
         """The tower's item co-occurrence lists in the catalogue's rows, with the fusion weight
         they were measured with (None: the tower's score alone)."""
+        ...
+
+    def sessions_for(self, ids: Sequence[str]) -> CatalogueSessions | None:
+        """The tower's training sessions in the catalogue's rows, with the fusion weight they were
+        measured with (None: no session term)."""
         ...
 
 
@@ -236,14 +242,37 @@ def _purchased_rows(window: Window, rows: Sequence[int | None]) -> set[int]:
     }
 
 
-def _weighted_term(
-    neighbours: CatalogueNeighbours, rows: Sequence[int | None]
-) -> tuple[npt.NDArray[np.int64], FloatArray]:
-    """`neighbours`' term for a window whose events have catalogue rows `rows` (oldest first; None:
-    no indexed item), times the fusion weight in float32."""
-    item_rows, values = neighbours.scores([row for row in reversed(rows) if row is not None])
-    weighted: FloatArray = (values * np.float32(neighbours.fusion_weight)).astype(np.float32)
-    return item_rows, weighted
+def _sparse_terms(
+    neighbours: CatalogueNeighbours | None,
+    sessions: CatalogueSessions | None,
+    event_rows: Sequence[Sequence[int | None]],
+) -> list[tuple[npt.NDArray[np.int64], FloatArray]]:
+    """The sparse terms the ranking adds for each window whose events have catalogue rows
+    `event_rows` (oldest first; None: no indexed item): the kNN term times its fusion weight plus
+    the session term (its weight applied), summed per row in float32. Sessions are scored for the
+    whole batch at once; a window's terms do not depend on the rest of the batch."""
+    histories = [[row for row in reversed(rows) if row is not None] for rows in event_rows]
+    knn: list[tuple[npt.NDArray[np.int64], FloatArray]] = []
+    if neighbours is not None:
+        weight = np.float32(neighbours.fusion_weight)
+        for history in histories:
+            item_rows, values = neighbours.scores(history)
+            knn.append((item_rows, (values * weight).astype(np.float32)))
+    if sessions is None:
+        return knn
+    session_terms = sessions.scores_batch(histories)
+    if neighbours is None:
+        return session_terms
+    merged_terms = []
+    for (knn_rows, knn_values), (session_rows, session_values) in zip(knn, session_terms, strict=True):
+        if not len(session_rows):
+            merged_terms.append((knn_rows, knn_values))
+            continue
+        merged, inverse = np.unique(np.concatenate([knn_rows, session_rows]), return_inverse=True)
+        summed = np.zeros(len(merged), dtype=np.float32)
+        np.add.at(summed, inverse, np.concatenate([knn_values, session_values]))
+        merged_terms.append((merged.astype(np.int64), summed))
+    return merged_terms
 
 
 class ProfileComputer:
@@ -267,8 +296,10 @@ class ProfileComputer:
             if adjusted is not catalogue.vectors:
                 catalogue = _TowerCatalogue(catalogue, adjusted)
         self.catalogue = catalogue
-        # The co-occurrence (item-kNN) term the tower's export carries, added to the ranking score.
+        # The co-occurrence (item-kNN) and session terms the tower's export carries, added to the
+        # ranking score.
         self.neighbours = self.tower.neighbours_for(catalogue.ids) if self.tower is not None else None
+        self.sessions = self.tower.sessions_for(catalogue.ids) if self.tower is not None else None
         # Profiles name both models when the tower makes the user vector.
         self.model_version = (
             f"{encoder.model_version}+{self.tower.version}"
@@ -393,14 +424,19 @@ class ProfileComputer:
         done = time.perf_counter()
         return profiles, Timings(encode_ms=(encoded_at - started) * 1000, rank_ms=(done - encoded_at) * 1000)
 
+    @property
+    def has_boost(self) -> bool:
+        """Whether the ranking adds sparse terms (the tower's neighbour lists or sessions)."""
+        return self.neighbours is not None or self.sessions is not None
+
     def cooccurrence(self, window: Window) -> tuple[npt.NDArray[np.int64], FloatArray] | None:
-        """The co-occurrence term the ranking adds for this window, already weighted: the catalogue
-        rows it is non-zero for and their values (None: no neighbour lists). Reads the window's
-        newest item events, newest first, `models.encoder.cooccurrence.MAX_EVENTS` at most."""
-        if self.neighbours is None:
+        """The co-occurrence terms the ranking adds for this window (kNN and sessions), already
+        weighted: the catalogue rows they are non-zero for and their summed values (None: neither
+        lists nor sessions). Reads the window's newest item events, newest first."""
+        if not self.has_boost:
             return None
         rows = [self.catalogue.row(e.item_id) if e.item_id is not None else None for e in window.events]
-        return _weighted_term(self.neighbours, rows)
+        return _sparse_terms(self.neighbours, self.sessions, [rows])[0]
 
     def _cooccurrence_boost(self, event_rows: Sequence[Sequence[int | None]]) -> Boost | None:
         """The co-occurrence term of each user's window as the ranking's boost (None: no neighbour
@@ -409,9 +445,9 @@ class ProfileComputer:
         The term is >= 0 and non-zero only on the window items' neighbours; `top_k_rows` adds it
         to the tower's score (with the prior) in float32 before ranking, so the ranking is the
         exact top-K of the fused score, ties to the lower catalogue row."""
-        if self.neighbours is None:
+        if not self.has_boost:
             return None
-        terms = [_weighted_term(self.neighbours, rows) for rows in event_rows]
+        terms = _sparse_terms(self.neighbours, self.sessions, event_rows)
         item_rows = [rows for rows, _ in terms] or [np.empty(0, np.int64)]
         values = [term for _, term in terms] or [np.empty(0, np.float32)]
         return Boost(

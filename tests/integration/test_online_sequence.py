@@ -39,6 +39,8 @@ def test_the_sequence_tower_online_equals_offline(isolated: Settings, tmp_path: 
     assert result.manifest.residual_items > 0
     # So do the co-occurrence lists (the default): the worker must add the same kNN term.
     assert result.manifest.neighbour_items > 0 and result.manifest.knn_weight > 0
+    # And the training sessions (the default): the worker must add the same session term.
+    assert result.manifest.sessions > 0 and result.manifest.session_weight > 0
     settings = isolated.model_copy(
         update={
             "user_vector": "sequence",
@@ -53,3 +55,4 @@ def test_the_sequence_tower_online_equals_offline(isolated: Settings, tmp_path: 
     assert report.online == report.offline
     assert "+sequence:" in report.model_version
     assert "/knn:" in report.model_version  # the worker served the lists
+    assert "/sessions:" in report.model_version  # and the sessions

@@ -24,6 +24,7 @@ from models.encoder.sequence_tower import (  # noqa: E402
     SequenceTower,
     sequence_features,
 )
+from models.encoder.sessions import SESSIONS_FILE  # noqa: E402
 from models.index.catalog import CatalogItem, item_text  # noqa: E402
 from models.training.sequence import (  # noqa: E402
     tower_item_vectors,
@@ -31,6 +32,7 @@ from models.training.sequence import (  # noqa: E402
     train_tower,
     training_data,
     training_neighbours,
+    training_sessions,
     warm_items,
 )
 from stream.core.errors import ModelError  # noqa: E402
@@ -285,6 +287,50 @@ def test_the_recipe_exports_co_occurrence_lists_of_the_training_pairs_only(tmp_p
     assert manifest.neighbours_file is None and not (tmp_path / "off" / NEIGHBOURS_FILE).exists()
 
 
+def test_the_recipe_exports_the_training_sessions_and_the_stream_adds_their_term(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dataset(tmp_path / "data"))
+    config = SequenceConfig(hidden=16, layers=1, heads=2, max_length=8, epochs=1, batch_size=16, threads=1)
+    out = tmp_path / "out"
+    manifest = train_sequence_tower(dataset, BagOfWordsEncoder(), out, config, WindowConfig()).manifest
+    assert manifest.sessions_file == SESSIONS_FILE and "/sessions:" in manifest.version
+    assert (manifest.session_weight, manifest.session_neighbours) == (0.15, 200)
+    tower = SequenceTower(out, provider="cpu")
+    stored = tower.sessions
+    assert stored is not None and len(stored) == manifest.sessions > 0
+    # The allowed sequences, oldest first, and nothing else: no test target ("t0".."t3").
+    expected = training_sessions(dataset, list(dataset.items), config)
+    np.testing.assert_array_equal(expected.items, stored.items)
+    assert not {stored.ids[int(i)] for i in stored.items} & {f"t{t}" for t in range(4)}
+    catalogue = FakeCatalogue({i: item_text(dataset.items[i]) for i in dataset.items})
+    comp = ProfileComputer(
+        BagOfWordsEncoder(), catalogue, ProfileConfig(WindowConfig(), user_vector="sequence"), tower
+    )
+    assert comp.sessions is not None and comp.sessions.fusion_weight == 0.15
+    # A changed sessions file is refused.
+    path = out / SESSIONS_FILE
+    saved = path.read_bytes()
+    path.write_bytes(saved[:-4] + b"\0\0\0\1")
+    with pytest.raises(ModelError, match="sha256"):
+        SequenceTower(out, provider="cpu")
+    path.write_bytes(saved)
+    # An export from before the sessions (no such fields, no file) still loads, without the term.
+    data = json.loads((out / SEQUENCE_MANIFEST).read_text())
+    for name in ("sessions_file", "sessions_sha256", "sessions", "session_weight", "session_neighbours"):
+        del data[name]
+    del data["session_follow_decay"]
+    (out / SEQUENCE_MANIFEST).write_text(json.dumps(data))
+    path.unlink()
+    old = SequenceTower(out, provider="cpu")
+    assert old.sessions is None and old.sessions_for(list(dataset.items)) is None
+    # --session-weight 0: no sessions at all.
+    off = replace(config, session_weight=0.0)
+    manifest = train_sequence_tower(
+        dataset, BagOfWordsEncoder(), tmp_path / "off", off, WindowConfig()
+    ).manifest
+    assert manifest.sessions_file is None and not (tmp_path / "off" / SESSIONS_FILE).exists()
+    assert "/sessions:" not in manifest.version
+
+
 def cli_dataset(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A tiny dataset and a tiny zero-shot encoder for the CLI; the environment that selects it."""
     from export.onnx_export import export_model
@@ -319,7 +365,7 @@ def test_train_then_evaluate_the_tower_through_the_cli(tmp_path: Path) -> None:
     assert "| tower tower: sequence + prior (prior weight 0.05) |" in evaluated.output
     # The default recipe exports co-occurrence lists: evaluate ranks the served, fused score too.
     assert "co-occurrence lists for" in trained.output
-    assert "| tower tower: sequence + prior + kNN (prior weight 0.05) |" in evaluated.output
+    assert "| tower tower: sequence + prior + kNN + sessions (prior weight 0.05) |" in evaluated.output
 
 
 def test_a_saved_item_index_is_reused_by_train_and_evaluate(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from models.encoder.cooccurrence import CatalogueNeighbours, build_neighbours
 from models.encoder.sequence_tower import ItemResiduals, SequenceInputs, sequence_features
+from models.encoder.sessions import CatalogueSessions, build_sessions
 from stream.core.batch import group_by_user
 from stream.core.errors import ConfigError
 from stream.core.events import Event, EventType
@@ -48,10 +49,13 @@ class RecencyTower:
     max_length = 6
     version = "sequence:fake"
 
-    def __init__(self, residuals: ItemResiduals | None = None, knn_weight: float = 0.0) -> None:
+    def __init__(
+        self, residuals: ItemResiduals | None = None, knn_weight: float = 0.0, session_weight: float = 0.0
+    ) -> None:
         self.batches: list[SequenceInputs] = []
         self.residuals = residuals
         self.knn_weight = knn_weight  # > 0: carries CO_BOUGHT's neighbour lists
+        self.session_weight = session_weight  # > 0: carries CO_BOUGHT as sessions
 
     def item_vectors(self, ids: Sequence[str], vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return vectors if self.residuals is None else self.residuals.apply(ids, vectors)
@@ -60,6 +64,11 @@ class RecencyTower:
         if self.knn_weight <= 0:
             return None
         return build_neighbours(CO_BOUGHT, list(TITLES)).for_catalogue(ids, 0.9, self.knn_weight)
+
+    def sessions_for(self, ids: Sequence[str]) -> CatalogueSessions | None:
+        if self.session_weight <= 0:
+            return None
+        return build_sessions(CO_BOUGHT, list(TITLES)).for_catalogue(ids, weight=self.session_weight)
 
     def encode(self, inputs: SequenceInputs) -> npt.NDArray[np.float32]:
         self.batches.append(inputs)
@@ -197,11 +206,12 @@ def _random_events(seed: int, n: int = 60, users: int = 5) -> list[Event]:
 
 
 def _brute_force_fused(
-    window: Window, comp: ProfileComputer, weight: float, k: int
+    window: Window, comp: ProfileComputer, weight: float, k: int, session_weight: float = 0.0
 ) -> list[tuple[str, float]]:
     """The fused score of every catalogue item, written out: cosine with the tower's user vector,
     plus the prior, plus weight x sum over the window's items (newest first, age a) of
-    0.9**a x similarity; purchased and out-of-stock items left out; top k, ties by row."""
+    0.9**a x similarity, plus the session term of the window's items (newest first); purchased and
+    out-of-stock items left out; top k, ties by row."""
     catalogue = comp.catalogue
     ids = list(catalogue.ids)
     encoder = BagOfWordsEncoder()
@@ -216,6 +226,11 @@ def _brute_force_fused(
             knn[ids.index(neighbour)] += 0.9**age * similarity
     prior = comp.config.popularity_weight * np.log1p(catalogue.popularity)
     scores = catalogue.vectors @ user + prior + weight * knn
+    if session_weight:
+        sessions = build_sessions(CO_BOUGHT, ids).for_catalogue(ids, weight=session_weight)
+        history = [ids.index(item) for item in item_events]
+        rows, values = sessions.scores(history)
+        scores[rows] += values
     bought = {e.item_id for e in window.events if e.type is EventType.PURCHASE}
     order = sorted(
         (row for row in range(len(ids)) if ids[row] not in bought and catalogue.in_stock[row]),
@@ -244,6 +259,33 @@ def test_the_fused_ranking_equals_a_brute_force_fused_ranking(weight: float) -> 
         assert [i.score for i in profile.items] == pytest.approx([s for _, s in expected], abs=1e-5)
         changed += [i.item_id for i in profile.items] != [i.item_id for i in without.items]
     assert changed, "the co-occurrence term changed no list: the test would not see it missing"
+
+
+@pytest.mark.parametrize(("knn_weight", "session_weight"), [(0.0, 0.5), (0.3, 0.5), (0.3, 3.0)])
+def test_the_session_term_is_added_to_the_fused_ranking(knn_weight: float, session_weight: float) -> None:
+    events = _random_events(seed=7, n=60)
+    config = ProfileConfig(WindowConfig(), top_k=3, user_vector="sequence", popularity_weight=0.05)
+    catalogue = FakeCatalogue(TITLES, out_of_stock={"staples"}, counts={"paper": 9.0, "pens": 3.0})
+    tower = RecencyTower(knn_weight=knn_weight, session_weight=session_weight)
+    comp = ProfileComputer(BagOfWordsEncoder(), catalogue, config, tower)
+    plain = ProfileComputer(BagOfWordsEncoder(), catalogue, config, RecencyTower(knn_weight=knn_weight))
+    assert comp.sessions is not None and comp.has_boost
+    windows = {
+        user: apply_events(Window(), user_events, config.window).window
+        for user, user_events in group_by_user(events).items()
+    }
+    changed = 0
+    for profile, without in zip(
+        comp.compute(sorted(windows.items())), plain.compute(sorted(windows.items())), strict=True
+    ):
+        expected = _brute_force_fused(windows[profile.user_id], comp, knn_weight, 3, session_weight)
+        assert [i.item_id for i in profile.items] == [item for item, _ in expected]
+        assert [i.score for i in profile.items] == pytest.approx([s for _, s in expected], abs=1e-5)
+        changed += [i.item_id for i in profile.items] != [i.item_id for i in without.items]
+        # `cooccurrence`, what `profilestream evaluate` adds, is the same term.
+        term = comp.cooccurrence(windows[profile.user_id])
+        assert term is not None
+    assert changed, "the session term changed no list: the test would not see it missing"
 
 
 def test_a_co_bought_item_the_text_does_not_suggest_is_recommended() -> None:
