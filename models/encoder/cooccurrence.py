@@ -30,7 +30,6 @@ Pure numpy: the worker imports this module.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from models.encoder.manifest import listed_file, sha256_file
 from stream.core.errors import ModelError
 
 FloatArray = npt.NDArray[np.float32]
@@ -224,10 +224,6 @@ def build_neighbours(
     )
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_neighbours(directory: Path, neighbours: ItemNeighbours) -> tuple[str, str]:
     """Write ``item_neighbours.npz`` into `directory`; returns (file name, sha256)."""
     path = directory / NEIGHBOURS_FILE
@@ -239,21 +235,12 @@ def write_neighbours(directory: Path, neighbours: ItemNeighbours) -> tuple[str, 
             indices=neighbours.indices,
             weights=neighbours.weights,
         )
-    return NEIGHBOURS_FILE, _digest(path)
+    return NEIGHBOURS_FILE, sha256_file(path)
 
 
 def read_neighbours(directory: Path, file_name: str, digest: str) -> ItemNeighbours:
     """The neighbour lists listed in a manifest, checked against its sha256 and their shapes."""
-    path = directory / file_name
-    if file_name != NEIGHBOURS_FILE or not path.is_file():
-        raise ModelError(f"{path}: missing (listed in the tower's manifest); re-export the tower")
-    found = _digest(path)
-    if found != digest:
-        raise ModelError(
-            f"{path}: sha256 {found[:12]} does not match the manifest's {digest[:12]}; the file is "
-            "corrupt or was replaced, re-export the tower"
-        )
-    return load_neighbours(path)
+    return load_neighbours(listed_file(directory, file_name, NEIGHBOURS_FILE, digest))
 
 
 def load_neighbours(path: Path) -> ItemNeighbours:

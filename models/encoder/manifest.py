@@ -100,6 +100,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def listed_file(directory: Path, file_name: str, expected_name: str, digest: str) -> Path:
+    """The file a tower's manifest lists beside it (`expected_name`, e.g. ``item_sessions.npz``),
+    checked against the manifest's sha256. Raises `ModelError` (re-export the tower) for another
+    name, a missing file or another digest."""
+    path = directory / file_name
+    if file_name != expected_name or not path.is_file():
+        raise ModelError(f"{path}: missing (listed in the tower's manifest); re-export the tower")
+    found = sha256_file(path)
+    if found != digest:
+        raise ModelError(
+            f"{path}: sha256 {found[:12]} does not match the manifest's {digest[:12]}; the file is "
+            "corrupt or was replaced, re-export the tower"
+        )
+    return path
+
+
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write JSON so that readers see either the old or the new file, never half of one.
 

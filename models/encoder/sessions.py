@@ -37,7 +37,6 @@ Pure numpy: the worker imports this module.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from models.encoder.manifest import listed_file, sha256_file
 from stream.core.errors import ModelError
 
 FloatArray = npt.NDArray[np.float32]
@@ -246,10 +246,6 @@ def build_sessions(user_items: Mapping[str, Sequence[str]], ids: Sequence[str]) 
     return ItemSessions(tuple(ids), indptr, flat)
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_sessions(directory: Path, sessions: ItemSessions) -> tuple[str, str]:
     """Write ``item_sessions.npz`` into `directory`; returns (file name, sha256)."""
     path = directory / SESSIONS_FILE
@@ -257,21 +253,12 @@ def write_sessions(directory: Path, sessions: ItemSessions) -> tuple[str, str]:
         np.savez(
             handle, ids=np.asarray(sessions.ids, dtype=np.str_), indptr=sessions.indptr, items=sessions.items
         )
-    return SESSIONS_FILE, _digest(path)
+    return SESSIONS_FILE, sha256_file(path)
 
 
 def read_sessions(directory: Path, file_name: str, digest: str) -> ItemSessions:
     """The sessions listed in a manifest, checked against its sha256 and their shapes."""
-    path = directory / file_name
-    if file_name != SESSIONS_FILE or not path.is_file():
-        raise ModelError(f"{path}: missing (listed in the tower's manifest); re-export the tower")
-    found = _digest(path)
-    if found != digest:
-        raise ModelError(
-            f"{path}: sha256 {found[:12]} does not match the manifest's {digest[:12]}; the file is "
-            "corrupt or was replaced, re-export the tower"
-        )
-    return load_sessions(path)
+    return load_sessions(listed_file(directory, file_name, SESSIONS_FILE, digest))
 
 
 def load_sessions(path: Path) -> ItemSessions:
