@@ -18,6 +18,10 @@ separator is ``delimiter`` (``profilestream index --delimiter``) or found among 
 another separator is a CatalogError naming ``--delimiter``, exactly as for ``load``/``replay``; in a
 ``;``-separated file a decimal comma (Excel in German or French locales) is read as a point in
 ``price``, ``popularity`` and a whole ``item_id`` (``12,50`` is 12.5, ``17850,0`` is ``17850``).
+Text columns given as a list or object (a category path, description bullets; also a JSON or
+Python literal in a CSV cell) are joined as text, and HTML in them is reduced to its text
+(`html_text`); an item_id is read by the events' rule (`stream.core.events.valid_id`, Unicode NFC
+included). A ``.json`` file is an array of item objects, or amazon's object keyed by item id.
 A row that is well formed but invalid (no title, a bad price) stops the read with its line: a
 catalogue is small and curated, and an item silently missing from search is worse than a clear
 error.
@@ -33,11 +37,12 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from stream.core.errors import CatalogError, InvalidEvent, SourceError
-from stream.core.events import check_id, is_blank
+from stream.core.events import is_blank, json_type, valid_id
 from stream.core.tabular import (
     DECIMAL_COMMA_DELIMITER,
     ReadTally,
@@ -45,13 +50,12 @@ from stream.core.tabular import (
     check_encoding,
     csv_delimiter,
     decimal_point,
-    id_text,
     read_rows,
 )
 
 log = logging.getLogger(__name__)
 
-CatalogFormat = Literal["auto", "jsonl", "csv", "parquet", "amazon"]
+CatalogFormat = Literal["auto", "jsonl", "csv", "parquet", "json", "amazon"]
 # Long enough for the gist of a product, short enough that title words keep their weight in the
 # mean pooling and the text stays well inside the encoder's token limit.
 DESCRIPTION_CHARS = 300
@@ -60,6 +64,33 @@ _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
 # The columns a decimal comma is read in; text columns (title, description) keep their commas.
 _NUMERIC_COLUMNS = ("price", "popularity")
+# A category path given as a list or object ("Office > Paper"), as the amazon layout writes it.
+CATEGORY_SEPARATOR = " > "
+# Bounds on a list or object in a text column: a category path or a few description bullets,
+# not a document; what is beyond is left out (depth) or cut (leaves, cells parsed as literals).
+MAX_TEXT_DEPTH = 8
+MAX_TEXT_LEAVES = 64
+MAX_LITERAL_CHARS = 65_536
+# Elements whose content is no text a shopper reads.
+_HIDDEN_ELEMENTS = frozenset({"script", "style", "template", "noscript", "iframe", "object"})
+# Elements that separate words: "<li>A</li><li>B</li>" is "A B", not "AB".
+_BREAKING_ELEMENTS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
+        "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main",
+        "nav", "ol", "p", "pre", "section", "table", "tbody", "td", "tfoot", "th", "thead", "tr",
+        "ul",
+    }
+)  # fmt: skip
+# Only these tags are removed: "<10mm>" or "<Blue>" in a title is text, not markup.
+_HTML_ELEMENTS = _HIDDEN_ELEMENTS | _BREAKING_ELEMENTS | frozenset(
+    {
+        "a", "abbr", "b", "bdi", "bdo", "big", "body", "caption", "center", "cite", "code", "col",
+        "colgroup", "data", "del", "dfn", "em", "embed", "font", "head", "html", "i", "img", "ins",
+        "kbd", "mark", "meta", "picture", "q", "s", "samp", "small", "source", "span", "strike",
+        "strong", "sub", "sup", "svg", "time", "tt", "u", "var", "wbr",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -99,14 +130,15 @@ def item_from_row(row: Mapping[str, Any], where: str, *, decimal_comma: bool = F
     if decimal_comma:
         row = _decimal_points(row)
     try:
-        item_id = _text(id_text(row.get("item_id"), "item_id"))
-        if item_id:
-            # An id no event may carry ("sku1\u200b", 200 characters) would be an item that no
-            # view, click or purchase could ever name: refused here with the events' rule.
-            check_id(item_id, "item_id")
+        raw_id = row.get("item_id")
+        # Spaces around an id in a cell are padding (the catalogue always read them so).
+        raw_id = raw_id.strip(" \t") if isinstance(raw_id, str) else raw_id
+        # An id no event may carry ("sku1\u200b", 200 characters) would be an item that no view,
+        # click or purchase could ever name: read by the events' rule (NFC included), or refused.
+        item_id = "" if raw_id is None or raw_id == "" else valid_id(raw_id, "item_id")
     except InvalidEvent as exc:
         raise CatalogError(f"{where}: item_id {exc.reason}; fix or drop the row") from exc
-    title = _text(row.get("title"))
+    title = _field_text(row.get("title"), " ")
     # A title of only invisible characters ("\u200b") is as empty to the encoder and to a reader.
     if not item_id or is_blank(title):
         raise CatalogError(
@@ -116,9 +148,9 @@ def item_from_row(row: Mapping[str, Any], where: str, *, decimal_comma: bool = F
     return CatalogItem(
         item_id=item_id,
         title=title,
-        brand=_text(row.get("brand")),
-        category=_text(row.get("category")),
-        description=_text(row.get("description")),
+        brand=_field_text(row.get("brand"), ", "),
+        category=_field_text(row.get("category"), CATEGORY_SEPARATOR),
+        description=_field_text(row.get("description"), " "),
         price=_price(row.get("price"), where),
         in_stock=_flag(row.get("in_stock"), where),
         popularity=_popularity(row.get("popularity"), where),
@@ -141,15 +173,110 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _field_text(value: Any, joiner: str) -> str:
+    """A text column as the encoder should read it: a list or object (``["Office", "Pens"]``,
+    ``{"l1": "Office", "l2": "Paper"}``, or either written as a Python literal in a CSV cell) as its
+    text leaves joined by `joiner`, never as Python's repr; HTML tags stripped and entities
+    unescaped (`html_text`)."""
+    if isinstance(value, str) and value.lstrip().startswith(("[", "{")):
+        value = _literal(value)
+    if isinstance(value, list | tuple | dict):
+        leaves: list[str] = []
+        _text_leaves(value, leaves, 0)
+        return joiner.join(part for part in (html_text(leaf) for leaf in leaves) if part)
+    return html_text(_text(value))
+
+
+def _literal(text: str) -> Any:
+    """A list or dict written as a JSON or Python literal, else `text` unchanged (never run)."""
+    if len(text) > MAX_LITERAL_CHARS:
+        return text
+    try:
+        parsed = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError):
+            return text
+    return parsed if isinstance(parsed, list | tuple | dict) else text
+
+
+def _text_leaves(value: Any, out: list[str], depth: int) -> None:
+    """The text in `value`, depth first, dict keys left out (``l1``, ``id`` say nothing about the
+    item) and numbers too (category ids); bounded in depth and in leaves."""
+    if len(out) >= MAX_TEXT_LEAVES:
+        return
+    if isinstance(value, str):
+        if value.strip():
+            out.append(value.strip())
+    elif isinstance(value, list | tuple | dict) and depth < MAX_TEXT_DEPTH:
+        for part in value.values() if isinstance(value, dict) else value:
+            _text_leaves(part, out, depth + 1)
+
+
+def html_text(text: str) -> str:
+    """`text` with HTML elements reduced to their text: tags of HTML elements removed (block
+    elements and ``<br>`` as a space), ``<script>``/``<style>`` content and comments dropped,
+    entities (``&amp;``, ``&#233;``) unescaped, runs of whitespace made one space. What is not an
+    HTML tag stays (``size <10mm>``, ``AT&T``). Text without ``<`` or ``&`` is returned as it is."""
+    if "<" not in text and "&" not in text:
+        return text
+    parser = _TextOfHtml()
+    parser.feed(text)
+    parser.close()
+    return " ".join("".join(parser.parts).split())
+
+
+class _TextOfHtml(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0  # inside <script> or <style>
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN_ELEMENTS:
+            self._hidden += 1
+        elif tag not in _HTML_ELEMENTS:
+            self.parts.append(self.get_starttag_text() or "")
+        elif tag in _BREAKING_ELEMENTS:
+            self.parts.append(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _HTML_ELEMENTS:
+            self.parts.append(self.get_starttag_text() or "")
+        elif tag in _BREAKING_ELEMENTS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_ELEMENTS:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag not in _HTML_ELEMENTS:
+            self.parts.append(f"</{tag}>")
+        elif tag in _BREAKING_ELEMENTS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
 def _price(value: Any, where: str) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        return float(value)
+        if isinstance(value, bool):
+            raise TypeError("a boolean is no price")
+        price = float(value)
     except (TypeError, ValueError) as exc:
         raise CatalogError(
             f"{where}: price {value!r} is not a number; use e.g. 12.5 or leave it empty"
         ) from exc
+    # NaN (pandas' empty cell, JSON's NaN) would compare false with every bound and sort anywhere.
+    if not math.isfinite(price) or price < 0:
+        raise CatalogError(
+            f"{where}: price {value!r} must be a finite number >= 0; use e.g. 12.5 or leave it empty"
+        )
+    return price
 
 
 def _popularity(value: Any, where: str) -> float:
@@ -195,12 +322,13 @@ def detect_format(path: Path) -> CatalogFormat:
         ".tab": "csv",
         ".parquet": "parquet",
         ".pq": "parquet",
-        ".json": "amazon",
+        ".json": "json",
     }
     if suffix not in formats:
         raise CatalogError(
             f"catalogue {path}: cannot tell the format from {suffix!r}; use .jsonl, .csv (.tsv, .tab), "
-            ".parquet or items.json (amazon format), or pass the format explicitly (--format)"
+            ".parquet or .json (an array of items, or amazon's object keyed by item id), or pass the "
+            "format explicitly (--format)"
         )
     return formats[suffix]
 
@@ -224,6 +352,8 @@ def read_catalog(
     try:
         if chosen == "amazon":
             items = list(read_amazon_items(path, encoding=encoding))
+        elif chosen == "json":
+            items = read_json_items(path, encoding=encoding)
         else:
             where = "row" if chosen == "parquet" else "line"
             separator = (
@@ -261,20 +391,60 @@ def read_catalog(
     return list(kept.values())
 
 
+def read_json_items(path: Path, *, encoding: str = "utf-8") -> list[CatalogItem]:
+    """A ``.json`` catalogue: an array of item objects with the JSONL columns (what a shop's
+    ``products.json`` export holds), each validated as a JSONL row (`item_from_row`, named
+    "item N", 1-based), or amazon's object keyed by item id (`read_amazon_items`).
+
+    Raises `CatalogError` for undecodable text, any other top-level value, an element that is no
+    object, or an invalid item.
+    """
+    document = _json_document(path, encoding)
+    if isinstance(document, dict):
+        return list(_amazon_items(path, document))
+    if not isinstance(document, list):
+        raise CatalogError(
+            f"catalogue {path}: expected an array of item objects or an object keyed by item id "
+            f"(amazon format), got {json_type(document)}; or write one item object per line as .jsonl"
+        )
+    items = []
+    for number, row in enumerate(document, start=1):
+        if not isinstance(row, dict):
+            raise CatalogError(
+                f"catalogue {path} item {number}: expected an object with item_id and title, got "
+                f"{json_type(row)}; fix or drop the element"
+            )
+        items.append(item_from_row(row, f"{path} item {number}"))
+    return items
+
+
 def read_amazon_items(path: Path, *, encoding: str = "utf-8") -> Iterable[CatalogItem]:
     """The amazon-office benchmark layout.
 
-    ``{"<item_id>": {"title", "description", "brand", "categories"}}``; benchmark data only.
+    ``{"<item_id>": {"title", "description", "brand", "categories"}}``; benchmark data only. Its
+    text is kept as the benchmark has it (no HTML stripping), so that published results and
+    indexes built from it stay reproducible.
     """
+    document = _json_document(path, encoding)
+    if not isinstance(document, dict):
+        raise CatalogError(
+            f"catalogue {path}: expected an object keyed by item id (amazon format); an array of item "
+            "objects is read with --format json"
+        )
+    return _amazon_items(path, document)
+
+
+def _json_document(path: Path, encoding: str) -> Any:
     try:
-        document = json.loads(path.read_text(encoding=check_encoding(encoding)))
+        return json.loads(path.read_text(encoding=check_encoding(encoding)))
     except UnicodeDecodeError as exc:
         raise CatalogError(
             f"catalogue {path}: not {encoding} text ({exc.reason} at byte {exc.start}); pass the "
             "file's encoding with --encoding"
         ) from exc
-    if not isinstance(document, dict):
-        raise CatalogError(f"catalogue {path}: expected an object keyed by item id (amazon format)")
+
+
+def _amazon_items(path: Path, document: dict[str, Any]) -> Iterable[CatalogItem]:
     for item_id, fields in document.items():
         if not isinstance(fields, dict):
             raise CatalogError(

@@ -253,10 +253,10 @@ def export_command(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", "jsonl", "csv", "parquet", "amazon"]),
+    type=click.Choice(["auto", "jsonl", "csv", "parquet", "json", "amazon"]),
     default="auto",
     show_default=True,
-    help="auto goes by suffix (.json = amazon items.json; .tsv and .tab are CSV).",
+    help="auto goes by suffix (.json = an array of items or amazon's items.json; .tsv and .tab are CSV).",
 )
 @click.option("--rebuild", is_flag=True, help="Ignore the existing index (needed after a new encoder).")
 @click.option("--variant", default=None, help="Encoder variant [default: the model folder's default].")
@@ -313,13 +313,49 @@ def index_command(
     )
 
 
-@main.command()
+class _IdArgumentCommand(click.Command):
+    """`reco`'s parser: a word that starts with "-" but is none of the command's options is the
+    user id ("-42", "-look", "-4k2"), where click would refuse "-42" (no option -4) and read
+    "-4k2" as user "-4" with k=2. "-k 5", "-k5" and "--help" stay options; "--" ends them."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value: set[str] = set()
+        flags: set[str] = set(ctx.help_option_names)
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                (flags if param.is_flag else takes_value).update(param.opts)
+        options: list[str] = []
+        words: list[str] = []
+        rest = iter(args)
+        for arg in rest:
+            if arg == "--":
+                words.extend(rest)
+            elif arg in flags:
+                options.append(arg)
+            elif arg in takes_value:
+                value = next(rest, None)
+                if value is None:
+                    return super().parse_args(ctx, args)  # click's "requires an argument"
+                options.extend([arg, value])
+            elif any(arg.startswith(name) and len(name) == 2 and arg[2:].isdigit() for name in takes_value):
+                options.append(arg)  # "-k5"
+            else:
+                words.append(arg)
+        return super().parse_args(ctx, [*options, "--", *words])
+
+
+@main.command(cls=_IdArgumentCommand)
 @click.argument("user_id", callback=_checked_user_id)
 @click.option("-k", default=None, type=click.IntRange(1, 1000), help="How many items (default: top_k).")
 @click.pass_context
 @_friendly_errors
 def reco(ctx: click.Context, user_id: str, k: int | None) -> None:
-    """Show a user's recommendations with reasons (popular items for unknown users)."""
+    """Show a user's recommendations with reasons (popular items for unknown users).
+
+    USER_ID is read as events read it (Unicode NFC; an id no event can carry is
+    refused). An id that starts with "-" works as it is (reco -42, reco -4k2); one that reads
+    as an option (-k, -k7, --help) needs "--" before it (reco -- -k7).
+    """
     from stream.serving.lookups import RecoClient
 
     async def fetch() -> dict[str, Any]:
@@ -623,6 +659,16 @@ def _encoder_modes(text: str, known: tuple[str, ...]) -> tuple[str, ...]:
     "test: models/README.md).",
 )
 @click.option(
+    "--session-weight",
+    type=click.FloatRange(min=0.0),
+    default=0.15,
+    show_default=True,
+    help="recipe sequence: weight of the session term (what the 200 most similar training users "
+    "bought after the items they share with the window, V-SKNN; chosen on the valid rows, "
+    "models/README.md round 7) in the served score; the training sequences are exported with the "
+    "tower, without user ids; 0: none.",
+)
+@click.option(
     "--item-index",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     default=None,
@@ -684,6 +730,7 @@ def train_command(
     max_neighbours: int,
     knn_weight: float,
     knn_lists: str,
+    session_weight: float,
     item_index: Path | None,
     source: Path | None,
     steps: int,
@@ -722,6 +769,7 @@ def train_command(
             max_neighbours=max_neighbours,
             knn_weight=knn_weight,
             knn_lists=knn_lists,
+            session_weight=session_weight,
         )
         return
     from export.onnx_export import default_source
@@ -779,6 +827,7 @@ def _train_sequence(
     max_neighbours: int,
     knn_weight: float,
     knn_lists: str,
+    session_weight: float,
 ) -> None:
     from export.sequence_module import SequenceConfig
     from models.data.amazon import load_dataset
@@ -803,6 +852,7 @@ def _train_sequence(
         max_neighbours=max_neighbours,
         knn_weight=knn_weight,
         knn_lists=knn_lists,
+        session_weight=session_weight,
     )
     encoder = load_encoder(settings.model_dir, options_from_settings(settings))
     result = train_sequence_tower(
@@ -820,7 +870,8 @@ def _train_sequence(
         f"{result.train.examples} examples in {result.train.seconds:.0f} s ({result.train.threads} threads): "
         f"loss {first:.3f} -> {last:.3f}; exported {result.manifest.version} (parity max |diff| "
         f"{result.manifest.parity_max_abs_diff:.1e}); co-occurrence lists for "
-        f"{result.manifest.neighbour_items} items, kNN weight {result.manifest.knn_weight:g}"
+        f"{result.manifest.neighbour_items} items, kNN weight {result.manifest.knn_weight:g}; "
+        f"{result.manifest.sessions} sessions, session weight {result.manifest.session_weight:g}"
     )
     click.echo(
         f"serve: PROFILESTREAM_USER_VECTOR=sequence PROFILESTREAM_SEQUENCE_MODEL_DIR={out_dir}; "

@@ -318,10 +318,22 @@ def _require_id(doc: Mapping[str, object], name: str) -> str:
 
 
 def _optional_id(doc: Mapping[str, object], name: str) -> str | None:
-    value = id_text(doc.get(name), name)
-    if value is not None:
-        check_id(value, name)
-    return value
+    value = doc.get(name)
+    return None if value is None else valid_id(value, name)
+
+
+def valid_id(value: object, name: str) -> str:
+    """`value` as the id every entry point reads: `id_text` (numbers as their text, non-ASCII
+    text in Unicode form NFC), then `check_id`. Events, catalogue rows, lookups and search all
+    read ids through this, so one spelling of an id names one user or item everywhere.
+
+    Raises InvalidEvent naming `name` for None and for whatever `id_text` or `check_id` refuses.
+    """
+    text = id_text(value, name)
+    if text is None:
+        raise InvalidEvent(name, "required field is missing")
+    check_id(text, name)
+    return text
 
 
 def check_id(value: str, name: str) -> None:

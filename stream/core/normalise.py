@@ -26,6 +26,10 @@ accepted everywhere or refused everywhere, with the same reason naming the field
   exponent with a sign) is refused: it is what Excel writes for a long numeric id, with digits
   lost, so no integer can be recovered from it. (``"12E4"``, with neither, stays text: it may be
   a SKU.) A JSON *number* written so (``1E+3``) is a number, and a whole one is accepted.
+  Text that is not ASCII is put in Unicode normalisation form **NFC**: ``"Jose\u0301"`` (NFD,
+  what macOS file names and some keyboards give) is ``"Jos\u00e9"``, the same user, item or
+  session however it was typed, at every entry point (events, files, the catalogue, lookups and
+  search). ASCII text is already NFC and is returned as it is, without a table lookup.
   The validator (`stream.core.events.check_id_characters`) then refuses id text that begins or
   ends with whitespace or an invisible character, or holds a bidi control anywhere.
 - **Event types**: the v1 names, compared ignoring case, surrounding space and ``-``/space versus
@@ -41,6 +45,7 @@ import math
 import numbers
 import operator
 import re
+import unicodedata
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Literal
@@ -243,13 +248,16 @@ def parse_datetime(text: str) -> datetime | None:
 
 
 def id_text(value: object, field: str) -> str | None:
-    """An id as text (see the module docstring); None for None.
+    """An id as text (see the module docstring), non-ASCII text in Unicode form NFC; None for None.
 
     Raises InvalidEvent naming `field` for a number with a fraction, a float too large to hold
     its integer exactly, an integer of more than MAX_ID_CHARS digits, text in scientific notation
     (digits lost, see the module docstring), and a non-text, non-number.
     """
     if isinstance(value, str):
+        if not value.isascii():
+            # One spelling per id: NFC and NFD of "José" are one user. ASCII (most ids) is NFC.
+            value = unicodedata.normalize("NFC", value)
         if "." in value and _FLOAT_INTEGER_TEXT.fullmatch(value):
             return value.partition(".")[0]
         if ("e" in value or "E" in value) and _SCIENTIFIC_TEXT.fullmatch(value.strip()):

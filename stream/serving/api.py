@@ -4,8 +4,10 @@
 A user id is any id the event schema accepts, ``/``, ``?``, ``#``, ``+``, ``=`` and ``..``
 included: percent-encode it in the path (``/v1/users/shop-eu%2F4711/recommendations``; the route
 takes the rest of the path up to ``/recommendations``), or, behind a proxy that rewrites encoded
-slashes, use the query form ``GET /v1/recommendations?user_id=...``. An id of only whitespace or
-invisible characters is a 422, as in the schema.
+slashes, use the query form ``GET /v1/recommendations?user_id=...``. An id no event can carry
+(``stream.core.events.valid_id``: blank, whitespace or an invisible character at an edge, a
+control character such as a line break anywhere, a bidi control, over 128 characters) is a 422
+naming user_id and the rule; an id is read as events store it (Unicode NFC).
 
 A recommendation's ``score`` is a ranking score, not a probability: the cosine of the user and
 item vectors plus the popularity prior and, when a trained sequence tower serves, the
@@ -36,6 +38,7 @@ from urllib.parse import unquote_to_bytes
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
+from starlette.convertors import Convertor, register_url_convertor
 
 from stream.core.errors import ModelError, ServiceUnavailable
 from stream.core.events import MAX_QUERY_CHARS
@@ -60,8 +63,26 @@ _UNAVAILABLE = {
     "description": "Redis refused, failed or did not answer in time; `detail` names the cause.",
     "headers": {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds."}},
 }
-# After the length checks (so that their messages come first): an invisible-only id is a 422.
-VISIBLE = AfterValidator(check_user_id)
+# The schema's id rule (`stream.core.events.valid_id`): an id no event can carry is a 422 naming
+# user_id, and an id is read in the spelling events store (NFC), not the spelling sent.
+VALID_ID = AfterValidator(check_user_id)
+
+
+class AnyPathConvertor(Convertor[str]):
+    """Starlette's ``path`` convertor, with line breaks: its ``.*`` stops at ``\n``, so
+    ``/v1/users/a%0Ab/recommendations`` matched no route (a bare 404) instead of reaching the id
+    rule, which names user_id."""
+
+    regex = "[\\s\\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", AnyPathConvertor())
 
 
 def require_utf8_url(request: Request, what: str = "the user id") -> None:
@@ -124,11 +145,12 @@ def create_lookup_app(settings: Settings) -> FastAPI:
             status_code=503, content={"detail": str(exc)}, headers={"Retry-After": str(RETRY_AFTER_S)}
         )
 
-    # {user_id:path}: an id may hold "/" (percent-encoded by the client, decoded by the server).
-    @app.get("/v1/users/{user_id:path}/recommendations", responses={503: _UNAVAILABLE})
+    # {user_id:anypath}: an id may hold "/" (percent-encoded by the client, decoded by the server).
+    @app.get("/v1/users/{user_id:anypath}/recommendations", responses={503: _UNAVAILABLE})
     async def recommendations(
         request: Request,
-        user_id: Annotated[str, Path(min_length=1, max_length=MAX_USER_ID_CHARS), VISIBLE],
+        # No max_length here: the id rule counts characters once the id is in NFC, as events do.
+        user_id: Annotated[str, Path(min_length=1), VALID_ID],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = settings.top_k,
     ) -> dict[str, Any]:
         """The user's top-k with reasons; `source` is "popular" when the user has no profile.
@@ -146,7 +168,7 @@ def create_lookup_app(settings: Settings) -> FastAPI:
     @app.get("/v1/recommendations", responses={503: _UNAVAILABLE})
     async def recommendations_by_query(
         request: Request,
-        user_id: Annotated[str, Query(min_length=1, max_length=MAX_USER_ID_CHARS), VISIBLE],
+        user_id: Annotated[str, Query(min_length=1), VALID_ID],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = settings.top_k,
     ) -> dict[str, Any]:
         """The same as ``/v1/users/{user_id}/recommendations``, with the id in the query string.
@@ -177,9 +199,10 @@ def create_lookup_app(settings: Settings) -> FastAPI:
         user_id: Annotated[
             str | None,
             Query(
-                min_length=1, max_length=MAX_USER_ID_CHARS, description="Leave out for anonymous visitors."
+                min_length=1,
+                description=f"Leave out for anonymous visitors; at most {MAX_USER_ID_CHARS} characters.",
             ),
-            VISIBLE,
+            VALID_ID,
         ] = None,
         k: Annotated[int, Query(ge=1, le=MAX_SEARCH_K)] = DEFAULT_SEARCH_K,
     ) -> dict[str, Any]:

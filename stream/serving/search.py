@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from models.index.topk import top_k
-from stream.core.events import MAX_ID_CHARS, EventType, is_blank, normalise_query
+from stream.core.errors import InvalidEvent
+from stream.core.events import MAX_ID_CHARS, EventType, is_blank, normalise_query, valid_id
 from stream.core.ranking import Anchor, explain
 from stream.core.settings import Settings
 from stream.profiles.computer import ItemCatalogue, PreparedCatalogue
@@ -32,6 +33,11 @@ IntArray = npt.NDArray[np.intp]
 # The event schema's limits: whatever can be searched can be tracked, and a query is cut to
 # MAX_QUERY_CHARS the same way here as in the schema (`stream.core.events.truncate_query`).
 MAX_USER_ID_CHARS = MAX_ID_CHARS
+# The event schema's id rule (`stream.core.events.check_id`), named in every user_id rejection.
+USER_ID_RULE = (
+    f"not empty, at most {MAX_ID_CHARS} characters, no whitespace, control or invisible character "
+    "at either end, no bidirectional control"
+)
 MAX_SEARCH_K = 100
 DEFAULT_SEARCH_K = 10
 # The newest distinct queries of the recent-activity list that join the search profile.
@@ -75,13 +81,21 @@ def clean_query(value: object) -> str:
 
 
 def check_user_id(value: object) -> str | None:
+    """The user id as events store it (`stream.core.events.valid_id`: non-ASCII text in Unicode
+    form NFC, ``"42.0"`` read as ``"42"``), or None for None; a ValueError naming `user_id` and
+    the schema's id rule for an id no event can carry (``"u1 "``, ``"a\nb"``, 129 characters),
+    which could only ever read the popular fallback."""
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_USER_ID_CHARS:
+    if not isinstance(value, str):
         raise ValueError(f"user_id must be a string of 1-{MAX_USER_ID_CHARS} characters, or left out")
-    if is_blank(value):
-        raise ValueError("user_id holds only whitespace or invisible characters; send the user's id")
-    return value
+    try:
+        return valid_id(value, "user_id")
+    except InvalidEvent as exc:
+        raise ValueError(
+            f"user_id must be an id an event can carry: {exc.reason} (the event schema's id rule: "
+            f"{USER_ID_RULE})"
+        ) from exc
 
 
 def check_k(value: object) -> int:

@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -254,7 +255,10 @@ def is_normal_v1(doc: Mapping[str, Any], rules: RowRules) -> bool:
     for name in _TEXT_FIELDS:
         value = doc.get(name)
         if value is not None and (
-            not isinstance(value, str) or ("." in value and _FLOAT_INTEGER_TEXT.fullmatch(value))
+            not isinstance(value, str)
+            or ("." in value and _FLOAT_INTEGER_TEXT.fullmatch(value))
+            # The id rule puts non-ASCII ids in NFC: such a line goes out normalised.
+            or (not value.isascii() and not unicodedata.is_normalized("NFC", value))
         ):
             return False
     for name in ("ts_ms", "received_ms", "v"):
