@@ -3,6 +3,10 @@
 The worker applies the policy of every entry point (`stream.core.events.decode_event_noted`): an
 over-long query is cut and counted, an event over the byte limit once normalised is a dead letter
 naming its largest field.
+
+Two kinds of record other producers write get a reason of their own, since the generic one
+("not UTF-8 text", "not valid JSON") would not tell their producer what to change: a null value
+(a tombstone) and a value in the Confluent schema-registry wire format (`foreign_format`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,31 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     source: SourcePosition
+
+
+# Confluent's wire format: magic byte 0, then the schema id as a big-endian 32-bit integer.
+_CONFLUENT_MAGIC = 0
+_CONFLUENT_HEADER_BYTES = 5
+
+
+def foreign_format(value: bytes | None) -> str | None:
+    """Why `value` is no event at all when it is a null value or Confluent-framed; None otherwise.
+
+    Confluent framing is recognised by its magic byte 0 followed by a schema id below 2**24 (a
+    zero second byte): no JSON text, and no UTF-16 one either, starts that way.
+    """
+    if value is None:
+        return (
+            "the Kafka message has a null value (a tombstone, as a compacted topic's delete "
+            "marker); send each event as a JSON object (schema v1) and forgets as type 'forget'"
+        )
+    if len(value) >= _CONFLUENT_HEADER_BYTES and value[0] == _CONFLUENT_MAGIC and value[1] == 0:
+        schema_id = int.from_bytes(value[1:_CONFLUENT_HEADER_BYTES], "big")
+        return (
+            f"the value is in the Confluent schema-registry wire format (magic byte 0, schema id "
+            f"{schema_id}): Avro/Protobuf with a schema registry; send JSON (schema v1) instead"
+        )
+    return None
 
 
 @dataclass(slots=True)
@@ -41,6 +70,9 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
     for message in messages:
         raw = message.value if message.value is not None else b""
         try:
+            foreign = foreign_format(message.value)
+            if foreign is not None:
+                raise InvalidEvent("$", foreign)
             decoded = decode_event_noted(raw, limits=limits, now_ms=now_ms)
             event = decoded.event
             if message.key != event.user_id.encode():

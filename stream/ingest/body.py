@@ -10,7 +10,9 @@ A batch is validated event by event: the valid events are produced, each invalid
 alone and listed with its index, field and reason (202 ``{"accepted": n, "rejected": [...]}``).
 Only a batch without a single valid event is a 422.
 
-Time: the collector stamps every event with its own receive time (``received_ms``). When the
+Time: the collector stamps every event with its own receive time (``received_ms``); request order
+is receive order, so an event after a ``forget`` of the request is stamped 1 ms later per forget
+before it (a forget removes what was received at or before it). When the
 client says when it sent the batch (``sent_at_ms`` in the envelope, or an ``X-Sent-At-Ms``
 header), its clock skew is taken out the way tracking SDKs do it (Segment's ``sentAt``):
 ``ts_ms := received_ms - (sent_at_ms - ts_ms)``. An event time still outside the accepted range
@@ -33,8 +35,9 @@ from email.message import Message
 
 from stream.core import json_numbers
 from stream.core.errors import InvalidEvent
-from stream.core.events import Event, EventLimits, decode_doc, event_from_dict
+from stream.core.events import Event, EventLimits, EventType, decode_doc, event_from_dict
 from stream.core.normalise import time_fix, time_ms
+from stream.core.reserved import check_client_event
 
 # Browsers send beacons as text/plain to stay a "simple" CORS request (no preflight); the body is
 # still JSON and goes through the same parser.
@@ -149,12 +152,17 @@ def body_error(status: int, reason: str, field_name: str = "$") -> Rejection:
     return Rejection(status, (FieldError(None, field_name, reason),))
 
 
+def media_type(header: str | None) -> str:
+    """The media type of a Content-Type header, lower case, without parameters ("" for none)."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
 def check_content_type(header: str | None) -> Rejection | None:
     """None when the Content-Type is accepted: application/json or text/plain, with no charset or
     one that Python's codecs know. Else the 415 naming the fix."""
-    media_type = (header or "").split(";", 1)[0].strip().lower()
-    if media_type not in ACCEPTED_CONTENT_TYPES:
-        shown = repr(media_type) if media_type else "none"
+    declared = media_type(header)
+    if declared not in ACCEPTED_CONTENT_TYPES:
+        shown = repr(declared) if declared else "none"
         return body_error(415, f"content type {shown} is not accepted; send application/json (or text/plain)")
     charset = content_charset(header)
     return charset if isinstance(charset, Rejection) else None
@@ -433,20 +441,26 @@ def parse_batch(
     errors: list[FieldError] = []
     truncated = 0
     clamped: list[ClampedTime] = []
+    # Request order is receive order: a forget removes what was received at or before it, so
+    # each event after a forget of the request is stamped one ms later per forget before it.
+    forgets_before = 0
     for index, item in enumerate(docs):
         try:
             if not isinstance(item, dict):
                 event_from_dict(item, limits=limits, now_ms=received_ms)  # raises, naming the type
                 continue
             stamped, clamp_reason_ms = _stamp_times(item, limits, received_ms, sent_at_ms)
+            stamped["received_ms"] = received_ms + forgets_before
             # The size check (of the record the worker will read) is event_from_dict's; no event
             # of a small body can be over it, which the body's size lets it skip measuring.
             decoded = decode_doc(stamped, limits=limits, now_ms=received_ms, source_bytes=len(body))
+            check_client_event(decoded.event)
         except InvalidEvent as exc:
             errors.append(FieldError(index, exc.field, exc.reason))
             continue
         event = decoded.event
         events.append(event)
+        forgets_before += event.type is EventType.FORGET
         truncated += decoded.query_truncated
         if clamp_reason_ms is not None:
             reason, original_ms = clamp_reason_ms

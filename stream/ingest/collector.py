@@ -21,7 +21,9 @@ validator (`stream.core.events.event_from_dict`), stamped with the collector's r
   type, charset or encoding (or more than two content codings), 414 a URL over 16 KiB, 431
   headers over 32 KiB (``stream.web.limits``; HEAD is answered as GET without the body);
 - 422 ``{"errors": [{"index": i, "field": "...", "reason": "..."}]}`` when no event of the
-  request is valid (or the envelope itself is malformed);
+  request is valid (or the envelope itself is malformed); an event is invalid too when its
+  context holds a key only the worker writes, or it identifies a user with itself
+  (`stream.core.reserved`);
 - 503 with ``Retry-After`` when Kafka is unreachable or does not acknowledge in time. The events
   may or may not have landed: resend them with the same event_id (at least once).
 
@@ -90,6 +92,12 @@ TIME_FORMS = (
     "without a zone is UTC. Refused, naming the field: a fraction of a ms, a number past a signed "
     "64-bit count of ms, other text, booleans, arrays and objects."
 )
+
+
+# Request headers a cross-origin page may send: the snippet's, a bearer token, and the standard
+# trackers' own (Snowplow's SP-Anonymous asks for server-side anonymisation: this collector reads
+# no cookie and keeps no IP address, so it changes nothing, but its preflight must pass).
+CORS_ALLOWED_HEADERS = ("Content-Type", "Content-Encoding", "Authorization", SENT_AT_HEADER, "SP-Anonymous")
 
 
 class ErrorItem(BaseModel):
@@ -172,9 +180,10 @@ def event_json_schema(limits: EventLimits) -> dict[str, Any]:
                 "type": "integer",
                 "minimum": 0,
                 "description": (
-                    "Set by the collector to its receive time (an integer of ms since the epoch); a "
-                    "value sent is replaced, whatever its form. Files replayed or loaded may carry it "
-                    f"in any form ts_ms takes. {TIME_FORMS}"
+                    "Set by the collector to its receive time (an integer of ms since the epoch; 1 ms "
+                    "later per forget before the event in the request: request order is receive "
+                    "order); a value sent is replaced, whatever its form. Files replayed or loaded may "
+                    f"carry it in any form ts_ms takes. {TIME_FORMS}"
                 ),
             },
             "session_id": identifier,
@@ -330,7 +339,11 @@ def create_collector_app(
             CORSMiddleware,
             allow_origins=list(config.cors_origins),
             allow_methods=["POST"],
-            allow_headers=["Content-Type", "Content-Encoding", "Authorization", SENT_AT_HEADER],
+            allow_headers=list(CORS_ALLOWED_HEADERS),
+            # Snowplow's browser tracker sends its requests with credentials (withCredentials, on by
+            # default), which a browser lets through only with this header and the page's own
+            # origin, never with "*": so only for origins listed one by one.
+            allow_credentials="*" not in config.cors_origins,
             # The snippet's back-off reads Retry-After; a cross-origin page sees only exposed headers.
             expose_headers=["Retry-After"],
         )

@@ -22,6 +22,7 @@ from stream.core.errors import ServiceUnavailable
 from stream.core.events import Event
 from stream.core.settings import Settings
 from stream.ingest.body import (
+    ACCEPTED_CONTENT_TYPES,
     FieldError,
     Rejection,
     body_error,
@@ -29,6 +30,7 @@ from stream.ingest.body import (
     declared_charset,
     decode_charset,
     decode_content,
+    media_type,
     too_large,
 )
 from stream.ingest.rate_limit import RateLimiter, retry_after_header
@@ -47,6 +49,10 @@ class CollectorConfig:
     host: str = "127.0.0.1"
     port: int = 8088
     max_batch_events: int = 500
+    # The events one standard-route request may map to (a Segment order maps to one event per
+    # product, a GA4 event to one per item): GA4 allows 25 events of 200 items, and a Segment
+    # batch of 100 orders of 100 products is 10,000. Past it, messages are rejected one by one.
+    max_mapped_events: int = 10_000
     max_body_bytes: int = 1_048_576
     ack_timeout_s: float = 10.0
     retry_after_s: int = 5
@@ -207,15 +213,23 @@ async def read_limited(request: Request, max_body_bytes: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def read_body(request: Request, guard: RequestGuard, max_body_bytes: int) -> RequestBody | JSONResponse:
+async def read_body(
+    request: Request, guard: RequestGuard, max_body_bytes: int, *, any_content_type: bool = False
+) -> RequestBody | JSONResponse:
     """The request's decompressed body, as UTF-8, once the guard let it through, or the answer
     refusing it: 401/429 from the guard, 415 for a content type, charset or encoding not taken, 413
     over `max_body_bytes` (compressed, decompressed or once in UTF-8), 400 for a body that is not
-    what its labels say."""
+    what its labels say.
+
+    `any_content_type`: the body is JSON whatever the Content-Type says (GA4's endpoint ignores
+    it, so senders send none, or curl's form type): a type other than application/json or
+    text/plain is not read, and the body is read by JSON's own rules (UTF-8, a BOM, UTF-16/32)."""
     refused = guard.check(request)
     if refused is not None:
         return refused
     content_type = request.headers.get("content-type")
+    if any_content_type and media_type(content_type) not in ACCEPTED_CONTENT_TYPES:
+        content_type = "application/json"
     unsupported = check_content_type(content_type)
     if unsupported is not None:
         return error_response(unsupported)

@@ -44,6 +44,7 @@ from typing import Any
 
 from stream.core.errors import InvalidEvent, SourceError, UnmappedEventType
 from stream.core.events import Event, EventLimits, event_from_dict
+from stream.core.reserved import check_client_event
 from stream.core.tabular import ColumnMap, ReadTally, RowRules, csv_options, format_of, read_rows, to_v1_doc
 from stream.ingest.adapters import adapt_file_record
 
@@ -197,9 +198,13 @@ def validate_docs(docs: Iterable[Any], limits: EventLimits, now_ms: int) -> Iter
             yield doc
             continue
         try:
-            yield event_from_dict(doc, limits=limits, now_ms=now_ms)
+            event = event_from_dict(doc, limits=limits, now_ms=now_ms)
+            # A loaded file comes from outside: it may not say what only the worker says.
+            check_client_event(event)
         except InvalidEvent as exc:
             yield exc
+            continue
+        yield event
 
 
 def write_jsonl(

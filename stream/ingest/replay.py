@@ -74,6 +74,7 @@ from stream.core.events import (
     decode_doc,
     decode_event_noted,
 )
+from stream.core.reserved import check_client_event
 from stream.core.settings import Settings
 from stream.core.tabular import (
     FORMATS_BY_SUFFIX,
@@ -88,6 +89,7 @@ from stream.core.tabular import (
     read_rows,
 )
 from stream.kafka.bulk_sender import AiokafkaBatchSender, default_partition
+from stream.kafka.codecs import codec_of_error, require_codecs
 from stream.kafka.producer import ProducerTuning, RecordSender, kafka_producer, not_acknowledged
 from stream.kafka.security import kafka_python_security
 from stream.kafka.topics import ensure_topics, kafka_unreachable
@@ -326,7 +328,10 @@ class RowReject:
 def iter_kafka(settings: Settings, topic: str, spec: SourceSpec) -> Iterator[Item]:
     """The records of `topic` in the chosen range; each partition in order, partitions interleaved."""
     from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import UnsupportedCodecError
 
+    # A compressed batch kafka-python cannot decompress fails the read: name the package first.
+    require_codecs("kafka-python")
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_servers,
@@ -334,6 +339,8 @@ def iter_kafka(settings: Settings, topic: str, spec: SourceSpec) -> Iterator[Ite
             enable_auto_commit=False,
             client_id="profilestream-replay-reader",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # Records of aborted transactions never happened; the worker does not read them either.
+            isolation_level="read_committed",
             **kafka_python_security(settings),
         )
     except KafkaError as exc:
@@ -362,6 +369,13 @@ def iter_kafka(settings: Settings, topic: str, spec: SourceSpec) -> Iterator[Ite
                 if consumer.position(tp) >= stop[tp]:
                     remaining.discard(tp)
                     consumer.pause(tp)
+    except UnsupportedCodecError as exc:
+        codec = codec_of_error(str(exc)) or "a"
+        raise SourceError(
+            f"kafka://{topic}: a record batch is {codec}-compressed and kafka-python cannot "
+            f"decompress it ({exc}); install the project's dependencies (`deploy/local/install`, or "
+            "`pip install -e .`: python-snappy, lz4 and zstandard)"
+        ) from exc
     except KafkaError as exc:
         raise kafka_unreachable(settings, exc) from exc
     finally:
@@ -488,8 +502,12 @@ def _replay_items(
     pacer: Pacer | None,
     shard: tuple[int, int],
     on_progress: Callable[[int], object],
+    from_client: bool = True,
 ) -> _Tally:
-    """The hot loop: validate each item of this shard and send it; returns the counts."""
+    """The hot loop: validate each item of this shard and send it; returns the counts.
+
+    `from_client`: the items come from outside (a file), so what only the worker may say
+    (`stream.core.reserved`) is refused; a copy of the events topic carries the worker's records."""
     tally = _Tally()
     now_ms = time.time_ns() // 1_000_000
     index, shards = shard
@@ -512,6 +530,8 @@ def _replay_items(
             unreported = 0
         try:
             event, value, truncated = _validate(raw, parsed, limits=limits, now_ms=now_ms)
+            if from_client:
+                check_client_event(event)
         except UnmappedEventType as exc:
             tally.unmapped[exc.name] += 1
             continue
@@ -646,6 +666,7 @@ def _run_shard(job: _ShardJob, counter: Any = None) -> _Outcome:
         pacer=None,
         shard=job.shard,
         on_progress=progress,
+        from_client=job.spec.topic is None,
     )
     return _Outcome.of(tally, reader)
 
@@ -658,6 +679,7 @@ def _replay_into(
     pacer: Pacer | None,
     shard: tuple[int, int],
     on_progress: Callable[[int], object],
+    from_client: bool = True,
 ) -> _Tally:
     """The replay loop, then the wait for acknowledgements; the sink is closed either way."""
     try:
@@ -668,6 +690,7 @@ def _replay_into(
             pacer=pacer,
             shard=shard,
             on_progress=on_progress,
+            from_client=from_client,
         )
     except BaseException:
         if sink is not None:
@@ -755,6 +778,7 @@ def _replay_single(
         pacer=pacer,
         shard=(0, 1),
         on_progress=on_progress,
+        from_client=spec.topic is None,
     )
     return _Outcome.of(tally, reader)
 

@@ -39,6 +39,7 @@ from stream.core.events import (
     event_from_dict,
     query_truncated,
 )
+from stream.core.reserved import check_client_event
 from stream.core.settings import Settings
 from stream.kafka.producer import (
     RecordSender,
@@ -90,7 +91,8 @@ class ProfilestreamProducer:
 
         A `query` over MAX_QUERY_CHARS characters is cut to them; an event over
         PROFILESTREAM_EVENT_MAX_BYTES (bytes of its JSON record) raises InvalidEvent naming its
-        largest field (see the module docstring)."""
+        largest field (see the module docstring); so does a `context` holding a key only the
+        worker writes (``forget_of``, ``merged_from``: `stream.core.reserved`)."""
         now_ms = self._clock_ms()
         doc: dict[str, Any] = {
             "event_id": event_id if event_id is not None else uuid.uuid4().hex,
@@ -103,6 +105,7 @@ class ProfilestreamProducer:
             "context": dict(context) if context is not None else None,
         }
         event = event_from_dict(doc, limits=self._limits, now_ms=now_ms)
+        check_client_event(event)
         if query_truncated(query):
             log.debug("cut a %d-character query to %d characters", len(query or ""), MAX_QUERY_CHARS)
         self._send(event)
@@ -111,8 +114,11 @@ class ProfilestreamProducer:
     def send(self, event: Event) -> None:
         """Send an already validated event (asynchronously); see the module docstring for when
         it waits first and when it raises `Overloaded`. InvalidEvent, naming the largest field,
-        for an event over PROFILESTREAM_EVENT_MAX_BYTES: one built by hand skipped `track`'s check."""
+        for an event over PROFILESTREAM_EVENT_MAX_BYTES: one built by hand skipped `track`'s check;
+        and for a context key only the worker writes (`stream.core.reserved`), or an identify
+        of a user with itself."""
         check_event_size(event, self._limits)
+        check_client_event(event)
         self._send(event)
 
     def _send(self, event: Event) -> None:

@@ -15,9 +15,12 @@ Answers: 200 ``{"accepted", "ignored": {name: count}, "identities", "rejected": 
 "field", "reason"}], "clamped", "clamped_events": [{"index", "field", "original", "reason"}],
 "truncated"}`` once Kafka acknowledged the accepted events
 (the senders' own servers answer 2xx too, so their SDKs do not retry a request that landed);
-400 unparsable JSON; 413 too large; 415 content type or encoding; 422 ``{"errors": [...]}``
+400 unparsable JSON; 413 body too large; 415 content type or encoding; 422 ``{"errors": [...]}``
 naming the field when the payload's shape is wrong or no message of it is valid; 401/429 from the
-guard; 503 with ``Retry-After`` when Kafka does not acknowledge.
+guard; 503 with ``Retry-After`` when Kafka does not acknowledge. A request is never refused whole
+for the events it maps to: past ``CollectorConfig.max_mapped_events``, messages are rejected one
+by one (`Adapted.cap`). ``identities`` counts the identify records produced. ``/mp/collect``
+reads its body as JSON whatever the Content-Type (Google's endpoint does).
 
 Credentials: when ``PROFILESTREAM_COLLECTOR_TOKEN`` is set, a sender may present it the way it
 presents its own key: Segment's HTTP Basic auth (the write key as user name), GA4's
@@ -30,6 +33,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
@@ -106,33 +110,38 @@ def standard_events_router(
 
     async def handle(request: Request, source: str, adapter: Adapter) -> JSONResponse:
         received_ms = clock_ms()
-        decoded = await read_body(_with_sender_credential(request, source), guard, config.max_body_bytes)
+        decoded = await read_body(
+            _with_sender_credential(request, source),
+            guard,
+            config.max_body_bytes,
+            # Google's endpoint reads the body as JSON whatever its declared type.
+            any_content_type=source == "ga4",
+        )
         if isinstance(decoded, JSONResponse):
             return decoded
         payload = parse_json(decoded.data, decoded.charset)
         if isinstance(payload, Rejection):
+            if source == "ga4" and _looks_like_form(decoded.data):
+                return error_response(body_error(400, _FORM_BODY))
             return error_response(payload)
         try:
             adapted = adapter(payload, received_ms)
         except InvalidEvent as exc:
             metrics.count(source, "rejected", 1)
             return error_response(body_error(422, exc.reason, exc.field))
-        if len(adapted.events) > config.max_batch_events:
-            return error_response(
-                body_error(
-                    413,
-                    f"the payload maps to {len(adapted.events)} events, over the limit of "
-                    f"{config.max_batch_events}; split it",
-                )
-            )
+        # The body limit bounds the work; past this bound messages are rejected one by one, never
+        # the request whole (a sender drops a batch answered 4xx, and cannot split by events).
+        adapted.cap(config.max_mapped_events)
         # An event time past the receive time is impossible here, as on POST /v1/events.
         outcome = validate(
             adapted, limits=limits, now_ms=received_ms, latest_ms=latest_event_ms(received_ms, limits)
         )
+        # Only what is produced counts: an identify record the validator refused is in `rejected`.
+        identities = sum(1 for event in outcome.events if event.type is EventType.IDENTIFY)
         metrics.count(source, "rejected", len(outcome.errors))
         metrics.count(source, "ignored", sum(adapted.ignored.values()))
-        metrics.count(source, "identity", len(adapted.identities))
-        if not outcome.events and outcome.errors and not adapted.ignored and not adapted.identities:
+        metrics.count(source, "identity", identities)
+        if not outcome.events and outcome.errors and not adapted.ignored:
             return error_response(Rejection(422, tuple(outcome.errors)))
         if outcome.events:
             try:
@@ -149,7 +158,7 @@ def standard_events_router(
             content={
                 "accepted": accepted,
                 "ignored": dict(adapted.ignored),
-                "identities": len(adapted.identities),
+                "identities": identities,
                 "rejected": [error.to_dict() for error in outcome.errors],
                 "clamped": outcome.clamped,
                 "clamped_events": [clamp.to_dict() for clamp in outcome.clamped_times],
@@ -185,6 +194,19 @@ def standard_events_router(
         return await handle(request, "snowplow", lambda payload, ms: adapt_snowplow(payload, receive_ms=ms))
 
     return router
+
+
+_FORM_BODY = (
+    "the body is form fields (key=value&...), not JSON; a Measurement Protocol request is one JSON "
+    "document sent as the raw request body (requests.post(url, data=json.dumps(payload)), curl -d "
+    "'{...}')"
+)
+
+
+def _looks_like_form(body: bytes) -> bool:
+    """Whether a body that is not JSON is form-encoded fields (``client_id=1&events=...``)."""
+    head = body.lstrip()[:200]
+    return bool(re.match(rb"[A-Za-z0-9_.%\-\[\]]+=", head))
 
 
 def _with_sender_credential(request: Request, source: str) -> Request:

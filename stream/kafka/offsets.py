@@ -8,10 +8,16 @@ per events partition, the offset of the next record it must process, stored in t
 itself (`marker_key`) after the batch's windows. Records of one changelog partition are written
 in order, so a durable position implies durable windows up to it.
 
-`admit` lets a batch through only as a contiguous run from that position: records below it were
-processed already (a re-read after a crash or a rewind), and a hole means the consumer skipped
+`admit` lets a batch through only as a run from that position: records below it were processed
+already (a re-read after a crash or a rewind), and a hole means the consumer may have skipped
 records, so the worker seeks back to the position and holds the records after the hole back
 until the re-read brings them again.
+
+Kafka's offsets are not contiguous, though: a transaction's commit or abort marker takes an
+offset no consumer is given, a read_committed consumer is not given aborted records, and
+compaction removes records. So a hole is a loss only if the broker holds records in it: the worker
+reads the hole directly (`stream.kafka.probe`) and hands what it found to `admit` as a
+`ProbedRange`; a hole that range shows empty is stepped over (`Admission.skipped`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,21 @@ _MARKER_PREFIX = b"\x00next-offset\x00"
 _MAX_MARKER_SEARCH = 100_000
 
 
+@dataclass(frozen=True, slots=True)
+class ProbedRange:
+    """What a direct read of offsets [`start`, `end`) of one partition found: the offsets of the
+    records a read_committed consumer is given there. Every other offset in the range is a
+    transaction marker, an aborted record or a compacted one: no record will ever come from it."""
+
+    start: int
+    end: int
+    offsets: frozenset[int] = frozenset()
+
+    def empty(self, low: int, high: int) -> bool:
+        """Whether [`low`, `high`) lies inside the probed range and holds no record."""
+        return self.start <= low and high <= self.end and not any(low <= o < high for o in self.offsets)
+
+
 @dataclass(frozen=True)
 class Admission(Generic[R]):
     """A batch split by each record's place relative to its partition's next offset."""
@@ -42,6 +63,8 @@ class Admission(Generic[R]):
     held_back: int
     next_offsets: dict[int, int] = field(default_factory=dict)
     rewinds: dict[int, int] = field(default_factory=dict)
+    # Offsets stepped over because a probe showed they hold no record (markers, aborted records).
+    skipped: int = 0
 
 
 def admit(
@@ -49,37 +72,51 @@ def admit(
     expected: Mapping[int, int],
     partition_of: Callable[[R], int],
     offset_of: Callable[[R], int],
+    probed: Mapping[int, ProbedRange] | None = None,
 ) -> Admission[R]:
-    """Admit, per partition, the records that run on without a gap from `expected[partition]`.
+    """Admit, per partition, the records that run on from `expected[partition]` without a hole
+    that could hold a record.
 
-    Admitted records come in (partition, offset) order, each offset once. `next_offsets` holds
-    each partition's offset after its admitted run (only partitions that advanced); `rewinds`
-    the offset to seek back to for each partition with records beyond a hole.
+    A hole that `probed[partition]` shows empty is stepped over (counted in `skipped`). Admitted
+    records come in (partition, offset) order, each offset once. `next_offsets` holds each
+    partition's offset after its admitted run (only partitions that advanced); `rewinds` the
+    offset to seek back to for each partition with records beyond a hole not known to be empty.
     """
+    probed = probed or {}
     by_partition: dict[int, dict[int, R]] = {}
     for record in records:
         # The first copy of an offset wins; a re-delivered copy is the same record.
         by_partition.setdefault(partition_of(record), {}).setdefault(offset_of(record), record)
     admitted: list[R] = []
     repeats = len(records) - sum(len(offsets) for offsets in by_partition.values())
-    held_back = 0
+    held_back = skipped = 0
     next_offsets: dict[int, int] = {}
     rewinds: dict[int, int] = {}
     for partition in sorted(by_partition):
         start = next_offset = expected[partition]
+        probe = probed.get(partition)
         # Sorted, so once an offset lies beyond the run every later one does too.
         for offset in sorted(by_partition[partition]):
             if offset < next_offset:
                 repeats += 1
-            elif offset == next_offset:
+                continue
+            if (
+                offset > next_offset
+                and partition not in rewinds
+                and probe
+                and probe.empty(next_offset, offset)
+            ):
+                skipped += offset - next_offset
+                next_offset = offset
+            if offset == next_offset:
                 admitted.append(by_partition[partition][offset])
                 next_offset += 1
             else:
                 held_back += 1
-                rewinds[partition] = next_offset
+                rewinds.setdefault(partition, next_offset)
         if next_offset != start:
             next_offsets[partition] = next_offset
-    return Admission(admitted, repeats, held_back, next_offsets, rewinds)
+    return Admission(admitted, repeats, held_back, next_offsets, rewinds, skipped)
 
 
 @lru_cache(maxsize=4096)

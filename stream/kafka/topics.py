@@ -92,7 +92,11 @@ def topic_configs(settings: Settings, name: str, replication: Replication | None
     return {"cleanup.policy": "delete", "retention.ms": str(retention_ms)} | durability
 
 
-def ensure_topics(settings: Settings) -> Replication:
+class PartitionCountMismatch(ConfigError):
+    """The events topic has another partition count than PROFILESTREAM_EVENTS_PARTITIONS."""
+
+
+def ensure_topics(settings: Settings, *, refuse_partition_mismatch: bool = False) -> Replication:
     """Create the events, dead-letter and window-changelog topics where missing; return the
     replication they are created with (`replication_for` the cluster's live brokers), which the
     worker hands on to the topics Faust creates itself.
@@ -102,7 +106,9 @@ def ensure_topics(settings: Settings) -> Replication:
 
     An existing topic is left as it is; one with fewer partitions than configured is reported,
     since adding partitions later would move users between partitions, and so is one with fewer
-    copies than the cluster now gives new topics.
+    copies than the cluster now gives new topics. With `refuse_partition_mismatch` (the worker)
+    an events topic of another partition count raises PartitionCountMismatch before anything is
+    created (`events_partitions_mismatch`).
     """
     changelog = windows_changelog_topic(settings)
     wanted = {
@@ -122,6 +128,10 @@ def ensure_topics(settings: Settings) -> Replication:
     try:
         replication = replication_for(settings, live_brokers(admin))
         existing = set(admin.list_topics())
+        if refuse_partition_mismatch and settings.events_topic in existing:
+            mismatch = events_partitions_mismatch(settings, admin)
+            if mismatch is not None:
+                raise PartitionCountMismatch(mismatch)
         missing = [
             NewTopic(
                 name,
@@ -174,3 +184,27 @@ def _warn_on_mismatch(
                 copies,
                 replication.factor,
             )
+
+
+def events_partitions_mismatch(settings: Settings, admin: KafkaAdminClient) -> str | None:
+    """Why the events topic cannot be consumed with PROFILESTREAM_EVENTS_PARTITIONS, or None.
+
+    The worker places each user's window, its changelog record and each partition's position by
+    murmur2(key) modulo that setting, and sends a record found on another partition than that
+    formula gives back to its user's partition (`stream.worker.reroute`). With a topic of another
+    partition count producers place users by the topic's count, the two disagree for most users,
+    and a partition past the setting has no position key at all; so any difference is refused.
+    Adopting the topic's count instead would move every user's changelog record to another
+    partition of the existing changelog topic (its count is fixed at creation), which the tables
+    cannot survive without a rebuild.
+    """
+    descriptions = admin.describe_topics([settings.events_topic])
+    have = next((len(d["partitions"]) for d in descriptions if d["name"] == settings.events_topic), 0)
+    if have in (0, settings.events_partitions):
+        return None
+    return (
+        f"the events topic {settings.events_topic} has {have} partitions but "
+        f"PROFILESTREAM_EVENTS_PARTITIONS={settings.events_partitions}; set "
+        f"PROFILESTREAM_EVENTS_PARTITIONS={have} (a topic is never resized by profilestream; a "
+        "new partition count needs a new events topic and a replay into it)"
+    )

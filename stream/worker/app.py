@@ -56,6 +56,7 @@ from stream.worker.identity import IdentityJoiner
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.positions import PositionKeeper
 from stream.worker.quarantine import process_isolating
+from stream.worker.reroute import keep_own
 from stream.worker.resources import WorkerState
 from stream.worker.retention import BoundedState
 from stream.worker.window_cache import WindowCache
@@ -140,9 +141,8 @@ def create_app(
     window_cache = WindowCache(settings.window_cache_users, on_corrupt=metrics.corrupt_windows.inc)
 
     loaded: list[WorkerState] = []
-    _serve_pages(app, metrics, loaded)
-
     positions = PositionKeeper(app, windows, settings, metrics)
+    _serve_pages(app, metrics, loaded, positions.stuck)
     positions.watch_idle()
     changelog = ChangelogWriter.for_app(app, windows, settings.events_partitions)
     bounded = BoundedState(changelog, settings, metrics, window_cache)
@@ -152,10 +152,19 @@ def create_app(
         with positions.processing():
             admission = await positions.admit(batch)
             if admission.admitted:
-                poisoned = await process_isolating(
-                    admission.admitted,
-                    lambda part: process_admitted(part, state),
-                    max_attempts=settings.poison_max_attempts,
+                # Records another partitioner put here go to their user's partition first.
+                poisoned = (
+                    await process_isolating(
+                        own,
+                        lambda part: process_admitted(part, state),
+                        max_attempts=settings.poison_max_attempts,
+                    )
+                    if (
+                        own := await keep_own(
+                            events_topic, admission.admitted, settings.events_partitions, metrics
+                        )
+                    )
+                    else []
                 )
                 if poisoned:
                     await quarantine(dead_letter_topic, poisoned, settings, metrics)
@@ -247,7 +256,9 @@ def create_app(
                     exit_for_redelivery(batch, exc)
         finally:
             loaded.clear()
-            await asyncio.gather(state.store.close(), state.activity.close(), identity.close())
+            await asyncio.gather(
+                state.store.close(), state.activity.close(), identity.close(), positions.close()
+            )
 
     return app
 
@@ -304,7 +315,9 @@ async def send_dead_letters(
         )
 
 
-def _serve_pages(app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerState]) -> None:
+def _serve_pages(
+    app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerState], stuck: Callable[[], list[str]]
+) -> None:
     """/metrics, /healthz and /readyz on the worker's web port."""
 
     @app.page("/metrics")
@@ -332,6 +345,8 @@ def _serve_pages(app: faust.App, metrics: WorkerMetrics, loaded: list[WorkerStat
             )
             if pending
         ]
+        # A partition rewound again and again to one offset serves nothing from there on.
+        waiting += stuck()
         if waiting:
             return web.json({"status": "not ready", "waiting_for": waiting}, status=503)
         return web.json({"status": "ready"})
@@ -483,11 +498,21 @@ def _observe(
 
 def run_worker(settings: Settings) -> None:
     """Run one worker until SIGINT/SIGTERM; several share the load as one consumer group."""
-    from stream.kafka.topics import ensure_topics
+    from stream.kafka.codecs import require_codecs
+    from stream.kafka.topics import PartitionCountMismatch, ensure_topics
 
+    try:
+        # A compressed record the consumer cannot read would crash the worker at every restart.
+        require_codecs("aiokafka")
+    except ProfilestreamError as exc:
+        exit_for_bad_setup(exc)
     # The topics Faust creates itself (its assignor's leader topic, any later table) are
     # replicated like ours: the factor resolved from the cluster, not the setting's 0 (auto).
-    replication = ensure_topics(settings)
+    try:
+        # Refused before any topic is created: a changelog made with the wrong count stays wrong.
+        replication = ensure_topics(settings, refuse_partition_mismatch=True)
+    except PartitionCountMismatch as exc:
+        exit_for_bad_setup(exc)
     settings = settings.model_copy(update={"kafka_replication_factor": replication.factor})
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     # Python's cyclic garbage collector scanned the whole heap (Faust, the index, cached windows)

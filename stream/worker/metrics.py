@@ -58,6 +58,24 @@ class WorkerMetrics:
             "Seeks back to the stored position after the consumer skipped records.",
             registry=r,
         )
+        self.skipped_offsets = Counter(
+            "profilestream_skipped_offsets",
+            "Offsets stepped over because a direct read showed they hold no record (transaction "
+            "markers, aborted or compacted records).",
+            registry=r,
+        )
+        self.stuck_partitions = Gauge(
+            "profilestream_stuck_partitions",
+            "Events partitions rewound to the same offset STUCK_AFTER_REWINDS (5) times in a row "
+            "without moving past it (/readyz is not ready meanwhile).",
+            registry=r,
+        )
+        self.misrouted_records = Counter(
+            "profilestream_misrouted_records",
+            "Records found on another partition than murmur2(key) gives (a producer with another "
+            "partitioner), sent again to their user's partition and skipped here.",
+            registry=r,
+        )
         self.profiles_written = Counter(
             "profilestream_profiles", "User profiles computed and written.", registry=r
         )

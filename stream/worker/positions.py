@@ -3,6 +3,11 @@
 A batch passes `PositionKeeper.admit` before it is processed and `PositionKeeper.store` after its
 windows are stored. `PositionKeeper.check_idle` covers the case a batch cannot see: records
 dropped at the end of a partition, with nothing after them to reveal the gap.
+
+A hole is first read directly (`stream.kafka.probe.RecordProbe`): one that holds no record (a
+transaction's marker, aborted or compacted records) is stepped over instead of rewound to, since
+no re-read would ever fill it. A partition rewound to the same offset `STUCK_AFTER_REWINDS` times
+in a row is reported stuck (`profilestream_stuck_partitions`, /readyz not ready) until it moves.
 """
 
 from __future__ import annotations
@@ -21,7 +26,15 @@ from aiokafka.errors import IllegalStateError
 from faust.types import TP, EventT
 
 from stream.core.settings import Settings
-from stream.kafka.offsets import Admission, admit, decode_position, encode_position, marker_key
+from stream.kafka.offsets import (
+    Admission,
+    ProbedRange,
+    admit,
+    decode_position,
+    encode_position,
+    marker_key,
+)
+from stream.kafka.probe import RecordProbe
 from stream.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -30,6 +43,8 @@ log = logging.getLogger(__name__)
 # has not arrived after this long.
 REWIND_RETRY_S = 2.0
 IDLE_CHECK_S = 2.0
+# Rewinds of one partition to one offset, in a row, after which it counts as stuck.
+STUCK_AFTER_REWINDS = 5
 
 IdleCheck = Callable[[], Awaitable[None]]
 
@@ -44,6 +59,11 @@ class PositionKeeper:
         # A few batch waits without a batch: whatever was fetched would have come through by then.
         self._idle_s = max(IDLE_CHECK_S, 5 * settings.batch_max_wait_ms / 1000)
         self._rewound: dict[int, tuple[int, float]] = {}
+        self._probe = RecordProbe(settings)
+        # Per partition: the last range a probe read, used until the position moves past it.
+        self._probed: dict[int, ProbedRange] = {}
+        # Per partition: the offset of the last rewinds and how many in a row went there.
+        self._rewinds_in_a_row: dict[int, tuple[int, int]] = {}
         self._gauged: set[int] = set()
         self._lagged: set[int] = set()
         self._busy = False
@@ -69,6 +89,8 @@ class PositionKeeper:
         expected = await self._stored(list(tps.values()))
         admission = self._admit(batch, expected)
         if admission.rewinds:
+            admission = await self._probe_holes(batch, expected, admission)
+        if admission.rewinds:
             # A gap that starts below the log's start can never be filled: retention deleted
             # those records before this group read them. Carry on from the log's start instead.
             earliest = await self._earliest([tps[p] for p in admission.rewinds])
@@ -81,6 +103,13 @@ class PositionKeeper:
                 )
                 admission = self._admit(batch, expected | deleted)
         self._metrics.repeated_records.inc(admission.repeats)
+        self._metrics.skipped_offsets.inc(admission.skipped)
+        if admission.skipped:
+            log.info(
+                "batch: stepped over %d offsets that hold no record (transaction markers, aborted "
+                "or compacted records)",
+                admission.skipped,
+            )
         if admission.repeats or admission.held_back:
             log.info(
                 "batch: %d records below the stored position skipped (read again), %d held back behind a gap",
@@ -98,6 +127,53 @@ class PositionKeeper:
             with acting_for(last_event[partition]):
                 self._table[marker_key(partition, self._partitions)] = encode_position(next_offset)
             self._set_gauge(partition, next_offset)
+            self._moved(partition, next_offset)
+
+    def stuck(self) -> list[str]:
+        """One line per partition rewound to one offset `STUCK_AFTER_REWINDS` times in a row."""
+        return [
+            f"{self._topic}/{partition} rewound to offset {offset} {count} times in a row"
+            for partition, (offset, count) in sorted(self._rewinds_in_a_row.items())
+            if count >= STUCK_AFTER_REWINDS
+        ]
+
+    async def close(self) -> None:
+        await self._probe.close()
+
+    async def _probe_holes(
+        self, batch: Sequence[EventT[bytes]], expected: dict[int, int], admission: Admission[EventT[bytes]]
+    ) -> Admission[EventT[bytes]]:
+        """Read each hole of `admission` directly and admit again with what the reads found."""
+        last: dict[int, int] = {}
+        for e in batch:
+            last[e.message.partition] = max(last.get(e.message.partition, -1), e.message.offset)
+        probed = dict(self._probed)
+        for partition, hole in admission.rewinds.items():
+            known = probed.get(partition)
+            if known is None or not known.start <= hole or known.end <= last[partition]:
+                probed[partition] = await self._probe.records_in(
+                    self._topic, partition, hole, last[partition] + 1
+                )
+        self._probed.update(probed)
+        return self._admit(batch, expected, probed)
+
+    def _moved(self, partition: int, next_offset: int) -> None:
+        """Forget a partition's rewinds and probe once its position has moved to `next_offset`."""
+        in_a_row = self._rewinds_in_a_row.pop(partition, None)
+        if in_a_row is not None and in_a_row[1] >= STUCK_AFTER_REWINDS:
+            log.warning("%s/%d: moved on past offset %d", self._topic, partition, in_a_row[0])
+        self._metrics.stuck_partitions.set(len(self.stuck()))
+        probed = self._probed.get(partition)
+        if probed is not None and next_offset >= probed.end:
+            del self._probed[partition]
+
+    def _after_holes(self, partition: int, stored: int) -> int:
+        """The offset of the first record at or after `stored`, as far as a probe showed that the
+        offsets between hold none (`stored` itself otherwise)."""
+        probed = self._probed.get(partition)
+        if probed is None or not probed.start <= stored < probed.end:
+            return stored
+        return min((o for o in probed.offsets if o >= stored), default=probed.end)
 
     async def check_idle(self) -> None:
         """Seek back any partition whose fetch position ran ahead of the stored position while no
@@ -123,8 +199,19 @@ class PositionKeeper:
                 # starts from the stored position.
                 continue
             expected = max(stored[tp.partition], earliest.get(tp, 0))
-            self._set_gauge(tp.partition, expected)
-            if position is not None and position > expected and not self._busy:
+            # The gauge (what drain checks and the online evaluation wait for) counts offsets a
+            # probe showed to hold no record as passed: a partition that ends on a transaction
+            # marker is caught up. The stored marker stays; a restart reads the empty range again.
+            self._set_gauge(tp.partition, self._after_holes(tp.partition, expected))
+            if position is None or position <= self._after_holes(tp.partition, expected) or self._busy:
+                continue
+            probed = await self._probe.records_in(self._topic, tp.partition, expected, position)
+            if probed.empty(expected, position):
+                # Markers or aborted records at the partition's end: nothing to read again.
+                self._probed[tp.partition] = probed
+                self._set_gauge(tp.partition, self._after_holes(tp.partition, expected))
+                continue
+            if not self._busy:
                 await self._rewind(tp, expected, f"the consumer is at {position} with nothing processed")
 
     async def update_lag(self) -> None:
@@ -149,7 +236,7 @@ class PositionKeeper:
             try:
                 highwater = app.consumer.highwater(tp)
                 if highwater is not None and highwater >= 0:
-                    lag = float(max(0, highwater - stored[tp.partition]))
+                    lag = float(max(0, highwater - self._after_holes(tp.partition, stored[tp.partition])))
             except Exception as exc:
                 log.warning("lag of %s/%d unavailable: %s", tp.topic, tp.partition, exc)
                 self._metrics.lag_errors.inc()
@@ -166,13 +253,23 @@ class PositionKeeper:
         for partition in self._gauged - assigned:
             self._metrics.positions.remove(str(partition))
         self._gauged &= assigned
+        for kept in (self._rewinds_in_a_row, self._probed):
+            for partition in set(kept) - assigned:
+                del kept[partition]
+        self._metrics.stuck_partitions.set(len(self.stuck()))
 
-    def _admit(self, batch: Sequence[EventT[bytes]], expected: dict[int, int]) -> Admission[EventT[bytes]]:
+    def _admit(
+        self,
+        batch: Sequence[EventT[bytes]],
+        expected: dict[int, int],
+        probed: dict[int, ProbedRange] | None = None,
+    ) -> Admission[EventT[bytes]]:
         return admit(
             batch,
             expected,
             partition_of=lambda e: e.message.partition,
             offset_of=lambda e: e.message.offset,
+            probed=self._probed if probed is None else probed,
         )
 
     async def _stored(self, tps: Sequence[TP]) -> dict[int, int]:
@@ -202,6 +299,19 @@ class PositionKeeper:
         if tp not in self._app.consumer.assignment():
             return  # revoked while this check awaited the broker; see below
         self._rewound[tp.partition] = (offset, now_s)
+        previous = self._rewinds_in_a_row.get(tp.partition)
+        in_a_row = previous[1] + 1 if previous is not None and previous[0] == offset else 1
+        self._rewinds_in_a_row[tp.partition] = (offset, in_a_row)
+        if in_a_row == STUCK_AFTER_REWINDS:
+            log.error(
+                "%s/%d: rewound to offset %d %d times in a row without getting past it; the "
+                "partition counts as stuck (/readyz not ready) until it moves",
+                tp.topic,
+                tp.partition,
+                offset,
+                in_a_row,
+            )
+        self._metrics.stuck_partitions.set(len(self.stuck()))
         log.warning(
             "%s/%d: %s from offset %d on; seeking back to read them", tp.topic, tp.partition, why, offset
         )

@@ -58,8 +58,9 @@ def instance_running(name: str, *up_args: str, only: str = "", reuse: bool = Tru
     running; without it, it is stopped in any case."""
     only_args = ("--only", only) if only else ()
     was_running = reuse and run_services("status", "--name", name, check=False).returncode == 0
-    services_ok(name, "up", *only_args, *up_args)
     try:
+        # Inside: an `up` that fails half-way (Redis started, Kafka too slow) is stopped as well.
+        services_ok(name, "up", *only_args, *up_args)
         yield
     finally:
         if not was_running:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -68,14 +69,21 @@ def differences(expected: dict[str, dict[str, Any]], state: dict[str, dict[bytes
 
 
 def converge(
-    settings: Settings, expected: dict[str, dict[str, Any]], worker: subprocess.Popen[bytes], log: Path
+    settings: Settings,
+    expected: dict[str, dict[str, Any]],
+    worker: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    web_ports: Sequence[int] = (),
 ) -> dict[str, dict[bytes, bytes]]:
+    """Wait until Redis holds `expected` and every record is processed (`web_ports`: the workers
+    whose positions together cover the partitions; default: `settings.worker_web_port`'s)."""
     deadline = time.monotonic() + CONVERGE_TIMEOUT_S
     while True:
         state = redis_state(settings, sorted(expected))
         problems = differences(expected, state)
         if not problems:
-            assert_every_record_processed(settings, worker, log)
+            assert_every_record_processed(settings, worker, log, web_ports=web_ports)
             return state
         if worker.poll() is not None or time.monotonic() > deadline:
             why = "timed out" if worker.poll() is None else f"worker exited with {worker.returncode}"
@@ -106,15 +114,19 @@ def events_processed(settings: Settings) -> float:
     return 0.0
 
 
-def assert_every_record_processed(settings: Settings, worker: subprocess.Popen[bytes], log: Path) -> None:
-    """Every events partition's stored position reaches the end of the partition.
+def assert_every_record_processed(
+    settings: Settings, worker: subprocess.Popen[bytes], log: Path, *, web_ports: Sequence[int] = ()
+) -> None:
+    """Every events partition's stored position reaches the end of the partition (over the
+    workers at `web_ports` together; default: `settings.worker_web_port`).
 
     Positions only advance over a contiguous run of records (`stream.kafka.offsets`), so this proves
     that no record was skipped, including old events that capped windows would no longer show.
     """
     ends = end_offsets(settings)
     deadline = time.monotonic() + CONVERGE_TIMEOUT_S
-    while (positions := stored_positions(settings.worker_web_port)) != ends:
+    ports = list(web_ports) or [settings.worker_web_port]
+    while (positions := {p: o for port in ports for p, o in stored_positions(port).items()}) != ends:
         if worker.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"stored positions {positions} != partition ends {ends}\n{log.read_text()[-2500:]}")
         time.sleep(1.0)

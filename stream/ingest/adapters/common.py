@@ -22,6 +22,7 @@ from typing import Any
 from stream.core.errors import InvalidEvent
 from stream.core.events import MAX_ID_CHARS, Event, EventLimits, decode_doc, json_type
 from stream.core.normalise import TimeUnit, id_text, time_ms
+from stream.core.reserved import check_client_event
 from stream.ingest.body import ClampedTime, FieldError, clamp_reason
 
 # Context values copied from the sender are bounded like ids, so that a mapped event stays far
@@ -65,6 +66,8 @@ class Adapted:
     ignored: Counter[str] = field(default_factory=Counter)
     identities: list[IdentityLink] = field(default_factory=list)
     errors: list[FieldError] = field(default_factory=list)
+    # The sender's path of the message at an index (``batch[{}]``), to name a message as a whole.
+    message_path: str = "$"
 
     def error(self, index: int | None, path: str, reason: str) -> None:
         self.errors.append(FieldError(index, path, reason))
@@ -76,7 +79,11 @@ class Adapted:
         if any((known.from_id, known.to_id) == (link.from_id, link.to_id) for known in self.identities):
             return
         self.identities.append(link)
-        event_id = link.message_id or content_id("identity", link.source, link.kind, link.from_id, link.to_id)
+        event_id = (
+            sender_event_id(link.message_id)
+            if link.message_id
+            else content_id("identity", link.source, link.kind, link.from_id, link.to_id)
+        )
         doc = {
             "event_id": event_id,
             "user_id": link.from_id,
@@ -92,6 +99,45 @@ class Adapted:
     def behaviour_events(self) -> int:
         """How many mapped events are behaviour (not identify records)."""
         return sum(1 for event in self.events if event.doc.get("type") != "identify")
+
+    def cap(self, max_events: int) -> None:
+        """Keep the behaviour events of the messages, in payload order, up to the one whose events
+        would take them past `max_events`; that message and every later one with behaviour events
+        are listed in `errors` instead (the message as a whole: a resend of it is complete).
+        Identify records are always kept (at most one or two per message, bounded by the body).
+
+        The collector's bound on the events one request maps to (`CollectorConfig.max_mapped_events`):
+        a sender cannot split its batches by mapped events, and drops a batch answered 4xx whole.
+        """
+        if self.behaviour_events <= max_events:
+            return
+        per_message: Counter[int] = Counter(
+            event.index for event in self.events if event.doc.get("type") != "identify"
+        )
+        kept: set[int] = set()
+        total = 0
+        cut = False
+        for index, count in per_message.items():
+            if not cut and total + count <= max_events:
+                kept.add(index)
+                total += count
+                continue
+            cut = True
+            path = self.message_path.format(index)
+            if count > max_events:
+                reason = (
+                    f"this message maps to {count} events, over the limit of {max_events} events one "
+                    "request may map to; split its items over several messages"
+                )
+            else:
+                reason = (
+                    f"this message maps to {count} events and the messages before it to {total}, past the "
+                    f"limit of {max_events} events one request may map to; send it in another request"
+                )
+            self.error(index, path, reason)
+        self.events = [
+            event for event in self.events if event.doc.get("type") == "identify" or event.index in kept
+        ]
 
     def ignore(self, name: str) -> None:
         # Names are the sender's; bound them so that a hostile sender cannot grow the counter keys.
@@ -154,6 +200,9 @@ def validate(
         try:
             # The byte limit (of the record as the worker reads it) is event_from_dict's own check.
             decoded = decode_doc(doc, limits=limits, now_ms=now_ms)
+            # Adapters build the context from named fields only, never a sender's own keys; the
+            # worker's reserved keys stay refused should one ever copy them.
+            check_client_event(decoded.event)
         except InvalidEvent as exc:
             path = source_event.fields.get(exc.field, exc.field)
             errors.append(FieldError(source_event.index, path, exc.reason))
@@ -237,6 +286,15 @@ def skew_corrected(received_ms: int, sent_ms: int | None, created_ms: int | None
     if sent_ms is None:
         return created_ms
     return received_ms - (sent_ms - created_ms)
+
+
+def sender_event_id(message_id: str) -> str:
+    """The event id of a sender's message id: itself, or a hash of it when it is over the id limit
+    (MAX_ID_CHARS), the same hash `derived_id` makes of such a parent. A sender's id has no such
+    limit of its own; hashed, a retried message keeps its id and deduplicates."""
+    if len(message_id) <= MAX_ID_CHARS:
+        return message_id
+    return content_id("long", message_id)
 
 
 def derived_id(parent: str, index: int) -> str:

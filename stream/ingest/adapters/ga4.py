@@ -1,9 +1,22 @@
 """Google Analytics 4 Measurement Protocol payloads (``POST /mp/collect``) mapped to schema v1.
 
-Body: ``{"client_id" | "app_instance_id", "user_id"?, "timestamp_micros"?, "events": [{"name",
-"params": {...}, "timestamp_micros"?}]}``. GA4 events carry no id, so ids are derived from the
-content (a resent request maps to the same ids and deduplicates). The mapping table is in
-stream/ingest/README.md, "Standard tracking events".
+Body: ``{"client_id" | "app_instance_id", "user_id"?, "timestamp_micros"?, "non_personalized_ads"?,
+"consent"?: {"ad_personalization"?, ...}, "events": [{"name", "params": {...},
+"timestamp_micros"?}]}``. The mapping table is in stream/ingest/README.md, "Standard tracking
+events".
+
+Event ids: GA4 events carry none, so they are derived from the content, never from the receive
+time, so that a resent request maps to the same ids and deduplicates. With a time
+(``timestamp_micros`` of the event or the request): a hash of the user, client id, name, time,
+item and the event's and item's index. Without one: a hash of the whole request's content with
+the event's and item's index. Two identical events of one request keep distinct ids (their index
+differs); an identical request sent again on purpose is a resend to this rule: send
+``timestamp_micros`` to tell such requests apart.
+
+Consent: a request with ``non_personalized_ads: true`` or a ``consent.ad_personalization`` other
+than ``GRANTED`` asks that its events not be used for personalisation. A profile is nothing
+else, so none of its events (nor its login link) is produced: each is counted in `ignored`
+under the field and value that withheld it.
 """
 
 from __future__ import annotations
@@ -52,6 +65,10 @@ def adapt_ga4(payload: object, *, receive_ms: int) -> Adapted:
         raise InvalidEvent("client_id", "required (or app_instance_id for Firebase apps, or user_id)")
     request_ms = time_of(body.get("timestamp_micros"), "timestamp_micros", unit="us")
     events = require_array(body.get("events"), "events")
+    adapted.message_path = "events[{}]"
+    # Without any time the ids hash the request's content: a resend is the same request.
+    request_digest = content_id(SOURCE, body) if request_ms is None else None
+    withheld = _personalisation_withheld(body)
     person = user_id if user_id is not None else client_id
     assert person is not None
     person_field = "user_id" if user_id is not None else client_field
@@ -67,9 +84,17 @@ def adapt_ga4(payload: object, *, receive_ms: int) -> Adapted:
                 client_id=client_id,
                 request_ms=request_ms,
                 receive_ms=receive_ms,
+                request_digest=request_digest,
             )
         except InvalidEvent as exc:
             adapted.error(index, exc.field, exc.reason)
+    if withheld is not None:
+        # Not one of this request's events may shape a profile; counted, so the shop sees why.
+        withheld_count = len(adapted.events) + (client_id is not None and user_id not in (None, client_id))
+        if withheld_count:
+            adapted.ignored[withheld] += withheld_count
+        adapted.events.clear()
+        return adapted
     if client_id is not None and user_id is not None and client_id != user_id:
         # A signed-in visitor: the browser's client id joins the user id (their login).
         adapted.link(
@@ -91,6 +116,7 @@ def _adapt_event(
     client_id: str | None,
     request_ms: int | None,
     receive_ms: int,
+    request_digest: str | None,
 ) -> None:
     name = event.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -137,7 +163,9 @@ def _adapt_event(
         query = params.get("search_term")
         doc = {
             **base,
-            "event_id": content_id(SOURCE, user_id, client_id, name, ts_ms, query, index),
+            "event_id": content_id(SOURCE, user_id, client_id, name, ts_ms, query, index)
+            if request_digest is None
+            else content_id(SOURCE, request_digest, index),
             "query": query,
         }
         adapted.events.append(SourceEvent(index, doc, {**fields, "query": f"{path}params.search_term"}))
@@ -150,6 +178,30 @@ def _adapt_event(
         item_id, item_path = first_id(
             require_object(item, item_prefix.rstrip(".")), ITEM_ID_FIELDS, item_prefix
         )
-        event_id = content_id(SOURCE, user_id, client_id, name, ts_ms, item_id, index, position)
+        event_id = (
+            content_id(SOURCE, user_id, client_id, name, ts_ms, item_id, index, position)
+            if request_digest is None
+            else content_id(SOURCE, request_digest, index, position)
+        )
         doc = {**base, "event_id": event_id, "item_id": item_id}
         adapted.events.append(SourceEvent(index, doc, {**fields, "item_id": item_path}))
+
+
+def _personalisation_withheld(body: Mapping[str, Any]) -> str | None:
+    """The field and value by which a request asks not to be used for personalisation (the
+    `ignored` key its events are counted under), or None when it does not.
+
+    ``non_personalized_ads: true`` (also ``"true"``, any case); ``consent.ad_personalization``
+    other than ``"GRANTED"`` (any case): ``"DENIED"``, or a value the spec does not define, which
+    grants nothing.
+    """
+    flag = body.get("non_personalized_ads")
+    if flag is True or (isinstance(flag, str) and flag.strip().casefold() == "true"):
+        return "non_personalized_ads: true (not used for personalisation)"
+    consent = body.get("consent")
+    if isinstance(consent, Mapping) and consent.get("ad_personalization") is not None:
+        value = consent["ad_personalization"]
+        if not (isinstance(value, str) and value.strip().upper() == "GRANTED"):
+            shown = value.strip()[:20] if isinstance(value, str) else json_type(value)
+            return f"consent.ad_personalization: {shown} (not used for personalisation)"
+    return None

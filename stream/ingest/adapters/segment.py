@@ -26,6 +26,7 @@ from stream.ingest.adapters.common import (
     optional_object,
     require_array,
     require_object,
+    sender_event_id,
     skew_corrected,
     time_of,
 )
@@ -64,6 +65,7 @@ def adapt_segment(
         batch_context = given if isinstance(given, dict) else {}
         batch_sent_ms = time_of(body.get("sentAt"), "sentAt")
         prefix = "batch[{}]."
+        adapted.message_path = "batch[{}]"
     else:
         messages = [body]
         batch_context = {}
@@ -151,7 +153,7 @@ def _adapt_message(
     context: Mapping[str, Any] = own_context if isinstance(own_context, dict) else batch_context
     page = context.get("page")
     base: dict[str, Any] = {
-        "event_id": message_id,
+        "event_id": sender_event_id(message_id),
         "user_id": user_id if user_id is not None else anonymous_id,
         "type": event_type.value,
         "ts_ms": ts_ms,

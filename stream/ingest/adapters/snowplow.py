@@ -27,6 +27,7 @@ from stream.ingest.adapters.common import (
     optional_id,
     require_array,
     require_object,
+    sender_event_id,
     skew_corrected,
     time_of,
 )
@@ -71,6 +72,7 @@ def adapt_snowplow(payload: object, *, receive_ms: int) -> Adapted:
             raise InvalidEvent("schema", f"expected {PAYLOAD_SCHEMA}0-4 (a tracker-protocol POST body)")
         events = require_array(body.get("data"), "data")
         prefix = "data"
+        adapted.message_path = "data[{}]"
     for index, event in enumerate(events):
         path = f"{prefix}[{index}]." if prefix == "data" else ""
         try:
@@ -149,7 +151,11 @@ def _adapt_event(adapted: Adapted, index: int, event: dict[str, Any], path: str,
             raise InvalidEvent(
                 f"{path}ue_px.data.terms", f"expected an array of strings, got {json_type(terms)}"
             )
-        doc = {**base, "event_id": event_id, "query": " ".join(t.strip() for t in terms if t.strip()) or None}
+        doc = {
+            **base,
+            "event_id": sender_event_id(event_id),
+            "query": " ".join(t.strip() for t in terms if t.strip()) or None,
+        }
         adapted.events.append(SourceEvent(index, doc, {**fields, "query": f"{path}ue_px.data.terms"}))
         return
     products = [(n, d) for n, (s, d) in enumerate(entities) if _schema_key(s) == PRODUCT_ENTITY]
@@ -162,7 +168,11 @@ def _adapt_event(adapted: Adapted, index: int, event: dict[str, Any], path: str,
     suffix = len(products) > 1 or event_type is EventType.PURCHASE
     for position, (entity_index, product) in enumerate(products):
         item_id = optional_id(product.get("id"), f"{path}cx.data[{entity_index}].data.id")
-        doc = {**base, "event_id": derived_id(event_id, position) if suffix else event_id, "item_id": item_id}
+        doc = {
+            **base,
+            "event_id": derived_id(event_id, position) if suffix else sender_event_id(event_id),
+            "item_id": item_id,
+        }
         adapted.events.append(
             SourceEvent(index, doc, {**fields, "item_id": f"{path}cx.data[{entity_index}].data.id"})
         )

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from models.data.amazon import AMAZON_BASE_TS_MS, AMAZON_ROW_STEP_MS, amazon_office_docs, load_amazon_office
 from stream.cli.load import load_command
-from stream.core.errors import SourceError
+from stream.core.errors import InvalidEvent, SourceError
+from stream.core.events import EventLimits
 from stream.ingest.loaders import (
     ColumnMap,
     RowRules,
@@ -20,6 +21,7 @@ from stream.ingest.loaders import (
     load_ml100k,
     ml100k_docs,
     read_table,
+    validate_docs,
     write_jsonl,
 )
 from tests.support.paths import DATA
@@ -387,3 +389,19 @@ def test_an_ml100k_time_past_the_float_range_is_an_invalid_row_not_a_crash(ts_te
     docs = ml100k_docs([header, f"1\t10\t5\t{ts_text}\n", "1\t11\t2\t900000001\n"])
     assert [d["event_id"] for d in docs if "type" in d] == ["ml-1-11"]
     assert [d["ts_ms"] for d in docs if "type" not in d] == [ts_text]
+
+
+def test_a_loaded_file_may_not_say_what_only_the_worker_says() -> None:
+    docs = [
+        {
+            "event_id": "a",
+            "user_id": "u1",
+            "type": "forget",
+            "ts_ms": 1_764_000_000_000,
+            "context": {"forget_of": "x"},
+        },
+        {"event_id": "b", "user_id": "u1", "type": "view", "item_id": "i", "ts_ms": 1_764_000_000_000},
+    ]
+    out = list(validate_docs(docs, EventLimits(), 1_764_000_000_000))
+    assert isinstance(out[0], InvalidEvent) and out[0].field == "context.forget_of"
+    assert not isinstance(out[1], InvalidEvent)

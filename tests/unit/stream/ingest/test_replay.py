@@ -490,3 +490,38 @@ def test_a_csv_context_cell_with_a_number_too_large_is_a_reject_naming_the_conte
     assert [(e["event_id"], e["context"]) for e in events] == [("e2", {"price": 3})]
     assert [(r.position, r.field) for r in tally.rejects] == [("2", "context")]
     assert tally.rejects[0].reason.startswith("context.price: number too large (5001 digits)")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"type": "forget", "item_id": None, "context": {"forget_of": "someone"}}, "context.forget_of"),
+        ({"context": {"merged_from": "anon-1"}}, "context.merged_from"),
+        ({"type": "identify", "item_id": None, "known_user_id": "u1"}, "known_user_id"),
+    ],
+)
+def test_a_file_may_not_say_what_only_the_worker_says(changes: dict[str, Any], field: str) -> None:
+    """Replayed files come from outside (stream.core.reserved); a copy of the events topic
+    carries the worker's own records and keeps them."""
+    line = json.dumps({k: v for k, v in doc(1, **changes).items() if v is not None}).encode()
+    producer = FakeProducer(partitions=4)
+    tally = _replay_items(
+        iter([(1, line, None)]),
+        limits=EventLimits(),
+        sink=KafkaPythonSink(producer, "t"),
+        pacer=None,
+        shard=(0, 1),
+        on_progress=lambda n: None,
+    )
+    assert tally.produced == 0 and [r.field for r in tally.rejects] == [field]
+    if field.startswith("context."):
+        copied = _replay_items(
+            iter([(1, line, None)]),
+            limits=EventLimits(),
+            sink=KafkaPythonSink(producer, "t"),
+            pacer=None,
+            shard=(0, 1),
+            on_progress=lambda n: None,
+            from_client=False,
+        )
+        assert copied.produced == 1 and copied.rejects == []

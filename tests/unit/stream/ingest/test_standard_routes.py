@@ -158,8 +158,12 @@ def test_gzip_bodies_and_the_body_limit_go_through_the_collectors_checks(setting
     assert call(app, "POST", "/v1/batch", b"{}", {"content-type": "application/xml"}).status_code == 415
     big = make_app(settings, FakeProducer(), max_body_bytes=1024)
     assert call(big, "POST", "/com.snowplowanalytics.snowplow/tp2", raw).status_code == 413
-    few = make_app(settings, FakeProducer(), max_batch_events=3)
-    assert call(few, "POST", "/com.snowplowanalytics.snowplow/tp2", raw).status_code == 413
+    # Past the mapped-event bound, messages are rejected one by one (test_standard_bounds.py).
+    few = make_app(settings, FakeProducer(), max_mapped_events=3)
+    capped = call(few, "POST", "/com.snowplowanalytics.snowplow/tp2", raw)
+    assert capped.status_code == 200, capped.text
+    assert capped.json()["accepted"] <= 3
+    assert all(error["field"].startswith("data[") for error in capped.json()["rejected"])
 
 
 def test_kafka_down_is_a_503_with_retry_after(settings: Settings) -> None:
