@@ -114,6 +114,32 @@ def events_processed(settings: Settings) -> float:
     return 0.0
 
 
+def wait_until_assigned(settings: Settings, worker: subprocess.Popen[bytes], log: Path) -> set[int]:
+    """Until the worker on `settings.worker_web_port` is ready (/readyz 200: not loading, not
+    rebalancing) and owns events partitions (its per-partition lag gauge names them); returns
+    them. Records sent before that may all go to the workers already in the group."""
+    base = f"http://127.0.0.1:{settings.worker_web_port}"
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
+                ready = response.status == 200
+            with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:  # still starting, or not ready (503)
+            ready, text = False, ""
+        partitions = {
+            int(line.split('partition="', 1)[1].split('"', 1)[0])
+            for line in text.splitlines()
+            if line.startswith("profilestream_partition_lag{")
+        }
+        if ready and partitions:
+            return partitions
+        if worker.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"worker never owned a partition while ready:\n{log.read_text()[-2500:]}")
+        time.sleep(0.5)
+
+
 def assert_every_record_processed(
     settings: Settings, worker: subprocess.Popen[bytes], log: Path, *, web_ports: Sequence[int] = ()
 ) -> None:

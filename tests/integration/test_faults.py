@@ -34,7 +34,13 @@ from tests.integration.conftest import (
     isolated_settings,
     services_ok,
 )
-from tests.integration.convergence import CONVERGE_TIMEOUT_S, converge, events_processed, offline
+from tests.integration.convergence import (
+    CONVERGE_TIMEOUT_S,
+    converge,
+    events_processed,
+    offline,
+    wait_until_assigned,
+)
 from tests.integration.worker import start_worker, stop_worker
 from tests.support.blackhole_proxy import blackhole_proxy
 from tests.support.paths import REPO
@@ -296,6 +302,9 @@ def test_second_worker_joins_then_leaves_and_nothing_is_lost(faults: Settings, t
             producer.send_many(thirds[0])
         wait_for_processed(faults, 5_000, first_worker, log)
         second_worker = start_worker(second, tmp_path / "second.log")
+        # Sent only once the newcomer owns partitions: sent earlier, the first worker could take
+        # every record before the rebalance, and the newcomer would have nothing to process.
+        wait_until_assigned(second, second_worker, tmp_path / "second.log")
         with EventProducer(faults) as producer:
             producer.send_many(thirds[1])
         # The group rebalanced: the newcomer owns partitions and processes events.
