@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,15 @@ pytestmark = pytest.mark.integration
 
 def instance_dir(name: str) -> Path:
     return REPO / "var" / "services" / name
+
+
+@pytest.fixture
+def scratch_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new instance name whose state folder is removed afterwards (a test's Kafka data left in
+    var/services would pile up run after run)."""
+    name = f"{request.param}-{uuid.uuid4().hex[:6]}"
+    yield name
+    shutil.rmtree(instance_dir(name), ignore_errors=True)
 
 
 def pid_of(name: str, service: str) -> int:
@@ -41,8 +52,9 @@ def test_second_up_reuses_the_running_servers(services: Services) -> None:
     assert run_services("status", "--name", INSTANCE).returncode == 0
 
 
-def test_taken_port_gives_a_clear_error_and_starts_nothing(services: Services) -> None:
-    name = f"conflict-{uuid.uuid4().hex[:6]}"
+@pytest.mark.parametrize("scratch_name", ["conflict"], indirect=True)
+def test_taken_port_gives_a_clear_error_and_starts_nothing(services: Services, scratch_name: str) -> None:
+    name = scratch_name
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", free_port()))
         blocker.listen()
@@ -57,8 +69,9 @@ def test_taken_port_gives_a_clear_error_and_starts_nothing(services: Services) -
     assert not (instance_dir(name) / "kafka.pid").exists()
 
 
-def test_up_over_stale_pid_files_then_down_leaves_no_process(services: Services) -> None:
-    name = f"lifecycle-{uuid.uuid4().hex[:6]}"
+@pytest.mark.parametrize("scratch_name", ["lifecycle"], indirect=True)
+def test_up_over_stale_pid_files_then_down_leaves_no_process(services: Services, scratch_name: str) -> None:
+    name = scratch_name
     home = instance_dir(name)
     home.mkdir(parents=True)
     # A crashed earlier run leaves pid files naming processes that no longer exist (or are not ours).
