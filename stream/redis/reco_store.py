@@ -18,7 +18,9 @@ of events received before it is refused whatever their event times.
 The payload: ``{"user_id", "items": [{"item_id", "score", "reason"}], "model_version",
 "window_newest_ts_ms", "window_newest_event_id", "window_newest_received_ms", "computed_at_ms",
 "source": "profile"}``. ``score`` orders the list (cosine plus the prior and co-occurrence terms,
-so it can exceed 1; `stream.core.records.Recommendation`), rounded to 6 decimals.
+so it can exceed 1; `stream.core.records.Recommendation`), rounded to 6 decimals. Readers check
+it with `read_reco_payload` (`StoredReco`): an entry written by something else (an older format,
+a hand edit, corrupt bytes) is reported as unreadable, never read halfway.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stream.core.records import UserProfile
 from stream.core.settings import Settings
@@ -56,6 +59,50 @@ def popular_key(settings: Settings) -> str:
     measurement shows one batch's ZINCRBYs cost its node far less than a worker produces.
     """
     return settings.redis_key(POPULAR_KIND, POPULAR_KIND)
+
+
+class StoredItem(BaseModel):
+    """One item of a stored payload, as `UserProfile.payload` writes it."""
+
+    # strict: a JSON string where a number belongs (or 1.0 for an int) is another writer's payload.
+    model_config = ConfigDict(strict=True, frozen=True, allow_inf_nan=False)
+
+    item_id: str = Field(min_length=1)
+    score: float
+    reason: str | None
+
+
+class StoredReco(BaseModel):
+    """The fields of a reco payload that lookups and the console read; other fields are ignored."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    items: tuple[StoredItem, ...]
+    model_version: str
+    window_newest_ts_ms: int
+    computed_at_ms: int
+    # Only the demo's freshness wait reads it; recommendations do not need it.
+    window_newest_event_id: str | None = None
+
+
+def read_reco_payload(raw: bytes | str) -> StoredReco:
+    """The stored payload, or ValueError naming the fields that do not match `StoredReco`.
+
+    The message says what is wrong (not JSON, not UTF-8, a field missing or of another type) and
+    never quotes the payload, which may be large or hold another user's data.
+    """
+    try:
+        return StoredReco.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'the entry'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ValueError(
+            f"not a reco payload of schema v2: {'; '.join(problems[:3])}{more}; delete the key, "
+            "the user's next event writes it anew"
+        ) from exc
 
 
 def _encode_payload(payload: dict[str, object]) -> bytes:

@@ -17,7 +17,10 @@ recent count relative to the most popular item's (the first is 1).
 
 When Redis refuses, fails or does not answer within `lookup_redis_budget_ms`, recommendations
 answer 503 with ``Retry-After`` and ``{"detail": "<the cause>"}`` (never a 500), and search
-answers 200 ranked by the query alone (``personalised`` false, ``why`` names the cause).
+answers 200 ranked by the query alone (``personalised`` false, ``why`` names the cause). A stored
+entry that cannot be read (corrupt, another format, a key of another Redis type) is no outage: it
+is logged, counted (``profilestream_lookups_unreadable_entries_total``) and ignored, so
+recommendations answer the popular fallback with ``why`` naming the cause.
 
 Search needs the encoder and the item index; they load at start-up. When they are missing the
 app still starts and serves recommendations (which need only Redis), and search answers 503
@@ -33,7 +36,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
-from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -44,7 +46,7 @@ from stream.core.errors import ModelError, ServiceUnavailable
 from stream.core.events import MAX_QUERY_CHARS
 from stream.core.settings import Settings
 from stream.serving.console import install_console
-from stream.serving.lookups import MAX_K, RecoClient
+from stream.serving.lookups import MAX_K, RecoClient, unreadable_entries_counter
 from stream.serving.search import (
     DEFAULT_SEARCH_K,
     MAX_SEARCH_K,
@@ -52,6 +54,7 @@ from stream.serving.search import (
     check_user_id,
     clean_query,
 )
+from stream.serving.urls import require_utf8_url
 from stream.web.limits import HttpEdges, OverLimit
 from stream.web.metrics import HttpMetrics
 
@@ -85,29 +88,6 @@ class AnyPathConvertor(Convertor[str]):
 register_url_convertor("anypath", AnyPathConvertor())
 
 
-def require_utf8_url(request: Request, what: str = "the user id") -> None:
-    """422 when the URL's path or query string is not UTF-8 once percent-decoded; the fix names
-    `what` the client should percent-encode.
-
-    The server decodes such bytes to U+FFFD, so every id holding an invalid byte (``%FF``) would
-    read the one user "\ufffd"'s recommendations, and every such query would search "\ufffd".
-    """
-    for part, raw in (
-        ("path", request.scope.get("raw_path", b"")),
-        ("query", request.scope.get("query_string", b"")),
-    ):
-        try:
-            unquote_to_bytes(raw).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise HTTPException(
-                status_code=422,
-                detail=(
-                    f"the URL's {part} is not UTF-8 once percent-decoded (byte {exc.start}); "
-                    f"percent-encode the UTF-8 bytes of {what}"
-                ),
-            ) from exc
-
-
 def _over_limit_body(over: OverLimit) -> dict[str, Any]:
     return {"detail": over.reason}
 
@@ -116,9 +96,13 @@ def create_lookup_app(settings: Settings) -> FastAPI:
     state: dict[str, RecoClient] = {}
     search_unavailable: dict[str, str] = {}
 
+    http_metrics = HttpMetrics("lookups")
+    unreadable_entries = unreadable_entries_counter(http_metrics.registry)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["client"] = RecoClient.from_settings(settings)
+        state["client"].unreadable_entries = unreadable_entries
         try:
             await state["client"].open_search()
         except ModelError as exc:
@@ -132,7 +116,6 @@ def create_lookup_app(settings: Settings) -> FastAPI:
         await state.pop("client").close()
 
     app = FastAPI(title="profilestream lookups", version="1", lifespan=lifespan)
-    http_metrics = HttpMetrics("lookups")
     http_metrics.install(app)
     install_console(app, settings, lambda: state["client"], http_metrics.registry)
     # Outermost: an over-long URL is refused before routing, validation or a Redis read.

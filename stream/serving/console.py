@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -40,13 +40,15 @@ from pydantic import AfterValidator
 from stream.core.records import Recommendation
 from stream.core.settings import Settings
 from stream.core.window import Window, WindowConfig, WindowEvent, event_weights
-from stream.serving.lookups import RecoClient, StoredProfile
+from stream.redis.reco_store import FORGOTTEN_KIND
+from stream.serving.lookups import UNREADABLE_FORGET_CUT_MS, RecoClient, StoredProfile
 from stream.serving.search import (
     ActivityEntry,
     UserSignals,
     check_user_id,
     parse_activity,
 )
+from stream.serving.urls import require_utf8_url
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,9 @@ class ProfileView:
     now_ms: int = 0
     # Catalogue titles of the items shown (known once search has loaded the item index).
     titles: Mapping[str, str] = field(default_factory=dict)
+    # The stored entries that could not be read and were left out (corrupt, another format or
+    # Redis type); None when everything could.
+    why: str | None = None
 
     @property
     def freshness_ms(self) -> int | None:
@@ -127,6 +132,7 @@ class ProfileView:
                 for r in self.window
             ],
             "now_ms": self.now_ms,
+            "why": self.why,
         }
 
 
@@ -140,9 +146,10 @@ def profile_view(
     """The console's view of what Redis holds (pure).
 
     The recent list is kept as received, so it is cleaned up the way the window is: events at or
-    before a forget are left out, a repeated event id counts once (the first seen), events older
-    than the window's max age before the newest one are left out, and the rest is ordered by event
-    time and weighed by `event_weights`, the window's own weighting.
+    before a forget are left out (all of them when the tombstone is unreadable), a repeated event
+    id counts once (the first seen), events older than the window's max age before the newest one
+    are left out, and the rest is ordered by event time and weighed by `event_weights`, the
+    window's own weighting.
     """
     documents: list[dict[str, Any]] = []
     for line in stored.recent_lines:
@@ -152,7 +159,10 @@ def profile_view(
             continue  # a stray line must not fail the page
         if isinstance(parsed, dict):
             documents.append(parsed)
-    signals = UserSignals(None, tuple(parse_activity(documents)), stored.forgotten_ts_ms)
+    cut_ms = stored.forgotten_ts_ms
+    if any(entry.kind == FORGOTTEN_KIND for entry in stored.unreadable):
+        cut_ms = UNREADABLE_FORGET_CUT_MS
+    signals = UserSignals(None, tuple(parse_activity(documents)), cut_ms)
     unique: dict[str, ActivityEntry] = {}
     for entry in signals.usable_activity():
         unique.setdefault(entry.event_id, entry)
@@ -175,28 +185,32 @@ def profile_view(
         )
         for e, weight in zip(entries, event_weights(window, config), strict=True)
     )
-    items: tuple[Recommendation, ...] = ()
-    doc: dict[str, Any] = {}
-    if stored.reco_json is not None:
-        doc = json.loads(stored.reco_json)
-        items = tuple(Recommendation(i["item_id"], i["score"], i["reason"]) for i in doc["items"])
+    doc = stored.reco
+    items = () if doc is None else tuple(Recommendation(i.item_id, i.score, i.reason) for i in doc.items)
     shown = {r.item_id for r in rows if r.item_id is not None} | {i.item_id for i in items}
     titles = {item: name for item in sorted(shown) if (name := title(item))}
-    if stored.reco_json is None:
+    if doc is None:
         return ProfileView(
-            user_id, "none", forgotten_ts_ms=stored.forgotten_ts_ms, window=rows, now_ms=now_ms, titles=titles
+            user_id,
+            "none",
+            forgotten_ts_ms=stored.forgotten_ts_ms,
+            window=rows,
+            now_ms=now_ms,
+            titles=titles,
+            why=stored.why,
         )
     return ProfileView(
         user_id=user_id,
         source="profile",
         items=items,
         titles=titles,
-        model_version=doc.get("model_version"),
-        window_newest_ts_ms=doc.get("window_newest_ts_ms"),
-        computed_at_ms=doc.get("computed_at_ms"),
+        model_version=doc.model_version,
+        window_newest_ts_ms=doc.window_newest_ts_ms,
+        computed_at_ms=doc.computed_at_ms,
         forgotten_ts_ms=stored.forgotten_ts_ms,
         window=rows,
         now_ms=now_ms,
+        why=stored.why,
     )
 
 
@@ -354,9 +368,11 @@ def install_console(
     # rule (a 422 naming user_id) instead of matching no route; the rule counts NFC characters.
     @router.get("/v1/users/{user_id:anypath}/profile", responses={503: {"description": "Redis unavailable."}})
     async def profile(
+        request: Request,
         user_id: Annotated[str, PathParam(min_length=1), AfterValidator(check_user_id)],
     ) -> dict[str, Any]:
         """What Redis holds about the user: stored top-K, freshness, and the recent events weighed."""
+        require_utf8_url(request)
         stored = await client().stored_profile(user_id)
         return profile_view(user_id, stored, config, clock_ms(), client().title).to_dict()
 

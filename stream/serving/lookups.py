@@ -7,31 +7,71 @@ personalised search.
 Every Redis read is bounded by `lookup_redis_budget_ms`, retries included: when Redis refuses,
 fails or hangs, recommendations raise `ServiceUnavailable` naming the cause (the HTTP app answers
 503 with Retry-After) and search ranks by the query alone.
+
+An entry Redis holds but that cannot be read (not the payload `read_reco_payload` checks, not
+UTF-8, or a key of another Redis type: WRONGTYPE) is not an outage: retrying cannot help. It is
+logged with its key and cause, counted in `profilestream_lookups_unreadable_entries_total`, and
+treated as absent: recommendations answer the popular fallback with `why` naming the cause.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-from redis.exceptions import RedisError
+from prometheus_client import CollectorRegistry, Counter
+from redis.exceptions import RedisError, ResponseError
 
 from stream.core.errors import ServiceUnavailable
 from stream.core.records import Recommendation
 from stream.core.settings import Settings
 from stream.redis.activity import RECENT_KIND
 from stream.redis.client import AsyncRedis, redis_async
-from stream.redis.reco_store import FORGOTTEN_KIND, RECO_KIND, popular_key
+from stream.redis.reco_store import (
+    FORGOTTEN_KIND,
+    POPULAR_KIND,
+    RECO_KIND,
+    StoredReco,
+    popular_key,
+    read_reco_payload,
+)
 
 if TYPE_CHECKING:
     from stream.serving.search import SearchResult
     from stream.serving.search_service import SearchService
 
+log = logging.getLogger(__name__)
+
 MAX_K = 1000
 T = TypeVar("T")
+NO_PROFILE = "no stored recommendations (an unknown, forgotten or expired user)"
+
+
+def is_wrong_type(exc: BaseException) -> bool:
+    """Redis's WRONGTYPE: the key holds another type than its kind's, written by something else."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE")
+
+
+def unreadable_entries_counter(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "profilestream_lookups_unreadable_entries",
+        "Redis entries lookups could not read (corrupt, another format or Redis type) and ignored, by kind.",
+        ["kind"],
+        registry=registry,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An entry Redis holds that cannot be read: its kind (reco, recent, ...), key and why not."""
+
+    kind: str
+    key: str
+    cause: str
 
 
 async def bounded_redis(call: Awaitable[T], what: str, budget_ms: int) -> T:
@@ -68,6 +108,9 @@ class RecoResult:
     model_version: str | None = None
     window_newest_ts_ms: int | None = None
     computed_at_ms: int | None = None
+    # Why the popular fallback answers (no stored entry, or which one could not be read); None
+    # for "profile".
+    why: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,16 +120,33 @@ class RecoResult:
             "model_version": self.model_version,
             "window_newest_ts_ms": self.window_newest_ts_ms,
             "computed_at_ms": self.computed_at_ms,
+            "why": self.why,
         }
 
 
 @dataclass(frozen=True, slots=True)
 class StoredProfile:
-    """A user's raw Redis entries: the reco payload (JSON), recent-activity lines, forget time."""
+    """A user's Redis entries: the checked reco payload, raw recent-activity lines, forget time.
 
-    reco_json: bytes | None
+    An entry that could not be read is None (or empty) here and named in `unreadable`.
+    """
+
+    reco: StoredReco | None
     recent_lines: tuple[bytes, ...]
     forgotten_ts_ms: int | None
+    unreadable: tuple[Unreadable, ...] = ()
+
+    @property
+    def why(self) -> str | None:
+        """What could not be read, for the answer; None when everything could."""
+        return describe_unreadable(self.unreadable) if self.unreadable else None
+
+
+def describe_unreadable(entries: tuple[Unreadable, ...], *, keys: bool = False) -> str:
+    """The causes, for an answer; with `keys`, for the log (an answer does not show key names)."""
+    return "; ".join(
+        f"stored {e.kind} entry{f' {e.key}' if keys else ''} unreadable, ignored: {e.cause}" for e in entries
+    )
 
 
 class RecoClient:
@@ -98,6 +158,8 @@ class RecoClient:
         self._popular_key = popular_key(settings)
         self._budget_ms = settings.lookup_redis_budget_ms
         self._search: SearchService | None = None
+        # Set by the HTTP app to count unreadable entries in its registry.
+        self.unreadable_entries: Counter | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecoClient:
@@ -107,40 +169,70 @@ class RecoClient:
         """The user's stored top-k, else the popular items; ServiceUnavailable when Redis is not there."""
         return await bounded_redis(self._get(user_id, k), "a recommendations lookup", self._budget_ms)
 
+    def _report(self, problems: list[Unreadable]) -> str | None:
+        """Log (one warning) and count the entries that could not be read; their description."""
+        if not problems:
+            return None
+        for problem in problems:
+            if self.unreadable_entries is not None:
+                self.unreadable_entries.labels(problem.kind).inc()
+        log.warning("ignoring unreadable Redis entries: %s", describe_unreadable(tuple(problems), keys=True))
+        return describe_unreadable(tuple(problems))
+
+    async def _read_reco(self, user_id: str) -> tuple[StoredReco | None, list[Unreadable]]:
+        key = self._settings.redis_key(RECO_KIND, user_id)
+        try:
+            raw = await self._redis.hget(key, "json")
+        except ResponseError as exc:
+            return None, [_unreadable_or_raise(RECO_KIND, key, exc)]
+        return _reco_entry(key, raw)
+
     async def _get(self, user_id: str, k: int | None) -> RecoResult:
         k = min(k or self._settings.top_k, MAX_K)
-        raw = await self._redis.hget(self._settings.redis_key(RECO_KIND, user_id), "json")
-        if raw is not None:
-            doc = json.loads(raw)
+        doc, problems = await self._read_reco(user_id)
+        if doc is not None:
             return RecoResult(
                 user_id=user_id,
-                items=tuple(Recommendation(i["item_id"], i["score"], i["reason"]) for i in doc["items"][:k]),
+                items=tuple(Recommendation(i.item_id, i.score, i.reason) for i in doc.items[:k]),
                 source="profile",
-                model_version=doc["model_version"],
-                window_newest_ts_ms=doc["window_newest_ts_ms"],
-                computed_at_ms=doc["computed_at_ms"],
+                model_version=doc.model_version,
+                window_newest_ts_ms=doc.window_newest_ts_ms,
+                computed_at_ms=doc.computed_at_ms,
             )
+        reco_unreadable = bool(problems)
+        popular = await self._popular(k, problems)
+        described = self._report(problems)
+        why = described if reco_unreadable else "; ".join(filter(None, (NO_PROFILE, described)))
+        return RecoResult(user_id=user_id, items=popular, source="popular", why=why)
+
+    async def _popular(self, k: int, problems: list[Unreadable]) -> tuple[Recommendation, ...]:
+        """The k most popular catalogue items; none (and a problem) when the set cannot be read."""
         # The worker counts catalogue items only; once search has loaded the index, items that have
         # left it since (a new index) are skipped too, reading a few spare entries to fill k.
         catalogue = self._search.catalogue if self._search is not None else None
         spare = 0 if catalogue is None else k
-        popular = cast(
-            list[tuple[bytes, float]],
-            await self._redis.zrevrange(self._popular_key, 0, k + spare - 1, withscores=True),
-        )
-        if catalogue is not None:
-            popular = [(item, score) for item, score in popular if catalogue.row(item.decode()) is not None]
+        try:
+            ranked = cast(
+                list[tuple[bytes, float]],
+                await self._redis.zrevrange(self._popular_key, 0, k + spare - 1, withscores=True),
+            )
+        except ResponseError as exc:
+            problems.append(_unreadable_or_raise(POPULAR_KIND, self._popular_key, exc))
+            return ()
+        popular: list[tuple[str, float]] = []
+        for member, score in ranked:
+            try:
+                item = member.decode()
+            except UnicodeDecodeError as exc:
+                cause = f"a member is not UTF-8 ({exc.reason}), skipped"
+                problems.append(Unreadable(POPULAR_KIND, self._popular_key, cause))
+                continue
+            if catalogue is None or catalogue.row(item) is not None:
+                popular.append((item, float(score)))
         popular = popular[:k]
         # Forward-decayed counts are only meaningful relative to each other: scale the top one to 1.
-        top = float(popular[0][1]) if popular else 1.0
-        return RecoResult(
-            user_id=user_id,
-            items=tuple(
-                Recommendation(item.decode(), float(score) / top, "popular right now")
-                for item, score in popular
-            ),
-            source="popular",
-        )
+        top = popular[0][1] if popular else 1.0
+        return tuple(Recommendation(item, score / top, "popular right now") for item, score in popular)
 
     async def stored_profile(self, user_id: str) -> StoredProfile:
         """Everything Redis holds about a user for the console, in one bounded round trip."""
@@ -152,17 +244,41 @@ class RecoClient:
         pipe.hget(key(RECO_KIND, user_id), "json")
         pipe.lrange(key(RECENT_KIND, user_id), 0, -1)
         pipe.get(key(FORGOTTEN_KIND, user_id))
-        reco, recent, forgotten = await pipe.execute()
+        # Errors in place: a key of another type spoils that entry only, not the whole profile.
+        reco, recent, forgotten = await pipe.execute(raise_on_error=False)
+        problems: list[Unreadable] = []
+        stored_reco = None
+        if isinstance(reco, Exception):
+            problems.append(_unreadable_or_raise(RECO_KIND, key(RECO_KIND, user_id), reco))
+        else:
+            stored_reco, reco_problems = _reco_entry(key(RECO_KIND, user_id), reco)
+            problems += reco_problems
+        if isinstance(recent, Exception):
+            problems.append(_unreadable_or_raise(RECENT_KIND, key(RECENT_KIND, user_id), recent))
+            recent = None
+        forgotten_ts_ms = None
+        if isinstance(forgotten, Exception):
+            problems.append(_unreadable_or_raise(FORGOTTEN_KIND, key(FORGOTTEN_KIND, user_id), forgotten))
+        elif forgotten is not None:
+            try:
+                forgotten_ts_ms = int(forgotten)
+            except ValueError:
+                problems.append(
+                    Unreadable(FORGOTTEN_KIND, key(FORGOTTEN_KIND, user_id), "not an integer time in ms")
+                )
+        self._report(problems)
         return StoredProfile(
-            reco_json=reco,
+            reco=stored_reco,
             recent_lines=tuple(recent or ()),
-            forgotten_ts_ms=int(forgotten) if forgotten is not None else None,
+            forgotten_ts_ms=forgotten_ts_ms,
+            unreadable=tuple(problems),
         )
 
     async def newest_event_id(self, user_id: str) -> str | None:
         """The newest event of the window the user's stored recommendations were computed from."""
-        raw = await self._redis.hget(self._settings.redis_key(RECO_KIND, user_id), "json")
-        return None if raw is None else str(json.loads(raw)["window_newest_event_id"])
+        doc, problems = await self._read_reco(user_id)
+        self._report(problems)
+        return None if doc is None else doc.window_newest_event_id
 
     async def open_search(self) -> SearchService:
         """Load the encoder and item index for `search` (once); a `ModelError` names what is missing."""
@@ -201,18 +317,74 @@ class RecoClient:
         await self._redis.aclose()
 
 
+def _unreadable_or_raise(kind: str, key: str, exc: BaseException) -> Unreadable:
+    """WRONGTYPE as an unreadable entry; any other Redis error is re-raised (an outage: 503)."""
+    if not is_wrong_type(exc):
+        raise exc
+    return Unreadable(kind, key, f"{exc}; delete the key, the worker writes it anew")
+
+
+def _reco_entry(key: str, raw: bytes | str | None) -> tuple[StoredReco | None, list[Unreadable]]:
+    if raw is None:
+        return None, []
+    try:
+        return read_reco_payload(raw), []
+    except ValueError as exc:
+        return None, [Unreadable(RECO_KIND, key, str(exc))]
+
+
+# The cut for a forget tombstone that cannot be read: the user asked to be forgotten at a time
+# we cannot tell, so no activity of theirs is used (the live vector is deleted by the forget, so
+# one still stored was written after it).
+UNREADABLE_FORGET_CUT_MS = 2**63 - 1
+
+
+def forget_cut_ms(key: str, raw: bytes | str | None) -> int | None:
+    """A forget tombstone's receive time; an unreadable one cuts all activity (with a warning)."""
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        log.warning(
+            "forget tombstone %s is not an integer time in ms; using no activity of the user. Delete "
+            "the key only if the user was not forgotten",
+            key,
+        )
+        return UNREADABLE_FORGET_CUT_MS
+
+
 async def recent_activity(settings: Settings, user_id: str) -> list[dict[str, Any]]:
     """A user's recent events, oldest first, as `RedisActivitySink` wrote them.
 
     ServiceUnavailable when Redis refuses, fails or does not answer within `lookup_redis_budget_ms`.
+    Lines that are not JSON objects, or a key of another Redis type, are skipped with a warning.
     """
     redis = redis_async(settings)
+    key = settings.redis_key(RECENT_KIND, user_id)
     try:
-        raw = await bounded_redis(
-            redis.lrange(settings.redis_key(RECENT_KIND, user_id), 0, -1),
-            "a recent-activity lookup",
-            settings.lookup_redis_budget_ms,
+        raw, problems = await bounded_redis(
+            _recent_lines(redis, key), "a recent-activity lookup", settings.lookup_redis_budget_ms
         )
     finally:
         await redis.aclose()
-    return [json.loads(item) for item in raw]
+    entries = []
+    for line in raw:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
+            entry = None
+        if isinstance(entry, dict):
+            entries.append(entry)
+    if len(entries) < len(raw):
+        problems.append(Unreadable(RECENT_KIND, key, f"{len(raw) - len(entries)} lines are not JSON objects"))
+    if problems:
+        log.warning("ignoring unreadable Redis entries: %s", describe_unreadable(tuple(problems), keys=True))
+    return entries
+
+
+async def _recent_lines(redis: AsyncRedis, key: str) -> tuple[list[bytes | str], list[Unreadable]]:
+    try:
+        return list(await redis.lrange(key, 0, -1)), []
+    except ResponseError as exc:
+        return [], [_unreadable_or_raise(RECENT_KIND, key, exc)]

@@ -37,6 +37,7 @@ from stream.profiles.query_cache import QueryVectorCache
 from stream.redis.activity import RECENT_KIND
 from stream.redis.client import AsyncRedis
 from stream.redis.reco_store import EMB_KIND, FORGOTTEN_KIND
+from stream.serving.lookups import forget_cut_ms
 from stream.serving.search import (
     DEFAULT_SEARCH_K,
     SearchConfig,
@@ -150,7 +151,7 @@ class RedisSignals:
         return UserSignals(
             vector=vector,
             activity=tuple(parse_activity(d for d in documents if isinstance(d, dict))),
-            forgotten_ts_ms=int(forgotten) if forgotten is not None else None,
+            forgotten_ts_ms=forget_cut_ms(key(FORGOTTEN_KIND, user_id), forgotten),
         )
 
 

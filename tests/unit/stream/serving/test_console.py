@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.core.settings import load_settings
 from stream.core.window import WindowConfig
+from stream.redis.reco_store import StoredReco, read_reco_payload
 from stream.serving.api import create_lookup_app
 from stream.serving.console import (
     CONSOLE_DIR,
@@ -41,18 +42,20 @@ def line(event_id: str, type_: str, ts_ms: int, **extra: str) -> bytes:
     return json.dumps({"event_id": event_id, "type": type_, "ts_ms": ts_ms, **extra}).encode()
 
 
-def reco(newest_ts_ms: int, computed_at_ms: int) -> bytes:
-    return json.dumps(
-        {
-            "user_id": "u1",
-            "items": [{"item_id": "sku-2", "score": 0.91, "reason": "because you viewed sku-1"}],
-            "model_version": "fp32:abc",
-            "window_newest_ts_ms": newest_ts_ms,
-            "window_newest_event_id": "e3",
-            "computed_at_ms": computed_at_ms,
-            "source": "profile",
-        }
-    ).encode()
+def reco(newest_ts_ms: int, computed_at_ms: int) -> StoredReco:
+    return read_reco_payload(
+        json.dumps(
+            {
+                "user_id": "u1",
+                "items": [{"item_id": "sku-2", "score": 0.91, "reason": "because you viewed sku-1"}],
+                "model_version": "fp32:abc",
+                "window_newest_ts_ms": newest_ts_ms,
+                "window_newest_event_id": "e3",
+                "computed_at_ms": computed_at_ms,
+                "source": "profile",
+            }
+        )
+    )
 
 
 # --- the profile view -------------------------------------------------------------------------
@@ -61,7 +64,7 @@ def reco(newest_ts_ms: int, computed_at_ms: int) -> bytes:
 def test_profile_view_weighs_the_window_like_the_worker_and_measures_freshness() -> None:
     newest = NOW_MS - 60_000
     stored = StoredProfile(
-        reco_json=reco(newest, computed_at_ms=newest + 850),
+        reco=reco(newest, computed_at_ms=newest + 850),
         recent_lines=(
             line("e1", "view", newest - HOUR_MS, item_id="sku-1"),
             line("e3", "click", newest, item_id="sku-1"),
@@ -86,7 +89,7 @@ def test_profile_view_weighs_the_window_like_the_worker_and_measures_freshness()
 def test_profile_view_drops_what_the_window_would_not_hold() -> None:
     forget_ms = NOW_MS - 10 * HOUR_MS
     stored = StoredProfile(
-        reco_json=None,
+        reco=None,
         recent_lines=(
             line("old", "view", forget_ms - 1, item_id="gone"),  # an old replay after the forget
             b"not json",
