@@ -22,9 +22,12 @@ Text columns given as a list or object (a category path, description bullets; al
 Python literal in a CSV cell) are joined as text, and HTML in them is reduced to its text
 (`html_text`); an item_id is read by the events' rule (`stream.core.events.valid_id`, Unicode NFC
 included). A ``.json`` file is an array of item objects, or amazon's object keyed by item id.
-A row that is well formed but invalid (no title, a bad price) stops the read with its line: a
-catalogue is small and curated, and an item silently missing from search is worse than a clear
-error.
+A price may carry a currency symbol or code and thousands separators (``$36.99``, ``36.99 USD``,
+``€1.299,00``, ``$1,299.00``: read by the `price-parser` package). A row that is well formed but
+invalid (no title, a bad price, a negative or NaN number, an id no event may carry) is skipped
+alone: each skip is logged and recorded with its line, field and reason (`SkippedRow`;
+``profilestream index --rejects PATH`` writes them as JSON lines), and the read fails only when
+rows were there and none of them is valid.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,7 +45,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from stream.core.errors import CatalogError, InvalidEvent, SourceError
+from price_parser import Price
+
+from stream.core.errors import CatalogError, InvalidCatalogRow, InvalidEvent, SourceError
 from stream.core.events import is_blank, json_type, valid_id
 from stream.core.tabular import (
     DECIMAL_COMMA_DELIMITER,
@@ -71,6 +77,14 @@ CATEGORY_SEPARATOR = " > "
 MAX_TEXT_DEPTH = 8
 MAX_TEXT_LEAVES = 64
 MAX_LITERAL_CHARS = 65_536
+# How many skipped rows the log names one by one; the rest are counted (all go to `skipped`).
+LOGGED_SKIPS = 5
+# Dashes that make "$5.99 - $12.99" a range and "-3" a negative price.
+_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2212"
+_RANGE = re.compile(f"[0-9][^0-9]*[{_DASHES}][^0-9]*[0-9]")
+# Names other exports give the item id (amazon's metadata: asin), named in the error for a row
+# without item_id.
+_OTHER_ID_NAMES = ("asin", "id", "sku", "product_id", "parent_asin")
 # Elements whose content is no text a shopper reads.
 _HIDDEN_ELEMENTS = frozenset({"script", "style", "template", "noscript", "iframe", "object"})
 # Elements that separate words: "<li>A</li><li>B</li>" is "A B", not "AB".
@@ -108,6 +122,24 @@ class CatalogItem:
     popularity: float = 0.0
 
 
+@dataclass(frozen=True)
+class SkippedRow:
+    """A catalogue row left out of the build: `where` ("items.jsonl line 7"), the `field` at fault
+    (``$``: the row as a whole), the `reason` with its fix, and the row as read (`raw`, JSON)."""
+
+    where: str
+    field: str
+    reason: str
+    raw: str
+
+    def to_json(self) -> str:
+        """One line of the rejects file, in the shape of replay's and load's rejects."""
+        return json.dumps(
+            {"position": self.where, "field": self.field, "reason": self.reason, "raw": self.raw},
+            ensure_ascii=False,
+        )
+
+
 def item_text(item: CatalogItem, description_chars: int = DESCRIPTION_CHARS) -> str:
     """The one item template: ``title | brand | category | description[:300]``, empty parts left out."""
     description = item.description.strip()[:description_chars].strip()
@@ -124,8 +156,8 @@ def item_from_row(row: Mapping[str, Any], where: str, *, decimal_comma: bool = F
     """Validate one catalogue row; `where` ("items.csv row 7") goes into the error message.
 
     `decimal_comma` (a ``;``-separated file): ``12,50`` in price or popularity reads as 12.5 and a
-    whole ``17850,0`` item_id as ``17850``. Raises `CatalogError` for a missing or empty item_id or
-    title, or an invalid price, popularity or in_stock value.
+    whole ``17850,0`` item_id as ``17850``. Raises `InvalidCatalogRow` (naming the field) for a
+    missing or empty item_id or title, or an invalid price, popularity or in_stock value.
     """
     if decimal_comma:
         row = _decimal_points(row)
@@ -137,13 +169,17 @@ def item_from_row(row: Mapping[str, Any], where: str, *, decimal_comma: bool = F
         # click or purchase could ever name: read by the events' rule (NFC included), or refused.
         item_id = "" if raw_id is None or raw_id == "" else valid_id(raw_id, "item_id")
     except InvalidEvent as exc:
-        raise CatalogError(f"{where}: item_id {exc.reason}; fix or drop the row") from exc
+        raise InvalidCatalogRow(where, "item_id", f"item_id {exc.reason}; fix or drop the row") from exc
     title = _field_text(row.get("title"), " ")
     # A title of only invisible characters ("\u200b") is as empty to the encoder and to a reader.
     if not item_id or is_blank(title):
-        raise CatalogError(
-            f"{where}: item_id and title are required and non-empty (a title of only whitespace or "
-            "invisible characters is empty); fix or drop the row"
+        other = next((name for name in _OTHER_ID_NAMES if raw_id is None and row.get(name)), None)
+        hint = f" (this row has {other!r}: name that column item_id)" if other else ""
+        raise InvalidCatalogRow(
+            where,
+            "title" if item_id else "item_id",
+            "item_id and title are required and non-empty (a title of only whitespace or "
+            f"invisible characters is empty){hint}; fix or drop the row",
         )
     return CatalogItem(
         item_id=item_id,
@@ -268,15 +304,39 @@ def _price(value: Any, where: str) -> float | None:
             raise TypeError("a boolean is no price")
         price = float(value)
     except (TypeError, ValueError) as exc:
-        raise CatalogError(
-            f"{where}: price {value!r} is not a number; use e.g. 12.5 or leave it empty"
-        ) from exc
+        written = _written_price(value) if isinstance(value, str) else None
+        if written is None:
+            # "$5.99 - $12.99" (amazon metadata, a product with variants) is no one price.
+            kind = " but a range" if isinstance(value, str) and _RANGE.search(value) else ""
+            raise InvalidCatalogRow(
+                where,
+                "price",
+                f"price {value!r} is not a number{kind}; use one price such as 12.5 or $12.50, or "
+                "leave it empty",
+            ) from exc
+        price = written
     # NaN (pandas' empty cell, JSON's NaN) would compare false with every bound and sort anywhere.
     if not math.isfinite(price) or price < 0:
-        raise CatalogError(
-            f"{where}: price {value!r} must be a finite number >= 0; use e.g. 12.5 or leave it empty"
+        raise InvalidCatalogRow(
+            where,
+            "price",
+            f"price {value!r} must be a finite number >= 0; use e.g. 12.5 or leave it empty",
         )
     return price
+
+
+def _written_price(text: str) -> float | None:
+    """A price as shops write it (``$36.99``, ``36.99 USD``, ``€1.299,00``, ``$1,299.00``), or None
+    when `text` is no single price. price-parser reads the currency and the separators; it drops a
+    sign and takes the first of a range, so a dash before the amount (negative) or after it (a
+    range, "$5.99 - $12.99") is read as no price rather than guessed at. Without a currency the
+    text must be only the number ("12 pcs" is no price)."""
+    parsed = Price.fromstring(text)
+    if parsed.amount_float is None or any(dash in text for dash in _DASHES):
+        return None
+    if parsed.currency is None and text.strip(" \t0123456789.,'\u00a0\u202f"):
+        return None
+    return parsed.amount_float
 
 
 def _popularity(value: Any, where: str) -> float:
@@ -285,13 +345,17 @@ def _popularity(value: Any, where: str) -> float:
     try:
         count = float(value)
     except (TypeError, ValueError) as exc:
-        raise CatalogError(
-            f"{where}: popularity {value!r} is not a number; use a count of recent interactions such as "
-            "42, or leave it empty"
+        raise InvalidCatalogRow(
+            where,
+            "popularity",
+            f"popularity {value!r} is not a number; use a count of recent interactions such as "
+            "42, or leave it empty",
         ) from exc
     if not math.isfinite(count) or count < 0:
-        raise CatalogError(
-            f"{where}: popularity {value!r} must be a finite count >= 0; fix or leave it empty"
+        raise InvalidCatalogRow(
+            where,
+            "popularity",
+            f"popularity {value!r} must be a finite count >= 0; fix or leave it empty",
         )
     return count
 
@@ -308,7 +372,7 @@ def _flag(value: Any, where: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise CatalogError(f"{where}: in_stock {value!r} is not a boolean; use true/false or 1/0")
+    raise InvalidCatalogRow(where, "in_stock", f"in_stock {value!r} is not a boolean; use true/false or 1/0")
 
 
 def detect_format(path: Path) -> CatalogFormat:
@@ -334,26 +398,35 @@ def detect_format(path: Path) -> CatalogFormat:
 
 
 def read_catalog(
-    path: Path, fmt: CatalogFormat = "auto", *, encoding: str = "utf-8", delimiter: str | None = None
+    path: Path,
+    fmt: CatalogFormat = "auto",
+    *,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+    skipped: list[SkippedRow] | None = None,
 ) -> list[CatalogItem]:
-    """All items of a catalogue file; a duplicate item_id keeps the last row (later rows win, logged).
+    """All valid items of a catalogue file; a duplicate item_id keeps the last row (later rows win,
+    logged).
 
     `delimiter`: a CSV file's column separator as ``--delimiter`` takes it (``auto`` or None:
     found; ``tab``; one character), see `stream.core.tabular.parse_delimiter`; other formats
     ignore it. A ``;``-separated file reads decimal commas in price, popularity and item_id.
-    Raises `CatalogError` (naming the file, and the line or row where there is one) for a missing
-    file, an unknown format, a bad delimiter, a header that reads as one column but splits at
-    another separator, undecodable text or an invalid row; malformed lines are skipped and logged.
+    An invalid row is skipped alone, logged and appended to `skipped` (given) with its line, field
+    and reason. Raises `CatalogError` (naming the file, and the line or row where there is one) for
+    a missing file, an unknown format, a bad delimiter, a header that reads as one column but splits
+    at another separator, undecodable text, or rows none of which is valid (naming the first
+    reasons); malformed lines are skipped and logged.
     """
     chosen = detect_format(path) if fmt == "auto" else fmt
     if not path.is_file():
         raise CatalogError(f"catalogue {path} does not exist; pass the path of an existing file")
     tally = ReadTally()
+    skips: list[SkippedRow] = []
     try:
         if chosen == "amazon":
-            items = list(read_amazon_items(path, encoding=encoding))
+            items = list(read_amazon_items(path, encoding=encoding, skipped=skips))
         elif chosen == "json":
-            items = read_json_items(path, encoding=encoding)
+            items = read_json_items(path, encoding=encoding, skipped=skips)
         else:
             where = "row" if chosen == "parquet" else "line"
             separator = (
@@ -363,14 +436,17 @@ def read_catalog(
                 path, encoding=encoding, fmt=cast(TableFormat, chosen), tally=tally, delimiter=separator
             )
             decimal_comma = separator == DECIMAL_COMMA_DELIMITER
-            items = [
-                item_from_row(row.values, f"{path} {where} {row.number}", decimal_comma=decimal_comma)
-                for row in rows
-            ]
+            items = _valid_items(
+                ((f"{path} {where} {row.number}", row.values, decimal_comma) for row in rows),
+                skips,
+            )
     except SourceError as exc:
         raise CatalogError(f"catalogue {exc}") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CatalogError(f"catalogue {path} cannot be read as {chosen} ({exc}); check the file") from exc
+    finally:
+        if skipped is not None:
+            skipped.extend(skips)
     if tally.malformed:
         log.warning(
             "catalogue %s: skipped %d malformed lines (%s)",
@@ -378,6 +454,14 @@ def read_catalog(
             tally.malformed,
             "; ".join(tally.first_malformed),
         )
+    if skips:
+        _log_skips(path, skips, indexed=len(items))
+        if not items:
+            # Every row is wrong: the same mistake throughout (a renamed column, another file).
+            raise CatalogError(
+                f"catalogue {path}: none of its {len(skips)} rows is valid; first: "
+                + "; ".join(f"{skip.where}: {skip.reason}" for skip in skips[:3])
+            )
     kept = {item.item_id: item for item in items}
     if len(kept) < len(items):
         # Later rows win (an update appended to an export); said, so that a mis-keyed export shows.
@@ -391,39 +475,84 @@ def read_catalog(
     return list(kept.values())
 
 
-def read_json_items(path: Path, *, encoding: str = "utf-8") -> list[CatalogItem]:
+def write_skipped(skipped: Iterable[SkippedRow], path: Path) -> None:
+    """The skipped rows as JSON lines at `path` (``profilestream index --rejects``)."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(skip.to_json() + "\n" for skip in skipped)
+
+
+def _valid_items(rows: Iterable[tuple[str, Any, bool]], skipped: list[SkippedRow]) -> list[CatalogItem]:
+    """The items of (where, row, decimal_comma) triples; each invalid row goes to `skipped`."""
+    items = []
+    for where, row, decimal_comma in rows:
+        try:
+            if not isinstance(row, Mapping):
+                raise InvalidCatalogRow(
+                    where,
+                    "$",
+                    f"expected an object with item_id and title, got {json_type(row)}; fix or drop "
+                    "the element",
+                )
+            items.append(item_from_row(row, where, decimal_comma=decimal_comma))
+        except InvalidCatalogRow as exc:
+            skipped.append(SkippedRow(exc.where, exc.field, exc.reason, _raw(row)))
+    return items
+
+
+def _raw(row: Any) -> str:
+    """The row as read, for the rejects file: JSON where it is JSON-able, cut to 2000 characters."""
+    try:
+        text = json.dumps(row, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        text = repr(row)
+    return text[:2000]
+
+
+def _log_skips(path: Path, skips: list[SkippedRow], *, indexed: int) -> None:
+    for skip in skips[:LOGGED_SKIPS]:
+        log.warning("catalogue row skipped: %s: %s", skip.where, skip.reason)
+    log.warning(
+        "catalogue %s: skipped %d invalid rows (%d more than logged), read %d",
+        path,
+        len(skips),
+        max(0, len(skips) - LOGGED_SKIPS),
+        indexed,
+    )
+
+
+def read_json_items(
+    path: Path, *, encoding: str = "utf-8", skipped: list[SkippedRow] | None = None
+) -> list[CatalogItem]:
     """A ``.json`` catalogue: an array of item objects with the JSONL columns (what a shop's
     ``products.json`` export holds), each validated as a JSONL row (`item_from_row`, named
     "item N", 1-based), or amazon's object keyed by item id (`read_amazon_items`).
 
-    Raises `CatalogError` for undecodable text, any other top-level value, an element that is no
-    object, or an invalid item.
+    An element that is no object or no valid item is skipped and appended to `skipped` (given).
+    Raises `CatalogError` for undecodable text or any other top-level value.
     """
+    skips = [] if skipped is None else skipped
     document = _json_document(path, encoding)
     if isinstance(document, dict):
-        return list(_amazon_items(path, document))
+        return list(_amazon_items(path, document, skips))
     if not isinstance(document, list):
         raise CatalogError(
             f"catalogue {path}: expected an array of item objects or an object keyed by item id "
             f"(amazon format), got {json_type(document)}; or write one item object per line as .jsonl"
         )
-    items = []
-    for number, row in enumerate(document, start=1):
-        if not isinstance(row, dict):
-            raise CatalogError(
-                f"catalogue {path} item {number}: expected an object with item_id and title, got "
-                f"{json_type(row)}; fix or drop the element"
-            )
-        items.append(item_from_row(row, f"{path} item {number}"))
-    return items
+    return _valid_items(
+        ((f"{path} item {number}", row, False) for number, row in enumerate(document, start=1)), skips
+    )
 
 
-def read_amazon_items(path: Path, *, encoding: str = "utf-8") -> Iterable[CatalogItem]:
+def read_amazon_items(
+    path: Path, *, encoding: str = "utf-8", skipped: list[SkippedRow] | None = None
+) -> Iterable[CatalogItem]:
     """The amazon-office benchmark layout.
 
     ``{"<item_id>": {"title", "description", "brand", "categories"}}``; benchmark data only. Its
     text is kept as the benchmark has it (no HTML stripping), so that published results and
-    indexes built from it stay reproducible.
+    indexes built from it stay reproducible. An entry that is no object is skipped and appended to
+    `skipped` (given).
     """
     document = _json_document(path, encoding)
     if not isinstance(document, dict):
@@ -431,7 +560,7 @@ def read_amazon_items(path: Path, *, encoding: str = "utf-8") -> Iterable[Catalo
             f"catalogue {path}: expected an object keyed by item id (amazon format); an array of item "
             "objects is read with --format json"
         )
-    return _amazon_items(path, document)
+    return _amazon_items(path, document, [] if skipped is None else skipped)
 
 
 def _json_document(path: Path, encoding: str) -> Any:
@@ -444,13 +573,20 @@ def _json_document(path: Path, encoding: str) -> Any:
         ) from exc
 
 
-def _amazon_items(path: Path, document: dict[str, Any]) -> Iterable[CatalogItem]:
+def _amazon_items(path: Path, document: dict[str, Any], skipped: list[SkippedRow]) -> Iterable[CatalogItem]:
     for item_id, fields in document.items():
         if not isinstance(fields, dict):
-            raise CatalogError(
-                f"catalogue {path}: item {item_id!r} is not an object; an amazon-format items.json maps "
-                "item ids to {title, description, brand, categories} (other catalogues: .jsonl/.csv/.parquet)"
+            skipped.append(
+                SkippedRow(
+                    f"{path} item {item_id!r}",
+                    "$",
+                    f"item {item_id!r} is not an object; an amazon-format items.json maps item ids to "
+                    "{title, description, brand, categories} (other catalogues: .jsonl/.csv/.parquet)",
+                    _raw(fields),
+                )
             )
+            log.warning("catalogue %s: skipped item %r: not an object", path, item_id)
+            continue
         if is_blank(_text(fields.get("title"))):
             continue  # untitled items carry no text to encode
         yield CatalogItem(

@@ -25,7 +25,14 @@ from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed
 
 from models.encoder.manifest import read_json, write_json_atomic
 from models.encoder.onnx_encoder import TextEncoder
-from models.index.catalog import CatalogFormat, CatalogItem, item_text, read_catalog, text_hash
+from models.index.catalog import (
+    CatalogFormat,
+    CatalogItem,
+    SkippedRow,
+    item_text,
+    read_catalog,
+    text_hash,
+)
 from stream.core.errors import CatalogError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -301,16 +308,18 @@ def sync_catalog(
     delimiter: str | None = None,
     rebuild: bool = False,
     batch_size: int = 256,
+    skipped: list[SkippedRow] | None = None,
 ) -> UpsertStats:
     """Make the index at `index_dir` match the catalogue file: upsert its items, remove the rest.
 
     This is `profilestream index CATALOG`; with `rebuild` the existing index is ignored.
     `encoding` and `delimiter` (a CSV file's column separator; None or ``auto``: found) are
-    `read_catalog`'s. Returns the counts. Raises `CatalogError` for an unreadable or empty
+    `read_catalog`'s, as is `skipped` (the invalid rows left out). Returns the counts. Raises
+    `CatalogError` for an unreadable or empty
     catalogue (never empties an index) and `ModelError` when the existing index belongs to
     another encoder.
     """
-    items = read_catalog(catalog_path, fmt, encoding=encoding, delimiter=delimiter)
+    items = read_catalog(catalog_path, fmt, encoding=encoding, delimiter=delimiter, skipped=skipped)
     if not items:
         # Syncing to an empty catalogue would delete every item: almost surely the wrong file.
         raise CatalogError(

@@ -276,6 +276,15 @@ def export_command(
     "file a decimal comma in price, popularity or item_id (12,50) reads as a point. JSONL, Parquet and "
     "items.json ignore it.",
 )
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("index-rejects.jsonl"),
+    show_default=True,
+    help="Where skipped catalogue rows are written with their line, field and reason (only when there "
+    "are some).",
+)
 @click.pass_context
 @_friendly_errors
 def index_command(
@@ -286,10 +295,14 @@ def index_command(
     variant: str | None,
     encoding: str,
     delimiter: str,
+    rejects_path: Path,
 ) -> None:
-    """Build or update the item index from a catalogue: only new or changed items are encoded."""
+    """Build or update the item index from a catalogue: only new or changed items are encoded.
+
+    An invalid row (a bad price, an id no event may carry) is skipped alone and written to
+    --rejects; the command fails only when no row could be indexed."""
     from models.encoder.onnx_encoder import load_encoder, options_from_settings
-    from models.index.catalog import CatalogFormat
+    from models.index.catalog import CatalogFormat, SkippedRow, write_skipped
     from models.index.item_index import sync_catalog
     from stream.cli.load import checked_delimiter, checked_encoding
 
@@ -297,16 +310,26 @@ def index_command(
     encoding, separator = checked_encoding(encoding), checked_delimiter(delimiter)
     settings = _settings(ctx)
     encoder = load_encoder(settings.model_dir, options_from_settings(settings), variant)
-    stats = sync_catalog(
-        settings.index_dir,
-        catalog,
-        encoder,
-        fmt=cast(CatalogFormat, fmt),
-        encoding=encoding,
-        delimiter=separator,
-        rebuild=rebuild,
-        batch_size=settings.encoder_batch_size,
-    )
+    skipped: list[SkippedRow] = []
+    try:
+        stats = sync_catalog(
+            settings.index_dir,
+            catalog,
+            encoder,
+            fmt=cast(CatalogFormat, fmt),
+            encoding=encoding,
+            delimiter=separator,
+            rebuild=rebuild,
+            batch_size=settings.encoder_batch_size,
+            skipped=skipped,
+        )
+    finally:
+        # Written also when nothing could be indexed: the file says what to fix in each row.
+        if skipped:
+            write_skipped(skipped, rejects_path)
+            click.echo(f"{len(skipped)} catalogue rows skipped (line, field, reason: {rejects_path})")
+            for skip in skipped[:3]:
+                click.echo(f"  {skip.where}: {skip.reason}")
     click.echo(
         f"index {settings.index_dir}: {stats.added} added, {stats.updated} updated, "
         f"{stats.unchanged} unchanged, {stats.removed} removed"

@@ -67,3 +67,14 @@ class SourceError(ProfilestreamError):
 
 class CatalogError(ProfilestreamError):
     """A catalogue file cannot be read or a row is invalid; the message names the file and row."""
+
+
+class InvalidCatalogRow(CatalogError):
+    """One catalogue row is invalid: `where` names the file and line, `field` the column (``$`` for
+    the row as a whole) and `reason` what is wrong and how to fix it. The build skips such a row."""
+
+    def __init__(self, where: str, field: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.field = field
+        self.reason = reason

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.index.catalog import CatalogItem, item_text, parse_listish, read_catalog, text_hash
+from models.index.catalog import CatalogItem, SkippedRow, item_text, parse_listish, read_catalog, text_hash
 from stream.core.errors import CatalogError
 
 
@@ -63,7 +63,15 @@ def test_later_duplicate_rows_win_and_are_reported(tmp_path: Path, caplog: pytes
 def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     path.write_text("item_id,title,price\na,Pen,1\nb,,2\n")
-    with pytest.raises(CatalogError, match=r"items\.csv line 3: item_id and title are required"):
+    # The bad row is skipped alone, recorded with its line, field and reason; the good one is read.
+    skipped: list[SkippedRow] = []
+    assert [item.item_id for item in read_catalog(path, skipped=skipped)] == ["a"]
+    [skip] = skipped
+    assert (skip.where, skip.field) == (f"{path} line 3", "title")
+    assert "item_id and title are required" in skip.reason
+    # A file of only bad rows is an error naming the first of them.
+    path.write_text("item_id,title,price\nb,,2\n")
+    with pytest.raises(CatalogError, match=r"items\.csv line 2: item_id and title are required"):
         read_catalog(path)
     path.write_text("item_id,title,price\na,Pen,cheap\n")
     with pytest.raises(CatalogError, match="price 'cheap' is not a number"):

@@ -82,10 +82,10 @@ def test_a_semicolon_export_reads_decimal_commas(
 
 
 def test_decimal_commas_are_read_only_in_a_semicolon_file_and_only_in_numbers(tmp_path: Path) -> None:
-    # A comma-separated file's "1,5" is a quoted cell: still not a number there.
+    # A comma-separated file's "1,5" is a quoted cell: no number for popularity; a price is read as
+    # shops write prices (price-parser: decimal comma or thousands separators).
     path = write(tmp_path / "items.csv", ",", [["a", "Pen", "", "1,5", "", ""]])
-    with pytest.raises(CatalogError, match=r"line 2: price '1,5' is not a number"):
-        read_catalog(path)
+    assert read_catalog(path)[0].price == 1.5
     # A tab file with decimal commas is not guessed at either.
     path = write(tmp_path / "items.tsv", "\t", [["a", "Pen", "", "", "3,5", ""]])
     with pytest.raises(CatalogError, match=r"line 2: popularity '3,5' is not a number"):
@@ -94,8 +94,7 @@ def test_decimal_commas_are_read_only_in_a_semicolon_file_and_only_in_numbers(tm
     path = write(tmp_path / "items.csv", ";", [["12,5", "Pen", "", "", "", ""]])
     assert read_catalog(path)[0].item_id == "12,5"
     path = write(tmp_path / "items.csv", ";", [["a", "Pen", "", "1.234,50", "", ""]])
-    with pytest.raises(CatalogError, match=r"line 2: price '1.234,50' is not a number"):
-        read_catalog(path)
+    assert read_catalog(path)[0].price == 1234.5
 
 
 @pytest.mark.parametrize(

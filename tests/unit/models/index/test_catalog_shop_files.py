@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from models.index.catalog import html_text, item_text, read_catalog
+from models.index.catalog import SkippedRow, html_text, item_text, read_catalog
 from stream.core.errors import CatalogError
 
 
@@ -92,7 +92,7 @@ def test_html_is_reduced_to_its_text(tmp_path: Path, html: str, text: str) -> No
 
 
 @pytest.mark.parametrize("price", ["NaN", "Infinity", "-Infinity", "-1", "-0.01", "true"])
-def test_prices_that_are_no_price_stop_the_build_naming_the_field(tmp_path: Path, price: str) -> None:
+def test_prices_that_are_no_price_skip_the_row_naming_the_field(tmp_path: Path, price: str) -> None:
     path = tmp_path / "items.jsonl"
     # Raw JSON: NaN and Infinity are what Python's json.dumps writes for float('nan') / inf.
     path.write_text(
@@ -100,8 +100,15 @@ def test_prices_that_are_no_price_stop_the_build_naming_the_field(tmp_path: Path
         + price
         + "}\n"
     )
+    skipped: list[SkippedRow] = []
+    assert [item.item_id for item in read_catalog(path, skipped=skipped)] == ["a"]
+    [skip] = skipped
+    assert (skip.where, skip.field) == (f"{path} line 2", "price")
+    assert re.match(r"price .* (must be a finite number >= 0|is not a number)", skip.reason)
+    # Alone in its file, the bad row is the error.
+    path.write_text('{"item_id": "b", "title": "Pen", "price": ' + price + "}\n")
     with pytest.raises(
-        CatalogError, match=r"items\.jsonl line 2: price .* (must be a finite number >= 0|is not a number)"
+        CatalogError, match=r"items\.jsonl line 1: price .* (must be a finite number >= 0|is not a number)"
     ):
         read_catalog(path)
 
@@ -141,12 +148,12 @@ def test_a_json_array_of_items_is_a_catalogue(tmp_path: Path) -> None:
     ("document", "message"),
     [
         (
-            [{"item_id": "a", "title": "A"}, {"item_id": "b"}],
-            r"products\.json item 2: item_id and title are required",
+            [{"item_id": "b"}],
+            r"products\.json item 1: item_id and title are required",
         ),
         (
-            [{"item_id": "a", "title": "A"}, "b"],
-            r"products\.json item 2: expected an object with item_id and title, got a string",
+            ["b"],
+            r"products\.json item 1: expected an object with item_id and title, got a string",
         ),
         ([{"item_id": "a", "title": "A", "price": -1}], r"item 1: price -1 must be a finite number"),
         (
@@ -161,6 +168,26 @@ def test_a_bad_json_catalogue_stops_with_the_element(tmp_path: Path, document: o
     path.write_text(json.dumps(document))
     with pytest.raises(CatalogError, match=message):
         read_catalog(path)
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "reason"),
+    [
+        ({"item_id": "b"}, "title", "item_id and title are required"),
+        ("b", "$", "expected an object with item_id and title, got a string"),
+    ],
+)
+def test_a_bad_json_element_is_skipped_beside_good_ones(
+    tmp_path: Path, bad: object, field: str, reason: str
+) -> None:
+    path = tmp_path / "products.json"
+    path.write_text(json.dumps([{"item_id": "a", "title": "A"}, bad]))
+    skipped: list[SkippedRow] = []
+    assert [item.item_id for item in read_catalog(path, skipped=skipped)] == ["a"]
+    [skip] = skipped
+    assert (skip.where, skip.field) == (f"{path} item 2", field)
+    assert reason in skip.reason
+    assert json.loads(skip.raw) == bad
 
 
 def test_the_amazon_object_still_reads_and_an_array_says_to_use_json(tmp_path: Path) -> None:

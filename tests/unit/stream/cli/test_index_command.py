@@ -123,3 +123,29 @@ def test_a_bad_delimiter_is_a_usage_error_before_the_encoder_loads(tmp_path: Pat
     assert result.exit_code == 2, result.output
     assert "--delimiter" in result.output
     assert "not a column separator" in result.output
+
+
+def test_a_bad_row_is_skipped_and_written_to_rejects(model_dir: Path, tmp_path: Path) -> None:
+    catalog = tmp_path / "meta.jsonl"
+    catalog.write_text(
+        '{"item_id": "B1", "title": "HP 12C Financial Calculator", "price": "$36.99"}\n'
+        '{"item_id": "B2", "title": "Avery Shipping Labels", "price": "cheap"}\n'
+        '{"item_id": "B3", "title": "Pilot G2 Pens", "price": ""}\n',
+        encoding="utf-8",
+    )
+    rejects = tmp_path / "rejects.jsonl"
+    result = index(model_dir, tmp_path / "index", catalog, "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    assert "1 catalogue rows skipped" in result.output
+    assert "line 2: price 'cheap' is not a number" in result.output
+    assert "2 added, 0 updated, 0 unchanged, 0 removed" in result.output
+    [line] = rejects.read_text(encoding="utf-8").splitlines()
+    assert '"field": "price"' in line
+    # No valid row at all: the one failure, the rejects file written all the same.
+    catalog.write_text('{"asin": "B1", "title": "Pen"}\n', encoding="utf-8")
+    rejects.unlink()
+    result = index(model_dir, tmp_path / "index2", catalog, "--rejects", str(rejects))
+    assert result.exit_code == 1, result.output
+    assert "none of its 1 rows is valid" in result.output
+    assert rejects.exists()
+    assert not (tmp_path / "index2").exists()
