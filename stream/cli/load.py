@@ -1,7 +1,7 @@
 """``profilestream load``: data sets and your own tables turned into v1 event JSONL files.
 
 The loading itself is `stream.ingest.loaders`; this module holds only the commands and their
-options. The file options (``--encoding``, ``--delimiter``, ``--ts-unit``, ``--type-map``,
+options. The file options (``--encoding``, ``--delimiter``, ``--columns``, ``--ts-unit``, ``--type-map``,
 ``--type-map-file``) are shared with ``profilestream replay`` (`stream.cli.replay`) through
 `file_options`; the tracking-record commands take ``--encoding`` and ``--delimiter``.
 """
@@ -28,6 +28,7 @@ from stream.core.tabular import (
     RowRules,
     TsUnit,
     check_encoding,
+    parse_columns,
     parse_delimiter,
     parse_type_map,
 )
@@ -48,7 +49,8 @@ _DELIMITER_OPTION = click.option(
 
 
 def file_options(func: F) -> F:
-    """The options every file-reading command shares: encoding, delimiter, time unit, type map."""
+    """The options every file-reading command shares: encoding, delimiter, the columns of a
+    headerless file, time unit, type map."""
     options = [
         click.option(
             "--encoding",
@@ -58,6 +60,14 @@ def file_options(func: F) -> F:
             "byte-order mark is read away.",
         ),
         _DELIMITER_OPTION,
+        click.option(
+            "--columns",
+            "column_names",
+            metavar="NAME,NAME,...",
+            help="The CSV file has no header row: these are its columns' names, in order, "
+            "comma-separated (Taobao's UserBehavior.csv: --columns user_id,item_id,category_id,type,ts); "
+            "its first line is then a row. CSV only (.csv, .tsv, .tab, .dat).",
+        ),
         click.option(
             "--ts-unit",
             type=click.Choice(TS_UNITS),
@@ -112,6 +122,17 @@ def checked_delimiter(delimiter: str) -> str | None:
         raise click.BadParameter(str(exc), param_hint="--delimiter") from exc
 
 
+def checked_columns(column_names: str | None) -> tuple[str, ...] | None:
+    """The ``--columns`` value as column names (None: the file's header names them);
+    click.BadParameter for an empty or repeated name."""
+    if column_names is None:
+        return None
+    try:
+        return parse_columns(column_names)
+    except ProfilestreamError as exc:
+        raise click.BadParameter(str(exc), param_hint="--columns") from exc
+
+
 def echo_report(report: LoadReport, out: Path, as_json: bool) -> None:
     """Print the report (as JSON with `as_json`); exit 1 after it when rows were read but not one
     was written (some written is a partial success: exit 0)."""
@@ -125,6 +146,14 @@ def echo_report(report: LoadReport, out: Path, as_json: bool) -> None:
             click.echo(f"  {count} x type {name!r} maps to no v1 type (map it with --type-map {name}=TYPE)")
         if report.malformed:
             click.echo(f"  {report.malformed} x malformed line, first: " + "; ".join(report.malformed_lines))
+        if report.clamped_received_first is not None:
+            first = report.clamped_received_first
+            click.echo(
+                f"  {report.clamped_received} x received_ms past the loader's clock, set to it (written); "
+                f"first: {first['position']} {first['reason']}"
+            )
+        for warning in report.warnings:
+            click.echo(f"  warning: {warning}")
     if report.written == 0 and report.skipped > 0:
         click.echo(
             f"profilestream: error: no event written to {out}: all {report.skipped} rows were skipped "
@@ -211,6 +240,7 @@ def load_generic_command(
     session_col: str | None,
     event_id_col: str | None,
     id_prefix: str,
+    column_names: str | None,
     encoding: str,
     delimiter: str,
     ts_unit: str,
@@ -218,7 +248,12 @@ def load_generic_command(
     type_map_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Your CSV/JSONL/Parquet file with a column mapping -> v1 events in row order."""
+    """Your CSV/JSONL/JSON/Parquet file with a column mapping -> v1 events in row order.
+
+    Cells holding a missing-value marker (NA, nan, None, NULL, \\N, ...: pandas' list) have no
+    value. The report warns about a header that looks like data (pass --columns) and counts rows
+    sharing their user's timestamp (their order in a window follows event ids).
+    """
     columns = ColumnMap(
         user_col=user_col,
         ts_col=ts_col,
@@ -232,9 +267,17 @@ def load_generic_command(
     )
     rules = row_rules(ts_unit, type_map_specs, type_map_file)
     encoding, separator = checked_encoding(encoding), checked_delimiter(delimiter)
+    names = checked_columns(column_names)
     try:
         report = load_generic(
-            source, out, columns, rules=rules, encoding=encoding, delimiter=separator, limits=_limits(ctx)
+            source,
+            out,
+            columns,
+            rules=rules,
+            encoding=encoding,
+            delimiter=separator,
+            limits=_limits(ctx),
+            names=names,
         )
     except ProfilestreamError as exc:
         raise click.ClickException(str(exc)) from exc

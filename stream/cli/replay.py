@@ -12,7 +12,7 @@ from typing import cast
 
 import click
 
-from stream.cli.load import checked_delimiter, checked_encoding, file_options, row_rules
+from stream.cli.load import checked_columns, checked_delimiter, checked_encoding, file_options, row_rules
 from stream.core.errors import ProfilestreamError
 from stream.core.events import MAX_QUERY_CHARS
 from stream.core.settings import Settings
@@ -33,6 +33,13 @@ from stream.ingest.replay import (
 @click.option("--to", "to_topic", help="Target topic (default: the events topic).")
 @click.option("--namespace", help="Replay into the separate topics of this namespace (a shadow run).")
 @click.option("--speed", default="max", show_default=True, help="'max', or a factor dividing original gaps.")
+@click.option(
+    "--max-gap-s",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="With --speed FACTOR: cut each wait between two events to at most this many seconds "
+    "(an outlier time a year later would otherwise hold the replay for hours). Default: no cut.",
+)
 @click.option(
     "--from-offset", type=click.IntRange(0), help="kafka:// source: start at this offset per partition."
 )
@@ -67,6 +74,7 @@ def replay_command(
     to_topic: str | None,
     namespace: str | None,
     speed: str,
+    max_gap_s: float | None,
     from_offset: int | None,
     from_ts_ms: int | None,
     to_ts_ms: int | None,
@@ -76,15 +84,16 @@ def replay_command(
     sender: Sender,
     encoding: str,
     delimiter: str,
+    column_names: str | None,
     ts_unit: str,
     type_map_specs: tuple[str, ...],
     type_map_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Replay v1 events from SOURCE (a .jsonl/.csv/.parquet file or kafka://TOPIC) into a topic.
+    """Replay v1 events from SOURCE (a .jsonl/.json/.csv/.dat/.parquet file or kafka://TOPIC) into a topic.
 
-    The file options (--encoding, --delimiter, --ts-unit, --type-map, --type-map-file) apply to
-    files only; --delimiter to CSV files (.csv, .tsv, .tab).
+    The file options (--encoding, --delimiter, --columns, --ts-unit, --type-map, --type-map-file)
+    apply to files only; --delimiter and --columns to CSV files (.csv, .tsv, .tab, .dat).
     """
     if from_offset is not None and from_ts_ms is not None:
         raise click.UsageError("give --from-offset or --from-ts-ms, not both")
@@ -96,9 +105,11 @@ def replay_command(
         encoding=checked_encoding(encoding),
         rules=row_rules(ts_unit, type_map_specs, type_map_file),
         delimiter=checked_delimiter(delimiter),
+        columns=checked_columns(column_names),
     )
     options = ReplayOptions(
         speed=parse_speed(speed),
+        max_gap_s=max_gap_s,
         dry_run=dry_run,
         processes=processes,
         rejects_path=rejects_path,
@@ -149,5 +160,11 @@ def echo_replay_report(report: ReplayReport) -> None:
         click.echo(f"  {count} x type {name!r} maps to no v1 type (map it with --type-map {name}=TYPE)")
     if report.malformed:
         click.echo(f"  {report.malformed} x malformed line, first: " + "; ".join(report.malformed_lines))
+    if report.clamped_received_first is not None:
+        first = report.clamped_received_first
+        click.echo(
+            f"  {report.clamped_received} x received_ms past the replay's clock, set to it (produced); "
+            f"first: {first['position']} {first['reason']}"
+        )
     if report.rejects_path is not None:
         click.echo(f"rejected events: {report.rejects_path}")

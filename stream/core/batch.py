@@ -26,6 +26,7 @@ class BatchOutcome:
     late: int
     duplicates: int
     dropped_for_bytes: int = 0
+    received_before_forget: int = 0  # events refused by their user's forget cut (`WindowChange`)
 
 
 def group_by_user(events: Sequence[Event]) -> dict[str, list[Event]]:
@@ -43,7 +44,7 @@ def apply_batch(
     changed: list[tuple[str, Window]] = []
     forgets: list[tuple[str, int]] = []
     popularity: dict[str, float] = defaultdict(float)
-    late = duplicates = dropped_for_bytes = 0
+    late = duplicates = dropped_for_bytes = received_before_forget = 0
     for user_id, user_events in group_by_user(events).items():
         before = windows.get(user_id, Window())
         change: WindowChange = apply_events(before, user_events, config)
@@ -51,6 +52,7 @@ def apply_batch(
         late += change.late
         duplicates += change.duplicates
         dropped_for_bytes += change.dropped_for_bytes
+        received_before_forget += change.received_before_forget
         if change.forgotten and change.window.forgotten_received_ms is not None:
             # The receive time of the cut, as the window applies it: Redis' tombstone compares it
             # with a profile's newest receive time, so both cut by the same order.
@@ -67,7 +69,10 @@ def apply_batch(
                 popularity[event.item_id] += popularity_increment(
                     weight, event.ts_ms, popularity_half_life_ms
                 )
-    return new_windows, BatchOutcome(changed, forgets, dict(popularity), late, duplicates, dropped_for_bytes)
+    outcome = BatchOutcome(
+        changed, forgets, dict(popularity), late, duplicates, dropped_for_bytes, received_before_forget
+    )
+    return new_windows, outcome
 
 
 def not_forgotten(events: Sequence[Event], windows: dict[str, Window]) -> list[Event]:

@@ -7,16 +7,28 @@ naming its largest field.
 Two kinds of record other producers write get a reason of their own, since the generic one
 ("not UTF-8 text", "not valid JSON") would not tell their producer what to change: a null value
 (a tombstone) and a value in the Confluent schema-registry wire format (`foreign_format`).
+
+A key is the user's when it names the event's user_id by the id rule (`key_user_id`: NFD and NFC
+spellings, "4242.0" and 4242 are one id); a JSON-quoted key gets a reason naming the converter
+that writes it. An event's `received_ms` later than its record's timestamp plus
+RECEIVE_TIME_TOLERANCE_MS is replaced by the record's timestamp and counted: a far-future receive
+time would put the event out of every forget's reach.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stream.core.deadletter import DeadLetter, SourcePosition
 from stream.core.errors import InvalidEvent
-from stream.core.events import Event, EventLimits, decode_event_noted
+from stream.core.events import RECEIVE_TIME_TOLERANCE_MS, Event, EventLimits, decode_event_noted, valid_id
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +36,9 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     source: SourcePosition
+    # The Kafka record's timestamp (ms; CreateTime is its producer's clock, LogAppendTime the
+    # broker's); None or negative when the record has none.
+    timestamp_ms: int | None = None
 
 
 # Confluent's wire format: magic byte 0, then the schema id as a big-endian 32-bit integer.
@@ -57,16 +72,48 @@ class DecodedBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # Events accepted with their over-long query cut to MAX_QUERY_CHARS.
     truncated_queries: int = 0
+    # Events whose received_ms lay past their record's timestamp plus RECEIVE_TIME_TOLERANCE_MS,
+    # replaced by that timestamp.
+    clamped_received: int = 0
+
+
+def key_user_id(key: bytes) -> str | None:
+    """The user id Kafka key `key` names: its UTF-8 text read by the id rule every entry point
+    reads ids by (`valid_id`: non-ASCII text in Unicode form NFC, "4242.0" as "4242"); None when
+    it is not UTF-8 or no valid id."""
+    try:
+        return valid_id(key.decode("utf-8"), "user_id")
+    except (UnicodeDecodeError, InvalidEvent):
+        return None
+
+
+@functools.lru_cache(maxsize=65_536)
+def _normalised_key(key: bytes) -> bytes:
+    user_id = key_user_id(key)
+    return key if user_id is None else user_id.encode()
+
+
+def normalised_key(key: bytes | None) -> bytes | None:
+    """`key` spelt as the user id it names (`key_user_id`), UTF-8; `key` itself when it names none.
+
+    Keys repeat (users do), so those that the id rule may change are looked up in a bounded cache;
+    an ASCII key without a "." (nearly all) is the id's own spelling and is returned at once.
+    """
+    if key is None or (key.isascii() and b"." not in key):
+        return key
+    return _normalised_key(key)
 
 
 def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms: int) -> DecodedBatch:
     """Decode every message; an invalid one becomes a dead letter and never stops the batch.
 
-    A message whose key is not its event's user_id (or that has no key) is rejected too: the topic
-    is partitioned by user, and a mis-keyed event would be processed out of order with the user's
-    other events.
+    A message whose key does not name its event's user_id (`key_user_id`), or that has no key, is
+    rejected too: the topic is partitioned by user, and a mis-keyed event would be processed out of
+    order with the user's other events. A key in another spelling of the user_id is accepted here:
+    the worker has sent such records on to the user's partition before (`stream.worker.reroute`).
     """
     batch = DecodedBatch()
+    first_clamped: SourcePosition | None = None
     for message in messages:
         raw = message.value if message.value is not None else b""
         try:
@@ -76,9 +123,9 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
             decoded = decode_event_noted(raw, limits=limits, now_ms=now_ms)
             event = decoded.event
             if message.key != event.user_id.encode():
-                found = "no key" if message.key is None else "a key that differs"
-                reason = f"the Kafka message has {found}; key each event by its user_id"
-                raise InvalidEvent("user_id", reason)
+                reason = key_mismatch(message.key, event.user_id)
+                if reason is not None:
+                    raise InvalidEvent("user_id", reason)
         except InvalidEvent as exc:
             batch.dead_letters.append(
                 DeadLetter(
@@ -86,6 +133,62 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
                 )
             )
             continue
+        latest_ms = _latest_received_ms(message.timestamp_ms)
+        if event.received_ms is not None and latest_ms is not None and event.received_ms > latest_ms:
+            event = dataclasses.replace(event, received_ms=message.timestamp_ms)
+            batch.clamped_received += 1
+            first_clamped = first_clamped or message.source
         batch.events.append(event)
         batch.truncated_queries += decoded.query_truncated
+    if first_clamped is not None:
+        log.warning(
+            "%d events had a received_ms over %d ms after their Kafka record's timestamp (a "
+            "producer other than the collector, or a replayed file); replaced by the record's "
+            "timestamp. First at %s; have the producer send the collector's received_ms, or none",
+            batch.clamped_received,
+            RECEIVE_TIME_TOLERANCE_MS,
+            first_clamped,
+        )
     return batch
+
+
+def _latest_received_ms(timestamp_ms: int | None) -> int | None:
+    """The latest received_ms believed for a record of timestamp `timestamp_ms`; None when the
+    record has no timestamp (Kafka's -1), so its events keep theirs."""
+    if timestamp_ms is None or timestamp_ms < 0:
+        return None
+    return timestamp_ms + RECEIVE_TIME_TOLERANCE_MS
+
+
+# Kafka Connect's JsonConverter writes a string key as a JSON string: the id in double quotes.
+_STRING_CONVERTER_FIX = (
+    "set the connector's key.converter to org.apache.kafka.connect.storage.StringConverter, "
+    "which writes the user_id's bare text"
+)
+
+
+def key_mismatch(key: bytes | None, user_id: str) -> str | None:
+    """Why a record keyed `key` is not the record of an event of `user_id`; None when `key` names
+    `user_id` by the id rule (`key_user_id`). For keys other than ``user_id.encode()``: the others
+    are the user's at a glance."""
+    if key is None:
+        return "the Kafka message has no key; key each event by its user_id"
+    if key_user_id(key) == user_id:
+        return None
+    if len(key) > 2 and key[:1] == key[-1:] == b'"':
+        try:
+            unquoted = json.loads(key)
+        except ValueError:
+            unquoted = None
+        if isinstance(unquoted, str) and key_user_id(unquoted.encode()) == user_id:
+            return (
+                "the Kafka message's key is the user_id JSON-quoted (as Kafka Connect's "
+                f"JsonConverter writes string keys); {_STRING_CONVERTER_FIX}"
+            )
+    try:
+        valid_id(key.decode("utf-8"), "user_id")
+    except UnicodeDecodeError:
+        return "the Kafka message's key is not UTF-8 text; key each event by its user_id as UTF-8 text"
+    except InvalidEvent as exc:
+        return f"the Kafka message's key is no valid user id ({exc.reason}); key each event by its user_id"
+    return "the Kafka message's key names another user than its user_id; key each event by its user_id"

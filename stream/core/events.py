@@ -121,6 +121,15 @@ class Event:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# How far past the receive time an event time may lie before it is clamped to it (the collector),
+# and how far past its Kafka record's timestamp an event's received_ms may lie before it is
+# clamped to that (the worker's decoder). An event cannot happen after the collector received it,
+# nor be received after its record was produced; what is left is the difference between two clocks
+# (the device's and the collector's, or two hosts'), milliseconds when both follow NTP. 60 s is far
+# above that, and far below the hours a wrong clock is off, which would make the event the user's
+# newest (ruling their recommendations), or out of a forget's reach, for as long.
+RECEIVE_TIME_TOLERANCE_MS = 60_000
+
 # The largest record or line any entry point parses at all (bytes), the collector's default body
 # limit. The byte limit (`EventLimits.max_bytes`) applies to the event once normalised: a record
 # over it may still be valid once its over-long query is cut. This bounds the parse meanwhile.
@@ -220,6 +229,10 @@ MAX_FIELD_NAME_CHARS = 64
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_REASON = "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not valid Unicode"
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
+QUERY_CONTROL_REASON = (
+    "contains control characters (U+0000-U+001F other than tabs and line breaks, which read as a "
+    "space: NUL, ESC...); send plain text, as GET /v1/search requires"
+)
 
 
 def event_from_dict(
@@ -266,6 +279,9 @@ def event_from_dict(
     query = _checked_text(
         normalise_query(raw_query) if isinstance(raw_query, str) else raw_query, "query", MAX_QUERY_CHARS
     )
+    if query is not None and _CONTROL_CHARACTER.search(query):
+        # GET /v1/search's rule (`stream.serving.search.clean_query`): one policy at every entry.
+        raise InvalidEvent("query", QUERY_CONTROL_REASON)
     session_id = _optional_id(doc, "session_id")
     context = _optional_context(doc)
     received_ms = _optional_received(doc)
@@ -441,11 +457,19 @@ def truncate_query(text: str) -> str:
     return text.strip()[:MAX_QUERY_CHARS]
 
 
+# Tabs and line breaks inside a query: pasted text and search-log exports carry them between
+# words, where they mean a space; other control characters are refused (QUERY_CONTROL_REASON).
+_QUERY_BREAKS = re.compile(r"[\t\n\r]+")
+
+
 def normalise_query(text: str) -> str:
-    """A query as the schema stores it: text, so the whitespace and invisible characters at its
-    edges are trimmed (`trim_invisible`: ``"\u200bshoes\ufeff"`` is ``"shoes"``), then an
-    over-long one is cut (`truncate_query`). Text of only those characters becomes empty (and is
-    refused as empty by the validator)."""
+    """A query as the schema stores it: text, so each run of tabs and line breaks inside it reads
+    as one space, the whitespace and invisible characters at its edges are trimmed
+    (`trim_invisible`: ``"\u200bshoes\ufeff"`` is ``"shoes"``), then an over-long one is cut
+    (`truncate_query`). Text of only those characters becomes empty (and is refused as empty by
+    the validator)."""
+    if "\t" in text or "\n" in text or "\r" in text:
+        text = _QUERY_BREAKS.sub(" ", text)
     return truncate_query(trim_invisible(text))
 
 
@@ -454,7 +478,7 @@ def query_truncated(value: object) -> bool:
     return (
         isinstance(value, str)
         and len(value) > MAX_QUERY_CHARS
-        and len(trim_invisible(value)) > MAX_QUERY_CHARS
+        and len(trim_invisible(_QUERY_BREAKS.sub(" ", value))) > MAX_QUERY_CHARS
     )
 
 

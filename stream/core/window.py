@@ -13,7 +13,9 @@ clock, so that the same events always give the same weights.
 
 Forgetting goes by receive order: a `forget` removes every event RECEIVED at or before it, and the
 window refuses such events from then on, whatever their own event times say (a client clock ten
-minutes fast cannot bring an event back past a forget). An event's receive time is its
+minutes fast cannot bring an event back past a forget). Each event refused so, listed after the
+forget but received before it, is counted (`WindowChange.received_before_forget`), never dropped
+silently. An event's receive time is its
 `received_ms` (set by the collector) or, for events that came another way, its `ts_ms`: a value
 carried by the event itself, so the window stays a function of the event set and the offline
 recomputation equals the stream.
@@ -119,6 +121,10 @@ class WindowChange:
     evicted: int = 0
     dropped_for_bytes: int = 0
     forgotten: bool = False
+    # Events refused because they were received at or before a forget listed before them (an
+    # earlier batch's, or earlier in this one): a sender whose receive time lags the forget's.
+    # Events a forget listed after them removes are what it asked for, and not counted.
+    received_before_forget: int = 0
 
 
 def apply_events(window: Window, events: Iterable[Event], config: WindowConfig) -> WindowChange:
@@ -131,6 +137,7 @@ def apply_events(window: Window, events: Iterable[Event], config: WindowConfig) 
     cut_ms = window.forgotten_received_ms
     incoming: list[WindowEvent] = []
     forgot = False
+    received_before_forget = 0
     for event in events:
         if event.type is EventType.FORGET:
             forgot = True
@@ -140,7 +147,10 @@ def apply_events(window: Window, events: Iterable[Event], config: WindowConfig) 
         elif event.type is not EventType.IDENTIFY:
             # An identity record is an instruction to the worker (stream/core/identity.py), not
             # behaviour: it never enters a window.
-            incoming.append(WindowEvent.from_event(event))
+            candidate = WindowEvent.from_event(event)
+            if cut_ms is not None and candidate.received_ms <= cut_ms:
+                received_before_forget += 1
+            incoming.append(candidate)
     kept = window.events
     if cut_ms is not None:
         # Cut by receive time carried in the events, not by the order this batch happens to list
@@ -180,6 +190,7 @@ def apply_events(window: Window, events: Iterable[Event], config: WindowConfig) 
         evicted=evicted,
         dropped_for_bytes=len(by_count) - len(survivors),
         forgotten=forgot,
+        received_before_forget=received_before_forget,
     )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,14 @@ from email.message import Message
 
 from stream.core import json_numbers
 from stream.core.errors import InvalidEvent
-from stream.core.events import Event, EventLimits, EventType, decode_doc, event_from_dict
+from stream.core.events import (
+    RECEIVE_TIME_TOLERANCE_MS,
+    Event,
+    EventLimits,
+    EventType,
+    decode_doc,
+    event_from_dict,
+)
 from stream.core.normalise import time_fix, time_ms
 from stream.core.reserved import check_client_event
 
@@ -52,12 +60,6 @@ _NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "puny
 SENT_AT_HEADER = "X-Sent-At-Ms"
 _ENVELOPE_FIELDS = frozenset({"sent_at_ms", "events"})
 _GZIP_MAGIC = b"\x1f\x8b"
-# How far past the receive time an event time may lie before it is clamped to it. An event cannot
-# happen after the collector received it; what is left is the difference between two clocks
-# (the device's and the collector's, or two collector hosts'), milliseconds when both follow NTP.
-# 60 s is far above that, and far below the hours a wrong device clock is off, which would make
-# the event the user's newest (ruling their recommendations) for as long.
-RECEIVE_TIME_TOLERANCE_MS = 60_000
 # BOM-less UTF-16/32 is big-endian (RFC 2781 section 4.3); Python's codecs assume the machine's order.
 _BOM_LESS = {"utf-16": "utf-16-be", "utf-32": "utf-32-be"}
 
@@ -384,8 +386,18 @@ def parse_json(body: bytes, charset: str | None = None) -> object | Rejection:
     which `decode_charset` turned the body from into UTF-8: a body that is not JSON once decoded
     names it (text read in the wrong charset is garbage).
     Over-large numbers and ``NaN``/``Infinity`` (which Python's json.dumps writes) parse into
-    placeholders that the validator rejects with their event alone, naming the field.
+    placeholders that the validator rejects with their event alone, naming the field. A UTF-8 body
+    whose strings hold bytes that are not UTF-8 (a Latin-1 "é" sent without its charset) still
+    parses: each such byte is kept as a lone surrogate (``surrogateescape``), which the validator
+    rejects with its event alone (`parse_batch` names the field and the fix: `stray_bytes`); a body
+    that is not JSON even so is the 400 naming the first such byte.
     """
+    parsed = _parse_json(body, charset)
+    return parsed if isinstance(parsed, Rejection) else parsed[0]
+
+
+def _parse_json(body: bytes, charset: str | None) -> tuple[object, bool] | Rejection:
+    """`parse_json`'s document and whether any of its bytes were not UTF-8 (kept as surrogates)."""
     if not body.strip():
         return body_error(400, "the request body is empty; send a JSON document")
     declared = (
@@ -395,17 +407,60 @@ def parse_json(body: bytes, charset: str | None = None) -> object | Rejection:
         else ""
     )
     try:
-        doc: object = json_numbers.loads(body, _DECODER)
+        return json_numbers.loads(body, _DECODER), False
     except RecursionError:
         return body_error(400, f"JSON nested too deeply{declared}")
     except UnicodeDecodeError as exc:
-        hint = "; it looks gzip-compressed: send Content-Encoding: gzip" if body[:2] == _GZIP_MAGIC else ""
-        return body_error(400, f"not UTF-8 text ({exc.reason} at byte {exc.start}){hint}")
+        not_utf8 = exc
     except json.JSONDecodeError as exc:
         return body_error(
             400, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){declared}"
         )
-    return doc
+    # A stray byte inside one event's string must not cost the others: read it as a surrogate and
+    # reject that event alone. UTF-16/32 bodies and broken JSON keep the error naming the byte.
+    if json.detect_encoding(body) == "utf-8" and body[:2] != _GZIP_MAGIC:
+        try:
+            return json_numbers.loads(body.decode("utf-8", "surrogateescape"), _DECODER), True
+        except (RecursionError, json.JSONDecodeError):
+            pass
+    hint = "; it looks gzip-compressed: send Content-Encoding: gzip" if body[:2] == _GZIP_MAGIC else ""
+    return body_error(400, f"not UTF-8 text ({not_utf8.reason} at byte {not_utf8.start}){hint}")
+
+
+# What surrogateescape makes of a byte that is not UTF-8 (0x80-0xFF).
+_STRAY_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def stray_bytes(doc: object, path: str = "") -> InvalidEvent | None:
+    """The error for the first string (value or key) of `doc` that holds a byte that is not UTF-8
+    (read by `parse_json` as a surrogate), naming its field (``context.name``, ``items[2]``) and
+    the byte; None when there is none."""
+    if isinstance(doc, str):
+        found = _STRAY_BYTE.search(doc)
+        if found is None:
+            return None
+        byte = ord(found.group()) - 0xDC00
+        return InvalidEvent(
+            path or "$",
+            f"holds the byte 0x{byte:02X}, which is not UTF-8 (text in another charset, such as a "
+            "Latin-1 'é'); send the body as UTF-8, or declare its charset (Content-Type: "
+            "application/json; charset=windows-1252)",
+        )
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            # A name with a stray byte in it is shown with the byte escaped (r\xe9f): the answer is
+            # UTF-8 JSON, which a surrogate cannot be written in.
+            shown = str(key).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            name = f"{path}.{shown}" if path else shown
+            found_error = stray_bytes(key, name) or stray_bytes(value, name)
+            if found_error is not None:
+                return found_error
+    elif isinstance(doc, list):
+        for number, value in enumerate(doc):
+            found_error = stray_bytes(value, f"{path}[{number}]")
+            if found_error is not None:
+                return found_error
+    return None
 
 
 def parse_batch(
@@ -420,9 +475,10 @@ def parse_batch(
     """The valid events of a request body and the rejected ones, or why the request is refused whole.
 
     `charset` is the one the Content-Type declared (see `parse_json`)."""
-    doc = parse_json(body, charset)
-    if isinstance(doc, Rejection):
-        return doc
+    parsed = _parse_json(body, charset)
+    if isinstance(parsed, Rejection):
+        return parsed
+    doc, has_stray_bytes = parsed
     unwrapped = _unwrap(doc, sent_at_header)
     if isinstance(unwrapped, Rejection):
         return unwrapped
@@ -449,6 +505,9 @@ def parse_batch(
             if not isinstance(item, dict):
                 event_from_dict(item, limits=limits, now_ms=received_ms)  # raises, naming the type
                 continue
+            stray = stray_bytes(item) if has_stray_bytes else None
+            if stray is not None:
+                raise stray
             stamped, clamp_reason_ms = _stamp_times(item, limits, received_ms, sent_at_ms)
             stamped["received_ms"] = received_ms + forgets_before
             # The size check (of the record the worker will read) is event_from_dict's; no event
@@ -481,8 +540,11 @@ def _unwrap(doc: object, sent_at_header: str | None) -> tuple[object, int | None
     if isinstance(doc, dict) and "events" in doc:
         unknown = sorted(set(doc) - _ENVELOPE_FIELDS)
         if unknown:
+            # Escaped: a name read with a stray byte (or a JSON-escaped lone surrogate) cannot be
+            # written in the UTF-8 answer.
+            shown = unknown[0][:64].encode("utf-8", "backslashreplace").decode("utf-8")
             return body_error(
-                422, "unknown field of a batch envelope; it holds only sent_at_ms and events", unknown[0][:64]
+                422, "unknown field of a batch envelope; it holds only sent_at_ms and events", shown
             )
         if "sent_at_ms" in doc:
             # The body's own send time wins over the header: it travels with the events.

@@ -27,7 +27,17 @@ generic: a CSV, JSONL or Parquet file with your column names mapped onto v1 fiel
 shared reader `stream.core.tabular` (BOM, ``--encoding``, the column separator given by
 ``--delimiter`` or detected, malformed lines skipped and counted, float-written integers and, in a
 ``;``-separated file, decimal-comma ones, times in ms/s/us or date-time text, the event-type map,
-event ids derived from the row's content when the table has none).
+event ids derived from the row's content when the table has none). A headerless CSV file
+(Taobao's ``UserBehavior.csv``, YOOCHOOSE's ``.dat``) is read with ``--columns`` naming its columns;
+missing-value markers (``NA``, ``nan``, ``\\N``...) are no value; ``.json`` is JSON lines or one array.
+
+Every loader's report counts the rows that share their user's timestamp with the user's previous
+row (`SameTimeTally`): a window orders such events by event id, not by file order, so the count
+comes with a warning to export finer times.
+
+A ``received_ms`` a file gives (a sender export's ``receivedAt``) later than the loader's clock
+plus RECEIVE_TIME_TOLERANCE_MS is set to the clock's now and counted (`stream.ingest.receive_time`):
+an event received in the future could outlast every forget.
 
 The ``profilestream load`` commands live in `stream.cli.load`.
 """
@@ -36,8 +46,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +55,24 @@ from typing import Any
 from stream.core.errors import InvalidEvent, SourceError, UnmappedEventType
 from stream.core.events import Event, EventLimits, event_from_dict
 from stream.core.reserved import check_client_event
-from stream.core.tabular import ColumnMap, ReadTally, RowRules, csv_options, format_of, read_rows, to_v1_doc
+from stream.core.tabular import (
+    ColumnMap,
+    ReadTally,
+    RowRules,
+    csv_options,
+    format_of,
+    headerless_hint,
+    read_rows,
+    to_v1_doc,
+)
 from stream.ingest.adapters import adapt_file_record
+from stream.ingest.receive_time import ReceiveClamps
 
 __all__ = [
     "ColumnMap",
     "LoadReport",
     "RowRules",
+    "SameTimeTally",
     "generic_docs",
     "load_generic",
     "load_ml100k",
@@ -65,6 +86,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ML_PURCHASE_MIN_RATING = 4.0
+# Users whose last event time `SameTimeTally` holds: a few MB, whatever the file's size.
+SAME_TIME_USERS_TRACKED = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +98,11 @@ class LoadReport:
     unmapped_types: dict[str, int] = field(default_factory=dict)  # type name in the file -> rows
     malformed: int = 0
     malformed_lines: list[str] = field(default_factory=list)  # the first few, "line N: reason"
+    same_ts_rows: int = 0  # written events sharing their user's time with the user's previous one
+    warnings: list[str] = field(default_factory=list)  # what was loaded but may not be what was meant
+    # Events whose received_ms lay past the loader's clock (plus the tolerance): set to it.
+    clamped_received: int = 0
+    clamped_received_first: dict[str, object] | None = None  # the first, as `ClampedReceive.to_dict`
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,7 +112,51 @@ class LoadReport:
             "unmapped_types": self.unmapped_types,
             "malformed": self.malformed,
             "malformed_lines": self.malformed_lines,
+            "same_ts_rows": self.same_ts_rows,
+            "warnings": self.warnings,
+            "clamped_received": self.clamped_received,
+            "clamped_received_first": self.clamped_received_first,
         }
+
+
+class SameTimeTally:
+    """Counts events that share their user's timestamp with that user's previous event.
+
+    A profile window orders events of one time by event id (the window is a function of the event
+    set), so a file whose times have second or date resolution loses its order there. Only each
+    user's last time is kept, for the `max_users` users seen last (least recently seen forgotten),
+    so memory is bounded on any file; `partial` says users were forgotten (the count is a lower
+    bound). A tie with an earlier, not the previous, event of the user (an unsorted file) is not
+    counted.
+    """
+
+    def __init__(self, max_users: int = SAME_TIME_USERS_TRACKED) -> None:
+        self._last_ts_ms: OrderedDict[str, int] = OrderedDict()
+        self._max_users = max_users
+        self.count = 0
+        self.partial = False
+
+    def note(self, user_id: str, ts_ms: int) -> None:
+        last = self._last_ts_ms.get(user_id)
+        if last is not None:
+            self._last_ts_ms.move_to_end(user_id)
+            if last == ts_ms:
+                self.count += 1
+        self._last_ts_ms[user_id] = ts_ms
+        if len(self._last_ts_ms) > self._max_users:
+            self._last_ts_ms.popitem(last=False)
+            self.partial = True
+
+    def warning(self) -> str | None:
+        """The report's warning, None when no event shares its user's time."""
+        if not self.count:
+            return None
+        counted = f"at least {self.count:,}" if self.partial else f"{self.count:,}"
+        return (
+            f"{counted} rows share their user's timestamp with another row; their order in a window "
+            "follows event ids, not the file: export times with finer resolution (or add the order "
+            "as milliseconds)"
+        )
 
 
 # --- ml-100k ----------------------------------------------------------------------------------
@@ -181,11 +253,17 @@ def standard_docs(
 
 
 def read_table(
-    path: Path, *, encoding: str = "utf-8", delimiter: str | None = None, tally: ReadTally | None = None
+    path: Path,
+    *,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+    tally: ReadTally | None = None,
+    names: Sequence[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The rows of a CSV, JSONL or Parquet file (the shared reader: BOM, encoding, a CSV file's
-    `delimiter` (None: detected), malformed lines)."""
-    for row in read_rows(path, encoding=encoding, tally=tally, delimiter=delimiter):
+    """The rows of a CSV, JSONL, JSON or Parquet file (the shared reader: BOM, encoding, a CSV
+    file's `delimiter` (None: detected) and, for a headerless one, column `names`, malformed
+    lines)."""
+    for row in read_rows(path, encoding=encoding, tally=tally, delimiter=delimiter, columns=names):
         yield row.values
 
 
@@ -221,8 +299,10 @@ def write_jsonl(
     """
     now_ms = time.time_ns() // 1_000_000
     written = 0
+    clamps = ReceiveClamps()
     reasons: Counter[str] = Counter()
     unmapped: Counter[str] = Counter()
+    same_time = SameTimeTally()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     try:
@@ -233,13 +313,18 @@ def write_jsonl(
                 elif isinstance(outcome, InvalidEvent):
                     reasons[f"{outcome.field}: {outcome.reason}"[:200]] += 1
                 else:
-                    sink.write(outcome.to_json())
+                    sink.write(clamps.bound(outcome, f"output line {written + 1}").to_json())
                     sink.write(b"\n")
                     written += 1
+                    same_time.note(outcome.user_id, outcome.ts_ms)
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
     malformed = tally.malformed if tally is not None else 0
+    warnings = list(tally.warnings) if tally is not None else []
+    same_time_warning = same_time.warning()
+    if same_time_warning is not None:
+        warnings.append(same_time_warning)
     report = LoadReport(
         written=written,
         skipped=sum(reasons.values()) + sum(unmapped.values()) + malformed,
@@ -247,7 +332,20 @@ def write_jsonl(
         unmapped_types=dict(unmapped.most_common()),
         malformed=malformed,
         malformed_lines=list(tally.first_malformed) if tally is not None else [],
+        same_ts_rows=same_time.count,
+        warnings=warnings,
+        clamped_received=clamps.count,
+        clamped_received_first=clamps.first.to_dict() if clamps.first is not None else None,
     )
+    if clamps.first is not None:
+        log.warning(
+            "%d events had a received_ms past the loader's clock, set to it; first: %s %s",
+            clamps.count,
+            clamps.first.position,
+            clamps.first.reason,
+        )
+    for warning in warnings:
+        log.warning("%s", warning)
     log.info(
         "wrote %d events to %s; skipped %d invalid rows, %d of unmapped types, %d malformed lines",
         written,
@@ -268,17 +366,19 @@ def load_generic(
     encoding: str = "utf-8",
     delimiter: str | None = None,
     limits: EventLimits | None = None,
+    names: Sequence[str] | None = None,
 ) -> LoadReport:
-    """`source` (CSV/JSONL/Parquet) mapped by `columns` and `rules` into the v1 JSONL file `out`.
+    """`source` (CSV/JSONL/JSON/Parquet) mapped by `columns` and `rules` into the v1 JSONL file `out`.
 
     `delimiter`: a CSV file's column separator (None or ``auto``: detected); a ``;``-separated
-    file has its decimal commas read (`stream.core.tabular.csv_options`). Raises SourceError for a
-    whole-file problem (see `stream.core.tabular.read_rows`) and a mapped column the table lacks.
+    file has its decimal commas read (`stream.core.tabular.csv_options`). `names`: the columns of
+    a CSV file without a header row (``--columns``). Raises SourceError for a whole-file problem
+    (see `stream.core.tabular.read_rows`) and a mapped column the table lacks.
     """
     tally = ReadTally()
     delimiter, chosen = csv_options(source, rules or RowRules(), encoding=encoding, delimiter=delimiter)
-    rows = read_table(source, encoding=encoding, delimiter=delimiter, tally=tally)
-    if format_of(source) != "jsonl":  # JSON lines may leave out a key; a table has its columns
+    rows = read_table(source, encoding=encoding, delimiter=delimiter, tally=tally, names=names)
+    if format_of(source) not in ("jsonl", "json"):  # JSON may leave out a key; a table has its columns
         rows = _with_columns(rows, columns, source)
     return write_jsonl(generic_docs(rows, columns, chosen), out, limits, tally)
 
@@ -305,5 +405,9 @@ def _with_columns(
             if wanted:
                 option, name = wanted[0]
                 known = ", ".join(repr(column) for column in list(row)[:30])
-                raise SourceError(f"{source}: {option} {name!r} is not a column; the columns are {known}")
+                hint = headerless_hint([str(column) for column in row])
+                raise SourceError(
+                    f"{source}: {option} {name!r} is not a column; the columns are {known}"
+                    + (f"; {hint}" if hint is not None else "")
+                )
         yield row

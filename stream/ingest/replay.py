@@ -40,6 +40,11 @@ skipped and counted, float-written integers (``17850.0``) are read as integers i
 (unmapped ones skipped and counted per name) and a row without ``event_id`` gets one derived from
 its content. A JSON line that these rules leave unchanged is forwarded as it is.
 
+Receive times: a file's ``received_ms`` later than the replay's clock plus
+RECEIVE_TIME_TOLERANCE_MS (60 s) is set to the clock's now (an event received in the future could
+outlast every forget) and counted in the report (``clamped_received``, the first in
+``clamped_received_first``); ``kafka://`` keeps the topic's, which its receivers stamped.
+
 The ``profilestream replay`` command lives in `stream.cli.replay`.
 """
 
@@ -68,6 +73,7 @@ from stream.core.errors import (
     UnmappedEventType,
 )
 from stream.core.events import (
+    RECEIVE_TIME_TOLERANCE_MS,
     DecodedEvent,
     Event,
     EventLimits,
@@ -88,6 +94,7 @@ from stream.core.tabular import (
     read_jsonl_lines,
     read_rows,
 )
+from stream.ingest.receive_time import ReceiveClamps
 from stream.kafka.bulk_sender import AiokafkaBatchSender, default_partition
 from stream.kafka.codecs import codec_of_error, require_codecs
 from stream.kafka.producer import ProducerTuning, RecordSender, kafka_producer, not_acknowledged
@@ -132,6 +139,7 @@ class SourceSpec:
     encoding: str = "utf-8"
     rules: RowRules = field(default_factory=RowRules)
     delimiter: str | None = None
+    columns: tuple[str, ...] | None = None  # a headerless CSV file's column names (--columns)
 
     @property
     def topic(self) -> str | None:
@@ -141,6 +149,7 @@ class SourceSpec:
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
     speed: float | None = None  # None: as fast as possible
+    max_gap_s: float | None = None  # paced: the longest wait between two events (None: any)
     dry_run: bool = False
     processes: int = 1
     rejects_path: Path = Path("replay-rejects.jsonl")
@@ -176,6 +185,9 @@ class ReplayReport:
     unmapped_types: dict[str, int] = field(default_factory=dict)  # type name in the file -> rows skipped
     malformed: int = 0  # lines the file reader skipped (not JSON, a truncated CSV row...)
     malformed_lines: list[str] = field(default_factory=list)  # the first few, "line N: reason"
+    # File events whose received_ms lay past the replay's clock (plus the tolerance): set to it.
+    clamped_received: int = 0
+    clamped_received_first: dict[str, object] | None = None  # the first, as `ClampedReceive.to_dict`
 
     @property
     def events_per_s(self) -> float:
@@ -196,6 +208,8 @@ class ReplayReport:
             "unmapped_types": self.unmapped_types,
             "malformed": self.malformed,
             "malformed_lines": self.malformed_lines,
+            "clamped_received": self.clamped_received,
+            "clamped_received_first": self.clamped_received_first,
         }
 
 
@@ -212,11 +226,18 @@ def parse_speed(text: str) -> float | None:
     return factor
 
 
+# A wait this long for one event is worth a line: a paced replay otherwise looks hung.
+LONG_WAIT_S = 60.0
+
+
 class Pacer:
     """Keeps the original gaps between event times, divided by `speed`, against the wall clock.
 
     Events whose time goes backwards (other users, clock skew) are sent at once; the schedule is
-    anchored on the first event and never drifts from the wall clock.
+    anchored on the first event and never drifts from the wall clock. A gap longer than
+    `max_gap_s` once divided by `speed` (one event a year after the rest) is cut to `max_gap_s`,
+    and the schedule after it moves up by the difference (`capped_gaps` counts them); a wait over
+    LONG_WAIT_S is logged, naming the option, so a replay waiting hours says so.
     """
 
     def __init__(
@@ -224,22 +245,42 @@ class Pacer:
         speed: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        max_gap_s: float | None = None,
     ) -> None:
         self._speed = speed
         self._clock = clock
         self._sleep = sleep
+        self._max_gap_s = max_gap_s
         self._origin: tuple[int, float] | None = None
+        self._last_due = 0.0
+        self.capped_gaps = 0
 
     def delay_s(self, ts_ms: int) -> float:
         if self._origin is None:
             self._origin = (ts_ms, self._clock())
+            self._last_due = self._origin[1]
             return 0.0
         first_ts_ms, started = self._origin
         due = started + (ts_ms - first_ts_ms) / 1000.0 / self._speed
+        if self._max_gap_s is not None and due - self._last_due > self._max_gap_s:
+            cut_s = due - self._last_due - self._max_gap_s
+            self._origin = (first_ts_ms, started - cut_s)
+            due -= cut_s
+            self.capped_gaps += 1
+        self._last_due = max(self._last_due, due)
         return max(due - self._clock(), 0.0)
 
     def wait(self, ts_ms: int) -> None:
         delay = self.delay_s(ts_ms)
+        if delay > LONG_WAIT_S:
+            log.warning(
+                "replay: waiting %.0f s for the next event (ts_ms %d) at --speed %g; "
+                "--max-gap-s S cuts each gap between events to at most S seconds",
+                delay,
+                ts_ms,
+                self._speed,
+            )
         if delay > 0:
             self._sleep(delay)
 
@@ -309,7 +350,9 @@ def _json_problem(raw: bytes) -> str | None:
 def iter_table(path: Path, spec: SourceSpec, tally: ReadTally) -> Iterator[Item]:
     """A CSV or Parquet file of v1 columns: each row through the value rules (empty cells absent)."""
     delimiter, rules = csv_options(path, spec.rules, encoding=spec.encoding, delimiter=spec.delimiter)
-    for row in read_rows(path, encoding=spec.encoding, tally=tally, delimiter=delimiter):
+    for row in read_rows(
+        path, encoding=spec.encoding, tally=tally, delimiter=delimiter, columns=spec.columns
+    ):
         try:
             doc: object = normalise_v1(row.values, rules, empty_is_absent=True)
         except InvalidEvent as exc:
@@ -428,6 +471,7 @@ class _Tally:
     truncated: int = 0
     rejects: list[Reject] = field(default_factory=list)
     unmapped: Counter[str] = field(default_factory=Counter)
+    received: ReceiveClamps = field(default_factory=ReceiveClamps)
 
 
 class EventSink(Protocol):
@@ -507,9 +551,13 @@ def _replay_items(
     """The hot loop: validate each item of this shard and send it; returns the counts.
 
     `from_client`: the items come from outside (a file), so what only the worker may say
-    (`stream.core.reserved`) is refused; a copy of the events topic carries the worker's records."""
+    (`stream.core.reserved`) is refused, and a receive time past the replay's clock is set to it
+    (`stream.ingest.receive_time`); a copy of the events topic carries the worker's records and
+    its receivers' times."""
     tally = _Tally()
     now_ms = time.time_ns() // 1_000_000
+    # Below this no receive time needs the clock read again (`ReceiveClamps.bound` reads it).
+    latest_received_ms = now_ms + RECEIVE_TIME_TOLERANCE_MS
     index, shards = shard
     partition_of: dict[bytes, int] = {}
     partitions = sink.partitions if sink is not None else []
@@ -532,6 +580,9 @@ def _replay_items(
             event, value, truncated = _validate(raw, parsed, limits=limits, now_ms=now_ms)
             if from_client:
                 check_client_event(event)
+                if event.received_ms is not None and event.received_ms > latest_received_ms:
+                    event = tally.received.bound(event, position)
+                    value = event.to_json()
         except UnmappedEventType as exc:
             tally.unmapped[exc.name] += 1
             continue
@@ -643,10 +694,19 @@ class _Outcome:
     unmapped: dict[str, int]
     reader: ReadTally
     truncated: int = 0
+    received: ReceiveClamps = field(default_factory=ReceiveClamps)
 
     @classmethod
     def of(cls, tally: _Tally, reader: ReadTally) -> _Outcome:
-        return cls(tally.read, tally.produced, tally.rejects, dict(tally.unmapped), reader, tally.truncated)
+        return cls(
+            tally.read,
+            tally.produced,
+            tally.rejects,
+            dict(tally.unmapped),
+            reader,
+            tally.truncated,
+            tally.received,
+        )
 
 
 def _run_shard(job: _ShardJob, counter: Any = None) -> _Outcome:
@@ -733,6 +793,9 @@ def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> Repl
     reasons = Counter(f"{reject.field}: {reject.reason}"[:200] for reject in rejects)
     # Every shard reads the whole file: its malformed lines are those of shard 0.
     reader = outcomes[0].reader
+    clamped = ReceiveClamps()
+    for outcome in outcomes:
+        clamped.merge(outcome.received)
     rejects_path = _write_rejects(rejects, options.rejects_path)
     report = ReplayReport(
         source=spec.location,
@@ -747,7 +810,16 @@ def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> Repl
         unmapped_types=dict(unmapped.most_common()),
         malformed=reader.malformed,
         malformed_lines=list(reader.first_malformed),
+        clamped_received=clamped.count,
+        clamped_received_first=clamped.first.to_dict() if clamped.first is not None else None,
     )
+    if clamped.first is not None:
+        log.warning(
+            "%d events had a received_ms past the replay's clock, set to it; first: %s %s",
+            clamped.count,
+            clamped.first.position,
+            clamped.first.reason,
+        )
     log.info(
         "replayed %s: %d read, %d produced to %s (%d with an over-long query cut), %d rejected, "
         "%d of unmapped types, %d malformed lines, %.0f events/s",
@@ -769,7 +841,7 @@ def _replay_single(
 ) -> _Outcome:
     paced = options.speed is not None
     sink = None if options.dry_run else open_sink(settings, options.sender, paced=paced)
-    pacer = Pacer(options.speed) if options.speed is not None else None
+    pacer = Pacer(options.speed, max_gap_s=options.max_gap_s) if options.speed is not None else None
     reader = ReadTally()
     tally = _replay_into(
         sink,

@@ -17,24 +17,34 @@ Values follow the one set of value rules of every entry point (`stream.core.norm
 may be text or a whole number, a time ms since the epoch, ISO-8601 text or a datetime; numbers of
 any integer or real type count (numpy's ``int64`` and ``float64`` straight from a DataFrame), in
 ``context`` too, where they are written as JSON numbers.
+
+Receive time: the SDK runs in the backend, so its clock is the receive clock. Each event gets
+``received_ms`` at `track` (or `send`), never earlier than the one before it from this producer,
+and an event after a ``forget`` is stamped at least 1 ms after it, as the collector stamps a
+request. A forget therefore removes everything received before it even when its ``ts_ms`` is when
+the user asked, minutes earlier (a queued erasure request), and an event tracked after it is kept.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, SupportsIndex
 
 from kafka.errors import KafkaError
 
-from stream.core.errors import Overloaded, ServiceUnavailable
+from stream.core.errors import InvalidEvent, Overloaded, ServiceUnavailable
 from stream.core.events import (
     MAX_QUERY_CHARS,
+    RECEIVE_TIME_TOLERANCE_MS,
     Event,
     EventLimits,
+    EventType,
     check_event_size,
     event_from_dict,
     query_truncated,
@@ -71,6 +81,17 @@ class ProfilestreamProducer:
         self._pending: list[SendFuture] = []
         self._max_pending = settings.sdk_max_pending_sends
         self._producer = producer_factory(settings)
+        # The earliest receive time the next event may get: receive times never go back, and one
+        # after a forget is later than the forget's (the window cuts at or before the forget).
+        self._next_received_ms = 0
+        self._stamp_lock = threading.Lock()
+
+    def _stamp(self, type: EventType, now_ms: int, given_ms: int | None = None) -> int:
+        with self._stamp_lock:
+            received_ms = max(now_ms, self._next_received_ms) if given_ms is None else given_ms
+            floor_ms = received_ms + 1 if type is EventType.FORGET else received_ms
+            self._next_received_ms = max(self._next_received_ms, floor_ms)
+            return received_ms
 
     def track(
         self,
@@ -92,7 +113,10 @@ class ProfilestreamProducer:
         A `query` over MAX_QUERY_CHARS characters is cut to them; an event over
         PROFILESTREAM_EVENT_MAX_BYTES (bytes of its JSON record) raises InvalidEvent naming its
         largest field (see the module docstring); so does a `context` holding a key only the
-        worker writes (``forget_of``, ``merged_from``: `stream.core.reserved`)."""
+        worker writes (``forget_of``, ``merged_from``: `stream.core.reserved`).
+
+        The event is stamped with this producer's receive time (``received_ms``, see the module
+        docstring)."""
         now_ms = self._clock_ms()
         doc: dict[str, Any] = {
             "event_id": event_id if event_id is not None else uuid.uuid4().hex,
@@ -104,8 +128,12 @@ class ProfilestreamProducer:
             "session_id": session_id,
             "context": dict(context) if context is not None else None,
         }
-        event = event_from_dict(doc, limits=self._limits, now_ms=now_ms)
-        check_client_event(event)
+        unstamped = event_from_dict(doc, limits=self._limits, now_ms=now_ms)
+        check_client_event(unstamped)
+        # Stamped once valid, so a refused event moves no receive time; its size counts the stamp,
+        # as the collector's does.
+        event = replace(unstamped, received_ms=self._stamp(unstamped.type, now_ms))
+        check_event_size(event, self._limits)
         if query_truncated(query):
             log.debug("cut a %d-character query to %d characters", len(query or ""), MAX_QUERY_CHARS)
         self._send(event)
@@ -116,10 +144,25 @@ class ProfilestreamProducer:
         it waits first and when it raises `Overloaded`. InvalidEvent, naming the largest field,
         for an event over PROFILESTREAM_EVENT_MAX_BYTES: one built by hand skipped `track`'s check;
         and for a context key only the worker writes (`stream.core.reserved`), or an identify
-        of a user with itself."""
-        check_event_size(event, self._limits)
+        of a user with itself.
+
+        An event without ``received_ms`` is stamped as `track` stamps it; one that carries it
+        (forwarded from another receiver) keeps it, unless it lies more than
+        RECEIVE_TIME_TOLERANCE_MS past this producer's clock: InvalidEvent, since such an event
+        could outlast any later forget."""
         check_client_event(event)
-        self._send(event)
+        now_ms = self._clock_ms()
+        given_ms = event.received_ms
+        if given_ms is not None and given_ms > now_ms + RECEIVE_TIME_TOLERANCE_MS:
+            raise InvalidEvent(
+                "received_ms",
+                f"{given_ms} is {given_ms - now_ms} ms after this producer's clock ({now_ms}), more "
+                f"than the {RECEIVE_TIME_TOLERANCE_MS} ms allowed; leave received_ms out and the SDK "
+                "stamps it, or check the clock of the host that set it",
+            )
+        stamped = replace(event, received_ms=self._stamp(event.type, now_ms, given_ms))
+        check_event_size(stamped, self._limits)
+        self._send(stamped)
 
     def _send(self, event: Event) -> None:
         if len(self._pending) >= self._max_pending:

@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # n
 
 from stream.core.batch import BatchOutcome, apply_batch, not_forgotten
 from stream.core.deadletter import DeadLetter, SourcePosition
-from stream.core.decode import DecodedBatch, RawMessage, decode_batch
+from stream.core.decode import DecodedBatch, RawMessage, decode_batch, normalised_key
 from stream.core.errors import ProfilestreamError
 from stream.core.events import EventLimits
 from stream.core.settings import Settings
@@ -182,6 +182,7 @@ def create_app(
                     key=e.message.key,
                     value=e.message.value,
                     source=SourcePosition(e.message.topic, e.message.partition, e.message.offset),
+                    timestamp_ms=record_timestamp_ms(e),
                 )
                 for e in batch
             ],
@@ -448,11 +449,19 @@ def store_windows(
 ) -> None:
     """Write the windows that changed to the table's store and queue their changelog records
     (sent, and acknowledged, before the batch's positions are stored: `process_batch`)."""
-    event_by_key = {e.message.key: e for e in batch}
+    # By the user id the key names: a record keyed by another spelling of it is processed on the
+    # id's partition too (`stream.worker.reroute`).
+    event_by_key = {normalised_key(e.message.key): e for e in batch}
     for user_id, window in new_windows.items():
         if window != current.get(user_id, Window()):
             key = user_id.encode()
             changelog.set(key, cache.encode(key, window), event_by_key[key])
+
+
+def record_timestamp_ms(event: EventT[bytes]) -> int | None:
+    """The Kafka record's timestamp in ms (Faust's is in seconds); None when it has none."""
+    timestamp_s = event.message.timestamp
+    return None if timestamp_s is None else round(timestamp_s * 1000)
 
 
 def _observe(
@@ -468,8 +477,10 @@ def _observe(
     """Count the batch in the metrics and log one line for it (`started_s`: its perf_counter start)."""
     metrics.events.inc(len(decoded.events))
     metrics.truncated_queries.inc(decoded.truncated_queries)
+    metrics.clamped_received.inc(decoded.clamped_received)
     metrics.late_events.inc(outcome.late)
     metrics.duplicate_events.inc(outcome.duplicates)
+    metrics.forgotten_events.inc(outcome.received_before_forget)
     metrics.window_bytes_dropped.inc(outcome.dropped_for_bytes)
     metrics.forgets.inc(len(outcome.forgets))
     metrics.profiles_written.inc(profiles)
@@ -483,13 +494,15 @@ def _observe(
         metrics.freshness_ms.observe(max(0.0, (now_s - event.message.timestamp) * 1000))
     log.info(
         "batch: %d events (%d with a query cut), %d dead letters, %d users re-encoded, %d late, "
-        "%d duplicates, encode %.0f ms, rank %.0f ms, total %.0f ms",
+        "%d duplicates, %d received before their user's forget, encode %.0f ms, rank %.0f ms, "
+        "total %.0f ms",
         len(decoded.events),
         decoded.truncated_queries,
         len(decoded.dead_letters),
         profiles,
         outcome.late,
         outcome.duplicates,
+        outcome.received_before_forget,
         timings.encode_ms,
         timings.rank_ms,
         (time.perf_counter() - started_s) * 1000,

@@ -32,6 +32,11 @@ class WorkerMetrics:
             "profilestream_duplicate_events", "Events already in the window.", registry=r
         )
         self.forgets = Counter("profilestream_forgets", "Users forgotten.", registry=r)
+        self.forgotten_events = Counter(
+            "profilestream_forgotten_events",
+            "Events dropped because they were received before the user's forget.",
+            registry=r,
+        )
         self.users_expired = Counter(
             "profilestream_users_expired",
             "Windows removed from the table because their user was inactive over user_retention_s.",
@@ -74,6 +79,18 @@ class WorkerMetrics:
             "profilestream_misrouted_records",
             "Records found on another partition than murmur2(key) gives (a producer with another "
             "partitioner), sent again to their user's partition and skipped here.",
+            registry=r,
+        )
+        self.rekeyed_records = Counter(
+            "profilestream_rekeyed_records",
+            "Records keyed by another spelling of their user id (Unicode NFD, '4242.0') off that id's "
+            "partition, sent again to it keyed by the id rule's spelling and skipped here.",
+            registry=r,
+        )
+        self.clamped_received = Counter(
+            "profilestream_clamped_received",
+            "Events whose received_ms lay over RECEIVE_TIME_TOLERANCE_MS (60 s) past their Kafka "
+            "record's timestamp, replaced by that timestamp.",
             registry=r,
         )
         self.profiles_written = Counter(

@@ -9,6 +9,12 @@ too). A worker that finds such a record sends it again, unchanged, to the partit
 its key, waits for the broker's ack, and skips it here: its user's own partition processes it, in
 that partition's order (the same way a login moves a window, `stream.worker.identity`). A record
 without a key is left to the decoder, which dead-letters it naming the key.
+
+A key is read as the user id it names (`stream.core.decode.normalised_key`): a producer that keys
+by the id as its source spells it (NFD "José" from macOS, "4242.0" from a pandas float column)
+placed the record on murmur2 of that spelling. Such a record belongs on murmur2 of the id's own
+spelling, and is sent there with that spelling as its key, so every record of a user has one key;
+one that is on that partition already is processed here (the decoder accepts the spelling).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any, TypeVar
 
 from faust.types import EventT
 
+from stream.core.decode import normalised_key
 from stream.kafka.bulk_sender import default_partition
 from stream.worker.metrics import WorkerMetrics
 
@@ -62,8 +69,9 @@ def split_misrouted(
 async def keep_own(
     events_topic: Any, batch: Sequence[EventT[bytes]], partitions: int, metrics: WorkerMetrics
 ) -> list[EventT[bytes]]:
-    """The records of `batch` that belong to their partition of the `partitions`; the others
-    are sent to theirs through the Faust `events_topic` and acknowledged by the broker before
+    """The records of `batch` that belong to their partition of the `partitions` (murmur2 of the
+    user id their key names, `normalised_key`); the others are sent to theirs, keyed by that id,
+    through the Faust `events_topic` and acknowledged by the broker before
     this returns (a crash after the send and before the batch's position is stored sends them
     again: the window drops the repeated event id).
 
@@ -72,14 +80,14 @@ async def keep_own(
     kept, moved = split_misrouted(
         batch,
         partitions,
-        key_of=lambda e: e.message.key,
+        key_of=lambda e: normalised_key(e.message.key),
         partition_of=lambda e: e.message.partition,
     )
     if not moved:
         return kept
     pending = [
         await events_topic.send(
-            key=e.message.key,
+            key=normalised_key(e.message.key),
             value=e.message.value,
             partition=target,
             headers=e.message.headers or None,
@@ -87,17 +95,37 @@ async def keep_own(
         for e, target in moved
     ]
     await asyncio.gather(*pending)
-    metrics.misrouted_records.inc(len(moved))
+    rekeyed = [(e, target) for e, target in moved if normalised_key(e.message.key) != e.message.key]
+    placed = [(e, target) for e, target in moved if normalised_key(e.message.key) == e.message.key]
+    if rekeyed:
+        metrics.rekeyed_records.inc(len(rekeyed))
+        _log_moved(
+            rekeyed,
+            "were keyed by another spelling of their user id (Unicode NFD, a float's '.0'); sent "
+            "on to their users' partitions keyed by the id rule's spelling",
+            "key records by the user_id as the collector writes it (NFC text, integers without '.0')",
+        )
+    if placed:
+        metrics.misrouted_records.inc(len(placed))
+        _log_moved(
+            placed,
+            "were on another partition than murmur2(key) gives (a producer with another "
+            "partitioner, e.g. librdkafka's default consistent_random); sent on to their users' "
+            "partitions",
+            "configure producers with the murmur2 partitioner (librdkafka: partitioner=murmur2_random)",
+        )
+    return kept
+
+
+def _log_moved(moved: Sequence[tuple[EventT[bytes], int]], what: str, fix: str) -> None:
     first, target = moved[0]
     log.warning(
-        "%d records were on another partition than murmur2(key) gives (a producer with "
-        "another partitioner, e.g. librdkafka's default consistent_random); sent on to their "
-        "users' partitions. First: %s/%d@%d, belongs on partition %d; configure producers "
-        "with the murmur2 partitioner (librdkafka: partitioner=murmur2_random)",
+        "%d records %s. First: %s/%d@%d, belongs on partition %d; %s",
         len(moved),
+        what,
         first.message.topic,
         first.message.partition,
         first.message.offset,
         target,
+        fix,
     )
-    return kept

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, MutableMapping, Sequence
 from typing import Any
 
+from stream.core.decode import normalised_key
 from stream.core.events import Event
 from stream.core.settings import Settings
 from stream.core.window import CorruptWindow, Window, decode_window, received_ms_of
@@ -178,7 +179,10 @@ class BoundedState:
     ) -> dict[str, float]:
         """Move the watermarks by the batch, sweep a few stored windows, and return the batch's
         popularity increments of catalogue items only (both removals are counted)."""
-        partition_of = {e.message.key: e.message.partition for e in batch}
+        # By the user id a key names: a key in another spelling of it is the same user's.
+        partition_of = {
+            key: e.message.partition for e in batch if (key := normalised_key(e.message.key)) is not None
+        }
         self.sweep.observe(events, lambda event: partition_of.get(event.user_id.encode()))
         self._metrics.users_expired.inc(self.sweep.sweep(in_batch=partition_of.keys()))
         if self._items is None or self._items[0] != id(catalogue_ids):

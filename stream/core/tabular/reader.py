@@ -2,7 +2,15 @@
 
 Rules, the same for every caller (replay, load generic, the catalogue reader):
 
-- The format comes from the suffix (`FORMATS_BY_SUFFIX`) unless the caller names it.
+- The format comes from the suffix (`FORMATS_BY_SUFFIX`) unless the caller names it. ``.dat``
+  files (YOOCHOOSE's ``yoochoose-clicks.dat``) are CSV, their separator found like any other's.
+  ``.json`` is JSON lines unless its first non-space character is ``[``: then it is one array of
+  objects (pandas' ``to_json(orient="records")``), parsed whole and so refused over
+  `MAX_JSON_ARRAY_BYTES` with the command to convert it to JSON lines; element N is row N.
+- A CSV file without a header row (Taobao's ``UserBehavior.csv``, YOOCHOOSE) is read with the
+  caller's column names (``--columns``, `parse_columns`): its first line is then a row. Without
+  them, a header with a cell that reads as a number or a date-time (`data_like_cells`) is a
+  warning in the `ReadTally` naming ``--columns``, as its line is read as names and not as a row.
 - A CSV file's column separator is the caller's (``--delimiter``) or else found: ``.tsv`` and ``.tab``
   files are tab-separated; other CSV files are sniffed (`detect_delimiter`) on their first
   `SNIFF_CHARS` characters among `DELIMITERS` (``,`` ``;`` tab ``|``), a choice standing only when it
@@ -49,7 +57,7 @@ import csv
 import json
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -59,13 +67,15 @@ from stream.core.errors import SourceError
 from stream.core.events import MAX_RAW_EVENT_BYTES
 from stream.core.tabular.values import RowRules
 
-TableFormat = Literal["csv", "jsonl", "parquet"]
+TableFormat = Literal["csv", "jsonl", "json", "parquet"]
 FORMATS_BY_SUFFIX: dict[str, TableFormat] = {
     ".csv": "csv",
     ".tsv": "csv",
     ".tab": "csv",
+    ".dat": "csv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    ".json": "json",
     ".parquet": "parquet",
     ".pq": "parquet",
 }
@@ -82,6 +92,19 @@ _DELIMITER_NAMES: dict[str, str | None] = {"auto": None, "tab": "\t", "\\t": "\t
 # How many malformed lines a report lists by number (all of them are counted).
 MALFORMED_LINES_SHOWN = 5
 _CHECK_CHUNK_BYTES = 1 << 20
+# A JSON array is parsed whole (its objects take some ten times its size in memory): larger files
+# are refused with the command that turns them into JSON lines, read a line at a time.
+MAX_JSON_ARRAY_BYTES = 64 << 20
+_TO_JSON_LINES = (
+    "convert it to JSON lines (one object a line, read a line at a time): "
+    "jq -c '.[]' FILE.json > FILE.jsonl, or pandas' to_json(orient=\"records\", lines=True)"
+)
+# A header cell that is data rather than a name: a number (17850, -3.5, 1,5, 1e3) or a date-time
+# (2014-04-07T10:51:09.277Z, 2016-05-09, 04/07/2014).
+_DATA_LIKE = re.compile(
+    r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?"
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[Tt ].*)?|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}(?: .*)?"
+)
 _PARQUET_BATCH_ROWS = 16_384
 _BOM = "\ufeff"
 _BOM_BYTES = codecs.BOM_UTF8
@@ -130,6 +153,12 @@ class ReadTally:
     rows: int = 0
     malformed: int = 0
     first_malformed: list[str] = field(default_factory=list)
+    # Whole-file doubts that read on (a header that looks like data), each once.
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def note_malformed(self, number: int, reason: str) -> None:
         self.malformed += 1
@@ -137,7 +166,51 @@ class ReadTally:
             self.first_malformed.append(f"line {number}: {reason[:200]}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"malformed": self.malformed, "malformed_lines": list(self.first_malformed)}
+        return {
+            "malformed": self.malformed,
+            "malformed_lines": list(self.first_malformed),
+            "warnings": list(self.warnings),
+        }
+
+
+def parse_columns(text: str) -> tuple[str, ...]:
+    """A ``--columns`` value (``user_id,item_id,ts``: comma-separated whatever the file's separator)
+    as the names of a headerless CSV file's columns, in order.
+
+    Raises SourceError naming the option for an empty or repeated name.
+    """
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise SourceError(
+            f"--columns {text[:200]!r}: an empty name; give one name per column, comma-separated, "
+            "e.g. --columns user_id,item_id,category_id,type,ts"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SourceError(
+            f"--columns: {', '.join(map(repr, repeated))} named twice; give each column its own name"
+        )
+    return names
+
+
+def data_like_cells(header: list[str]) -> list[str]:
+    """The cells of a header line that read as numbers or date-times: data, not column names (the
+    first row of a file without a header)."""
+    return [cell for cell in header if _DATA_LIKE.fullmatch(cell.strip())]
+
+
+def headerless_hint(header: list[str]) -> str | None:
+    """What to do when `header` looks like a row of data (`data_like_cells`), or None when not."""
+    cells = data_like_cells(header)
+    if not cells:
+        return None
+    shown = ", ".join(repr(cell) for cell in cells[:5])
+    return (
+        f"the header ({', '.join(repr(cell) for cell in header[:10])}) looks like data ({shown}: "
+        f"numbers or times, not column names), so the first row was read as the header and not "
+        f"loaded; if the file has no header row, pass --columns naming its {len(header)} columns "
+        "in order, e.g. --columns user_id,item_id,ts"
+    )
 
 
 def format_of(path: Path) -> TableFormat:
@@ -414,22 +487,33 @@ def read_rows(
     fmt: TableFormat | None = None,
     tally: ReadTally | None = None,
     delimiter: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[Row]:
     """The rows of `path` in file order; malformed lines are counted in `tally` and skipped.
 
     `delimiter`: a CSV file's column separator (see `parse_delimiter`); None or ``auto`` finds it
-    (`csv_delimiter`); other formats ignore it. Raises SourceError (naming the file and the fix)
-    for a whole-file problem: missing, unknown suffix, encoding or delimiter, undecodable bytes, a
-    header that reads as one column but splits at another separator, not Parquet.
+    (`csv_delimiter`); other formats ignore it. `columns`: the names of a headerless CSV file's
+    columns (its first line is a row); other formats name their own and refuse it. Raises
+    SourceError (naming the file and the fix) for a whole-file problem: missing, unknown suffix,
+    encoding or delimiter, undecodable bytes, a header that reads as one column but splits at
+    another separator, not Parquet, a JSON array too large or not parsable.
     """
     chosen = fmt or format_of(path)
     counts = tally if tally is not None else ReadTally()
     if not path.is_file():
-        raise SourceError(f"{path}: no such file; give the path of a .csv, .jsonl or .parquet file")
+        raise SourceError(f"{path}: no such file; give the path of a .csv, .jsonl, .json or .parquet file")
+    if columns is not None and chosen != "csv":
+        raise SourceError(
+            f"{path}: --columns names the columns of a CSV file without a header row; a {chosen} "
+            "file names its own fields: leave --columns out"
+        )
     if chosen == "csv":
-        rows = _csv_rows(path, encoding, csv_delimiter(path, encoding=encoding, delimiter=delimiter), counts)
+        separator = csv_delimiter(path, encoding=encoding, delimiter=delimiter)
+        rows = _csv_rows(path, encoding, separator, counts, columns)
     elif chosen == "jsonl":
         rows = _jsonl_rows(path, encoding, counts)
+    elif chosen == "json":
+        rows = _json_rows(path, encoding, counts)
     else:
         rows = _parquet_rows(path)
     for row in rows:
@@ -475,12 +559,63 @@ def _jsonl_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
             # An over-large number parses into a value the validator rejects, naming the field.
             value = json_numbers.loads(raw)
         except (ValueError, RecursionError) as exc:
-            tally.note_malformed(number, _json_problem(exc))
+            problem = _json_problem(exc)
+            if raw.lstrip().startswith(b"{'"):
+                # Some of Amazon's 2014 review and metadata files are Python dicts, not JSON.
+                problem += "; a Python dict (single quotes), not JSON: convert it with ast.literal_eval"
+            tally.note_malformed(number, problem)
             continue
         if not isinstance(value, dict):
             tally.note_malformed(number, f"a JSON {type(value).__name__}, not an object")
             continue
         yield Row(number, value)
+
+
+def _json_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
+    """A ``.json`` file: JSON lines, or one array of objects when it begins with ``[``."""
+    if not _starts_array(path, encoding):
+        yield from _jsonl_rows(path, encoding, tally)
+        return
+    size = path.stat().st_size
+    if size > MAX_JSON_ARRAY_BYTES:
+        raise SourceError(
+            f"{path}: a JSON array of {size:,} bytes, over the {MAX_JSON_ARRAY_BYTES:,} read whole; "
+            f"{_TO_JSON_LINES}"
+        )
+    ensure_decodable(path, encoding)
+    try:
+        text = path.read_text(encoding=check_encoding(encoding), errors="replace")
+        document = json_numbers.loads(text)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+    except (ValueError, RecursionError) as exc:
+        raise SourceError(
+            f"{path}: the JSON array is {_json_problem(exc)}; fix it, or {_TO_JSON_LINES}"
+        ) from exc
+    if not isinstance(document, list):
+        raise SourceError(f"{path}: a JSON {type(document).__name__} after '['; {_TO_JSON_LINES}")
+    for number, value in enumerate(document, start=1):
+        if isinstance(value, dict):
+            yield Row(number, value)
+        else:
+            tally.note_malformed(
+                number, f"array element {number} is a JSON {type(value).__name__}, not an object"
+            )
+
+
+def _starts_array(path: Path, encoding: str) -> bool:
+    """Whether the first character of `path` that is not whitespace (or a BOM) is ``[``."""
+    try:
+        with open(path, encoding=check_encoding(encoding), errors="replace") as text:
+            while chunk := text.read(_HEAD_BYTES):
+                stripped = chunk.lstrip(_BOM + " \t\r\n")
+                if stripped:
+                    return stripped.startswith("[")
+    except UnicodeError:  # e.g. utf-16 without a byte-order mark: the line reader names it
+        return False
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+    return False
 
 
 def _json_problem(exc: BaseException) -> str:
@@ -491,14 +626,16 @@ def _json_problem(exc: BaseException) -> str:
     return f"not valid JSON ({exc})"
 
 
-def _csv_rows(path: Path, encoding: str, delimiter: str, tally: ReadTally) -> Iterator[Row]:
+def _csv_rows(
+    path: Path, encoding: str, delimiter: str, tally: ReadTally, columns: Sequence[str] | None
+) -> Iterator[Row]:
     codec = check_encoding(encoding)
     cut = ensure_decodable(path, encoding)
     try:
         # "replace": after `ensure_decodable` only a cut last character can be undecodable.
         with open(path, encoding=codec, errors="replace", newline="") as text:
             held: Row | None = None
-            for row in _csv_records(_LineFeed(text), tally, path, delimiter):
+            for row in _csv_records(_LineFeed(text), tally, path, delimiter, columns):
                 if held is not None:
                     yield held
                 held = row
@@ -587,9 +724,12 @@ class _LineFeed:
         return self._number, None
 
 
-def _csv_records(feed: _LineFeed, tally: ReadTally, path: Path, delimiter: str) -> Iterator[Row]:
+def _csv_records(
+    feed: _LineFeed, tally: ReadTally, path: Path, delimiter: str, columns: Sequence[str] | None
+) -> Iterator[Row]:
     reader = csv.reader(feed, delimiter=delimiter)
-    header: list[str] | None = None
+    header: list[str] | None = list(columns) if columns is not None else None
+    first = True
     while True:
         feed.start()
         try:
@@ -615,11 +755,18 @@ def _csv_records(feed: _LineFeed, tally: ReadTally, path: Path, delimiter: str) 
                 continue
         if not any(cell.strip() for cell in cells):
             continue
+        if columns is not None and first and [cell.removeprefix(_BOM).strip() for cell in cells] == header:
+            first = False
+            continue  # a header row after all, naming the columns as --columns does
+        first = False
         if header is None:
             header = [cell.removeprefix(_BOM).strip() for cell in cells]
             problem = _one_column_header(path, number, header[0], delimiter) if len(header) == 1 else None
             if problem is not None:
                 raise problem
+            hint = headerless_hint(header)
+            if hint is not None:
+                tally.warn(f"{path}: {hint}")
             continue
         if len(cells) < len(header):
             tally.note_malformed(number, f"{len(cells)} of {len(header)} columns (a truncated line?)")

@@ -25,6 +25,12 @@ empty cells and derived event ids.
   (RetailRocket's ``addtocart``/``transaction``, REES46's ``cart``, GA4's ``view_item``, Segment's
   ``Order Completed``...). A name that maps to nothing (``remove_from_cart`` by default: profilestream
   has no such type) raises `UnmappedEventType`; callers skip and count those per name.
+- **Missing values**: in a table (CSV, Parquet, a loaded JSON file: `normalise_v1` with
+  ``empty_is_absent``) a cell holding one of `MISSING_MARKERS` (pandas' default ``na_values``:
+  ``NA``, ``nan``, ``None``, ``NULL``, ``N/A``, ``<NA>``..., and ``\\N`` of MySQL and Hive; a
+  float NaN) has no value: in ``user_id``, ``type``, ``ts_ms``, ``known_user_id``, an ``item_id``
+  its type needs or a search's ``query`` it rejects the row naming the field (Diginetica's
+  anonymous sessions, ``userId`` ``NA``, would otherwise be one user "NA"); elsewhere it is absent.
 - **Event ids** absent from a row are derived from its normalised content (sha256 of user, type,
   item, query and time), so a duplicated row gets the same id and is de-duplicated downstream.
 """
@@ -34,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -42,8 +49,8 @@ from types import MappingProxyType
 from typing import Any
 
 from stream.core import json_numbers, normalise
-from stream.core.errors import ConfigError, UnmappedEventType
-from stream.core.events import EventType, trim_invisible
+from stream.core.errors import ConfigError, InvalidEvent, UnmappedEventType
+from stream.core.events import ITEM_TYPES, EventType, trim_invisible
 
 TsUnit = normalise.TimeUnit
 TS_UNITS: tuple[TsUnit, ...] = normalise.TIME_UNITS
@@ -51,6 +58,35 @@ ID_FIELDS = ("event_id", "user_id", "item_id", "session_id")
 # The id fields whose normal form is text: the validator would rewrite any other (a number).
 _TEXT_FIELDS = (*ID_FIELDS, "known_user_id")
 _V1_TYPES = frozenset(t.value for t in EventType)
+# Cells that mean "no value" in a table. The reference is pandas' default `na_values` (the list
+# `pandas.read_csv` documents and `pandas._libs.parsers.STR_NA_VALUES` holds; '' is the empty
+# cell, already absent), plus MySQL's and Hive's NULL in text exports, ``\N``.
+MISSING_MARKERS = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+        "\\N",
+    }
+)
+# Fields a row cannot be without: a marker there rejects the row (`item_id` and `query` by type).
+_MARKER_REJECTS = ("user_id", "type", "ts_ms", "known_user_id")
 # "17850.0", "-3.", "12.000": an integer that a float formatter wrote.
 _FLOAT_INTEGER_TEXT = re.compile(r"-?[0-9]+\.0*")
 # "17850,0", "1,5": a number as Excel writes it in a locale with decimal commas.
@@ -277,15 +313,24 @@ def normalise_v1(
 ) -> dict[str, Any]:
     """A v1-named row with the value rules applied; unknown fields are kept for the validator.
 
-    `empty_is_absent`: an empty cell is an absent field (CSV, Parquet); in JSON an empty string is
-    a value (and the validator refuses it). Raises InvalidEvent (or UnmappedEventType) naming the
-    field for a value no rule can read.
+    `empty_is_absent`: an empty cell is an absent field (CSV, Parquet), and so is a missing-value
+    marker (`MISSING_MARKERS`), except where the event needs the field: there the row is rejected
+    naming it; in JSON an empty string is a value (and the validator refuses it). Raises
+    InvalidEvent (or UnmappedEventType) naming the field for a value no rule can read.
     """
     out: dict[str, Any] = {
         str(name): value
         for name, value in doc.items()
         if name is not None and value is not None and not (empty_is_absent and value == "")
     }
+    marked: dict[str, Any] = {}
+    if empty_is_absent:
+        marked = {name: value for name, value in out.items() if _is_marker(value)}
+        for name in marked:
+            del out[name]
+        for name in _MARKER_REJECTS:
+            if name in marked:
+                raise _marker_reject(name, marked[name])
     if rules.decimal_comma:
         for name in (*ID_FIELDS, "ts_ms", "v"):
             value = out.get(name)
@@ -295,6 +340,10 @@ def normalise_v1(
                     out[name] = pointed
     if "type" in out:
         out["type"] = map_event_type(out["type"], rules.type_map)
+    if "item_id" in marked and out.get("type") in ITEM_TYPES:
+        raise _marker_reject("item_id", marked["item_id"])
+    if "query" in marked and out.get("type") == EventType.SEARCH:
+        raise _marker_reject("query", marked["query"])
     for name in ID_FIELDS:
         if name in out and out[name] != "":
             out[name] = id_text(out[name], name)
@@ -311,6 +360,22 @@ def normalise_v1(
     if "event_id" not in out:
         out["event_id"] = derived_event_id(out, id_prefix)
     return out
+
+
+def _is_marker(value: Any) -> bool:
+    # A float NaN is pandas' missing value in a Parquet column of numbers with gaps.
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and value.strip() in MISSING_MARKERS
+
+
+def _marker_reject(name: str, value: Any) -> InvalidEvent:
+    fix = (
+        "the row has no user: fill the column, or map another one (a session id) as the user"
+        if name == "user_id"
+        else f"the row has no {name}: fill the cell or drop the row"
+    )
+    return InvalidEvent(name, f"{value!r} is a missing-value marker (pandas' na_values); {fix}")
 
 
 def to_v1_doc(row: Mapping[str, Any], columns: ColumnMap, rules: RowRules) -> dict[str, Any]:

@@ -4,6 +4,11 @@
 ``/v1/page``, ``/v1/screen``, ``/v1/group`` (one message; the path gives the type when the
 message has none) and ``/v1/batch`` (``{"batch": [...], "sentAt"?, "context"?}``). The mapping
 table is in stream/ingest/README.md, "Standard tracking events".
+
+Segment's libraries write the message type in lowercase (``track``); a type that is one of the six
+in another case (``"Track"``, hand-written senders) is read as that type, not ignored as an
+unknown one. An id of only whitespace (``"userId": " "``) is absent, as ``""`` is, so that such a
+message falls back to its anonymousId.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream.core.errors import InvalidEvent
-from stream.core.events import EventType, json_type
+from stream.core.events import EventType, is_blank, json_type
 from stream.ingest.adapters.common import (
     Adapted,
     IdentityLink,
@@ -41,6 +46,8 @@ TRACK_TYPES: Mapping[str, EventType] = {
     event_name_key("Product Added"): EventType.ADD_TO_CART,
     event_name_key("Order Completed"): EventType.PURCHASE,
 }
+# Segment's six message types (the spec writes them in lowercase).
+MESSAGE_TYPES = frozenset({"track", "identify", "alias", "page", "screen", "group"})
 # The spec's product id is `product_id`; shops also send `sku` or a plain `id`.
 PRODUCT_ID_FIELDS = ("product_id", "sku", "id")
 
@@ -102,11 +109,7 @@ def _adapt_message(
     receive_ms: int,
     trust_received_at: bool,
 ) -> None:
-    kind = message.get("type", implied_type)
-    if not isinstance(kind, str):
-        raise InvalidEvent(
-            f"{path}type", f"expected a message type (track, identify, ...), got {json_type(kind)}"
-        )
+    kind = _message_type(message.get("type", implied_type), f"{path}type")
     if kind not in ("track", "identify", "alias"):
         # page, screen, group and unknown types: nothing a profile is built from.
         adapted.ignore(kind)
@@ -122,9 +125,9 @@ def _adapt_message(
         exported_ms = time_of(message.get("receivedAt"), f"{path}receivedAt")
         receive_ms = receive_ms if exported_ms is None else exported_ms
     ts_ms, created_field = _message_time(message, path, batch_sent_ms, receive_ms)
-    message_id = optional_id(message.get("messageId"), f"{path}messageId")
-    user_id = optional_id(message.get("userId"), f"{path}userId")
-    anonymous_id = optional_id(message.get("anonymousId"), f"{path}anonymousId")
+    message_id = _sender_id(message.get("messageId"), f"{path}messageId")
+    user_id = _sender_id(message.get("userId"), f"{path}userId")
+    anonymous_id = _sender_id(message.get("anonymousId"), f"{path}anonymousId")
     if kind != "track":
         _identity(
             adapted,
@@ -196,6 +199,23 @@ def _adapt_message(
     adapted.events.append(SourceEvent(index, {**base, "item_id": item_id}, {**fields, "item_id": item_path}))
 
 
+def _message_type(kind: object, path: str) -> str:
+    """The message type, one of the six in lowercase whatever its case (``"Track"``); another
+    name as sent (ignored and counted by it)."""
+    if not isinstance(kind, str):
+        raise InvalidEvent(path, f"expected a message type (track, identify, ...), got {json_type(kind)}")
+    lowered = kind.strip().lower()
+    return lowered if lowered in MESSAGE_TYPES else kind
+
+
+def _sender_id(value: object, path: str) -> str | None:
+    """A message's own id (userId, anonymousId, messageId, previousId): None when absent, empty or
+    only whitespace or invisible characters (a template that filled in " "), else `optional_id`."""
+    if isinstance(value, str) and is_blank(value):
+        return None
+    return optional_id(value, path)
+
+
 def _message_time(
     message: Mapping[str, Any], path: str, batch_sent_ms: int | None, receive_ms: int
 ) -> tuple[int, str]:
@@ -233,7 +253,7 @@ def _identity(
         adapted.ignore(kind)  # identify of an anonymous visitor: traits only, nothing to link
         return
     if kind == "alias":
-        previous = optional_id(message.get("previousId"), f"{path}previousId")
+        previous = _sender_id(message.get("previousId"), f"{path}previousId")
         if previous is None:
             raise InvalidEvent(f"{path}previousId", "an alias call needs the previousId it merges")
         link_from: str | None = previous

@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from stream.core.events import RECEIVE_TIME_TOLERANCE_MS
 from stream.core.json_numbers import NonFiniteNumber, OversizedNumber, parse_json_constant, unsafe_number_path
 from stream.core.settings import Settings, load_settings
-from stream.ingest.body import RECEIVE_TIME_TOLERANCE_MS, clamp_reason
+from stream.ingest.body import clamp_reason
 from tests.support.collector_app import collector_app
 from tests.support.fakes import FakeProducer
 

@@ -205,6 +205,38 @@ def test_pacer_keeps_original_gaps_divided_by_speed() -> None:
     assert pacer.delay_s(TS + 40_000) == pytest.approx(4.0 - 2.5)
 
 
+def test_pacer_cuts_gaps_over_max_gap_s_and_keeps_the_rest_of_the_schedule() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer(1000.0, clock=lambda: now[0], sleep=sleep, max_gap_s=5.0)
+    pacer.wait(TS)
+    pacer.wait(TS + 2_000)  # 2 ms at 1000x
+    year_ms = 365 * 24 * 3_600_000
+    pacer.wait(TS + year_ms)  # 8.8 h at 1000x, cut to 5 s
+    pacer.wait(TS + year_ms + 3_000)  # the gaps after the outlier keep their length
+    assert slept == pytest.approx([0.002, 5.0, 0.003])
+    assert pacer.capped_gaps == 1
+
+
+def test_pacer_says_when_it_waits_long(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    pacer = Pacer(1000.0, clock=lambda: now[0], sleep=sleep)
+    pacer.wait(TS)
+    with caplog.at_level("WARNING"):
+        pacer.wait(TS + 365 * 24 * 3_600_000)
+    assert "--max-gap-s" in caplog.text
+    assert now[0] == pytest.approx(100.0 + 365 * 24 * 3.6)
+
+
 def test_namespaced_settings_share_no_name_with_the_default(settings: Settings) -> None:
     shadow = namespaced(settings, "model-v2")
     for name in ("events_topic", "dead_letter_topic", "consumer_group", "redis_key_prefix"):

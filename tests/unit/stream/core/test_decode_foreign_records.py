@@ -1,0 +1,116 @@
+"""Records other producers write: keys in another spelling of the user id, JSON-quoted keys, and
+receive times past the record's own timestamp."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+
+import pytest
+
+from stream.core.deadletter import SourcePosition
+from stream.core.decode import RawMessage, decode_batch, normalised_key
+from stream.core.events import RECEIVE_TIME_TOLERANCE_MS, EventLimits
+
+NOW_MS = 1_764_000_000_000
+NFC_JOSE = "Jos\u00e9"
+NFD_JOSE = unicodedata.normalize("NFD", NFC_JOSE)
+
+
+def record(
+    key: bytes | None, user_id: object, *, received_ms: int | None = None, timestamp_ms: int | None = None
+) -> RawMessage:
+    doc: dict[str, object] = {
+        "event_id": "e1",
+        "user_id": user_id,
+        "type": "view",
+        "item_id": "i1",
+        "ts_ms": NOW_MS,
+    }
+    if received_ms is not None:
+        doc["received_ms"] = received_ms
+    value = json.dumps(doc, ensure_ascii=False).encode()
+    return RawMessage(key, value, SourcePosition("events", 0, 7), timestamp_ms=timestamp_ms)
+
+
+@pytest.mark.parametrize(
+    ("key", "user_id", "expected"),
+    [
+        (NFD_JOSE.encode(), NFD_JOSE, NFC_JOSE),  # macOS spells it NFD, key and value alike
+        (NFD_JOSE.encode(), NFC_JOSE, NFC_JOSE),
+        (NFC_JOSE.encode(), NFD_JOSE, NFC_JOSE),
+        (b"4242.0", 4242.0, "4242"),  # pandas writes an integer column with NaNs as floats
+        (b"4242.0", "4242", "4242"),
+        (b"4242", 4242.0, "4242"),
+    ],
+)
+def test_a_key_in_another_spelling_of_the_user_id_is_the_users(
+    key: bytes, user_id: object, expected: str
+) -> None:
+    batch = decode_batch([record(key, user_id)], limits=EventLimits(), now_ms=NOW_MS)
+    assert batch.dead_letters == []
+    assert [e.user_id for e in batch.events] == [expected]
+    assert normalised_key(key) == expected.encode()
+
+
+def test_a_json_quoted_key_is_dead_lettered_naming_the_converter() -> None:
+    batch = decode_batch([record(b'"fr-jsonkey"', "fr-jsonkey")], limits=EventLimits(), now_ms=NOW_MS)
+    assert batch.events == []
+    [letter] = batch.dead_letters
+    assert letter.field == "user_id"
+    assert "JSON-quoted" in letter.reason
+    assert "StringConverter" in letter.reason
+    assert letter.key == b'"fr-jsonkey"'
+
+
+@pytest.mark.parametrize(
+    ("key", "user_id", "says"),
+    [
+        (None, "u1", "no key"),
+        (b"u2", "u1", "another user"),
+        (b"fr-nl\n", "fr-nl", "no valid user id (must not have surrounding whitespace"),
+        (b"\xff\xfe", "u1", "not UTF-8"),
+        (b'"u2"', "u1", "another user"),  # quoted, but not this user's id either
+        (b"4242.5", 4242, "another user"),
+    ],
+)
+def test_a_key_naming_no_spelling_of_the_user_id_is_dead_lettered_saying_why(
+    key: bytes | None, user_id: object, says: str
+) -> None:
+    batch = decode_batch([record(key, user_id)], limits=EventLimits(), now_ms=NOW_MS)
+    assert batch.events == []
+    [letter] = batch.dead_letters
+    assert letter.field == "user_id"
+    assert says in letter.reason
+    assert "key each event by its user_id" in letter.reason
+
+
+def test_ascii_keys_without_a_dot_are_their_own_spelling() -> None:
+    for key in (b"u1", b"user-42", b"1e5", b" padded ", None):
+        assert normalised_key(key) is key
+    assert normalised_key(b"\xff") == b"\xff"  # names no id: left as it is, for the decoder to refuse
+
+
+@pytest.mark.parametrize(
+    ("received_ms", "timestamp_ms", "expected_ms", "clamped"),
+    [
+        (NOW_MS + 10**11, NOW_MS, NOW_MS, 1),  # years ahead: no forget would ever reach it
+        (NOW_MS + RECEIVE_TIME_TOLERANCE_MS + 1, NOW_MS, NOW_MS, 1),
+        (NOW_MS + RECEIVE_TIME_TOLERANCE_MS, NOW_MS, NOW_MS + RECEIVE_TIME_TOLERANCE_MS, 0),
+        (NOW_MS - 5_000, NOW_MS, NOW_MS - 5_000, 0),  # the collector's: before its record
+        (NOW_MS + 10**11, None, NOW_MS + 10**11, 0),  # no timestamp to bound it by
+        (NOW_MS + 10**11, -1, NOW_MS + 10**11, 0),  # Kafka's "no timestamp"
+        (None, NOW_MS, None, 0),
+    ],
+)
+def test_a_received_ms_past_the_records_timestamp_is_bounded_by_it(
+    received_ms: int | None, timestamp_ms: int | None, expected_ms: int | None, clamped: int
+) -> None:
+    batch = decode_batch(
+        [record(b"u1", "u1", received_ms=received_ms, timestamp_ms=timestamp_ms)],
+        limits=EventLimits(),
+        now_ms=NOW_MS,
+    )
+    assert batch.dead_letters == []
+    assert [e.received_ms for e in batch.events] == [expected_ms]
+    assert batch.clamped_received == clamped
