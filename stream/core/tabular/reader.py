@@ -864,6 +864,7 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
     except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
         raise SourceError(f"{path}: not a readable Parquet file ({exc}); check the file") from exc
     number = 0
+    binary = _binary_columns(parquet.schema_arrow)
     batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS)
     while True:
         try:
@@ -876,4 +877,30 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
             ) from exc
         for values in batch.to_pylist():
             number += 1
+            for name in binary:
+                values[name] = _utf8_or_bytes(values.get(name))
             yield Row(number, values)
+
+
+def _binary_columns(schema: Any) -> list[str]:
+    """The names of `schema`'s byte-string columns: Hive, Impala and Spark (unless
+    ``spark.sql.parquet.binaryAsString``) write text columns as BINARY without the UTF8 annotation,
+    so pyarrow reads their values as bytes (Parquet format spec, LogicalTypes: STRING)."""
+    import pyarrow as pa
+
+    return [
+        field.name
+        for field in schema
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)
+    ]
+
+
+def _utf8_or_bytes(value: object) -> object:
+    """A byte-string cell as text when it is UTF-8 (the rule for such columns, `_binary_columns`);
+    other bytes stay bytes, which the value rules reject naming the field."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value

@@ -171,3 +171,27 @@ def test_a_float_nan_from_parquet_is_a_missing_value() -> None:
         to_v1_doc({**row(), "user": float("nan")}, COLUMNS, RowRules())
     assert caught.value.field == "user_id" and "missing-value marker" in caught.value.reason
     assert "session_id" not in to_v1_doc({**row(), "s": float("nan")}, COLUMNS, RowRules())
+
+
+def test_parquet_text_written_as_binary_without_utf8_annotation_is_read_as_text(tmp_path: Path) -> None:
+    # Hive, Impala and Spark write string columns as BINARY without the UTF8 annotation.
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    path = tmp_path / "hive.parquet"
+    table = pa.table(
+        {
+            "user_id": pa.array([b"u1", "caf\u00e9".encode(), b"u3"], type=pa.binary()),
+            "type": pa.array([b"view", b"view", b"view"], type=pa.large_binary()),
+            "item_id": pa.array([b"sku-1", b"sku-2", b"sku-\xe9"], type=pa.binary()),
+            "ts_ms": [1_764_000_000_000] * 3,
+        }
+    )
+    pq.write_table(table, path)
+    rows = [row.values for row in read_rows(path)]
+    assert [(r["user_id"], r["type"], r["item_id"]) for r in rows[:2]] == [
+        ("u1", "view", "sku-1"),
+        ("caf\u00e9", "view", "sku-2"),
+    ]
+    # Bytes that are not UTF-8 stay bytes: the value rules reject that row alone, naming the field.
+    assert rows[2]["item_id"] == b"sku-\xe9"
