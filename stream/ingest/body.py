@@ -595,8 +595,16 @@ def _stamp_times(
     ts = sent if sent_at_ms is None else received_ms - (sent_at_ms - sent)
     if not limits.min_ts_ms <= ts <= latest_event_ms(received_ms, limits):
         stamped["ts_ms"] = received_ms
+        unit = None if sent_at_ms is None else send_time_unit(sent_at_ms, received_ms)
         if sent_at_ms is None:
             reason = clamp_reason(ts, received_ms, limits.min_ts_ms, _SEND_TIME_FIX)
+        elif unit is not None:
+            # The send time, not the device clock, is off: name it, or the reason blames the clock.
+            reason = (
+                f"corrected by the send time {sent_at_ms} (sent_at_ms or {SENT_AT_HEADER}), which looks "
+                f"like {unit} since the epoch: set to the receive time; send the send time in ms since "
+                "the epoch"
+            )
         else:
             reason = clamp_reason(
                 ts, received_ms, limits.min_ts_ms, "check the device clock", "corrected by the send time, "
@@ -604,6 +612,20 @@ def _stamp_times(
         return stamped, (reason, sent)
     stamped["ts_ms"] = ts
     return stamped, None
+
+
+def send_time_unit(sent_at_ms: int, received_ms: int) -> str | None:
+    """The unit a client's send time is in when it is not ms: "seconds", "microseconds" or
+    "nanoseconds" when it lies within a factor of 2 of the receive time so converted (a send time
+    is the client's clock, off by minutes or hours, never by a factor of 1,000); None otherwise."""
+    for unit, received_in_unit in (
+        ("seconds", received_ms / 1_000),
+        ("microseconds", received_ms * 1_000),
+        ("nanoseconds", received_ms * 1_000_000),
+    ):
+        if received_in_unit / 2 <= sent_at_ms <= received_in_unit * 2:
+            return unit
+    return None
 
 
 _SEND_TIME_FIX = (

@@ -340,6 +340,28 @@ def test_a_time_still_ahead_after_the_send_time_correction_is_clamped(settings: 
     assert [e["ts_ms"] for e in produced(producer)] == [NOW_MS, NOW_MS - 1000]
 
 
+@pytest.mark.parametrize(
+    ("sent_at", "unit"),
+    [(NOW_MS // 1000, "seconds"), (NOW_MS * 1000, "microseconds"), (NOW_MS * 1_000_000, "nanoseconds")],
+)
+@pytest.mark.parametrize("where", ["envelope", "header"])
+def test_a_send_time_in_another_unit_is_named_not_blamed_on_the_device_clock(
+    settings: Settings, sent_at: int, unit: str, where: str
+) -> None:
+    events = [good(0)]  # its event time in ms, as the client's clock gives it
+    body: object = {"sent_at_ms": sent_at, "events": events} if where == "envelope" else events
+    headers = {} if where == "envelope" else {"X-Sent-At-Ms": str(sent_at)}
+    producer = FakeProducer()
+    answer = post(
+        make_app(settings, producer), "/v1/events", json.dumps(body).encode(), headers=headers
+    ).json()
+    [clamp] = answer["clamped_events"]
+    assert f"send time {sent_at}" in clamp["reason"]
+    assert f"looks like {unit} since the epoch" in clamp["reason"]
+    assert "device clock" not in clamp["reason"]
+    assert [e["ts_ms"] for e in produced(producer)] == [NOW_MS]
+
+
 def test_a_smaller_future_skew_setting_still_bounds_the_tolerance() -> None:
     settings = load_settings({"PROFILESTREAM_EVENT_MAX_FUTURE_SKEW_S": "10"}, events_topic="t.events")
     producer = FakeProducer()
