@@ -26,7 +26,9 @@ from stream.core.errors import InvalidEvent
 from stream.core.json_numbers import (
     MAX_INTEGER_DIGITS,
     BoundedDecoder,
+    duplicate_key_reason,
     number_too_large,
+    repeated_keys,
     unsafe_number_path,
 )
 from stream.core.normalise import (
@@ -221,8 +223,17 @@ def _reject_constant(name: str) -> object:
     raise InvalidEvent("$", f"{name} is not valid JSON")
 
 
-# Over-large numbers parse into OversizedNumber values, which the validator rejects by field.
-_DECODER = BoundedDecoder(_reject_constant)
+def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        # The hook sees one object, not where it lies: "$" with the key named in the reason.
+        raise InvalidEvent("$", duplicate_key_reason(repeated_keys(pairs)[0]))
+    return doc
+
+
+# Over-large numbers parse into OversizedNumber values, which the validator rejects by field; a
+# record whose JSON repeats a key is refused alone (`stream.core.json_numbers.DuplicateKeys`).
+_DECODER = BoundedDecoder(_reject_constant, _reject_duplicate_keys)
 MAX_FIELD_NAME_CHARS = 64
 # JSON can spell a lone UTF-16 surrogate ("\\ud800"); it is no Unicode character, cannot be
 # encoded as UTF-8 and would fail every later write of the event.

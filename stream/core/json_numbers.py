@@ -92,16 +92,27 @@ class BoundedDecoder:
     A float literal past the double range is one. Integers take json's C fast path; only when a
     literal passes Python's int-from-text limit is the text parsed again, with every integer of
     more than MAX_INTEGER_DIGITS digits an OversizedNumber (the same reasons come out either way).
-    `parse_constant` is called for NaN, Infinity and -Infinity (None: json's default, floats).
+    `parse_constant` is called for NaN, Infinity and -Infinity (None: json's default, floats);
+    `object_pairs_hook` for each object (None: a dict, the last of a repeated key winning;
+    `mark_duplicate_keys` keeps that but marks the object).
     Build one per call site and reuse it: each `json.JSONDecoder` is a reference cycle.
     """
 
-    def __init__(self, parse_constant: Callable[[str], object] | None = None) -> None:
+    def __init__(
+        self,
+        parse_constant: Callable[[str], object] | None = None,
+        object_pairs_hook: Callable[[list[tuple[str, object]]], object] | None = None,
+    ) -> None:
         # Integers through json's C fast path (a Python parse_int costs every event several
         # calls); floats are rare in events, and an overflow is invisible after parsing.
-        self._fast = json.JSONDecoder(parse_float=parse_json_float, parse_constant=parse_constant)
+        self._fast = json.JSONDecoder(
+            parse_float=parse_json_float, parse_constant=parse_constant, object_pairs_hook=object_pairs_hook
+        )
         self._bounded = json.JSONDecoder(
-            parse_int=parse_json_int, parse_float=parse_json_float, parse_constant=parse_constant
+            parse_int=parse_json_int,
+            parse_float=parse_json_float,
+            parse_constant=parse_constant,
+            object_pairs_hook=object_pairs_hook,
         )
 
     def decode(self, text: str) -> object:
@@ -117,6 +128,74 @@ class BoundedDecoder:
 
 
 _DEFAULT_DECODER = BoundedDecoder()
+
+
+# Repeated keys in one JSON object: RFC 8259 (section 4) says names SHOULD be unique and that
+# parsers then disagree (the first, the last, an error); Python keeps the last. A proxy or audit log
+# that reads the first would see another user_id than the worker: such an object is refused.
+class DuplicateKeys(dict[str, object]):
+    """A JSON object that named keys more than once (the last value kept, as `json.loads` keeps it);
+    `duplicates` are those keys, in order (from `mark_duplicate_keys`)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def repeated_keys(pairs: list[tuple[str, object]]) -> tuple[str, ...]:
+    """The keys of `pairs` that appear more than once, each once, in order of first repetition."""
+    seen: set[str] = set()
+    repeated: dict[str, None] = {}
+    for key, _ in pairs:
+        if key in seen:
+            repeated[key] = None
+        seen.add(key)
+    return tuple(repeated)
+
+
+def mark_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An `object_pairs_hook`: the object as `json.loads` builds it, a `DuplicateKeys` when a key
+    repeats (so a caller can refuse the part that holds it, not the whole document)."""
+    doc = dict(pairs)
+    if len(doc) == len(pairs):
+        return doc
+    marked = DuplicateKeys(doc)
+    marked.duplicates = repeated_keys(pairs)
+    return marked
+
+
+def refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An `object_pairs_hook` raising ValueError (`duplicate_key_reason`) when a key repeats."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise ValueError(duplicate_key_reason(repeated_keys(pairs)[0]))
+    return doc
+
+
+def first_duplicate_key(doc: object, path: str = "") -> tuple[str, str] | None:
+    """The first object inside `doc` (parsed with `mark_duplicate_keys`) that repeated a key: its
+    path (``context.page``, ``$`` for `doc` itself) and the key; None when there is none."""
+    if isinstance(doc, DuplicateKeys):
+        return (path or "$", doc.duplicates[0])
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if isinstance(value, dict | list):
+                found = first_duplicate_key(value, f"{path}.{key}" if path else str(key))
+                if found is not None:
+                    return found
+    elif isinstance(doc, list):
+        for number, value in enumerate(doc):
+            if isinstance(value, dict | list):
+                found = first_duplicate_key(value, f"{path}[{number}]")
+                if found is not None:
+                    return found
+    return None
+
+
+def duplicate_key_reason(key: str) -> str:
+    """The reason given for an object that repeats `key`."""
+    return (
+        f"the key {key!r} appears more than once in one JSON object; send each key once "
+        "(JSON parsers disagree on which copy counts: RFC 8259 section 4)"
+    )
 
 
 def loads(data: str | bytes, decoder: BoundedDecoder = _DEFAULT_DECODER) -> object:

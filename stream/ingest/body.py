@@ -508,6 +508,9 @@ def parse_batch(
             stray = stray_bytes(item) if has_stray_bytes else None
             if stray is not None:
                 raise stray
+            duplicate = json_numbers.first_duplicate_key(item)
+            if duplicate is not None:
+                raise InvalidEvent(duplicate[0], json_numbers.duplicate_key_reason(duplicate[1]))
             stamped, clamp_reason_ms = _stamp_times(item, limits, received_ms, sent_at_ms)
             stamped["received_ms"] = received_ms + forgets_before
             # The size check (of the record the worker will read) is event_from_dict's; no event
@@ -546,6 +549,8 @@ def _unwrap(doc: object, sent_at_header: str | None) -> tuple[object, int | None
             return body_error(
                 422, "unknown field of a batch envelope; it holds only sent_at_ms and events", shown
             )
+        if isinstance(doc, json_numbers.DuplicateKeys):
+            return body_error(422, json_numbers.duplicate_key_reason(doc.duplicates[0]), doc.duplicates[0])
         if "sent_at_ms" in doc:
             # The body's own send time wins over the header: it travels with the events.
             envelope_value = _sent_at(doc["sent_at_ms"], "sent_at_ms")
@@ -631,5 +636,6 @@ def send_time_unit(sent_at_ms: int, received_ms: int) -> str | None:
 _SEND_TIME_FIX = (
     f"send the batch's send time (sent_at_ms, or the {SENT_AT_HEADER} header) to have it corrected"
 )
-# NaN and Infinity parse into placeholders the validator rejects with their event alone.
-_DECODER = json_numbers.BoundedDecoder(json_numbers.parse_json_constant)
+# NaN and Infinity parse into placeholders the validator rejects with their event alone; an event
+# whose JSON repeats a key is rejected alone, naming where (`json_numbers.first_duplicate_key`).
+_DECODER = json_numbers.BoundedDecoder(json_numbers.parse_json_constant, json_numbers.mark_duplicate_keys)

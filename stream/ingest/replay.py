@@ -635,7 +635,8 @@ def _reject_constant(name: str) -> object:
 # One decoder for every line: json.loads(raw, parse_constant=...) builds a decoder per call, and
 # those are reference cycles that keep the garbage collector busy (half of the validation time).
 # It parses numbers as `decode_event` does: an over-large one is left for the validator to name.
-_LINE_DECODER = json_numbers.BoundedDecoder(_reject_constant)
+# A line whose JSON repeats a key is left to `decode_event`, which rejects it naming the key.
+_LINE_DECODER = json_numbers.BoundedDecoder(_reject_constant, json_numbers.refuse_duplicate_keys)
 
 
 UNPARSED = object()
