@@ -234,10 +234,11 @@ class Pacer:
     """Keeps the original gaps between event times, divided by `speed`, against the wall clock.
 
     Events whose time goes backwards (other users, clock skew) are sent at once; the schedule is
-    anchored on the first event and never drifts from the wall clock. A gap longer than
-    `max_gap_s` once divided by `speed` (one event a year after the rest) is cut to `max_gap_s`,
-    and the schedule after it moves up by the difference (`capped_gaps` counts them); a wait over
-    LONG_WAIT_S is logged, naming the option, so a replay waiting hours says so.
+    anchored on the first event and never drifts from the wall clock. A jump longer than
+    `max_gap_s` once divided by `speed` (a gap of hours, or one outlier time a year later) is cut
+    to `max_gap_s` (a jump back, after such an outlier, to nothing) and the schedule restarts there,
+    so the gaps after it keep their length (`capped_gaps` counts the cuts); a wait over LONG_WAIT_S
+    is logged, naming the option, so a replay waiting hours says so.
     """
 
     def __init__(
@@ -263,10 +264,11 @@ class Pacer:
             return 0.0
         first_ts_ms, started = self._origin
         due = started + (ts_ms - first_ts_ms) / 1000.0 / self._speed
-        if self._max_gap_s is not None and due - self._last_due > self._max_gap_s:
-            cut_s = due - self._last_due - self._max_gap_s
-            self._origin = (first_ts_ms, started - cut_s)
-            due -= cut_s
+        if self._max_gap_s is not None and abs(due - self._last_due) > self._max_gap_s:
+            # A jump either way (a real gap, or one outlier time and the jump back after it): the
+            # schedule restarts at this event, so the gaps after it keep their length.
+            due = self._last_due + (self._max_gap_s if due > self._last_due else 0.0)
+            self._origin = (ts_ms, due)
             self.capped_gaps += 1
         self._last_due = max(self._last_due, due)
         return max(due - self._clock(), 0.0)

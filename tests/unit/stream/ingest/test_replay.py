@@ -223,6 +223,23 @@ def test_pacer_cuts_gaps_over_max_gap_s_and_keeps_the_rest_of_the_schedule() -> 
     assert pacer.capped_gaps == 1
 
 
+def test_pacer_keeps_the_gaps_after_one_outlier_time() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer(1.0, clock=lambda: now[0], sleep=sleep, max_gap_s=3.0)
+    year_ms = 365 * 24 * 3_600_000
+    for ts_ms in (TS, TS + 2_000, TS + 4_000, TS + year_ms, TS + 6_000, TS + 8_000, TS + 10_000):
+        pacer.wait(ts_ms)
+    # 2 s apart, the outlier after the 3 s cut, then back at once and 2 s apart again.
+    assert slept == pytest.approx([2.0, 2.0, 3.0, 2.0, 2.0])
+    assert pacer.capped_gaps == 2
+
+
 def test_pacer_says_when_it_waits_long(caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
 
