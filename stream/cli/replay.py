@@ -156,6 +156,11 @@ def echo_replay_report(report: ReplayReport) -> None:
         click.echo(f"  {count} x invalid: {reason}")
     if report.truncated:
         click.echo(f"  {report.truncated} x query over {MAX_QUERY_CHARS} characters, cut to them (produced)")
+    if report.forgets_stamped:
+        click.echo(
+            f"  {report.forgets_stamped} x forget without received_ms: received now (removes what was "
+            "received before the replay, not only before its ts_ms)"
+        )
     for name, count in report.unmapped_types.items():
         click.echo(f"  {count} x type {name!r} maps to no v1 type (map it with --type-map {name}=TYPE)")
     if report.malformed:

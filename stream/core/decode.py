@@ -10,9 +10,10 @@ Two kinds of record other producers write get a reason of their own, since the g
 
 A key is the user's when it names the event's user_id by the id rule (`key_user_id`: NFD and NFC
 spellings, "4242.0" and 4242 are one id); a JSON-quoted key gets a reason naming the converter
-that writes it. An event's `received_ms` later than its record's timestamp plus
-RECEIVE_TIME_TOLERANCE_MS is replaced by the record's timestamp and counted: a far-future receive
-time would put the event out of every forget's reach.
+that writes it. An event's `received_ms` (or, without one, its `ts_ms`, which the window then reads as its
+receive time) later than its record's timestamp plus RECEIVE_TIME_TOLERANCE_MS is replaced by
+the record's timestamp and counted: a far-future receive time would put the event out of every
+forget's reach.
 """
 
 from __future__ import annotations
@@ -134,7 +135,10 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
             )
             continue
         latest_ms = _latest_received_ms(message.timestamp_ms)
-        if event.received_ms is not None and latest_ms is not None and event.received_ms > latest_ms:
+        # Without received_ms the window reads ts_ms as the receive time (`received_ms_of`): an
+        # event stamped in the future (a clock or time zone ahead) would be as far out of reach.
+        receive_ms = event.received_ms if event.received_ms is not None else event.ts_ms
+        if latest_ms is not None and receive_ms > latest_ms:
             event = dataclasses.replace(event, received_ms=message.timestamp_ms)
             batch.clamped_received += 1
             first_clamped = first_clamped or message.source
@@ -142,9 +146,10 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
         batch.truncated_queries += decoded.query_truncated
     if first_clamped is not None:
         log.warning(
-            "%d events had a received_ms over %d ms after their Kafka record's timestamp (a "
-            "producer other than the collector, or a replayed file); replaced by the record's "
-            "timestamp. First at %s; have the producer send the collector's received_ms, or none",
+            "%d events had a received_ms (or, without one, a ts_ms) over %d ms after their Kafka "
+            "record's timestamp (a producer other than the collector, a replayed file, a clock or "
+            "time zone ahead); received_ms set to the record's timestamp. First at %s; have the "
+            "producer send the collector's received_ms, or none, and event times in UTC",
             batch.clamped_received,
             RECEIVE_TIME_TOLERANCE_MS,
             first_clamped,

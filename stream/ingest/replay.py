@@ -57,7 +57,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO, cast
 
@@ -77,6 +77,7 @@ from stream.core.events import (
     DecodedEvent,
     Event,
     EventLimits,
+    EventType,
     decode_doc,
     decode_event_noted,
 )
@@ -188,6 +189,8 @@ class ReplayReport:
     # File events whose received_ms lay past the replay's clock (plus the tolerance): set to it.
     clamped_received: int = 0
     clamped_received_first: dict[str, object] | None = None  # the first, as `ClampedReceive.to_dict`
+    # File forgets without received_ms, given the replay's clock as theirs (see `_client_event`).
+    forgets_stamped: int = 0
 
     @property
     def events_per_s(self) -> float:
@@ -201,6 +204,7 @@ class ReplayReport:
             "produced": self.produced,
             "rejected": self.rejected,
             "truncated": self.truncated,
+            "forgets_stamped": self.forgets_stamped,
             "elapsed_s": round(self.elapsed_s, 3),
             "events_per_s": round(self.events_per_s),
             "rejects_path": str(self.rejects_path) if self.rejects_path else None,
@@ -474,6 +478,7 @@ class _Tally:
     rejects: list[Reject] = field(default_factory=list)
     unmapped: Counter[str] = field(default_factory=Counter)
     received: ReceiveClamps = field(default_factory=ReceiveClamps)
+    forgets_stamped: int = 0
 
 
 class EventSink(Protocol):
@@ -581,10 +586,9 @@ def _replay_items(
         try:
             event, value, truncated = _validate(raw, parsed, limits=limits, now_ms=now_ms)
             if from_client:
-                check_client_event(event)
-                if event.received_ms is not None and event.received_ms > latest_received_ms:
-                    event = tally.received.bound(event, position)
-                    value = event.to_json()
+                event, value = _client_event(
+                    event, value, tally, position, now_ms=now_ms, latest_received_ms=latest_received_ms
+                )
         except UnmappedEventType as exc:
             tally.unmapped[exc.name] += 1
             continue
@@ -611,6 +615,26 @@ def _replay_items(
         tally.produced += 1
     on_progress(unreported)
     return tally
+
+
+def _client_event(
+    event: Event, value: bytes, tally: _Tally, position: object, *, now_ms: int, latest_received_ms: int
+) -> tuple[Event, bytes]:
+    """A file's `event` (and its record `value`) as the replay sends it: refused when it says what
+    only the worker may (`check_client_event`), its receive time bounded by the replay's clock
+    (`ReceiveClamps`), and a forget without one given the replay's `now_ms`: a forget removes what
+    was received before it (`stream.core.window`), and without a receive time it would cut at its
+    ts_ms (when the user asked, often days before the file is replayed), keeping what the
+    collector received since."""
+    check_client_event(event)
+    if event.received_ms is not None and event.received_ms > latest_received_ms:
+        event = tally.received.bound(event, position)
+        return event, event.to_json()
+    if event.received_ms is None and event.type is EventType.FORGET:
+        tally.forgets_stamped += 1
+        event = replace(event, received_ms=now_ms)
+        return event, event.to_json()
+    return event, value
 
 
 def _validate(
@@ -698,6 +722,7 @@ class _Outcome:
     reader: ReadTally
     truncated: int = 0
     received: ReceiveClamps = field(default_factory=ReceiveClamps)
+    forgets_stamped: int = 0
 
     @classmethod
     def of(cls, tally: _Tally, reader: ReadTally) -> _Outcome:
@@ -709,6 +734,7 @@ class _Outcome:
             reader,
             tally.truncated,
             tally.received,
+            tally.forgets_stamped,
         )
 
 
@@ -809,6 +835,7 @@ def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> Repl
         elapsed_s=elapsed_s,
         rejects_path=rejects_path,
         truncated=sum(outcome.truncated for outcome in outcomes),
+        forgets_stamped=sum(outcome.forgets_stamped for outcome in outcomes),
         reasons=dict(reasons.most_common(10)),
         unmapped_types=dict(unmapped.most_common()),
         malformed=reader.malformed,

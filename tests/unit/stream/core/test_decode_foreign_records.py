@@ -114,3 +114,27 @@ def test_a_received_ms_past_the_records_timestamp_is_bounded_by_it(
     assert batch.dead_letters == []
     assert [e.received_ms for e in batch.events] == [expected_ms]
     assert batch.clamped_received == clamped
+
+
+@pytest.mark.parametrize(
+    ("ts_ms", "timestamp_ms", "expected_ms", "clamped"),
+    [
+        # Stamped 2 h ahead (a naive local time read as UTC, a clock ahead): without a receive
+        # time the window would read ts_ms as one, out of a forget's reach for 2 h.
+        (NOW_MS + 2 * 3_600_000, NOW_MS, NOW_MS, 1),
+        (NOW_MS + RECEIVE_TIME_TOLERANCE_MS, NOW_MS, None, 0),
+        (NOW_MS - 3_600_000, NOW_MS, None, 0),  # a past event time stays the receive time
+        (NOW_MS + 2 * 3_600_000, None, None, 0),
+    ],
+)
+def test_an_event_time_past_the_records_timestamp_gives_a_receive_time(
+    ts_ms: int, timestamp_ms: int | None, expected_ms: int | None, clamped: int
+) -> None:
+    doc = {"event_id": "e1", "user_id": "u1", "type": "view", "item_id": "i1", "ts_ms": ts_ms}
+    message = RawMessage(
+        b"u1", json.dumps(doc).encode(), SourcePosition("events", 0, 7), timestamp_ms=timestamp_ms
+    )
+    batch = decode_batch([message], limits=EventLimits(), now_ms=NOW_MS)
+    assert batch.dead_letters == []
+    assert [(e.ts_ms, e.received_ms) for e in batch.events] == [(ts_ms, expected_ms)]
+    assert batch.clamped_received == clamped

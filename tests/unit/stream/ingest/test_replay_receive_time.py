@@ -123,3 +123,29 @@ def test_clamps_of_several_processes_add_up_and_keep_the_first() -> None:
         total.merge(part)
     assert total.count == 3
     assert total.first is not None and total.first.event_id == "e1"
+
+
+def forget_line(n: int, ts_ms: int, received_ms: int | None = None) -> bytes:
+    doc: dict[str, Any] = {"event_id": f"f{n}", "user_id": "u1", "type": "forget", "ts_ms": ts_ms}
+    if received_ms is not None:
+        doc["received_ms"] = received_ms
+    return json.dumps(doc).encode()
+
+
+def test_a_file_forget_without_a_receive_time_is_received_when_replayed() -> None:
+    # An erasure request stamped when the user asked, a day before the file is replayed: cut at
+    # its ts_ms it would keep everything the collector received since.
+    start = now_ms()
+    asked_ms = start - 24 * 3600 * 1000
+    lines = [forget_line(1, asked_ms), line(2, None), forget_line(3, asked_ms, received_ms=asked_ms + 5)]
+    tally, times = replayed(lines, from_client=True)
+    stamped, view, given = times
+    assert stamped is not None and start <= stamped <= now_ms()
+    assert (view, given) == (None, asked_ms + 5)  # only forgets without one are stamped
+    assert tally.forgets_stamped == 1
+
+
+def test_a_copy_of_the_events_topic_keeps_its_forgets_as_they_are() -> None:
+    asked_ms = now_ms() - 24 * 3600 * 1000
+    tally, times = replayed([forget_line(1, asked_ms)], from_client=False)
+    assert times == [None] and tally.forgets_stamped == 0
