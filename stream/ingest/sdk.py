@@ -23,6 +23,8 @@ Receive time: the SDK runs in the backend, so its clock is the receive clock. Ea
 and an event after a ``forget`` is stamped at least 1 ms after it, as the collector stamps a
 request. A forget therefore removes everything received before it even when its ``ts_ms`` is when
 the user asked, minutes earlier (a queued erasure request), and an event tracked after it is kept.
+An event time over 60 s past the receive time is set to it, as the collector sets it
+(`clamped_events` counts them; the first is logged).
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class ProfilestreamProducer:
         # The earliest receive time the next event may get: receive times never go back, and one
         # after a forget is later than the forget's (the window cuts at or before the forget).
         self._next_received_ms = 0
+        # Events whose ts_ms lay over RECEIVE_TIME_TOLERANCE_MS past their receive time (`_bounded`).
+        self.clamped_events = 0
         self._stamp_lock = threading.Lock()
 
     def _stamp(self, type: EventType, now_ms: int, given_ms: int | None = None) -> int:
@@ -132,7 +136,7 @@ class ProfilestreamProducer:
         check_client_event(unstamped)
         # Stamped once valid, so a refused event moves no receive time; its size counts the stamp,
         # as the collector's does.
-        event = replace(unstamped, received_ms=self._stamp(unstamped.type, now_ms))
+        event = self._bounded(replace(unstamped, received_ms=self._stamp(unstamped.type, now_ms)))
         check_event_size(event, self._limits)
         if query_truncated(query):
             log.debug("cut a %d-character query to %d characters", len(query or ""), MAX_QUERY_CHARS)
@@ -160,9 +164,30 @@ class ProfilestreamProducer:
                 f"than the {RECEIVE_TIME_TOLERANCE_MS} ms allowed; leave received_ms out and the SDK "
                 "stamps it, or check the clock of the host that set it",
             )
-        stamped = replace(event, received_ms=self._stamp(event.type, now_ms, given_ms))
+        stamped = self._bounded(replace(event, received_ms=self._stamp(event.type, now_ms, given_ms)))
         check_event_size(stamped, self._limits)
         self._send(stamped)
+
+    def _bounded(self, event: Event) -> Event:
+        """`event` with a `ts_ms` over RECEIVE_TIME_TOLERANCE_MS past its receive time set to that
+        time, as the collector sets it: an event cannot happen after it was received, and one
+        stamped hours ahead (a clock or time zone off) would be the user's newest for hours.
+        Counted in `clamped_events`; the first is logged."""
+        assert event.received_ms is not None
+        if event.ts_ms <= event.received_ms + RECEIVE_TIME_TOLERANCE_MS:
+            return event
+        self.clamped_events += 1
+        if self.clamped_events == 1:
+            log.warning(
+                "event %s: ts_ms %d is %d ms after its receive time %d (a clock or time zone "
+                "ahead): set to the receive time, as the collector does; later ones are counted "
+                "in clamped_events. Send ts_ms in UTC ms since the epoch, or leave it out",
+                event.event_id,
+                event.ts_ms,
+                event.ts_ms - event.received_ms,
+                event.received_ms,
+            )
+        return replace(event, ts_ms=event.received_ms)
 
     def _send(self, event: Event) -> None:
         if len(self._pending) >= self._max_pending:

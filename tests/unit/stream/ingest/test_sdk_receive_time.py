@@ -98,3 +98,19 @@ def test_send_refuses_a_receive_time_past_the_producers_clock(settings: Settings
         producer.send(Event("e1", "u1", EventType.VIEW, NOW_MS, item_id="a", received_ms=future))
     assert raised.value.field == "received_ms" and "leave received_ms out" in raised.value.reason
     assert fake.sent == []
+
+
+@pytest.mark.parametrize("ahead_ms", [RECEIVE_TIME_TOLERANCE_MS + 1, 3_600_000, 20 * 3_600_000])
+def test_an_event_time_ahead_of_the_receive_time_is_set_to_it_as_the_collector_does(
+    settings: Settings, ahead_ms: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeProducer()
+    producer = with_clock(settings, fake, [NOW_MS, NOW_MS])
+    with caplog.at_level("WARNING"):
+        event = producer.track("u1", "view", item_id="sku-1", ts_ms=NOW_MS + ahead_ms)
+        kept = producer.track("u1", "view", item_id="sku-1", ts_ms=NOW_MS + RECEIVE_TIME_TOLERANCE_MS)
+    assert (event.ts_ms, event.received_ms) == (NOW_MS, NOW_MS)
+    assert kept.ts_ms == NOW_MS + RECEIVE_TIME_TOLERANCE_MS  # within the tolerance: as sent
+    assert [e.ts_ms for e in sent(fake)] == [NOW_MS, NOW_MS + RECEIVE_TIME_TOLERANCE_MS]
+    assert producer.clamped_events == 1
+    assert "time zone" in caplog.text
