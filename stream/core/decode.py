@@ -190,6 +190,18 @@ def key_mismatch(key: bytes | None, user_id: str) -> str | None:
                 "the Kafka message's key is the user_id JSON-quoted (as Kafka Connect's "
                 f"JsonConverter writes string keys); {_STRING_CONVERTER_FIX}"
             )
+    if len(key) >= _CONFLUENT_HEADER_BYTES and key[0] == _CONFLUENT_MAGIC and key[1] == 0:
+        return (
+            "the Kafka message's key is in the Confluent schema-registry wire format (an Avro or "
+            "Protobuf key); key each event by its user_id as plain UTF-8 text (a StringSerializer "
+            "for keys)"
+        )
+    if key[:1] == b"{":
+        return (
+            "the Kafka message's key is a JSON object (a Kafka Connect or Debezium struct key); key "
+            "each event by its user_id, the bare text (e.g. the ExtractField$Key transform with "
+            f"field=user_id), and {_STRING_CONVERTER_FIX}"
+        )
     try:
         valid_id(key.decode("utf-8"), "user_id")
     except UnicodeDecodeError:

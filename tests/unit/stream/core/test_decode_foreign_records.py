@@ -72,6 +72,8 @@ def test_a_json_quoted_key_is_dead_lettered_naming_the_converter() -> None:
         (b"\xff\xfe", "u1", "not UTF-8"),
         (b'"u2"', "u1", "another user"),  # quoted, but not this user's id either
         (b"4242.5", 4242, "another user"),
+        (b"\x00\x00\x00\x00\x07\x02u1", "u1", "Confluent schema-registry wire format"),  # an Avro key
+        (b'{"user_id": "u1"}', "u1", "JSON object (a Kafka Connect or Debezium struct key)"),
     ],
 )
 def test_a_key_naming_no_spelling_of_the_user_id_is_dead_lettered_saying_why(
