@@ -475,12 +475,16 @@ _QUERY_BREAKS = re.compile(r"[\t\n\r]+")
 
 def normalise_query(text: str) -> str:
     """A query as the schema stores it: text, so each run of tabs and line breaks inside it reads
-    as one space, the whitespace and invisible characters at its edges are trimmed
-    (`trim_invisible`: ``"\u200bshoes\ufeff"`` is ``"shoes"``), then an over-long one is cut
-    (`truncate_query`). Text of only those characters becomes empty (and is refused as empty by
-    the validator)."""
+    as one space, a lone UTF-16 surrogate (half of an emoji) is dropped, the whitespace and
+    invisible characters at its edges are trimmed (`trim_invisible`: ``"\u200bshoes\ufeff"`` is
+    ``"shoes"``), then an over-long one is cut (`truncate_query`). Text of only those characters
+    becomes empty (and is refused as empty by the validator)."""
     if "\t" in text or "\n" in text or "\r" in text:
         text = _QUERY_BREAKS.sub(" ", text)
+    if not text.isascii() and _LONE_SURROGATE.search(text):
+        # Half of an emoji, left by a JavaScript cut of the text (`substring` counts UTF-16
+        # units): it means nothing, and no later write could encode it; the rest is the query.
+        text = _LONE_SURROGATE.sub("", text)
     return truncate_query(trim_invisible(text))
 
 
