@@ -288,6 +288,8 @@ class RecoClient:
 
             # Loading takes seconds; a thread keeps the caller's event loop serving meanwhile.
             self._search = await asyncio.to_thread(SearchService.open, self._settings, self._redis)
+            # Search's unreadable profile keys count in the same metric as the lookups' own.
+            self._search.unreadable_entries = self.unreadable_entries
         return self._search
 
     def title(self, item_id: str) -> str | None:
@@ -337,21 +339,6 @@ def _reco_entry(key: str, raw: bytes | str | None) -> tuple[StoredReco | None, l
 # we cannot tell, so no activity of theirs is used (the live vector is deleted by the forget, so
 # one still stored was written after it).
 UNREADABLE_FORGET_CUT_MS = 2**63 - 1
-
-
-def forget_cut_ms(key: str, raw: bytes | str | None) -> int | None:
-    """A forget tombstone's receive time; an unreadable one cuts all activity (with a warning)."""
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        log.warning(
-            "forget tombstone %s is not an integer time in ms; using no activity of the user. Delete "
-            "the key only if the user was not forgotten",
-            key,
-        )
-        return UNREADABLE_FORGET_CUT_MS
 
 
 async def recent_activity(settings: Settings, user_id: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,9 @@ from stream.core.events import MAX_ID_CHARS, EventType, is_blank, normalise_quer
 from stream.core.ranking import Anchor, explain
 from stream.core.settings import Settings
 from stream.profiles.computer import ItemCatalogue, PreparedCatalogue
+
+if TYPE_CHECKING:
+    from stream.serving.lookups import Unreadable
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
@@ -146,11 +149,13 @@ def parse_activity(documents: Iterable[Mapping[str, Any]]) -> list[ActivityEntry
 
 @dataclass(frozen=True, slots=True)
 class UserSignals:
-    """What Redis holds about a user: live vector (float32 values), recent activity, forget time."""
+    """What Redis holds about a user: live vector (float32 values), recent activity, forget time,
+    and the entries that could not be read (a profile read in part is not used at all)."""
 
     vector: FloatArray | None
     activity: tuple[ActivityEntry, ...] = ()
     forgotten_ts_ms: int | None = None
+    unreadable: tuple[Unreadable, ...] = ()
 
     def usable_activity(self) -> list[ActivityEntry]:
         """Activity after the user's last forget: the list is kept as received, so an old replay
@@ -171,6 +176,22 @@ def recent_queries(entries: Sequence[ActivityEntry], limit: int = RECENT_QUERIES
     return queries
 
 
+def vector_fault(vector: FloatArray, dim: int | None) -> str | None:
+    """Why a stored live vector cannot be blended (None when it can); `dim` None skips the width."""
+    if vector.ndim != 1 or vector.size == 0:
+        return "the live vector is empty"
+    if dim is not None and vector.shape != (dim,):
+        return (
+            f"the live vector has {vector.size} values where the encoder has {dim}: it comes from another "
+            "model"
+        )
+    # One NaN or infinity makes every profile score NaN, and the blended order arbitrary.
+    bad = int(np.count_nonzero(~np.isfinite(vector)))
+    if bad:
+        return f"the live vector holds {bad} of {vector.size} values that are NaN or infinite"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class SearchProfile:
     """The vector search blends in (None: query-only ranking) and why, in words."""
@@ -181,6 +202,10 @@ class SearchProfile:
     @property
     def personalised(self) -> bool:
         return self.vector is not None
+
+
+def unreadable_profile(causes: str) -> SearchProfile:
+    return SearchProfile(None, f"stored profile could not be read ({causes}); query ranking only")
 
 
 def search_profile(
@@ -199,10 +224,13 @@ def search_profile(
         return SearchProfile(None, "no user_id")
     if signals is None:
         return SearchProfile(None, "unknown user")
+    if signals.unreadable:
+        # Half a profile can mislead: an unreadable forget time could hide a forget, say.
+        return unreadable_profile("; ".join(f"{u.kind}: {u.cause}" for u in signals.unreadable))
     vector = signals.vector
-    stale = vector is not None and vector.shape != (dim,)
-    if stale:
-        vector = None
+    fault = None if vector is None else vector_fault(vector, dim)
+    if fault is not None:
+        return unreadable_profile(fault)
     queries = recent_queries(signals.usable_activity())
     recent = [query_vectors[q] for q in queries if q in query_vectors] if config.recent_query_weight else []
     has_vector = vector is not None and bool(np.any(vector))
@@ -213,8 +241,6 @@ def search_profile(
         total += (config.recent_query_weight if has_vector else 1.0) * np.mean(np.stack(recent), axis=0)
     norm = float(np.linalg.norm(total))
     if norm == 0.0:
-        if stale:
-            return SearchProfile(None, "stored profile comes from another model; query ranking only")
         if signals.forgotten_ts_ms is not None:
             return SearchProfile(None, "forgotten user")
         return SearchProfile(None, "unknown user")

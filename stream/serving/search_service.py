@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from models.encoder.onnx_encoder import TextEncoder, load_encoder, options_from_settings
@@ -37,9 +38,10 @@ from stream.profiles.query_cache import QueryVectorCache
 from stream.redis.activity import RECENT_KIND
 from stream.redis.client import AsyncRedis
 from stream.redis.reco_store import EMB_KIND, FORGOTTEN_KIND
-from stream.serving.lookups import forget_cut_ms
+from stream.serving.lookups import UNREADABLE_FORGET_CUT_MS, Unreadable, describe_unreadable, is_wrong_type
 from stream.serving.search import (
     DEFAULT_SEARCH_K,
+    ActivityEntry,
     SearchConfig,
     SearchProfile,
     SearchResult,
@@ -52,6 +54,7 @@ from stream.serving.search import (
     rank_search,
     recent_queries,
     search_profile,
+    vector_fault,
 )
 
 log = logging.getLogger(__name__)
@@ -124,24 +127,49 @@ class SignalSource(Protocol):
 
 
 class RedisSignals:
-    """The worker's keys: ``emb`` (float32 little-endian), ``recent`` (JSON lines), ``forgotten``."""
+    """The worker's keys: ``emb`` (float32 little-endian), ``recent`` (JSON lines), ``forgotten``.
 
-    def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
+    An entry that cannot be read (a key of another Redis type, a vector that does not decode, is
+    not finite or has another width than `dim`, a tombstone that is not a time) is named in
+    `UserSignals.unreadable`, not raised: Redis answered, so a retry cannot help.
+    """
+
+    def __init__(self, redis: AsyncRedis, settings: Settings, dim: int | None = None) -> None:
         self._redis = redis
         self._settings = settings
+        self._dim = dim
 
     async def read(self, user_id: str) -> UserSignals | None:
-        key = self._settings.redis_key
+        emb_key, recent_key, forgotten_key = (
+            self._settings.redis_key(kind, user_id) for kind in (EMB_KIND, RECENT_KIND, FORGOTTEN_KIND)
+        )
         pipe = self._redis.pipeline(transaction=False)
-        pipe.get(key(EMB_KIND, user_id))
-        pipe.lrange(key(RECENT_KIND, user_id), 0, -1)
-        pipe.get(key(FORGOTTEN_KIND, user_id))
-        emb, recent, forgotten = await pipe.execute()
-        if emb is None and not recent and forgotten is None:
+        pipe.get(emb_key)
+        pipe.lrange(recent_key, 0, -1)
+        pipe.get(forgotten_key)
+        # Errors in place: WRONGTYPE on one key is that entry unreadable; others are re-raised.
+        emb, recent, forgotten = await pipe.execute(raise_on_error=False)
+        problems: list[Unreadable] = []
+        emb = _in_place(EMB_KIND, emb_key, emb, problems)
+        recent = _in_place(RECENT_KIND, recent_key, recent, problems)
+        forgotten = _in_place(FORGOTTEN_KIND, forgotten_key, forgotten, problems)
+        if emb is None and not recent and forgotten is None and not problems:
             return None
         vector = None
-        if emb is not None and len(emb) % 4 == 0:
-            vector = np.frombuffer(emb, dtype="<f4").astype(np.float32)
+        if emb is not None:
+            vector, fault = _decode_vector(emb, self._dim)
+            if fault is not None:
+                problems.append(Unreadable(EMB_KIND, emb_key, f"{fault}; {_REWRITE}"))
+        forgotten_ts_ms = None
+        if any(p.kind == FORGOTTEN_KIND for p in problems):
+            forgotten_ts_ms = UNREADABLE_FORGET_CUT_MS
+        elif forgotten is not None:
+            try:
+                forgotten_ts_ms = int(forgotten)
+            except ValueError:
+                cause = f"not an integer time in ms; {_TOMBSTONE}"
+                problems.append(Unreadable(FORGOTTEN_KIND, forgotten_key, cause))
+                forgotten_ts_ms = UNREADABLE_FORGET_CUT_MS
         documents = []
         for line in recent or []:
             try:
@@ -151,8 +179,39 @@ class RedisSignals:
         return UserSignals(
             vector=vector,
             activity=tuple(parse_activity(d for d in documents if isinstance(d, dict))),
-            forgotten_ts_ms=forget_cut_ms(key(FORGOTTEN_KIND, user_id), forgotten),
+            forgotten_ts_ms=forgotten_ts_ms,
+            unreadable=tuple(problems),
         )
+
+
+def _activity(signals: UserSignals | None) -> list[ActivityEntry]:
+    """The activity search may use; none of a profile read in part (it ranks by the query alone)."""
+    return signals.usable_activity() if signals is not None and not signals.unreadable else []
+
+
+_REWRITE = "delete the key, the worker writes it anew with the user's next event"
+# A tombstone is not rewritten: deleting it un-forgets the user's stored activity.
+_TOMBSTONE = "delete the key only if the user was not forgotten"
+
+
+def _in_place(kind: str, key: str, value: Any, problems: list[Unreadable]) -> Any:
+    """A pipeline result; None (and a problem) for WRONGTYPE; any other Redis error is raised."""
+    if not isinstance(value, Exception):
+        return value
+    if not is_wrong_type(value):
+        raise value
+    hint = _TOMBSTONE if kind == FORGOTTEN_KIND else _REWRITE
+    problems.append(Unreadable(kind, key, f"{value}; {hint}"))
+    return None
+
+
+def _decode_vector(raw: bytes, dim: int | None) -> tuple[FloatArray | None, str | None]:
+    """The stored vector, or None and why it cannot be used."""
+    if len(raw) % 4:
+        return None, f"{len(raw)} bytes, not a whole number of float32 values"
+    vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    fault = vector_fault(vector, dim)
+    return (None, fault) if fault is not None else (vector, None)
 
 
 _UNREACHABLE = "profile store unreachable; query ranking only"
@@ -179,6 +238,8 @@ class SearchService:
         self.config = config
         self.cache = QueryVectorCache(encoder, cache_size)
         self.queries = BatchingQueryEncoder(self.cache, max_queued_queries)
+        # Set by `RecoClient.open_search` to count unreadable entries in the lookup app's registry.
+        self.unreadable_entries: Counter | None = None
 
     @classmethod
     def open(cls, settings: Settings, redis: AsyncRedis) -> SearchService:
@@ -196,7 +257,7 @@ class SearchService:
         return cls(
             encoder,
             catalogue,
-            RedisSignals(redis, settings),
+            RedisSignals(redis, settings, encoder.dim),
             SearchConfig.from_settings(settings),
             cache_size=settings.search_query_cache_size,
             redis_budget_ms=settings.lookup_redis_budget_ms,
@@ -218,7 +279,9 @@ class SearchService:
                 # Search still answers without Redis: it degrades to the query ranking, flagged.
                 log.warning("search without the user's profile: redis unreachable (%r)", exc)
                 unreachable = True
-        activity = signals.usable_activity() if signals is not None else []
+        if signals is not None and signals.unreadable:
+            self._report(signals.unreadable)
+        activity = _activity(signals)
         vectors = await self.queries.encode([text, *recent_queries(activity)])
         return await asyncio.to_thread(
             self._rank,
@@ -233,6 +296,16 @@ class SearchService:
     def close(self) -> None:
         self.queries.close()
 
+    def _report(self, problems: Sequence[Unreadable]) -> None:
+        """One warning naming the keys and causes, and a count per kind, as lookups do."""
+        for problem in problems:
+            if self.unreadable_entries is not None:
+                self.unreadable_entries.labels(problem.kind).inc()
+        log.warning(
+            "search without the user's stored profile, unreadable Redis entries: %s",
+            describe_unreadable(tuple(problems), keys=True),
+        )
+
     def _rank(
         self,
         *,
@@ -243,7 +316,7 @@ class SearchService:
         unreachable: bool,
         vectors: dict[str, FloatArray],
     ) -> SearchResult:
-        activity = signals.usable_activity() if signals is not None else []
+        activity = _activity(signals)
         if unreachable:
             profile = SearchProfile(None, _UNREACHABLE)
         else:
