@@ -23,11 +23,20 @@ Python literal in a CSV cell) are joined as text, and HTML in them is reduced to
 (`html_text`); an item_id is read by the events' rule (`stream.core.events.valid_id`, Unicode NFC
 included). A ``.json`` file is an array of item objects, or amazon's object keyed by item id.
 A price may carry a currency symbol or code and thousands separators (``$36.99``, ``36.99 USD``,
-``€1.299,00``, ``$1,299.00``: read by the `price-parser` package). A row that is well formed but
-invalid (no title, a bad price, a negative or NaN number, an id no event may carry) is skipped
-alone: each skip is logged and recorded with its line, field and reason (`SkippedRow`;
-``profilestream index --rejects PATH`` writes them as JSON lines), and the read fails only when
-rows were there and none of them is valid.
+``€1.299,00``, ``$1,299.00``: read by the `price-parser` package), by one separator rule for plain
+and written prices alike (`_decimal_separator`): the file's decimal separator (``,`` in a
+``;``-separated file, else ``.``) is always the decimal one; the other one is a thousands
+separator when every group after it has exactly three digits (``1.299`` in a ``;`` file and
+``1,299`` elsewhere are 1299), else a decimal separator (``12.5``, ``12,50``); when both appear, the
+last is the decimal one. ``12,-`` is 12; ``Free`` is 0.0 (what the shop charges).
+The price is optional, so a price that is no single amount (``$5.99 - $12.99``: a range is no
+price; ``$12.99 $9.99``; ``cheap``; a negative or infinite number) leaves the item without a price
+and is a warning, and a missing-value marker (`MISSING_MARKERS`: ``N/A``, ``null``, ``None``,
+``NaN``..., any case, or a lone dash) is no price, silently. A row with an invalid required or
+other field (no title, an id no event may carry, a bad popularity or in_stock) is skipped alone.
+Each skip and each warning is logged and recorded with its line, field and reason (`SkippedRow`,
+``kept`` for a warning; ``profilestream index --rejects PATH`` writes them as JSON lines), and the
+read fails only when rows were there and none of them is valid.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from stream.core.errors import CatalogError, InvalidCatalogRow, InvalidEvent, So
 from stream.core.events import is_blank, json_type, valid_id
 from stream.core.tabular import (
     DECIMAL_COMMA_DELIMITER,
+    MISSING_MARKERS,
     ReadTally,
     TableFormat,
     check_encoding,
@@ -68,8 +78,9 @@ DESCRIPTION_CHARS = 300
 SEPARATOR = " | "
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
-# The columns a decimal comma is read in; text columns (title, description) keep their commas.
-_NUMERIC_COLUMNS = ("price", "popularity")
+# The columns a decimal comma is read in before they are parsed; text columns (title, description)
+# keep their commas, and a price applies its own separator rule (`_decimal_separator`).
+_NUMERIC_COLUMNS = ("popularity",)
 # A category path given as a list or object ("Office > Paper"), as the amazon layout writes it.
 CATEGORY_SEPARATOR = " > "
 # Bounds on a list or object in a text column: a category path or a few description bullets,
@@ -77,11 +88,21 @@ CATEGORY_SEPARATOR = " > "
 MAX_TEXT_DEPTH = 8
 MAX_TEXT_LEAVES = 64
 MAX_LITERAL_CHARS = 65_536
-# How many skipped rows the log names one by one; the rest are counted (all go to `skipped`).
+# How many skipped rows (and, apart, warnings) the log names one by one; the rest are counted (all
+# go to `skipped`).
 LOGGED_SKIPS = 5
 # Dashes that make "$5.99 - $12.99" a range and "-3" a negative price.
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2212"
-_RANGE = re.compile(f"[0-9][^0-9]*[{_DASHES}][^0-9]*[0-9]")
+# A price cell that means "no price": pandas' and SQL's markers in any case ("n/a", "NONE"), and a
+# lone dash, as shops and spreadsheets write an empty price.
+_NO_PRICE = frozenset({marker.casefold() for marker in MISSING_MARKERS} | set(_DASHES) | {"--"})
+# What a shop writes for a price of nothing; price-parser reads it as 0 too.
+_FREE = "free"
+# "12,-" / "12.-" (or an en dash): a whole amount (German, Swiss); read as 12.
+_WHOLE_AMOUNT = re.compile(rf"(.*[0-9])[.,][{_DASHES}]{{1,2}}\s*(\S*)")
+# One amount as written: digits with separators (',' '.' apostrophe, no-break and thin spaces, or a
+# space before a group of three digits: "1 299,00"). Two of them in a price are two amounts.
+_AMOUNT = re.compile(r"[0-9](?:[0-9.,'\u00a0\u202f]|[ ](?=[0-9]{3}(?![0-9])))*")
 # Names other exports give the item id (amazon's metadata: asin), named in the error for a row
 # without item_id.
 _OTHER_ID_NAMES = ("asin", "id", "sku", "product_id", "parent_asin")
@@ -131,13 +152,21 @@ class SkippedRow:
     field: str
     reason: str
     raw: str
+    # A warning: the row was indexed all the same, this (optional) field read as absent.
+    kept: bool = False
 
     def to_json(self) -> str:
-        """One line of the rejects file, in the shape of replay's and load's rejects."""
-        return json.dumps(
-            {"position": self.where, "field": self.field, "reason": self.reason, "raw": self.raw},
-            ensure_ascii=False,
-        )
+        """One line of the rejects file, in the shape of replay's and load's rejects; a warning
+        (`kept`) adds ``"kept": true``."""
+        line: dict[str, Any] = {
+            "position": self.where,
+            "field": self.field,
+            "reason": self.reason,
+            "raw": self.raw,
+        }
+        if self.kept:
+            line["kept"] = True
+        return json.dumps(line, ensure_ascii=False)
 
 
 def item_text(item: CatalogItem, description_chars: int = DESCRIPTION_CHARS) -> str:
@@ -152,13 +181,22 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def item_from_row(row: Mapping[str, Any], where: str, *, decimal_comma: bool = False) -> CatalogItem:
+def item_from_row(
+    row: Mapping[str, Any],
+    where: str,
+    *,
+    decimal_comma: bool = False,
+    warnings: list[SkippedRow] | None = None,
+) -> CatalogItem:
     """Validate one catalogue row; `where` ("items.csv row 7") goes into the error message.
 
     `decimal_comma` (a ``;``-separated file): ``12,50`` in price or popularity reads as 12.5 and a
     whole ``17850,0`` item_id as ``17850``. Raises `InvalidCatalogRow` (naming the field) for a
-    missing or empty item_id or title, or an invalid price, popularity or in_stock value.
+    missing or empty item_id or title, or an invalid popularity or in_stock value. A price that is
+    no single amount leaves the item without a price: a warning appended to `warnings` (given;
+    else logged).
     """
+    price = _optional_price(row, where, decimal_comma, warnings)
     if decimal_comma:
         row = _decimal_points(row)
     try:
@@ -187,7 +225,7 @@ def item_from_row(row: Mapping[str, Any], where: str, *, decimal_comma: bool = F
         brand=_field_text(row.get("brand"), ", "),
         category=_field_text(row.get("category"), CATEGORY_SEPARATOR),
         description=_field_text(row.get("description"), " "),
-        price=_price(row.get("price"), where),
+        price=price,
         in_stock=_flag(row.get("in_stock"), where),
         popularity=_popularity(row.get("popularity"), where),
     )
@@ -296,26 +334,41 @@ class _TextOfHtml(HTMLParser):
             self.parts.append(data)
 
 
-def _price(value: Any, where: str) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
+def _optional_price(
+    row: Mapping[str, Any], where: str, decimal_comma: bool, warnings: list[SkippedRow] | None
+) -> float | None:
+    """The row's price, or None where it is absent or unreadable: the price is optional, so an
+    unreadable one costs the item its price, never its place in the catalogue."""
     try:
-        if isinstance(value, bool):
-            raise TypeError("a boolean is no price")
+        return _price(row.get("price"), where, decimal_comma=decimal_comma)
+    except InvalidCatalogRow as exc:
+        reason = f"{exc.reason}; the item is indexed without a price"
+        if warnings is None:
+            log.warning("catalogue row %s: %s", where, reason)
+        else:
+            warnings.append(SkippedRow(where, "price", reason, _raw(row), kept=True))
+        return None
+
+
+def _price(value: Any, where: str, *, decimal_comma: bool = False) -> float | None:
+    """A price as a number, None for no price (empty, NaN, a missing-value marker); raises
+    `InvalidCatalogRow` for a value that is no single amount >= 0."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None  # NaN: pandas' and Parquet's empty price
+    if isinstance(value, str):
+        text = value.strip()
+        if text.casefold() in _NO_PRICE:
+            return None
+        price = 0.0 if text.casefold() == _FREE else _written_price(text, where, decimal_comma)
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidCatalogRow(
+            where,
+            "price",
+            f"price {value!r} is not a number but {json_type(value)}; use one price such as 12.5 or "
+            "$12.50, or leave it empty",
+        )
+    else:
         price = float(value)
-    except (TypeError, ValueError) as exc:
-        written = _written_price(value) if isinstance(value, str) else None
-        if written is None:
-            # "$5.99 - $12.99" (amazon metadata, a product with variants) is no one price.
-            kind = " but a range" if isinstance(value, str) and _RANGE.search(value) else ""
-            raise InvalidCatalogRow(
-                where,
-                "price",
-                f"price {value!r} is not a number{kind}; use one price such as 12.5 or $12.50, or "
-                "leave it empty",
-            ) from exc
-        price = written
-    # NaN (pandas' empty cell, JSON's NaN) would compare false with every bound and sort anywhere.
     if not math.isfinite(price) or price < 0:
         raise InvalidCatalogRow(
             where,
@@ -325,18 +378,61 @@ def _price(value: Any, where: str) -> float | None:
     return price
 
 
-def _written_price(text: str) -> float | None:
-    """A price as shops write it (``$36.99``, ``36.99 USD``, ``€1.299,00``, ``$1,299.00``), or None
-    when `text` is no single price. price-parser reads the currency and the separators; it drops a
-    sign and takes the first of a range, so a dash before the amount (negative) or after it (a
-    range, "$5.99 - $12.99") is read as no price rather than guessed at. Without a currency the
-    text must be only the number ("12 pcs" is no price)."""
-    parsed = Price.fromstring(text)
-    if parsed.amount_float is None or any(dash in text for dash in _DASHES):
-        return None
-    if parsed.currency is None and text.strip(" \t0123456789.,'\u00a0\u202f"):
-        return None
+def _written_price(text: str, where: str, decimal_comma: bool) -> float:
+    """A price as shops write it (``12.5``, ``$36.99``, ``36.99 USD``, ``€1.299,00``, ``12,-``):
+    one amount, with a currency or alone ("12 pcs" is no price). price-parser reads the currency
+    and the amount, told the decimal separator by the one rule (`_decimal_separator`); it would
+    drop a sign and take the first of two amounts, so those are refused here first."""
+    whole = _WHOLE_AMOUNT.fullmatch(text)
+    if whole:
+        text = f"{whole.group(1)} {whole.group(2)}".strip()
+    amounts = list(_AMOUNT.finditer(text))
+    if len(amounts) > 1:
+        between = text[amounts[0].end() : amounts[1].start()]
+        kind = "a range, not one price" if any(d in between for d in _DASHES) else "more than one amount"
+        raise InvalidCatalogRow(
+            where,
+            "price",
+            f"price {text!r} is {kind}; write one price such as 12.5 or $12.50, or leave it empty",
+        )
+    if amounts and any(dash in text[: amounts[0].start()] for dash in _DASHES):
+        raise InvalidCatalogRow(
+            where, "price", f"price {text!r} must be a finite number >= 0; use e.g. 12.5 or leave it empty"
+        )
+    parsed = (
+        Price.fromstring(text, decimal_separator=_decimal_separator(amounts[0].group(), decimal_comma))
+        if amounts
+        else None
+    )
+    rest = text[amounts[0].end() :] if amounts else text
+    if (
+        parsed is None
+        or parsed.amount_float is None
+        or any(dash in rest for dash in _DASHES)
+        or (parsed.currency is None and (text[: amounts[0].start()] + rest).strip())
+    ):
+        raise InvalidCatalogRow(
+            where,
+            "price",
+            f"price {text!r} is not a number; use one price such as 12.5 or $12.50, or leave it empty",
+        )
     return parsed.amount_float
+
+
+def _decimal_separator(amount: str, decimal_comma: bool) -> str:
+    """The decimal separator of `amount` ("1.299,00"), by one rule for every price of a file: both
+    ``.`` and ``,`` there: the last; else the file's own (``,`` in a ``;``-separated file with
+    decimal commas, ``.`` elsewhere) is decimal, and the other is a thousands separator when every
+    group after it has exactly three digits (``1.299`` in a ``;`` file, ``1,299`` elsewhere), else
+    decimal (``12.5``, ``12,50``)."""
+    own, other = (",", ".") if decimal_comma else (".", ",")
+    point, comma = amount.rfind("."), amount.rfind(",")
+    if point >= 0 and comma >= 0:
+        return "." if point > comma else ","
+    groups = amount.rstrip(".,").split(other)[1:]
+    if groups and not all(len(group) == 3 and group.isdigit() for group in groups):
+        return other
+    return own
 
 
 def _popularity(value: Any, where: str) -> float:
@@ -454,14 +550,15 @@ def read_catalog(
             tally.malformed,
             "; ".join(tally.first_malformed),
         )
+    dropped = [skip for skip in skips if not skip.kept]
     if skips:
         _log_skips(path, skips, indexed=len(items))
-        if not items:
-            # Every row is wrong: the same mistake throughout (a renamed column, another file).
-            raise CatalogError(
-                f"catalogue {path}: none of its {len(skips)} rows is valid; first: "
-                + "; ".join(f"{skip.where}: {skip.reason}" for skip in skips[:3])
-            )
+    if dropped and not items:
+        # Every row is wrong: the same mistake throughout (a renamed column, another file).
+        raise CatalogError(
+            f"catalogue {path}: none of its {len(dropped)} rows is valid; first: "
+            + "; ".join(f"{skip.where}: {skip.reason}" for skip in dropped[:3])
+        )
     kept = {item.item_id: item for item in items}
     if len(kept) < len(items):
         # Later rows win (an update appended to an export); said, so that a mis-keyed export shows.
@@ -482,7 +579,8 @@ def write_skipped(skipped: Iterable[SkippedRow], path: Path) -> None:
 
 
 def _valid_items(rows: Iterable[tuple[str, Any, bool]], skipped: list[SkippedRow]) -> list[CatalogItem]:
-    """The items of (where, row, decimal_comma) triples; each invalid row goes to `skipped`."""
+    """The items of (where, row, decimal_comma) triples; each invalid row goes to `skipped`, and
+    each warning (`SkippedRow.kept`: a row indexed with an unreadable price) too."""
     items = []
     for where, row, decimal_comma in rows:
         try:
@@ -493,7 +591,7 @@ def _valid_items(rows: Iterable[tuple[str, Any, bool]], skipped: list[SkippedRow
                     f"expected an object with item_id and title, got {json_type(row)}; fix or drop "
                     "the element",
                 )
-            items.append(item_from_row(row, where, decimal_comma=decimal_comma))
+            items.append(item_from_row(row, where, decimal_comma=decimal_comma, warnings=skipped))
         except InvalidCatalogRow as exc:
             skipped.append(SkippedRow(exc.where, exc.field, exc.reason, _raw(row)))
     return items
@@ -509,15 +607,27 @@ def _raw(row: Any) -> str:
 
 
 def _log_skips(path: Path, skips: list[SkippedRow], *, indexed: int) -> None:
-    for skip in skips[:LOGGED_SKIPS]:
+    dropped = [skip for skip in skips if not skip.kept]
+    warned = [skip for skip in skips if skip.kept]
+    for skip in dropped[:LOGGED_SKIPS]:
         log.warning("catalogue row skipped: %s: %s", skip.where, skip.reason)
-    log.warning(
-        "catalogue %s: skipped %d invalid rows (%d more than logged), read %d",
-        path,
-        len(skips),
-        max(0, len(skips) - LOGGED_SKIPS),
-        indexed,
-    )
+    for skip in warned[:LOGGED_SKIPS]:
+        log.warning("catalogue row %s: %s", skip.where, skip.reason)
+    if dropped:
+        log.warning(
+            "catalogue %s: skipped %d invalid rows (%d more than logged), read %d",
+            path,
+            len(dropped),
+            max(0, len(dropped) - LOGGED_SKIPS),
+            indexed,
+        )
+    if warned:
+        log.warning(
+            "catalogue %s: %d rows indexed without their unreadable price (%d more than logged)",
+            path,
+            len(warned),
+            max(0, len(warned) - LOGGED_SKIPS),
+        )
 
 
 def read_json_items(

@@ -282,8 +282,8 @@ def export_command(
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("index-rejects.jsonl"),
     show_default=True,
-    help="Where skipped catalogue rows are written with their line, field and reason (only when there "
-    "are some).",
+    help='Where skipped catalogue rows, and rows indexed without their unreadable price ("kept": '
+    "true), are written with their line, field and reason (only when there are some).",
 )
 @click.pass_context
 @_friendly_errors
@@ -299,8 +299,9 @@ def index_command(
 ) -> None:
     """Build or update the item index from a catalogue: only new or changed items are encoded.
 
-    An invalid row (a bad price, an id no event may carry) is skipped alone and written to
-    --rejects; the command fails only when no row could be indexed."""
+    An invalid row (no title, an id no event may carry) is skipped alone and written to --rejects;
+    an unreadable price ("$5.99 - $12.99") leaves the item without a price, a warning written there
+    too. The command fails only when no row could be indexed."""
     from models.encoder.onnx_encoder import load_encoder, options_from_settings
     from models.index.catalog import CatalogFormat, SkippedRow, write_skipped
     from models.index.item_index import sync_catalog
@@ -327,9 +328,16 @@ def index_command(
         # Written also when nothing could be indexed: the file says what to fix in each row.
         if skipped:
             write_skipped(skipped, rejects_path)
-            click.echo(f"{len(skipped)} catalogue rows skipped (line, field, reason: {rejects_path})")
-            for skip in skipped[:3]:
-                click.echo(f"  {skip.where}: {skip.reason}")
+        dropped = [skip for skip in skipped if not skip.kept]
+        warned = [skip for skip in skipped if skip.kept]
+        for problems, what in (
+            (dropped, "catalogue rows skipped"),
+            (warned, "catalogue rows indexed without their unreadable price"),
+        ):
+            if problems:
+                click.echo(f"{len(problems)} {what} (line, field, reason: {rejects_path})")
+                for skip in problems[:3]:
+                    click.echo(f"  {skip.where}: {skip.reason}")
     click.echo(
         f"index {settings.index_dir}: {stats.added} added, {stats.updated} updated, "
         f"{stats.unchanged} unchanged, {stats.removed} removed"

@@ -73,9 +73,13 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
     path.write_text("item_id,title,price\nb,,2\n")
     with pytest.raises(CatalogError, match=r"items\.csv line 2: item_id and title are required"):
         read_catalog(path)
+    # An unreadable price is optional: the item stays, without a price, and the warning is recorded.
     path.write_text("item_id,title,price\na,Pen,cheap\n")
-    with pytest.raises(CatalogError, match="price 'cheap' is not a number"):
-        read_catalog(path)
+    skipped = []
+    assert [(i.item_id, i.price) for i in read_catalog(path, skipped=skipped)] == [("a", None)]
+    assert [(s.field, s.kept, "price 'cheap' is not a number" in s.reason) for s in skipped] == [
+        ("price", True, True)
+    ]
     path.write_text("item_id,title,in_stock\na,Pen,maybe\n")
     with pytest.raises(CatalogError, match="in_stock 'maybe'"):
         read_catalog(path)

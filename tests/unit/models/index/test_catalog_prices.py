@@ -40,20 +40,95 @@ def test_prices_with_a_currency_and_separators_are_read(
     assert one_price(tmp_path, written) == pytest.approx(price)
 
 
+def price_and_warnings(tmp_path: Path, price: object) -> tuple[list[float | None], list[SkippedRow]]:
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps({"item_id": "a", "title": "Pen", "price": price}) + "\n", encoding="utf-8")
+    skipped: list[SkippedRow] = []
+    return [item.price for item in read_catalog(path, skipped=skipped)], skipped
+
+
 @pytest.mark.parametrize(
     ("written", "reason"),
     [
-        ("-$5", "is not a number"),
-        ("$-5", "is not a number"),
-        ("$5.99 - $12.99", "is not a number but a range"),  # a range is no single price
+        ("-$5", "must be a finite number >= 0"),
+        ("$-5", "must be a finite number >= 0"),
+        ("$5.99 - $12.99", "is a range, not one price"),  # amazon metadata: a product with variants
+        ("$12.99 $9.99", "is more than one amount"),  # price-parser would take the first
         ("12 pcs", "is not a number"),
         ("cheap", "is not a number"),
         ("$", "is not a number"),
+        (True, "is not a number but a boolean"),
     ],
 )
-def test_what_is_no_single_price_is_refused(tmp_path: Path, written: str, reason: str) -> None:
-    with pytest.raises(CatalogError, match=f"line 1: price .* {reason}"):
-        one_price(tmp_path, written)
+def test_a_price_that_is_no_single_amount_is_a_warning_and_the_item_stays(
+    tmp_path: Path, written: object, reason: str
+) -> None:
+    prices, warnings = price_and_warnings(tmp_path, written)
+    assert prices == [None]
+    [warning] = warnings
+    assert (warning.where, warning.field, warning.kept) == (
+        f"{tmp_path / 'items.jsonl'} line 1",
+        "price",
+        True,
+    )
+    assert f"price {written!r} {reason}" in warning.reason
+    assert "the item is indexed without a price" in warning.reason
+    assert json.loads(warning.to_json())["kept"] is True
+
+
+@pytest.mark.parametrize(
+    "written", ["N/A", "NA", "n/a", "null", "NULL", "None", "none", "nan", "-", "\u2013", "", " ", None]
+)
+def test_a_missing_value_marker_is_no_price_silently(tmp_path: Path, written: object) -> None:
+    assert price_and_warnings(tmp_path, written) == ([None], [])
+
+
+@pytest.mark.parametrize(
+    ("written", "price"),
+    [
+        ("Free", 0.0),
+        ("FREE", 0.0),
+        ("€ 12,-", 12.0),
+        ("12.-", 12.0),
+        ("CHF 12.\u2013", 12.0),
+        ("12,- EUR", 12.0),
+    ],
+)
+def test_free_is_nothing_and_a_dash_after_the_comma_is_a_whole_amount(
+    tmp_path: Path, written: str, price: float
+) -> None:
+    assert price_and_warnings(tmp_path, written) == ([price], [])
+
+
+@pytest.mark.parametrize(
+    ("written", "semicolon", "comma"),
+    [
+        # The file's own decimal separator is always decimal.
+        ("1.299", 1299.0, 1.299),
+        ("€1.299", 1299.0, 1.299),
+        ("1,299", 1.299, 1299.0),
+        ("$1,299", 1.299, 1299.0),
+        # The other one is decimal unless it is followed by groups of exactly three digits.
+        ("12.5", 12.5, 12.5),
+        ("€12.50", 12.5, 12.5),
+        ("12,50", 12.5, 12.5),
+        ("1.299.000", 1299000.0, None),
+        # Both: the last one is decimal, in every file.
+        ("1.299,50", 1299.5, 1299.5),
+        ("€1.299,50", 1299.5, 1299.5),
+        ("1,299.50", 1299.5, 1299.5),
+        ("$1,299.50", 1299.5, 1299.5),
+    ],
+)
+def test_one_separator_rule_for_plain_and_written_prices(
+    tmp_path: Path, written: str, semicolon: float, comma: float | None
+) -> None:
+    for delimiter, expected in ((";", semicolon), (",", comma)):
+        path = tmp_path / "items.csv"
+        path.write_text(f'item_id{delimiter}title{delimiter}price\na{delimiter}Pen{delimiter}"{written}"\n')
+        skipped: list[SkippedRow] = []
+        [item] = read_catalog(path, skipped=skipped)
+        assert (delimiter, item.price) == (delimiter, pytest.approx(expected) if expected else None)
 
 
 AMAZON_META = [
@@ -71,24 +146,28 @@ def write_meta(path: Path) -> Path:
     return path
 
 
-def test_bad_rows_are_skipped_alone_with_line_field_and_reason(tmp_path: Path) -> None:
+def test_bad_rows_are_skipped_alone_and_bad_prices_only_cost_the_price(tmp_path: Path) -> None:
     path = write_meta(tmp_path / "meta.jsonl")
     skipped: list[SkippedRow] = []
     items = read_catalog(path, skipped=skipped)
-    assert [(i.item_id, i.price) for i in items] == [("B00000JBLH", 36.99), ("B00005QGM2", None)]
-    assert [(s.where, s.field) for s in skipped] == [
-        (f"{path} line 2", "price"),
-        (f"{path} line 4", "item_id"),
-        (f"{path} line 5", "price"),
+    assert [(i.item_id, i.price) for i in items] == [
+        ("B00000JBLH", 36.99),
+        ("B00004Z5T8", None),  # a range: indexed without a price
+        ("B00005QGM2", None),
+        ("B0006", None),  # NaN: no price, silently
     ]
-    assert "price '$5.99 - $12.99' is not a number" in skipped[0].reason
+    assert [(s.where, s.field, s.kept) for s in skipped] == [
+        (f"{path} line 2", "price", True),
+        (f"{path} line 4", "item_id", False),
+    ]
+    assert "price '$5.99 - $12.99' is a range, not one price" in skipped[0].reason
     assert "U+200B" in skipped[1].reason
-    assert "must be a finite number >= 0" in skipped[2].reason
     rejects = tmp_path / "rejects.jsonl"
     write_skipped(skipped, rejects)
     lines = [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()]
     assert [line["position"] for line in lines] == [s.where for s in skipped]
-    assert set(lines[0]) == {"position", "field", "reason", "raw"}
+    assert set(lines[0]) == {"position", "field", "reason", "raw", "kept"}
+    assert set(lines[1]) == {"position", "field", "reason", "raw"}  # replay's and load's shape
     assert json.loads(lines[0]["raw"])["item_id"] == "B00004Z5T8"
 
 
@@ -97,9 +176,24 @@ def test_the_index_is_built_from_the_valid_rows(tmp_path: Path) -> None:
     encoder = KeywordEncoder()
     skipped: list[SkippedRow] = []
     stats = sync_catalog(tmp_path / "index", path, encoder, skipped=skipped)
-    assert stats.added == 2
-    assert len(skipped) == 3
-    assert load_index(tmp_path / "index", encoder.model_version).ids == ("B00000JBLH", "B00005QGM2")
+    assert stats.added == 4
+    assert [s.kept for s in skipped] == [True, False]
+    assert load_index(tmp_path / "index", encoder.model_version).ids == (
+        "B00000JBLH",
+        "B00004Z5T8",
+        "B00005QGM2",
+        "B0006",
+    )
+
+
+def test_a_catalogue_whose_prices_are_all_unreadable_is_indexed(tmp_path: Path) -> None:
+    path = tmp_path / "meta.jsonl"
+    path.write_text(
+        "".join(json.dumps({"item_id": f"B{n}", "title": "Pen", "price": "cheap"}) + "\n" for n in range(7))
+    )
+    skipped: list[SkippedRow] = []
+    assert len(read_catalog(path, skipped=skipped)) == 7
+    assert [s.kept for s in skipped] == [True] * 7
 
 
 def test_only_a_catalogue_with_no_valid_row_fails(tmp_path: Path) -> None:

@@ -129,18 +129,23 @@ def test_a_bad_row_is_skipped_and_written_to_rejects(model_dir: Path, tmp_path: 
     catalog = tmp_path / "meta.jsonl"
     catalog.write_text(
         '{"item_id": "B1", "title": "HP 12C Financial Calculator", "price": "$36.99"}\n'
-        '{"item_id": "B2", "title": "Avery Shipping Labels", "price": "cheap"}\n'
-        '{"item_id": "B3", "title": "Pilot G2 Pens", "price": ""}\n',
+        '{"item_id": "B2", "title": "Avery Shipping Labels", "price": "$5.99 - $12.99"}\n'
+        '{"item_id": "B3", "title": "Pilot G2 Pens", "price": "N/A"}\n'
+        '{"item_id": "B4", "title": ""}\n',
         encoding="utf-8",
     )
     rejects = tmp_path / "rejects.jsonl"
     result = index(model_dir, tmp_path / "index", catalog, "--rejects", str(rejects))
     assert result.exit_code == 0, result.output
     assert "1 catalogue rows skipped" in result.output
-    assert "line 2: price 'cheap' is not a number" in result.output
-    assert "2 added, 0 updated, 0 unchanged, 0 removed" in result.output
-    [line] = rejects.read_text(encoding="utf-8").splitlines()
-    assert '"field": "price"' in line
+    assert "line 4: item_id and title are required" in result.output
+    # An unreadable price costs the item its price only: a warning, the item indexed.
+    assert "1 catalogue rows indexed without their unreadable price" in result.output
+    assert "line 2: price '$5.99 - $12.99' is a range, not one price" in result.output
+    assert "3 added, 0 updated, 0 unchanged, 0 removed" in result.output
+    warning, skip = rejects.read_text(encoding="utf-8").splitlines()
+    assert '"field": "price"' in warning and '"kept": true' in warning
+    assert '"field": "title"' in skip and '"kept"' not in skip
     # No valid row at all: the one failure, the rejects file written all the same.
     catalog.write_text('{"asin": "B1", "title": "Pen"}\n', encoding="utf-8")
     rejects.unlink()
