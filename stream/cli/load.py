@@ -2,7 +2,7 @@
 
 The loading itself is `stream.ingest.loaders`; this module holds only the commands and their
 options. The file options (``--encoding``, ``--delimiter``, ``--columns``, ``--ts-unit``, ``--type-map``,
-``--type-map-file``) are shared with ``profilestream replay`` (`stream.cli.replay`) through
+``--type-map-file``, ``--na-markers``) are shared with ``profilestream replay`` (`stream.cli.replay`) through
 `file_options`; the tracking-record commands take ``--encoding`` and ``--delimiter``.
 """
 
@@ -36,6 +36,8 @@ from stream.ingest.adapters import SOURCES
 from stream.ingest.loaders import LoadReport, load_generic, load_ml100k, standard_docs, write_jsonl
 
 F = TypeVar("F", bound=Callable[..., Any])
+# --na-markers: pandas' default na_values mean no value, or (none) are text like any other.
+NA_MARKER_CHOICES = ("default", "none")
 
 _DELIMITER_OPTION = click.option(
     "--delimiter",
@@ -89,20 +91,36 @@ def file_options(func: F) -> F:
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
             help='A JSON object {"NAME": "TYPE" or null} applied before --type-map.',
         ),
+        click.option(
+            "--na-markers",
+            type=click.Choice(NA_MARKER_CHOICES),
+            default="default",
+            show_default=True,
+            help="default: a CSV or Parquet cell reading NA, nan, None, NULL, N/A, \\N... (pandas' "
+            "na_values) has no value (a user or time so marked rejects its row), except a search's "
+            "query, read as written; none: such text is kept as text (pandas' keep_default_na=False), "
+            "only empty cells are absent. JSON text is always text.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def row_rules(ts_unit: str, type_map_specs: tuple[str, ...], type_map_file: Path | None) -> RowRules:
+def row_rules(
+    ts_unit: str,
+    type_map_specs: tuple[str, ...],
+    type_map_file: Path | None,
+    *,
+    na_markers: str = "default",
+) -> RowRules:
     """The RowRules of the file options; click.BadParameter naming a bad option value."""
     try:
         file_text = type_map_file.read_text(encoding="utf-8-sig") if type_map_file is not None else None
         type_map = parse_type_map(type_map_specs, file_text=file_text)
     except (OSError, ProfilestreamError) as exc:
         raise click.BadParameter(str(exc), param_hint="--type-map/--type-map-file") from exc
-    return RowRules(ts_unit=cast(TsUnit, ts_unit), type_map=type_map)
+    return RowRules(ts_unit=cast(TsUnit, ts_unit), type_map=type_map, na_markers=na_markers != "none")
 
 
 def checked_encoding(encoding: str) -> str:
@@ -246,13 +264,16 @@ def load_generic_command(
     ts_unit: str,
     type_map_specs: tuple[str, ...],
     type_map_file: Path | None,
+    na_markers: str,
     as_json: bool,
 ) -> None:
-    """Your CSV/JSONL/JSON/Parquet file with a column mapping -> v1 events in row order.
+    """Your CSV/JSONL/JSON/Parquet file (or .csv.gz, .jsonl.bz2, .json.xz, .csv.zst...) with a
+    column mapping -> v1 events in row order.
 
-    Cells holding a missing-value marker (NA, nan, None, NULL, \\N, ...: pandas' list) have no
-    value. The report warns about a header that looks like data (pass --columns) and counts rows
-    sharing their user's timestamp (their order in a window follows event ids).
+    CSV and Parquet cells holding a missing-value marker (NA, nan, None, NULL, \\N, ...: pandas'
+    list) have no value, except a search's query (--na-markers none: no marker). The report
+    warns about a header that looks like data (pass --columns) and counts rows sharing their
+    user's timestamp (their order in a window follows event ids).
     """
     columns = ColumnMap(
         user_col=user_col,
@@ -265,7 +286,7 @@ def load_generic_command(
         event_id_col=event_id_col,
         id_prefix=id_prefix,
     )
-    rules = row_rules(ts_unit, type_map_specs, type_map_file)
+    rules = row_rules(ts_unit, type_map_specs, type_map_file, na_markers=na_markers)
     encoding, separator = checked_encoding(encoding), checked_delimiter(delimiter)
     names = checked_columns(column_names)
     try:

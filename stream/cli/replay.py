@@ -88,12 +88,13 @@ def replay_command(
     ts_unit: str,
     type_map_specs: tuple[str, ...],
     type_map_file: Path | None,
+    na_markers: str,
     as_json: bool,
 ) -> None:
     """Replay v1 events from SOURCE (a .jsonl/.json/.csv/.dat/.parquet file or kafka://TOPIC) into a topic.
 
-    The file options (--encoding, --delimiter, --columns, --ts-unit, --type-map, --type-map-file)
-    apply to files only; --delimiter and --columns to CSV files (.csv, .tsv, .tab, .dat).
+    The file options (--encoding, --delimiter, --columns, --ts-unit, --type-map, --type-map-file,
+    --na-markers) apply to files only; --delimiter and --columns to CSV files (.csv, .tsv, .tab, .dat).
     """
     if from_offset is not None and from_ts_ms is not None:
         raise click.UsageError("give --from-offset or --from-ts-ms, not both")
@@ -103,7 +104,7 @@ def replay_command(
         from_ts_ms=from_ts_ms,
         to_ts_ms=to_ts_ms,
         encoding=checked_encoding(encoding),
-        rules=row_rules(ts_unit, type_map_specs, type_map_file),
+        rules=row_rules(ts_unit, type_map_specs, type_map_file, na_markers=na_markers),
         delimiter=checked_delimiter(delimiter),
         columns=checked_columns(column_names),
     )

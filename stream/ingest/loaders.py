@@ -29,7 +29,10 @@ shared reader `stream.core.tabular` (BOM, ``--encoding``, the column separator g
 ``;``-separated file, decimal-comma ones, times in ms/s/us or date-time text, the event-type map,
 event ids derived from the row's content when the table has none). A headerless CSV file
 (Taobao's ``UserBehavior.csv``, YOOCHOOSE's ``.dat``) is read with ``--columns`` naming its columns;
-missing-value markers (``NA``, ``nan``, ``\\N``...) are no value; ``.json`` is JSON lines or one array.
+in CSV and Parquet, missing-value markers (``NA``, ``nan``, ``\\N``...) are no value, except in a
+search's query (``--na-markers none``: kept as text), and in JSON text is text (null is no
+value); ``.json`` is JSON lines or one array. A file may be compressed (``.csv.gz``, ``.bz2``,
+``.xz``, ``.zst``).
 
 Every loader's report counts the rows that share their user's timestamp with the user's previous
 row (`SameTimeTally`): a window orders such events by event id, not by file order, so the count
@@ -48,7 +51,7 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -380,6 +383,9 @@ def load_generic(
     rows = read_table(source, encoding=encoding, delimiter=delimiter, tally=tally, names=names)
     if format_of(source) not in ("jsonl", "json"):  # JSON may leave out a key; a table has its columns
         rows = _with_columns(rows, columns, source)
+    else:
+        # JSON says "no value" with null: its text "NA" is text, as replay reads a JSON line.
+        chosen = replace(chosen, na_markers=False)
     return write_jsonl(generic_docs(rows, columns, chosen), out, limits, tally)
 
 

@@ -1,7 +1,8 @@
 """One reader for event and catalogue files (CSV, JSONL, Parquet) and one set of value rules.
 
-`reader` turns a file into rows with their line (or row) number: a UTF-8 BOM is read away, the
-encoding is a parameter, undecodable bytes are a `SourceError` naming the line and the
+`reader` turns a file into rows with their line (or row) number (a ``.gz``, ``.bz2``, ``.xz`` or
+``.zst`` file read decompressed, its format named by the suffix before: ``x.csv.gz``): a UTF-8
+BOM is read away, the encoding is a parameter, undecodable bytes are a `SourceError` naming the line and the
 ``--encoding`` option, a CSV file's column separator (``,`` ``;`` tab ``|``) is a parameter or found
 (``.tsv``/``.tab`` are tab-separated, ``.dat`` is CSV; a headerless file's column names are a
 parameter (``--columns``), and a header that looks like data is a warning; a header that reads as
@@ -20,6 +21,7 @@ Both are pure (no Kafka, Redis or clock).
 from __future__ import annotations
 
 from stream.core.tabular.reader import (
+    COMPRESSION_SUFFIXES,
     DECIMAL_COMMA_DELIMITER,
     DELIMITERS,
     FORMATS_BY_SUFFIX,
@@ -33,6 +35,7 @@ from stream.core.tabular.reader import (
     Row,
     TableFormat,
     check_encoding,
+    compression_of,
     csv_delimiter,
     csv_options,
     data_like_cells,
@@ -41,10 +44,13 @@ from stream.core.tabular.reader import (
     ensure_decodable,
     format_of,
     headerless_hint,
+    open_binary,
+    open_text,
     parse_columns,
     parse_delimiter,
     read_jsonl_lines,
     read_rows,
+    table_suffix,
 )
 from stream.core.tabular.values import (
     DEFAULT_TYPE_MAP,
@@ -68,6 +74,7 @@ from stream.core.tabular.values import (
 )
 
 __all__ = [
+    "COMPRESSION_SUFFIXES",
     "DECIMAL_COMMA_DELIMITER",
     "DEFAULT_TYPE_MAP",
     "DELIMITERS",
@@ -89,6 +96,7 @@ __all__ = [
     "TableFormat",
     "TsUnit",
     "check_encoding",
+    "compression_of",
     "csv_delimiter",
     "csv_options",
     "data_like_cells",
@@ -104,11 +112,14 @@ __all__ = [
     "is_normal_v1",
     "map_event_type",
     "normalise_v1",
+    "open_binary",
+    "open_text",
     "parse_columns",
     "parse_delimiter",
     "parse_type_map",
     "read_jsonl_lines",
     "read_rows",
+    "table_suffix",
     "time_ms",
     "to_v1_doc",
 ]

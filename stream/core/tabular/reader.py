@@ -2,6 +2,14 @@
 
 Rules, the same for every caller (replay, load generic, the catalogue reader):
 
+- A file compressed with gzip, bzip2, xz or zstd (``.gz``, ``.bz2``, ``.xz``, ``.zst``: REES46's
+  and Amazon's downloads) is read through its decompressor as it is, never unpacked to disk, by
+  every rule below (detection and the decodability check read the decompressed text); its format
+  is the suffix before (``events.csv.gz`` is CSV). Corrupt or cut-short gzip, bzip2 or xz data is a
+  `SourceError` before the first row (zstd's reader ends a cut-short file quietly: its last line is
+  then a truncated one). Parquet inside such compression is refused (it compresses its own pages;
+  decompress it), and compressed data under a plain name (``events.csv`` holding gzip) is a
+  `SourceError` naming the suffix to give it.
 - The format comes from the suffix (`FORMATS_BY_SUFFIX`) unless the caller names it. ``.dat``
   files (YOOCHOOSE's ``yoochoose-clicks.dat``) are CSV, their separator found like any other's.
   ``.json`` is JSON lines unless its first non-space character is ``[``: then it is one array of
@@ -52,15 +60,22 @@ are line numbers; Parquet numbers count rows from 1.
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
+import gzip
+import io
 import json
+import lzma
 import re
+import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, BinaryIO, Literal, TextIO, cast
+
+import zstandard
 
 from stream.core import json_numbers
 from stream.core.errors import SourceError
@@ -79,6 +94,19 @@ FORMATS_BY_SUFFIX: dict[str, TableFormat] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+# A compressed file is named by its format's suffix then the compression's (``events.csv.gz``, as
+# REES46 and Amazon ship theirs); it is read through the decompressor, never unpacked to disk.
+COMPRESSION_SUFFIXES: tuple[str, ...] = (".gz", ".bz2", ".xz", ".zst")
+# What a decompressor raises for corrupt or cut-short data (besides OSError, `open`'s too).
+_DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
+_READ_ERRORS: tuple[type[Exception], ...] = (OSError, *_DECOMPRESS_ERRORS)
+# The first bytes of each compression's data, to name it in a file whose suffix does not.
+_COMPRESSION_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", ".gz"),
+    (b"BZh", ".bz2"),
+    (b"\xfd7zXZ\x00", ".xz"),
+    (b"\x28\xb5\x2f\xfd", ".zst"),
+)
 # The column separators detection chooses among, in the order a tie goes (csv.Sniffer's own
 # preference: comma, tab, semicolon; then the pipe).
 DELIMITERS: tuple[str, ...] = (",", "\t", ";", "|")
@@ -213,15 +241,89 @@ def headerless_hint(header: list[str]) -> str | None:
     )
 
 
+def compression_of(path: Path) -> str | None:
+    """The compression suffix of `path` (one of `COMPRESSION_SUFFIXES`), None for a plain file."""
+    suffix = path.suffix.lower()
+    return suffix if suffix in COMPRESSION_SUFFIXES else None
+
+
+def table_suffix(path: Path) -> str:
+    """The suffix naming the format, lower case: the one before a compression suffix
+    (``x.csv.gz`` -> ``.csv``)."""
+    if compression_of(path) is not None:
+        return Path(path.stem).suffix.lower()
+    return path.suffix.lower()
+
+
 def format_of(path: Path) -> TableFormat:
-    """The format a file's suffix names; SourceError listing the known suffixes otherwise."""
-    fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower())
+    """The format a file's suffix names (before a compression suffix: ``x.csv.gz`` is CSV);
+    SourceError listing the known suffixes otherwise, and for compressed Parquet."""
+    suffix = table_suffix(path)
+    fmt = FORMATS_BY_SUFFIX.get(suffix)
+    compressed = compression_of(path)
     if fmt is None:
         known = ", ".join(sorted(FORMATS_BY_SUFFIX))
+        packed = ", ".join(COMPRESSION_SUFFIXES)
+        if compressed is not None:
+            raise SourceError(
+                f"{path}: cannot tell the format of the {compressed} file from the suffix before it, "
+                f"{suffix or 'none'!r}; name it FILE.FORMAT{compressed} with FORMAT one of {known} "
+                f"(e.g. events.csv{compressed})"
+            )
         raise SourceError(
-            f"{path}: cannot tell the format from the suffix {path.suffix!r}; use one of {known}"
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; use one of {known}, "
+            f"optionally compressed ({packed}: events.csv.gz)"
         )
+    if fmt == "parquet" and compressed is not None:
+        raise _compressed_parquet(path, compressed)
     return fmt
+
+
+def _compressed_parquet(path: Path, compressed: str) -> SourceError:
+    return SourceError(
+        f"{path}: a Parquet file inside {compressed} compression; Parquet compresses its own pages and "
+        "is read by seeking, so decompress it first (e.g. gunzip, bunzip2, unxz or unzstd) and "
+        "read the .parquet file"
+    )
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """`path` opened for reading bytes, decompressed when its suffix names a compression
+    (`COMPRESSION_SUFFIXES`): gzip, bz2 and xz by the standard library, zstd by zstandard (every
+    frame of a multi-frame file). Raises OSError as `open` does."""
+    compressed = compression_of(path)
+    if compressed == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    if compressed == ".bz2":
+        return cast(BinaryIO, bz2.open(path, "rb"))
+    if compressed == ".xz":
+        return cast(BinaryIO, lzma.open(path, "rb"))
+    if compressed == ".zst":
+        # The reader owns the file (closefd) and closes it when closed itself.
+        raw = open(path, "rb")  # noqa: SIM115
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+        # Buffered for readline and read1, which the text wrapper and the line readers use.
+        return cast(BinaryIO, io.BufferedReader(reader))
+    return open(path, "rb")
+
+
+def open_text(path: Path, codec: str, *, newline: str | None = None) -> TextIO:
+    """`path` (decompressed as `open_binary` does) as text in `codec`, undecodable bytes replaced
+    (the whole file is checked first by `ensure_decodable`)."""
+    return io.TextIOWrapper(open_binary(path), encoding=codec, errors="replace", newline=newline)
+
+
+def _unreadable(path: Path, exc: BaseException) -> SourceError:
+    """The error for a file that cannot be read: missing, unreadable, or corrupt compressed data."""
+    compressed = compression_of(path)
+    missing = isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError)
+    if compressed is not None and not missing:
+        return SourceError(
+            f"{path}: the {compressed} data is corrupt or cut short ({exc}); download the file again "
+            "(a truncated copy?), or check it with gzip -t, bzip2 -t, xz -t or zstd -t"
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return SourceError(f"{path}: cannot be read ({reason}); check the path")
 
 
 def check_encoding(encoding: str) -> str:
@@ -297,15 +399,15 @@ def csv_delimiter(path: Path, *, encoding: str = "utf-8", delimiter: str | None 
         return chosen
     if declared is not None:
         return declared
-    if path.suffix.lower() in TAB_SUFFIXES:
+    if table_suffix(path) in TAB_SUFFIXES:
         return "\t"
     try:
-        with open(path, encoding=codec, errors="replace", newline="") as text:
+        with open_text(path, codec, newline="") as text:
             sample = text.read(SNIFF_CHARS)
     except UnicodeError:  # e.g. utf-16 without a byte-order mark: the reader names the problem
         return ","
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
     if len(sample) == SNIFF_CHARS and "\n" in sample:
         sample = sample[: sample.rindex("\n")]  # a line cut short would count its separators wrong
     return detect_delimiter(sample)
@@ -318,12 +420,12 @@ def declared_delimiter(path: Path, *, encoding: str = "utf-8") -> str | None:
     """
     codec = check_encoding(encoding)
     try:
-        with open(path, encoding=codec, errors="replace", newline="") as text:
+        with open_text(path, codec, newline="") as text:
             return _declared(text.readline(64))
     except UnicodeError:  # e.g. utf-16 without a byte-order mark: the reader names the problem
         return None
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
 
 
 def _declared(line: str) -> str | None:
@@ -389,13 +491,14 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
     decoder = codecs.getincrementaldecoder(codec)("strict")
     lines_before = 0
     try:
-        with open(path, "rb") as data:
-            problem = _wide_text_problem(path, data.read(_HEAD_BYTES), encoding, codec)
+        # A compressed file is checked as its decompressed bytes, which cannot be sought back:
+        # the head read for the check is decoded as the first chunk.
+        with open_binary(path) as data:
+            chunk = data.read(_HEAD_BYTES)
+            problem = _packed_problem(path, chunk) or _wide_text_problem(path, chunk, encoding, codec)
             if problem is not None:
                 raise problem
-            data.seek(0)
             while True:
-                chunk = data.read(_CHECK_CHUNK_BYTES)
                 pending = decoder.getstate()[0]
                 try:
                     text = decoder.decode(chunk, final=not chunk)
@@ -414,8 +517,23 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
                 lines_before += text.count("\n")
                 if not chunk:
                     return False
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+                chunk = data.read(_CHECK_CHUNK_BYTES)
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _packed_problem(path: Path, head: bytes) -> SourceError | None:
+    """The error for compressed data in a file whose suffix names no compression (a renamed
+    download), naming the suffix to give it; None when `head` starts like no compression's data."""
+    if compression_of(path) is not None:
+        return None
+    for magic, suffix in _COMPRESSION_MAGIC:
+        if head.startswith(magic) and (suffix != ".bz2" or head[3:4].isdigit()):
+            return SourceError(
+                f"{path}: {suffix[1:]}-compressed data under a {path.suffix or 'plain'} name; rename it "
+                f"{path.name}{suffix} (it is read decompressed), or decompress it first"
+            )
+    return None
 
 
 def _wide_text_problem(path: Path, head: bytes, encoding: str, codec: str) -> SourceError | None:
@@ -501,7 +619,10 @@ def read_rows(
     chosen = fmt or format_of(path)
     counts = tally if tally is not None else ReadTally()
     if not path.is_file():
-        raise SourceError(f"{path}: no such file; give the path of a .csv, .jsonl, .json or .parquet file")
+        raise SourceError(
+            f"{path}: no such file; give the path of a .csv, .jsonl, .json or .parquet file (text "
+            "formats may be compressed: .csv.gz, .jsonl.bz2, .json.xz, .csv.zst)"
+        )
     if columns is not None and chosen != "csv":
         raise SourceError(
             f"{path}: --columns names the columns of a CSV file without a header row; a {chosen} "
@@ -515,6 +636,9 @@ def read_rows(
     elif chosen == "json":
         rows = _json_rows(path, encoding, counts)
     else:
+        compressed = compression_of(path)
+        if compressed is not None:
+            raise _compressed_parquet(path, compressed)
         rows = _parquet_rows(path)
     for row in rows:
         counts.rows += 1
@@ -533,7 +657,7 @@ def read_jsonl_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int,
     ensure_decodable(path, encoding)
     try:
         if codec == "utf-8-sig":
-            with open(path, "rb") as data:
+            with open_binary(path) as data:
                 for number, line in enumerate(data, start=1):
                     raw = line.rstrip(b"\r\n")
                     if raw.startswith(_BOM_BYTES):
@@ -542,15 +666,15 @@ def read_jsonl_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int,
                         yield number, raw
             return
         # "replace": after `ensure_decodable` only a cut last character can be undecodable.
-        with open(path, encoding=codec, errors="replace", newline="") as text:
+        with open_text(path, codec, newline="") as text:
             for number, text_line in enumerate(text, start=1):
                 stripped = text_line.rstrip("\r\n").removeprefix(_BOM)
                 if stripped.strip():
                     yield number, stripped.encode("utf-8", "surrogatepass")
     except UnicodeError as exc:  # the file changed since it was checked
         raise _undecodable(path, encoding, 0, exc) from exc
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
 
 
 def _jsonl_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
@@ -576,18 +700,20 @@ def _json_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
     if not _starts_array(path, encoding):
         yield from _jsonl_rows(path, encoding, tally)
         return
+    compressed = compression_of(path) is not None
     size = path.stat().st_size
-    if size > MAX_JSON_ARRAY_BYTES:
-        raise SourceError(
-            f"{path}: a JSON array of {size:,} bytes, over the {MAX_JSON_ARRAY_BYTES:,} read whole; "
-            f"{_TO_JSON_LINES}"
-        )
+    if size > MAX_JSON_ARRAY_BYTES and not compressed:
+        raise _array_too_large(path, f"{size:,} bytes")
     ensure_decodable(path, encoding)
     try:
-        text = path.read_text(encoding=check_encoding(encoding), errors="replace")
-        document = json_numbers.loads(text)
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+        # A compressed file's size is known only once decompressed: read no more than the bound.
+        with open_binary(path) as data:
+            content = data.read(MAX_JSON_ARRAY_BYTES + 1)
+        if len(content) > MAX_JSON_ARRAY_BYTES:
+            raise _array_too_large(path, "over that many bytes once decompressed")
+        document = json_numbers.loads(content.decode(check_encoding(encoding), errors="replace"))
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
     except (ValueError, RecursionError) as exc:
         raise SourceError(
             f"{path}: the JSON array is {_json_problem(exc)}; fix it, or {_TO_JSON_LINES}"
@@ -603,18 +729,24 @@ def _json_rows(path: Path, encoding: str, tally: ReadTally) -> Iterator[Row]:
             )
 
 
+def _array_too_large(path: Path, size: str) -> SourceError:
+    return SourceError(
+        f"{path}: a JSON array of {size}, over the {MAX_JSON_ARRAY_BYTES:,} read whole; {_TO_JSON_LINES}"
+    )
+
+
 def _starts_array(path: Path, encoding: str) -> bool:
     """Whether the first character of `path` that is not whitespace (or a BOM) is ``[``."""
     try:
-        with open(path, encoding=check_encoding(encoding), errors="replace") as text:
+        with open_text(path, check_encoding(encoding)) as text:
             while chunk := text.read(_HEAD_BYTES):
                 stripped = chunk.lstrip(_BOM + " \t\r\n")
                 if stripped:
                     return stripped.startswith("[")
     except UnicodeError:  # e.g. utf-16 without a byte-order mark: the line reader names it
         return False
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
     return False
 
 
@@ -633,7 +765,7 @@ def _csv_rows(
     cut = ensure_decodable(path, encoding)
     try:
         # "replace": after `ensure_decodable` only a cut last character can be undecodable.
-        with open(path, encoding=codec, errors="replace", newline="") as text:
+        with open_text(path, codec, newline="") as text:
             held: Row | None = None
             for row in _csv_records(_LineFeed(text), tally, path, delimiter, columns):
                 if held is not None:
@@ -647,8 +779,8 @@ def _csv_rows(
                 yield held
     except UnicodeError as exc:  # the file changed since it was checked
         raise _undecodable(path, encoding, 0, exc) from exc
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
 
 
 # A physical line: its number (from 1) and its text with its line end, None for a line over

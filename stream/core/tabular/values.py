@@ -28,9 +28,13 @@ empty cells and derived event ids.
 - **Missing values**: in a table (CSV, Parquet, a loaded JSON file: `normalise_v1` with
   ``empty_is_absent``) a cell holding one of `MISSING_MARKERS` (pandas' default ``na_values``:
   ``NA``, ``nan``, ``None``, ``NULL``, ``N/A``, ``<NA>``..., and ``\\N`` of MySQL and Hive; a
-  float NaN) has no value: in ``user_id``, ``type``, ``ts_ms``, ``known_user_id``, an ``item_id``
-  its type needs or a search's ``query`` it rejects the row naming the field (Diginetica's
-  anonymous sessions, ``userId`` ``NA``, would otherwise be one user "NA"); elsewhere it is absent.
+  float NaN) has no value: in ``user_id``, ``type``, ``ts_ms``, ``known_user_id`` or an ``item_id``
+  its type needs it rejects the row naming the field (Diginetica's anonymous sessions, ``userId``
+  ``NA``, would otherwise be one user "NA"); elsewhere it is absent. A search's ``query`` is
+  exempt: its text is what was searched for (``null``, ``NA``, ``None`` are words), so only an
+  empty cell (or a float NaN) leaves it without a query, a reject naming ``query``.
+  `RowRules.na_markers` False (``--na-markers none``, pandas' ``keep_default_na=False``) keeps
+  every marker text as text; only the empty cell and a float NaN are then no value.
 - **Event ids** absent from a row are derived from its normalised content (sha256 of user, type,
   item, query and time), so a duplicated row gets the same id and is de-duplicated downstream.
 """
@@ -163,6 +167,9 @@ class RowRules:
     type_map: Mapping[str, str | None] = field(default_factory=_default_type_map)
     # A ';'-separated export writes decimal commas: "17850,0" in an id, ts_ms or v means "17850.0".
     decimal_comma: bool = False
+    # Whether a table cell's text that is one of MISSING_MARKERS ("NA", "null") means no value;
+    # False (--na-markers none, pandas' keep_default_na=False) keeps it as the text it is.
+    na_markers: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +332,7 @@ def normalise_v1(
     }
     marked: dict[str, Any] = {}
     if empty_is_absent:
-        marked = {name: value for name, value in out.items() if _is_marker(value)}
+        marked = {name: value for name, value in out.items() if _is_marker(value, text=rules.na_markers)}
         for name in marked:
             del out[name]
         for name in _MARKER_REJECTS:
@@ -343,7 +350,10 @@ def normalise_v1(
     if "item_id" in marked and out.get("type") in ITEM_TYPES:
         raise _marker_reject("item_id", marked["item_id"])
     if "query" in marked and out.get("type") == EventType.SEARCH:
-        raise _marker_reject("query", marked["query"])
+        if not isinstance(marked["query"], str):
+            raise _marker_reject("query", marked["query"])
+        # What a search asked for is read as written: "null" and "NA" are words a shopper types.
+        out["query"] = marked["query"]
     for name in ID_FIELDS:
         if name in out and out[name] != "":
             out[name] = id_text(out[name], name)
@@ -362,11 +372,12 @@ def normalise_v1(
     return out
 
 
-def _is_marker(value: Any) -> bool:
-    # A float NaN is pandas' missing value in a Parquet column of numbers with gaps.
+def _is_marker(value: Any, *, text: bool = True) -> bool:
+    # A float NaN is pandas' missing value in a Parquet column of numbers with gaps; marker text
+    # counts only with `text` (RowRules.na_markers).
     if isinstance(value, float):
         return math.isnan(value)
-    return isinstance(value, str) and value.strip() in MISSING_MARKERS
+    return text and isinstance(value, str) and value.strip() in MISSING_MARKERS
 
 
 def _marker_reject(name: str, value: Any) -> InvalidEvent:
@@ -395,6 +406,6 @@ def to_v1_doc(row: Mapping[str, Any], columns: ColumnMap, rules: RowRules) -> di
         if column is not None:
             doc[name] = row.get(column)
     query = doc.get("query")
-    if isinstance(query, int | float) and not isinstance(query, bool):
+    if isinstance(query, int | float) and not isinstance(query, bool) and not _is_marker(query):
         doc["query"] = str(query)  # a numeric search (a JSONL or Parquet number) is its text
     return normalise_v1(doc, rules, empty_is_absent=True, id_prefix=columns.id_prefix)

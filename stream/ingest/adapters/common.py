@@ -25,6 +25,10 @@ from stream.core.normalise import TimeUnit, id_text, time_ms
 from stream.core.reserved import check_client_event
 from stream.ingest.body import ClampedTime, FieldError, clamp_reason
 
+# What JavaScript writes for an id that was never set: String(undefined) and String(null) (a
+# template `${userId}`, a concatenation). No user is named so; each would merge every such visitor
+# into one window, so an id field holding one is absent (Segment falls back to anonymousId).
+UNSET_ID_TEXTS = frozenset({"undefined", "null"})
 # Context values copied from the sender are bounded like ids, so that a mapped event stays far
 # below the event size limit whatever the sender put in its own fields.
 MAX_CONTEXT_VALUE_CHARS = MAX_ID_CHARS
@@ -237,8 +241,9 @@ def require_array(value: object, path: str) -> list[Any]:
 
 def optional_id(value: object, path: str) -> str | None:
     """An id the sender may spell as a string or a number (product ids often are numbers), by
-    the id rule of every entry point (`stream.core.normalise.id_text`); None when absent or empty."""
-    if value == "":
+    the id rule of every entry point (`stream.core.normalise.id_text`); None when absent, empty or
+    JavaScript's text of an unset variable (`UNSET_ID_TEXTS`: ``"undefined"``, ``"null"``)."""
+    if value == "" or (isinstance(value, str) and value.strip() in UNSET_ID_TEXTS):
         return None
     return id_text(value, path)
 

@@ -8,7 +8,8 @@ table is in stream/ingest/README.md, "Standard tracking events".
 Segment's libraries write the message type in lowercase (``track``); a type that is one of the six
 in another case (``"Track"``, hand-written senders) is read as that type, not ignored as an
 unknown one. An id of only whitespace (``"userId": " "``) is absent, as ``""`` is, so that such a
-message falls back to its anonymousId.
+message falls back to its anonymousId; so is the text ``"undefined"`` or ``"null"`` (what JavaScript
+writes for an unset variable, `UNSET_ID_TEXTS`), in every id field.
 """
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ def _message_type(kind: object, path: str) -> str:
 
 def _sender_id(value: object, path: str) -> str | None:
     """A message's own id (userId, anonymousId, messageId, previousId): None when absent, empty or
-    only whitespace or invisible characters (a template that filled in " "), else `optional_id`."""
+    only whitespace or invisible characters (a template that filled in " "), else `optional_id`
+    (None for "undefined" and "null" too)."""
     if isinstance(value, str) and is_blank(value):
         return None
     return optional_id(value, path)
