@@ -340,13 +340,7 @@ def write_jsonl(
         clamped_received=clamps.count,
         clamped_received_first=clamps.first.to_dict() if clamps.first is not None else None,
     )
-    if clamps.first is not None:
-        log.warning(
-            "%d events had a received_ms past the loader's clock, set to it; first: %s %s",
-            clamps.count,
-            clamps.first.position,
-            clamps.first.reason,
-        )
+    clamps.log_summary("loader")
     for warning in warnings:
         log.warning("%s", warning)
     log.info(

@@ -9,11 +9,14 @@ and report how many they set, with the first, as the collector reports the times
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from stream.core.events import RECEIVE_TIME_TOLERANCE_MS, Event
+
+log = logging.getLogger(__name__)
 
 
 def wall_clock_ms() -> int:
@@ -68,6 +71,17 @@ class ReceiveClamps:
         if self.first is None:
             self.first = ClampedReceive(str(position), event.event_id, received_ms, now_ms)
         return replace(event, received_ms=now_ms)
+
+    def log_summary(self, reader: str) -> None:
+        """One warning with the count and the first, when any was set (`reader`: "replay", "loader")."""
+        if self.first is not None:
+            log.warning(
+                "%d events had a received_ms past the %s's clock, set to it; first: %s %s",
+                self.count,
+                reader,
+                self.first.position,
+                self.first.reason,
+            )
 
     def merge(self, other: ReceiveClamps) -> None:
         self.count += other.count

@@ -843,13 +843,7 @@ def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> Repl
         clamped_received=clamped.count,
         clamped_received_first=clamped.first.to_dict() if clamped.first is not None else None,
     )
-    if clamped.first is not None:
-        log.warning(
-            "%d events had a received_ms past the replay's clock, set to it; first: %s %s",
-            clamped.count,
-            clamped.first.position,
-            clamped.first.reason,
-        )
+    clamped.log_summary("replay")
     log.info(
         "replayed %s: %d read, %d produced to %s (%d with an over-long query cut), %d rejected, "
         "%d of unmapped types, %d malformed lines, %.0f events/s",
