@@ -11,9 +11,9 @@ Two kinds of record other producers write get a reason of their own, since the g
 A key is the user's when it names the event's user_id by the id rule (`key_user_id`: NFD and NFC
 spellings, "4242.0" and 4242 are one id); a JSON-quoted key gets a reason naming the converter
 that writes it. An event's `received_ms` (or, without one, its `ts_ms`, which the window then reads as its
-receive time) later than its record's timestamp plus RECEIVE_TIME_TOLERANCE_MS is replaced by
-the record's timestamp and counted: a far-future receive time would put the event out of every
-forget's reach.
+receive time) later than its record's timestamp (or the worker's clock, when earlier) plus
+RECEIVE_TIME_TOLERANCE_MS is replaced by that time and counted: a far-future receive time would
+put the event out of every forget's reach.
 """
 
 from __future__ import annotations
@@ -134,12 +134,12 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
                 )
             )
             continue
-        latest_ms = _latest_received_ms(message.timestamp_ms)
+        reference_ms = _reference_ms(message.timestamp_ms, now_ms)
         # Without received_ms the window reads ts_ms as the receive time (`received_ms_of`): an
         # event stamped in the future (a clock or time zone ahead) would be as far out of reach.
         receive_ms = event.received_ms if event.received_ms is not None else event.ts_ms
-        if latest_ms is not None and receive_ms > latest_ms:
-            event = dataclasses.replace(event, received_ms=message.timestamp_ms)
+        if receive_ms > reference_ms + RECEIVE_TIME_TOLERANCE_MS:
+            event = dataclasses.replace(event, received_ms=reference_ms)
             batch.clamped_received += 1
             first_clamped = first_clamped or message.source
         batch.events.append(event)
@@ -157,12 +157,13 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
     return batch
 
 
-def _latest_received_ms(timestamp_ms: int | None) -> int | None:
-    """The latest received_ms believed for a record of timestamp `timestamp_ms`; None when the
-    record has no timestamp (Kafka's -1), so its events keep theirs."""
+def _reference_ms(timestamp_ms: int | None, now_ms: int) -> int:
+    """When a record was received at the latest: its timestamp, unless that lies after the
+    worker's clock `now_ms` (a producer that sets CreateTime to the event time, as Flink and Kafka
+    Connect sinks can), or the worker's clock for a record without one (Kafka's -1)."""
     if timestamp_ms is None or timestamp_ms < 0:
-        return None
-    return timestamp_ms + RECEIVE_TIME_TOLERANCE_MS
+        return now_ms
+    return min(timestamp_ms, now_ms)
 
 
 # Kafka Connect's JsonConverter writes a string key as a JSON string: the id in double quotes.

@@ -100,8 +100,9 @@ def test_ascii_keys_without_a_dot_are_their_own_spelling() -> None:
         (NOW_MS + RECEIVE_TIME_TOLERANCE_MS + 1, NOW_MS, NOW_MS, 1),
         (NOW_MS + RECEIVE_TIME_TOLERANCE_MS, NOW_MS, NOW_MS + RECEIVE_TIME_TOLERANCE_MS, 0),
         (NOW_MS - 5_000, NOW_MS, NOW_MS - 5_000, 0),  # the collector's: before its record
-        (NOW_MS + 10**11, None, NOW_MS + 10**11, 0),  # no timestamp to bound it by
-        (NOW_MS + 10**11, -1, NOW_MS + 10**11, 0),  # Kafka's "no timestamp"
+        (NOW_MS + 10**11, None, NOW_MS, 1),  # no timestamp: the worker's clock bounds it
+        (NOW_MS + 10**11, -1, NOW_MS, 1),  # Kafka's "no timestamp"
+        (NOW_MS + 10**11, NOW_MS + 10**11, NOW_MS, 1),  # CreateTime set to the event time
         (None, NOW_MS, None, 0),
     ],
 )
@@ -126,7 +127,8 @@ def test_a_received_ms_past_the_records_timestamp_is_bounded_by_it(
         (NOW_MS + 2 * 3_600_000, NOW_MS, NOW_MS, 1),
         (NOW_MS + RECEIVE_TIME_TOLERANCE_MS, NOW_MS, None, 0),
         (NOW_MS - 3_600_000, NOW_MS, None, 0),  # a past event time stays the receive time
-        (NOW_MS + 2 * 3_600_000, None, None, 0),
+        (NOW_MS + 2 * 3_600_000, None, NOW_MS, 1),
+        (NOW_MS + 50 * 60_000, NOW_MS + 50 * 60_000, NOW_MS, 1),  # CreateTime = event time
     ],
 )
 def test_an_event_time_past_the_records_timestamp_gives_a_receive_time(
