@@ -479,6 +479,9 @@ class _Tally:
     unmapped: Counter[str] = field(default_factory=Counter)
     received: ReceiveClamps = field(default_factory=ReceiveClamps)
     forgets_stamped: int = 0
+    # Users with a forget received during this replay, and the last receive time stamped (ms).
+    stamped_users: set[str] = field(default_factory=set)
+    stamp_ms: int = 0
 
 
 class EventSink(Protocol):
@@ -630,9 +633,15 @@ def _client_event(
     if event.received_ms is not None and event.received_ms > latest_received_ms:
         event = tally.received.bound(event, position)
         return event, event.to_json()
-    if event.received_ms is None and event.type is EventType.FORGET:
-        tally.forgets_stamped += 1
-        event = replace(event, received_ms=now_ms)
+    if event.received_ms is None and (event.type is EventType.FORGET or event.user_id in tally.stamped_users):
+        # Once a user's forget is received now, the file's later events of that user are received
+        # after it (one stamp per event, increasing in file order): with their historical ts_ms
+        # as receive time they would all fall before the forget's cut and be dropped.
+        tally.stamp_ms = max(tally.stamp_ms + 1, now_ms)
+        if event.type is EventType.FORGET:
+            tally.forgets_stamped += 1
+            tally.stamped_users.add(event.user_id)
+        event = replace(event, received_ms=tally.stamp_ms)
         return event, event.to_json()
     return event, value
 

@@ -4,6 +4,7 @@ every forget. A copy of the events topic keeps its receivers' times."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from stream.core.events import RECEIVE_TIME_TOLERANCE_MS, EventLimits, decode_event
 from stream.core.settings import load_settings
+from stream.core.window import Window, WindowConfig, apply_events
 from stream.ingest.loaders import write_jsonl
 from stream.ingest.receive_time import ReceiveClamps
 from stream.ingest.replay import KafkaPythonSink, _replay_items
@@ -141,7 +143,9 @@ def test_a_file_forget_without_a_receive_time_is_received_when_replayed() -> Non
     tally, times = replayed(lines, from_client=True)
     stamped, view, given = times
     assert stamped is not None and start <= stamped <= now_ms()
-    assert (view, given) == (None, asked_ms + 5)  # only forgets without one are stamped
+    # The user's later view is received after the stamped forget; a given receive time is kept.
+    assert view is not None and view > stamped
+    assert given == asked_ms + 5
     assert tally.forgets_stamped == 1
 
 
@@ -149,3 +153,33 @@ def test_a_copy_of_the_events_topic_keeps_its_forgets_as_they_are() -> None:
     asked_ms = now_ms() - 24 * 3600 * 1000
     tally, times = replayed([forget_line(1, asked_ms)], from_client=False)
     assert times == [None] and tally.forgets_stamped == 0
+
+
+def test_a_users_later_events_in_the_file_are_received_after_its_stamped_forget() -> None:
+    # The user came back after the erasure: the file's events after the forget must survive it.
+    start = now_ms()
+    asked_ms = start - 24 * 3600 * 1000
+    after = json.dumps(
+        {"event_id": "a1", "user_id": "u1", "type": "view", "item_id": "i", "ts_ms": asked_ms + 1_000}
+    ).encode()
+    other = json.dumps(
+        {"event_id": "o1", "user_id": "u2", "type": "view", "item_id": "i", "ts_ms": asked_ms + 1_000}
+    ).encode()
+    again = forget_line(2, asked_ms + 2_000)
+    tally, times = replayed([forget_line(1, asked_ms), after, other, again], from_client=True)
+    forget_ms, after_ms, other_ms, again_ms = times
+    assert forget_ms is not None and after_ms is not None and again_ms is not None
+    assert forget_ms < after_ms < again_ms  # in file order: the second forget removes the view
+    assert other_ms is None  # other users' events keep their own times
+    assert tally.forgets_stamped == 2
+    window = Window()
+    config = WindowConfig()
+    events = [
+        decode_event(line, limits=EventLimits(), now_ms=now_ms())
+        for line in (forget_line(1, asked_ms), after)
+    ]
+    stamped = [
+        dataclasses.replace(events[0], received_ms=forget_ms),
+        dataclasses.replace(events[1], received_ms=after_ms),
+    ]
+    assert [e.event_id for e in apply_events(window, stamped, config).window.events] == ["a1"]
