@@ -280,7 +280,7 @@ def event_from_dict(
         raise InvalidEvent("v", f"unsupported schema version {version!r}; this decoder reads v1")
 
     event_id = _require_id(doc, "event_id")
-    user_id = _require_id(doc, "user_id")
+    user_id = _refuse_unset_text(_require_id(doc, "user_id"), "user_id")
     event_type = _require_type(doc)
     ts_ms = _require_ts(doc, limits, now_ms)
     item_id = _optional_id(doc, "item_id")
@@ -297,6 +297,7 @@ def event_from_dict(
     context = _optional_context(doc)
     received_ms = _optional_received(doc)
     known_user_id = _optional_id(doc, "known_user_id")
+    known_user_id = known_user_id and _refuse_unset_text(known_user_id, "known_user_id")
 
     if event_type in ITEM_TYPES and item_id is None:
         raise InvalidEvent("item_id", f"required for type {event_type.value!r}")
@@ -334,6 +335,23 @@ def _optional_received(doc: Mapping[str, object]) -> int | None:
     if value is not None and value < 0:
         raise InvalidEvent("received_ms", f"{value} is before the epoch; {time_fix()}")
     return value
+
+
+# What programs write for an unset value (JavaScript's String(undefined), String(null), String({})
+# and NaN; Python's str(None)): as a user id, every visitor a tracker bug sends it for would share
+# one profile, each shown the others' recommendations.
+UNSET_USER_ID_TEXTS = frozenset({"undefined", "null", "None", "NaN", "nan", "[object Object]"})
+
+
+def _refuse_unset_text(user_id: str, name: str) -> str:
+    if user_id in UNSET_USER_ID_TEXTS:
+        raise InvalidEvent(
+            name,
+            f"{user_id!r} is the text a program writes for an unset value (JavaScript's "
+            "String(undefined), Python's str(None)); every visitor sent with it would share one "
+            "profile: send the visitor's id, or no event until there is one",
+        )
+    return user_id
 
 
 def _require_id(doc: Mapping[str, object], name: str) -> str:

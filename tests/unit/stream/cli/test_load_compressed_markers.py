@@ -17,7 +17,7 @@ SEARCHES = (
     "u4,null,2026-11-30 10:00:03\nu5,N/A,2026-11-30 10:00:04\nu6,red shoes,2026-11-30 10:00:05\n"
 )
 SEARCH_MAP = ["--user-col", "user", "--ts-col", "ts", "--query-col", "q", "--type", "search"]
-V1_MARKERS = "event_id,user_id,type,item_id,query,ts_ms\nc1,None,view,NA,,1796032800000\n"
+V1_MARKERS = "event_id,user_id,type,item_id,query,ts_ms\nc1,NA,view,NA,,1796032800000\n"
 
 
 def invoke(args: list[str]) -> Result:
@@ -68,15 +68,16 @@ def test_a_search_logs_marker_queries_are_loaded_as_queries(tmp_path: Path) -> N
     assert [doc["query"] for doc in docs] == ["nan", "NA", "None", "null", "N/A", "red shoes"]
 
 
-def test_load_na_markers_none_keeps_a_user_named_none(tmp_path: Path) -> None:
+def test_load_na_markers_none_keeps_a_user_named_na(tmp_path: Path) -> None:
+    # ("None" itself is refused as a user id at every entry point: Python's str(None).)
     source = tmp_path / "users.csv"
-    source.write_text("user,item,ts\nNone,NA,1796032800000\n")
+    source.write_text("user,item,ts\nNA,NA,1796032800000\n")
     options = ["--user-col", "user", "--ts-col", "ts", "--item-col", "item"]
     _, report, _ = load(source, *options)
     assert report["written"] == 0, report
     result, report, docs = load(source, *options, "--na-markers", "none")
     assert result.exit_code == 0, result.output
-    assert [(doc["user_id"], doc["item_id"]) for doc in docs] == [("None", "NA")]
+    assert [(doc["user_id"], doc["item_id"]) for doc in docs] == [("NA", "NA")]
 
 
 def test_replay_na_markers_none_reads_a_v1_csv_as_its_jsonl_twin_is_read(tmp_path: Path) -> None:
