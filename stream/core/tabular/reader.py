@@ -261,6 +261,13 @@ def format_of(path: Path) -> TableFormat:
     suffix = table_suffix(path)
     fmt = FORMATS_BY_SUFFIX.get(suffix)
     compressed = compression_of(path)
+    archive = _archive_kind(path)
+    if archive is not None:
+        raise SourceError(
+            f"{path}: a {archive} archive (data sets ship so: Kaggle, Diginetica, Taobao), which may "
+            "hold several files; unpack it first (unzip FILE, or tar xf FILE) and give the data file "
+            "inside it (a single .gz/.bz2/.xz/.zst file is read as it is)"
+        )
     if fmt is None:
         known = ", ".join(sorted(FORMATS_BY_SUFFIX))
         packed = ", ".join(COMPRESSION_SUFFIXES)
@@ -277,6 +284,28 @@ def format_of(path: Path) -> TableFormat:
     if fmt == "parquet" and compressed is not None:
         raise _compressed_parquet(path, compressed)
     return fmt
+
+
+# Archives hold a tree of files, not one stream: named, not read.
+_ARCHIVE_SUFFIXES = {
+    (".zip",): "zip",
+    (".tar",): "tar",
+    (".tgz",): "tar",
+    (".tar", ".gz"): "tar",
+    (".tar", ".bz2"): "tar",
+    (".tar", ".xz"): "tar",
+    (".tar", ".zst"): "tar",
+    (".7z",): "7-Zip",
+    (".rar",): "RAR",
+}
+
+
+def _archive_kind(path: Path) -> str | None:
+    suffixes = tuple(suffix.lower() for suffix in path.suffixes)
+    for tail, kind in _ARCHIVE_SUFFIXES.items():
+        if suffixes[-len(tail) :] == tail:
+            return kind
+    return None
 
 
 def _compressed_parquet(path: Path, compressed: str) -> SourceError:

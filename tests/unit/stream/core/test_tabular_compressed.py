@@ -132,3 +132,24 @@ def test_gzip_data_under_a_plain_name_names_the_suffix_to_give_it(tmp_path: Path
     path.write_bytes(gzip.compress(b"user,ts\nu1,1\n"))
     with pytest.raises(SourceError, match=r"rename it events\.csv\.gz"):
         list(read_rows(path))
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("diginetica.zip", "zip"),
+        ("taobao.CSV.ZIP", "zip"),
+        ("events.tar.gz", "tar"),
+        ("events.tgz", "tar"),
+        ("events.tar", "tar"),
+        ("events.tar.zst", "tar"),
+        ("dump.7z", "7-Zip"),
+    ],
+)
+def test_an_archive_is_named_with_unpack_it_first(tmp_path: Path, name: str, kind: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"PK\x03\x04 not read")
+    with pytest.raises(SourceError) as caught:
+        format_of(path)
+    assert f"a {kind} archive" in str(caught.value)
+    assert "unpack it first" in str(caught.value)
