@@ -56,29 +56,29 @@ def test_env_prints_export_lines_that_reach_child_processes(tmp_path: Path) -> N
 def test_ports_inside_the_ephemeral_range_are_warned_about_with_the_reason() -> None:
     services = _load()
     warnings = services.ephemeral_port_warnings(
-        {"kafka_port": 39092, "kafka_controller_port": 9093, "redis_port": 6379}, (32768, 60999)
+        {"kafka_port": 25092, "kafka_controller_port": 9093, "redis_port": 6379}, (24000, 26999)
     )
     assert len(warnings) == 1
-    assert "39092" in warnings[0] and "32768-60999" in warnings[0]
-    assert "connect to itself" in warnings[0] and "below 32768" in warnings[0]
+    assert "25092" in warnings[0] and "24000-26999" in warnings[0]
+    assert "connect to itself" in warnings[0] and "below 24000" in warnings[0]
 
 
 def test_up_warns_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
     services = _load()
     name = f"warn-{uuid.uuid4().hex[:6]}"
     with (
-        mock.patch.object(services, "ephemeral_port_range", return_value=(32768, 60999)),
+        mock.patch.object(services, "ephemeral_port_range", return_value=(24000, 26999)),
         mock.patch.object(services, "redis_up") as redis_up,
         mock.patch.object(services, "kafka_up") as kafka_up,
     ):
         try:
             assert (
-                services.main(["up", "--name", name, "--kafka-port", "21092", "--redis-port", "40379"]) == 0
+                services.main(["up", "--name", name, "--kafka-port", "21092", "--redis-port", "25379"]) == 0
             )
         finally:
             shutil.rmtree(REPO / "var" / "services" / name, ignore_errors=True)
     err = capsys.readouterr().err
-    assert "redis port 40379 lies inside the kernel's ephemeral port range 32768-60999" in err
+    assert "redis port 25379 lies inside the kernel's ephemeral port range 24000-26999" in err
     assert "21092" not in err
     redis_up.assert_called_once()
     kafka_up.assert_called_once()
