@@ -95,8 +95,10 @@ async def keep_own(
         for e, target in moved
     ]
     await asyncio.gather(*pending)
-    rekeyed = [(e, target) for e, target in moved if normalised_key(e.message.key) != e.message.key]
-    placed = [(e, target) for e, target in moved if normalised_key(e.message.key) == e.message.key]
+    rekeyed: list[tuple[EventT[bytes], int]] = []
+    placed: list[tuple[EventT[bytes], int]] = []
+    for e, target in moved:
+        (placed if normalised_key(e.message.key) == e.message.key else rekeyed).append((e, target))
     if rekeyed:
         metrics.rekeyed_records.inc(len(rekeyed))
         _log_moved(
