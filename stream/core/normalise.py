@@ -10,9 +10,10 @@ accepted everywhere or refused everywhere, with the same reason naming the field
   ``replay --ts-unit`` chooses ms, s, us or ns for a file); a number written as a float or as text
   is the same number when it is whole (``1763000000034.0``, ``"1763000000034"``,
   ``"1.763000000034e12"``); any integer type (``numbers.Integral``: numpy's ``int64`` too) and any
-  real number type (numpy's ``float32``) count as numbers; a fraction of a ms, us or ns is refused
-  (seconds may carry one, rounded to the ms), with a hint when the number looks like seconds from
-  ``time.time()`` or an Excel serial date; a number past a signed 64-bit count of ms is refused as
+  real number type (numpy's ``float32``) count as numbers; a fraction of a ms is floored (as ISO
+  text's microseconds are), seconds may carry one (rounded to the ms), a fraction of a us or ns is
+  refused, and so is a fractional number in ms that looks like seconds from ``time.time()`` or an
+  Excel serial date, with a hint naming it; a number past a signed 64-bit count of ms is refused as
   too large, never clamped. ISO-8601 / RFC 3339 text (``2025-11-13T02:13:20.034Z``, ``...+02:00``,
   ``2025-11-13``, lower-case ``t``/``z``, a space before the zone: ``2025-11-13 02:13:20.034
   +0000``) and ``YYYY-MM-DD HH:MM:SS[.fff] UTC`` are read as times; **a time without a zone is
@@ -47,7 +48,7 @@ import operator
 import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Literal
 
 from stream.core.errors import InvalidEvent
@@ -117,8 +118,9 @@ def time_ms(value: object, field: str, unit: TimeUnit = "ms") -> int | None:
     """Milliseconds since the epoch (may be negative) from a time value in any accepted form.
 
     `unit` is the unit of a number (ms, s, us or ns); ISO-8601 text and datetime values carry
-    their own. None for None or blank text (an absent time). Raises InvalidEvent naming `field`
-    for a fraction of a ms, us or ns, a number over a signed 64-bit count of ms, text that is
+    their own; a fraction of a ms is floored. None for None or blank text (an absent time). Raises
+    InvalidEvent naming `field` for a fraction of a us or ns, a fractional number of ms that looks
+    like seconds or an Excel serial date, a number over a signed 64-bit count of ms, text that is
     neither a number nor a date-time, and any other type.
     """
     number: Decimal | OversizedNumber | None
@@ -178,10 +180,16 @@ def _number_ms(number: Decimal, original: object, field: str, unit: TimeUnit) ->
             ms = int(number.scaleb(3).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
     else:
         if number != number.to_integral_value():
-            fix = (_fraction_fix(number) if unit == "ms" else None) or time_fix(unit)
-            raise InvalidEvent(
-                field, f"{_shown(original)} is not a whole number of {_UNIT_WORDS[unit]}; {fix}"
-            )
+            # A fraction of a ms is floored, as ISO text's microseconds and us/ns counts are: a
+            # browser's performance.timeOrigin + performance.now() and Python's time.time() * 1000
+            # send one. A number that looks like another unit is refused with its hint; a fraction
+            # of a us or ns is no time anyone sends.
+            hint = _fraction_fix(number) if unit == "ms" else time_fix(unit)
+            if hint is not None:
+                raise InvalidEvent(
+                    field, f"{_shown(original)} is not a whole number of {_UNIT_WORDS[unit]}; {hint}"
+                )
+            number = number.to_integral_value(rounding=ROUND_FLOOR)
         # us, ns: floor to the ms, exact for any size (Decimal division rounds at 28 digits).
         ms = int(number) // _PER_MS[unit] if unit in _PER_MS else int(number)
     if not -MAX_INT64 <= ms <= MAX_INT64:

@@ -201,12 +201,14 @@ def test_a_semicolon_file_reads_decimal_commas_only_in_number_fields(tmp_path: P
     source.write_text(
         "event_id;user_id;type;item_id;query;ts_ms\n"
         "e1;90001,0;search;;3,5;1796006133034,0\n"
-        "e2;90001,0;view;12,5;;1796006133035,5\n"  # a time in ms with a fraction: that row alone
+        "e2;90001,0;view;12,5;;1796006133035,5\n"  # a time in ms with a fraction: floored
+        "e3;90001,0;view;12,5;;1796006133,5\n"  # seconds read as ms: that row alone
     )
     out = tmp_path / "out.jsonl"
     report = report_of(load_generic(source, out), "out")
-    assert (report["written"], report["skipped"]) == (1, 1)
+    assert (report["written"], report["skipped"]) == (2, 1)
     (reason,) = report["invalid"]
-    assert reason.startswith("ts_ms: '1796006133035.5' is not a whole number"), reason
-    event = json.loads(out.read_text())
-    assert (event["user_id"], event["query"], event["ts_ms"]) == ("90001", "3,5", 1_796_006_133_034)
+    assert reason.startswith("ts_ms: '1796006133.5' is not a whole number"), reason
+    first, second = (json.loads(line) for line in out.read_text().splitlines())
+    assert (first["user_id"], first["query"], first["ts_ms"]) == ("90001", "3,5", 1_796_006_133_034)
+    assert (second["item_id"], second["ts_ms"]) == ("12,5", 1_796_006_133_035)
