@@ -5,10 +5,16 @@ A dead letter is one Kafka record:
 - value: the original value's first `dead_letter_max_payload_bytes` bytes (all of it when it fits,
   so a fixed consumer can replay the dead-letter topic as it is);
 - key: the original key, cut to `MAX_KEY_BYTES`;
-- headers (all UTF-8): `profilestream-error-field`, `profilestream-error-reason` (cut to
+- headers (UTF-8): `profilestream-error-field`, `profilestream-error-reason` (cut to
   `MAX_REASON_BYTES`), `profilestream-source` (``topic/partition@offset``),
   `profilestream-original-bytes` (the value's full size), `profilestream-original-sha256` (hex, of
-  the full value) and `profilestream-truncated` (``true`` when the value was cut).
+  the full value) and `profilestream-truncated` (``true`` when the value was cut);
+- before those, the original record's own headers (a trace id, a content type, a producer's
+  schema marker), as they were, in their order, while they fit in `MAX_ORIGINAL_HEADERS_BYTES`
+  (names and values together) and number at most `MAX_ORIGINAL_HEADERS`;
+  `profilestream-original-headers-dropped` counts those that did not, and an original header
+  whose name starts with ``profilestream-`` (a dead letter replayed and rejected again) is left
+  out, so each name above appears once.
 
 So a dead letter is never larger than the payload setting plus a few KiB, whatever was rejected:
 a record near the broker's own limit cannot make its dead letter fail in turn.
@@ -25,10 +31,19 @@ HEADER_SOURCE = "profilestream-source"
 HEADER_ORIGINAL_BYTES = "profilestream-original-bytes"
 HEADER_ORIGINAL_SHA256 = "profilestream-original-sha256"
 HEADER_TRUNCATED = "profilestream-truncated"
+HEADER_ORIGINAL_HEADERS_DROPPED = "profilestream-original-headers-dropped"
+_OWN_HEADER_PREFIX = "profilestream-"
 
 MAX_KEY_BYTES = 1_024
 MAX_REASON_BYTES = 1_024
 MAX_FIELD_BYTES = 256
+# With the key, field and reason bounds above, a dead letter's key and headers stay under 8 KiB.
+MAX_ORIGINAL_HEADERS_BYTES = 4_096
+# Empty headers cost no bytes: their number is bounded too.
+MAX_ORIGINAL_HEADERS = 64
+
+# A Kafka record header: a name and a value, which may be null.
+Header = tuple[str, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +65,15 @@ class DeadLetter:
     field: str
     reason: str
     source: SourcePosition
+    # The rejected record's own headers, kept on its dead letter (bounded: module docstring).
+    original_headers: tuple[Header, ...] = ()
 
     def bounded(self, max_payload_bytes: int) -> BoundedDeadLetter:
         """The record to produce: value cut to `max_payload_bytes`, with the original's size and hash."""
         key = self.key[:MAX_KEY_BYTES] if self.key is not None else None
         value = self.raw[:max_payload_bytes]
-        headers = [
+        headers = _kept_headers(self.original_headers)
+        headers += [
             (HEADER_FIELD, _cut(self.field, MAX_FIELD_BYTES)),
             (HEADER_REASON, _cut(self.reason, MAX_REASON_BYTES)),
             (HEADER_SOURCE, str(self.source).encode()),
@@ -65,7 +83,7 @@ class DeadLetter:
         ]
         return BoundedDeadLetter(key=key, value=value, headers=headers)
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> list[Header]:
         return self.bounded(len(self.raw)).headers
 
 
@@ -75,11 +93,34 @@ class BoundedDeadLetter:
 
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: list[Header]
 
     @property
     def size_bytes(self) -> int:
-        return len(self.key or b"") + len(self.value) + sum(len(k) + len(v) for k, v in self.headers)
+        return len(self.key or b"") + len(self.value) + sum(_header_bytes(h) for h in self.headers)
+
+
+def _header_bytes(header: Header) -> int:
+    return len(header[0].encode("utf-8", "replace")) + len(header[1] or b"")
+
+
+def _kept_headers(original: tuple[Header, ...]) -> list[Header]:
+    """The original headers a dead letter keeps: in order, while they fit the bound, none of ours."""
+    kept: list[Header] = []
+    budget = MAX_ORIGINAL_HEADERS_BYTES
+    dropped = 0
+    for name, value in original:
+        if name.startswith(_OWN_HEADER_PREFIX):
+            continue
+        size = _header_bytes((name, value))
+        if size > budget or len(kept) == MAX_ORIGINAL_HEADERS:
+            dropped += 1
+            continue
+        kept.append((name, value))
+        budget -= size
+    if dropped:
+        kept.append((HEADER_ORIGINAL_HEADERS_DROPPED, str(dropped).encode()))
+    return kept
 
 
 def _cut(text: str, max_bytes: int) -> bytes:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from stream.core.deadletter import DeadLetter, SourcePosition
+from stream.core.deadletter import DeadLetter, Header, SourcePosition
 from stream.core.errors import InvalidEvent
 from stream.core.events import RECEIVE_TIME_TOLERANCE_MS, Event, EventLimits, decode_event_noted, valid_id
 
@@ -40,6 +40,8 @@ class RawMessage:
     # The Kafka record's timestamp (ms; CreateTime is its producer's clock, LogAppendTime the
     # broker's); None or negative when the record has none.
     timestamp_ms: int | None = None
+    # The record's headers, which a dead letter of it keeps (stream.core.deadletter).
+    headers: tuple[Header, ...] = ()
 
 
 # Confluent's wire format: magic byte 0, then the schema id as a big-endian 32-bit integer.
@@ -130,7 +132,12 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
         except InvalidEvent as exc:
             batch.dead_letters.append(
                 DeadLetter(
-                    key=message.key, raw=raw, field=exc.field, reason=exc.reason, source=message.source
+                    key=message.key,
+                    raw=raw,
+                    field=exc.field,
+                    reason=exc.reason,
+                    source=message.source,
+                    original_headers=message.headers,
                 )
             )
             continue

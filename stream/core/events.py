@@ -43,6 +43,7 @@ from stream.core.normalise import (
     type_key,
 )
 from stream.core.settings import DEFAULT_MIN_TS_MS, Settings
+from stream.core.stray_bytes import first_stray_byte, stray_byte_reason
 
 SCHEMA_VERSION = 1
 
@@ -211,12 +212,29 @@ def _parse_event(raw: bytes) -> object:
     except RecursionError as exc:
         raise InvalidEvent("$", "JSON nested too deeply") from exc
     except UnicodeDecodeError as exc:
-        raise InvalidEvent("$", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise _not_utf8(raw, exc) from exc
     except json.JSONDecodeError as exc:
         raise InvalidEvent(
             "$", f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from exc
     return doc
+
+
+_STRAY_BYTE_FIX = "have the producer encode the record's value as UTF-8"
+
+
+def _not_utf8(raw: bytes, exc: UnicodeDecodeError) -> InvalidEvent:
+    """The error for a record that is not UTF-8: naming the field whose string holds the first
+    stray byte when the rest is UTF-8 JSON (a Latin-1 "é" in a query), else the byte's offset."""
+    if json.detect_encoding(raw) == "utf-8":
+        try:
+            doc = _DECODER.decode(raw.decode("utf-8", "surrogateescape"))
+        except (RecursionError, ValueError, InvalidEvent):
+            doc = None
+        found = first_stray_byte(doc) if doc is not None else None
+        if found is not None:
+            return InvalidEvent(found.field, stray_byte_reason(found.byte, _STRAY_BYTE_FIX))
+    return InvalidEvent("$", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
 
 
 def _reject_constant(name: str) -> object:

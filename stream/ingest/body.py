@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from stream.core.events import (
 )
 from stream.core.normalise import time_fix, time_ms
 from stream.core.reserved import check_client_event
+from stream.core.stray_bytes import first_stray_byte, stray_byte_reason
 
 # Browsers send beacons as text/plain to stay a "simple" CORS request (no preflight); the body is
 # still JSON and goes through the same parser.
@@ -427,40 +427,19 @@ def _parse_json(body: bytes, charset: str | None) -> tuple[object, bool] | Rejec
     return body_error(400, f"not UTF-8 text ({not_utf8.reason} at byte {not_utf8.start}){hint}")
 
 
-# What surrogateescape makes of a byte that is not UTF-8 (0x80-0xFF).
-_STRAY_BYTE = re.compile("[\udc80-\udcff]")
+_STRAY_BYTE_FIX = (
+    "send the body as UTF-8, or declare its charset (Content-Type: application/json; charset=windows-1252)"
+)
 
 
-def stray_bytes(doc: object, path: str = "") -> InvalidEvent | None:
+def stray_bytes(doc: object) -> InvalidEvent | None:
     """The error for the first string (value or key) of `doc` that holds a byte that is not UTF-8
     (read by `parse_json` as a surrogate), naming its field (``context.name``, ``items[2]``) and
     the byte; None when there is none."""
-    if isinstance(doc, str):
-        found = _STRAY_BYTE.search(doc)
-        if found is None:
-            return None
-        byte = ord(found.group()) - 0xDC00
-        return InvalidEvent(
-            path or "$",
-            f"holds the byte 0x{byte:02X}, which is not UTF-8 (text in another charset, such as a "
-            "Latin-1 'é'); send the body as UTF-8, or declare its charset (Content-Type: "
-            "application/json; charset=windows-1252)",
-        )
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            # A name with a stray byte in it is shown with the byte escaped (r\xe9f): the answer is
-            # UTF-8 JSON, which a surrogate cannot be written in.
-            shown = str(key).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            name = f"{path}.{shown}" if path else shown
-            found_error = stray_bytes(key, name) or stray_bytes(value, name)
-            if found_error is not None:
-                return found_error
-    elif isinstance(doc, list):
-        for number, value in enumerate(doc):
-            found_error = stray_bytes(value, f"{path}[{number}]")
-            if found_error is not None:
-                return found_error
-    return None
+    found = first_stray_byte(doc)
+    if found is None:
+        return None
+    return InvalidEvent(found.field, stray_byte_reason(found.byte, _STRAY_BYTE_FIX))
 
 
 def parse_batch(

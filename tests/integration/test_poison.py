@@ -19,6 +19,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from stream.core.deadletter import (
+    HEADER_FIELD,
     HEADER_ORIGINAL_BYTES,
     HEADER_ORIGINAL_SHA256,
     HEADER_REASON,
@@ -39,10 +40,16 @@ def events_for(users: int, seed: int) -> list[Event]:
     return sample_events(SampleSpec(users=users, events=users * 10, items=500, seed=seed, zipf_s=0.3))
 
 
-def produce(settings: Settings, records: list[tuple[bytes, bytes]], topic: str | None = None) -> None:
+def produce(
+    settings: Settings,
+    records: list[tuple[bytes, bytes]],
+    topic: str | None = None,
+    headers: dict[bytes, list[tuple[str, bytes]]] | None = None,
+) -> None:
+    """Send `records` (key, value) in order; `headers` by key, for the records that carry some."""
     producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", max_request_size=2_000_000)
     for key, value in records:
-        producer.send(topic or settings.events_topic, key=key, value=value)
+        producer.send(topic or settings.events_topic, key=key, value=value, headers=(headers or {}).get(key))
     producer.flush()
     producer.close()
 
@@ -84,7 +91,8 @@ def test_f20_an_oversized_record_is_dead_lettered_bounded_and_the_worker_goes_on
     records.insert(len(records) // 2, (b"fake-user-bigctx", big))
     invalid_utf8 = b'{"event_id":"bad-\xff","user_id":"u-x","type":"view","item_id":"i","ts_ms":1}'
     records.insert(len(records) // 3, (b"u-x", invalid_utf8))
-    produce(settings, records)
+    trace = ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    produce(settings, records, headers={b"u-x": [trace]})
     log = tmp_path / "worker.log"
     worker = start_worker(settings, log)
     try:
@@ -101,6 +109,9 @@ def test_f20_an_oversized_record_is_dead_lettered_bounded_and_the_worker_goes_on
     assert headers[HEADER_TRUNCATED] == b"true"
     assert b"over the limit" in headers[HEADER_REASON]
     assert letters[b"u-x"].value == invalid_utf8
+    # A stray byte in one string names that field; the producer's own headers travel along.
+    assert dict(letters[b"u-x"].headers)[HEADER_FIELD] == b"event_id"
+    assert trace in letters[b"u-x"].headers
 
 
 def test_dead_letters_are_acked_before_the_position_moves_on(isolated: Settings, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def test_good_events_pass_and_bad_ones_become_dead_letters_in_order() -> None:
     assert first.key == b"u1"
     headers = dict(first.headers())
     assert headers[HEADER_FIELD] == b"$"
-    assert b"not valid JSON" in headers[HEADER_REASON]
+    assert b"not valid JSON" in (headers[HEADER_REASON] or b"")
     assert headers[HEADER_SOURCE] == b"events/2@11"
 
 
@@ -142,3 +142,42 @@ def test_a_record_too_large_to_parse_is_a_dead_letter_naming_its_largest_field()
         )
         assert [e.event_id for e in batch.events] == ["b"]
         assert [d.field for d in batch.dead_letters] == ["context"]
+
+
+def test_a_dead_letter_carries_the_records_own_headers() -> None:
+    trace = ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    bad = RawMessage(b"u1", b"{not json", SourcePosition("events", 2, 5), headers=(trace,))
+    letter = decode_batch([bad], limits=EventLimits(), now_ms=NOW_MS).dead_letters[0]
+    assert letter.headers()[0] == trace
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        # A Latin-1 (or cp1252) producer: one byte per accented letter, the rest UTF-8 JSON.
+        ('{"event_id":"a","user_id":"u1","type":"search","query":"café","ts_ms":%d}', "query"),
+        (
+            '{"event_id":"a","user_id":"u1","type":"view","item_id":"i1","context":{"page":"Übersicht"},'
+            '"ts_ms":%d}',
+            "context.page",
+        ),
+        (
+            '{"event_id":"a","user_id":"u1","type":"view","item_id":"i1","context":{"réf":"x"},"ts_ms":%d}',
+            "context.r\\xe9f",
+        ),
+    ],
+)
+def test_a_record_with_a_latin1_string_is_dead_lettered_naming_the_field_and_the_fix(
+    value: str, field: str
+) -> None:
+    raw = (value % NOW_MS).encode("latin-1")
+    letter = decode_batch([message(3, raw)], limits=EventLimits(), now_ms=NOW_MS).dead_letters[0]
+    assert letter.field == field
+    assert "not UTF-8" in letter.reason and "encode the record's value as UTF-8" in letter.reason
+    assert letter.raw == raw  # the bytes as sent, for a replay once fixed
+
+
+def test_a_record_that_is_not_json_even_read_leniently_still_names_the_byte() -> None:
+    letter = decode_batch([message(3, b'{"query":"caf\xe9"')], limits=EventLimits(), now_ms=NOW_MS)
+    assert letter.dead_letters[0].field == "$"
+    assert "not UTF-8 text" in letter.dead_letters[0].reason
