@@ -32,8 +32,10 @@ last is the decimal one. ``12,-`` is 12; ``Free`` is 0.0 (what the shop charges)
 The price is optional, so a price that is no single amount (``$5.99 - $12.99``: a range is no
 price; ``$12.99 $9.99``; ``cheap``; a negative or infinite number) leaves the item without a price
 and is a warning, and a missing-value marker (`MISSING_MARKERS`: ``N/A``, ``null``, ``None``,
-``NaN``..., any case, or a lone dash) is no price, silently. A row with an invalid required or
-other field (no title, an id no event may carry, a bad popularity or in_stock) is skipped alone.
+``NaN``..., any case, or a lone dash) is no price, silently. in_stock (a flag, a stock count or a
+feed's availability word: `_flag`) and popularity are optional in the same way: an unreadable one
+is read as in stock or 0, with a warning. A row with an invalid required field (no title, an id
+no event may carry) is skipped alone.
 Each skip and each warning is logged and recorded with its line, field and reason (`SkippedRow`,
 ``kept`` for a warning; ``profilestream index --rejects PATH`` writes them as JSON lines), and the
 read fails only when rows were there and none of them is valid.
@@ -48,16 +50,18 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from price_parser import Price
 
 from stream.core.errors import CatalogError, InvalidCatalogRow, InvalidEvent, SourceError
 from stream.core.events import is_blank, json_type, valid_id
+from stream.core.json_numbers import number_text
 from stream.core.tabular import (
     DECIMAL_COMMA_DELIMITER,
     MISSING_MARKERS,
@@ -76,8 +80,18 @@ CatalogFormat = Literal["auto", "jsonl", "csv", "parquet", "json", "amazon"]
 # mean pooling and the text stays well inside the encoder's token limit.
 DESCRIPTION_CHARS = 300
 SEPARATOR = " | "
-_TRUE = {"1", "true", "yes", "y", "t"}
-_FALSE = {"0", "false", "no", "n", "f"}
+# in_stock as flags and as shops' feeds write availability (Google Merchant Center's
+# "in stock"/"out of stock"/"preorder"/"backorder", schema.org's ItemAvailability names, with or
+# without their URL), compared without case, spaces, "_" or "-": an item that can be ordered is in
+# stock for recommendations.
+_TRUE = frozenset({"1", "true", "yes", "y", "t"}) | frozenset(
+    {"instock", "available", "preorder", "presale", "backorder", "limitedavailability", "onlineonly"}
+)
+_FALSE = frozenset({"0", "false", "no", "n", "f"}) | frozenset(
+    {"outofstock", "soldout", "discontinued", "unavailable"}
+)
+_AVAILABILITY_URL = re.compile(r"^https?://schema\.org/", re.IGNORECASE)
+_AVAILABILITY_SEPARATORS = re.compile(r"[\s_-]+")
 # The columns a decimal comma is read in before they are parsed; text columns (title, description)
 # keep their commas, and a price applies its own separator rule (`_decimal_separator`).
 _NUMERIC_COLUMNS = ("popularity",)
@@ -95,7 +109,8 @@ LOGGED_SKIPS = 5
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2212"
 # A price cell that means "no price": pandas' and SQL's markers in any case ("n/a", "NONE"), and a
 # lone dash, as shops and spreadsheets write an empty price.
-_NO_PRICE = frozenset({marker.casefold() for marker in MISSING_MARKERS} | set(_DASHES) | {"--"})
+_MISSING = frozenset(marker.casefold() for marker in MISSING_MARKERS)
+_NO_PRICE = _MISSING | set(_DASHES) | {"--"}
 # What a shop writes for a price of nothing; price-parser reads it as 0 too.
 _FREE = "free"
 # "12,-" / "12.-" (or an en dash): a whole amount (German, Swiss); read as 12.
@@ -192,11 +207,18 @@ def item_from_row(
 
     `decimal_comma` (a ``;``-separated file): ``12,50`` in price or popularity reads as 12.5 and a
     whole ``17850,0`` item_id as ``17850``. Raises `InvalidCatalogRow` (naming the field) for a
-    missing or empty item_id or title, or an invalid popularity or in_stock value. A price that is
-    no single amount leaves the item without a price: a warning appended to `warnings` (given;
-    else logged).
+    missing or empty item_id or title. An unreadable price, in_stock or popularity leaves the item
+    without a price, in stock or with popularity 0: a warning appended to `warnings` (given; else
+    logged).
     """
-    price = _optional_price(row, where, decimal_comma, warnings)
+    price: float | None = _optional(
+        row,
+        "price",
+        where,
+        warnings,
+        read=lambda v: _price(v, where, decimal_comma=decimal_comma),
+        default=None,
+    )
     if decimal_comma:
         row = _decimal_points(row)
     try:
@@ -226,8 +248,10 @@ def item_from_row(
         category=_field_text(row.get("category"), CATEGORY_SEPARATOR),
         description=_field_text(row.get("description"), " "),
         price=price,
-        in_stock=_flag(row.get("in_stock"), where),
-        popularity=_popularity(row.get("popularity"), where),
+        in_stock=_optional(row, "in_stock", where, warnings, read=lambda v: _flag(v, where), default=True),
+        popularity=_optional(
+            row, "popularity", where, warnings, read=lambda v: _popularity(v, where), default=0.0
+        ),
     )
 
 
@@ -334,20 +358,36 @@ class _TextOfHtml(HTMLParser):
             self.parts.append(data)
 
 
-def _optional_price(
-    row: Mapping[str, Any], where: str, decimal_comma: bool, warnings: list[SkippedRow] | None
-) -> float | None:
-    """The row's price, or None where it is absent or unreadable: the price is optional, so an
-    unreadable one costs the item its price, never its place in the catalogue."""
+T = TypeVar("T")
+
+_KEPT_AS = {
+    "price": "the item is indexed without a price",
+    "in_stock": "the item is indexed as in stock (the default)",
+    "popularity": "the item is indexed with popularity 0 (unknown)",
+}
+
+
+def _optional(
+    row: Mapping[str, Any],
+    name: str,
+    where: str,
+    warnings: list[SkippedRow] | None,
+    *,
+    read: Callable[[Any], T],
+    default: T,
+) -> T:
+    """Column `name` of `row` read by `read`, or `default` where it is unreadable: the column is
+    optional, so an unreadable value costs the item that value, never its place in the catalogue
+    (a warning appended to `warnings`, given; else logged)."""
     try:
-        return _price(row.get("price"), where, decimal_comma=decimal_comma)
+        return read(row.get(name))
     except InvalidCatalogRow as exc:
-        reason = f"{exc.reason}; the item is indexed without a price"
+        reason = f"{exc.reason}; {_KEPT_AS[name]}"
         if warnings is None:
             log.warning("catalogue row %s: %s", where, reason)
         else:
-            warnings.append(SkippedRow(where, "price", reason, _raw(row), kept=True))
-        return None
+            warnings.append(SkippedRow(where, name, reason, _raw(row), kept=True))
+        return default
 
 
 def _price(value: Any, where: str, *, decimal_comma: bool = False) -> float | None:
@@ -436,8 +476,14 @@ def _decimal_separator(amount: str, decimal_comma: bool) -> str:
 
 
 def _popularity(value: Any, where: str) -> float:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """popularity as a count >= 0; empty or a missing-value marker is 0 (unknown). Raises
+    InvalidCatalogRow for anything else."""
+    if value is None or (
+        isinstance(value, str) and (not value.strip() or value.strip().casefold() in _MISSING)
+    ):
         return 0.0
+    if isinstance(value, float) and math.isnan(value):
+        return 0.0  # pandas' and Parquet's empty cell
     try:
         count = float(value)
     except (TypeError, ValueError) as exc:
@@ -457,18 +503,29 @@ def _popularity(value: Any, where: str) -> float:
 
 
 def _flag(value: Any, where: str) -> bool:
+    """in_stock as a boolean, a stock count (0 is out of stock) or an availability word (`_TRUE`,
+    `_FALSE`); empty is the default, in stock. Raises InvalidCatalogRow for anything else."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
         return value != 0
-    text = _text(value).lower()
-    if not text:
+    text = _text(value)
+    if not text or text.casefold() in _MISSING:
         return True  # an empty cell means the default: in stock
-    if text in _TRUE:
+    word = _AVAILABILITY_SEPARATORS.sub("", _AVAILABILITY_URL.sub("", text)).casefold()
+    if word in _TRUE:
         return True
-    if text in _FALSE:
+    if word in _FALSE:
         return False
-    raise InvalidCatalogRow(where, "in_stock", f"in_stock {value!r} is not a boolean; use true/false or 1/0")
+    count = number_text(text)
+    if isinstance(count, Decimal) and count.is_finite():
+        return count != 0  # a stock count written as text ("12", "0.0")
+    raise InvalidCatalogRow(
+        where,
+        "in_stock",
+        f"in_stock {value!r} is neither a boolean, a stock count nor an availability; use true/false, "
+        "1/0, a count, or 'in stock'/'out of stock'",
+    )
 
 
 def detect_format(path: Path) -> CatalogFormat:
@@ -607,6 +664,7 @@ def _raw(row: Any) -> str:
 
 
 def _log_skips(path: Path, skips: list[SkippedRow], *, indexed: int) -> None:
+    """The first `LOGGED_SKIPS` skipped rows and warnings, then one summary line of each."""
     dropped = [skip for skip in skips if not skip.kept]
     warned = [skip for skip in skips if skip.kept]
     for skip in dropped[:LOGGED_SKIPS]:
@@ -622,10 +680,13 @@ def _log_skips(path: Path, skips: list[SkippedRow], *, indexed: int) -> None:
             indexed,
         )
     if warned:
+        fields = Counter(skip.field for skip in warned)
         log.warning(
-            "catalogue %s: %d rows indexed without their unreadable price (%d more than logged)",
+            "catalogue %s: %d rows indexed with an unreadable optional value read as absent (%s; %d "
+            "more than logged)",
             path,
             len(warned),
+            ", ".join(f"{name}: {count}" for name, count in sorted(fields.items())),
             max(0, len(warned) - LOGGED_SKIPS),
         )
 

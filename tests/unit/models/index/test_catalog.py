@@ -80,16 +80,50 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
     assert [(s.field, s.kept, "price 'cheap' is not a number" in s.reason) for s in skipped] == [
         ("price", True, True)
     ]
-    path.write_text("item_id,title,in_stock\na,Pen,maybe\n")
-    with pytest.raises(CatalogError, match="in_stock 'maybe'"):
-        read_catalog(path)
-    path.write_text("item_id,title,popularity\na,Pen,lots\n")
-    with pytest.raises(CatalogError, match="line 2: popularity 'lots' is not a number"):
-        read_catalog(path)
-    for bad in ("-3", "nan", "inf"):
-        path.write_text(f"item_id,title,popularity\na,Pen,{bad}\n")
-        with pytest.raises(CatalogError, match="must be a finite count >= 0"):
-            read_catalog(path)
+    # So are in_stock (read as in stock, the default) and popularity (read as 0, unknown).
+    for column, cell, expected, reason in (
+        ("in_stock", "maybe", ("a", True, 0.0), "in_stock 'maybe' is neither a boolean"),
+        ("popularity", "lots", ("a", True, 0.0), "popularity 'lots' is not a number"),
+        ("popularity", "-3", ("a", True, 0.0), "must be a finite count >= 0"),
+        ("popularity", "inf", ("a", True, 0.0), "must be a finite count >= 0"),
+    ):
+        path.write_text(f"item_id,title,{column}\na,Pen,{cell}\n")
+        skipped = []
+        assert [(i.item_id, i.in_stock, i.popularity) for i in read_catalog(path, skipped=skipped)] == [
+            expected
+        ]
+        [warning] = skipped
+        assert (warning.where, warning.field, warning.kept) == (f"{path} line 2", column, True)
+        assert reason in warning.reason and "the item is indexed" in warning.reason
+    path.write_text("item_id,title,popularity\na,Pen,nan\n")  # a missing-value marker: silently 0
+    skipped = []
+    assert [(i.popularity, skipped) for i in read_catalog(path, skipped=skipped)] == [(0.0, [])]
+
+
+@pytest.mark.parametrize(
+    ("cell", "in_stock"),
+    [
+        ("in stock", True),  # Google Merchant Center's availability values
+        ("out of stock", False),
+        ("preorder", True),
+        ("backorder", True),
+        ("InStock", True),  # schema.org's ItemAvailability, bare and as its URL
+        ("https://schema.org/OutOfStock", False),
+        ("http://schema.org/InStock", True),
+        ("SOLD_OUT", False),
+        ("12", True),  # a stock count written as text
+        ("0.0", False),
+        ("N/A", True),  # a missing-value marker: the default
+    ],
+)
+def test_in_stock_reads_feed_availability_words_and_stock_counts(
+    tmp_path: Path, cell: str, in_stock: bool
+) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text(f'item_id,title,in_stock\na,Pen,"{cell}"\n')
+    skipped: list[SkippedRow] = []
+    assert [i.in_stock for i in read_catalog(path, skipped=skipped)] == [in_stock]
+    assert skipped == []
 
 
 def test_popularity_is_an_optional_count(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from models.index.catalog import CatalogItem, read_catalog
+from models.index.catalog import CatalogItem, SkippedRow, read_catalog
 from models.index.item_index import load_index, sync_catalog
 from stream.core.errors import CatalogError
 from tests.unit.models.index.test_item_index import KeywordEncoder
@@ -88,8 +88,11 @@ def test_decimal_commas_are_read_only_in_a_semicolon_file_and_only_in_numbers(tm
     assert read_catalog(path)[0].price == 1.5
     # A tab file with decimal commas is not guessed at either.
     path = write(tmp_path / "items.tsv", "\t", [["a", "Pen", "", "", "3,5", ""]])
-    with pytest.raises(CatalogError, match=r"line 2: popularity '3,5' is not a number"):
-        read_catalog(path)
+    skipped: list[SkippedRow] = []
+    assert read_catalog(path, skipped=skipped)[0].popularity == 0.0
+    assert [(s.field, "popularity '3,5' is not a number" in s.reason) for s in skipped] == [
+        ("popularity", True)
+    ]
     # An id that is not whole stays text, and a thousands separator is no decimal comma.
     path = write(tmp_path / "items.csv", ";", [["12,5", "Pen", "", "", "", ""]])
     assert read_catalog(path)[0].item_id == "12,5"
