@@ -308,8 +308,8 @@ def event_from_dict(
     query = _checked_text(
         normalise_query(raw_query) if isinstance(raw_query, str) else raw_query, "query", MAX_QUERY_CHARS
     )
-    if query is not None and _CONTROL_CHARACTER.search(query):
-        # GET /v1/search's rule (`stream.serving.search.clean_query`): one policy at every entry.
+    if query is not None and has_control_character(query):
+        # GET /v1/search's rule too (`stream.serving.search.clean_query`): one policy at every entry.
         raise InvalidEvent("query", QUERY_CONTROL_REASON)
     session_id = _optional_id(doc, "session_id")
     context = _optional_context(doc)
@@ -507,6 +507,12 @@ def truncate_query(text: str) -> str:
 # Tabs and line breaks inside a query: pasted text and search-log exports carry them between
 # words, where they mean a space; other control characters are refused (QUERY_CONTROL_REASON).
 _QUERY_BREAKS = re.compile(r"[\t\n\r]+")
+
+
+def has_control_character(query: str) -> bool:
+    """Whether a query, once `normalise_query` read its tabs and line breaks as spaces, still holds
+    a control character (U+0000-U+001F: NUL, ESC...), which every entry point refuses."""
+    return _CONTROL_CHARACTER.search(query) is not None
 
 
 def normalise_query(text: str) -> str:

@@ -44,6 +44,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from stream.core.errors import ModelError, ServiceUnavailable
 from stream.core.events import MAX_QUERY_CHARS
+from stream.core.logs import ThrottledWarning
 from stream.core.settings import Settings
 from stream.serving.console import install_console
 from stream.serving.lookups import MAX_K, RecoClient, unreadable_entries_counter
@@ -116,6 +117,8 @@ def create_lookup_app(settings: Settings) -> FastAPI:
         await state.pop("client").close()
 
     app = FastAPI(title="profilestream lookups", version="1", lifespan=lifespan)
+    # Every request answers 503 while Redis is away: one line per interval, not per request.
+    unavailable_warning = ThrottledWarning(log)
     http_metrics.install(app)
     install_console(app, settings, lambda: state["client"], http_metrics.registry)
     # Outermost: an over-long URL is refused before routing, validation or a Redis read.
@@ -123,7 +126,7 @@ def create_lookup_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("answering 503: %s", exc)
+        unavailable_warning.warning("answering 503: %s", exc)
         return JSONResponse(
             status_code=503, content={"detail": str(exc)}, headers={"Retry-After": str(RETRY_AFTER_S)}
         )

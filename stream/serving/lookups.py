@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError, ResponseError
 
 from stream.core.errors import ServiceUnavailable
+from stream.core.logs import ThrottledWarning
 from stream.core.records import Recommendation
 from stream.core.settings import Settings
 from stream.redis.activity import RECENT_KIND
@@ -160,6 +161,8 @@ class RecoClient:
         self._search: SearchService | None = None
         # Set by the HTTP app to count unreadable entries in its registry.
         self.unreadable_entries: Counter | None = None
+        # Each lookup of a user with a broken entry would log it again; the metric counts each.
+        self._unreadable_warning = ThrottledWarning(log)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecoClient:
@@ -176,7 +179,9 @@ class RecoClient:
         for problem in problems:
             if self.unreadable_entries is not None:
                 self.unreadable_entries.labels(problem.kind).inc()
-        log.warning("ignoring unreadable Redis entries: %s", describe_unreadable(tuple(problems), keys=True))
+        self._unreadable_warning.warning(
+            "ignoring unreadable Redis entries: %s", describe_unreadable(tuple(problems), keys=True)
+        )
         return describe_unreadable(tuple(problems))
 
     async def _read_reco(self, user_id: str) -> tuple[StoredReco | None, list[Unreadable]]:

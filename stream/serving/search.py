@@ -22,7 +22,14 @@ import numpy.typing as npt
 
 from models.index.topk import top_k
 from stream.core.errors import InvalidEvent
-from stream.core.events import MAX_ID_CHARS, EventType, is_blank, normalise_query, valid_id
+from stream.core.events import (
+    MAX_ID_CHARS,
+    EventType,
+    has_control_character,
+    is_blank,
+    normalise_query,
+    valid_id,
+)
 from stream.core.ranking import Anchor, explain
 from stream.core.settings import Settings
 from stream.profiles.computer import ItemCatalogue, PreparedCatalogue
@@ -78,7 +85,7 @@ def clean_query(value: object) -> str:
     # The schema's own rule (invisible edges trimmed, then cut), so a search and a tracked search
     # of the same text are the same query.
     text = normalise_query(value)
-    if any(ord(char) < 32 for char in text):
+    if has_control_character(text):
         raise ValueError("q contains control characters; send plain text")
     return text
 

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from models.encoder.onnx_encoder import TextEncoder, load_encoder, options_from_settings
 from stream.core.errors import Overloaded
+from stream.core.logs import ThrottledWarning
 from stream.core.settings import Settings
 from stream.profiles.computer import ItemCatalogue
 from stream.profiles.query_cache import QueryVectorCache
@@ -238,6 +239,9 @@ class SearchService:
         self.config = config
         self.cache = QueryVectorCache(encoder, cache_size)
         self.queries = BatchingQueryEncoder(self.cache, max_queued_queries)
+        # Warnings each search could repeat, bounded (the metrics count each one).
+        self._unreachable_warning = ThrottledWarning(log)
+        self._unreadable_warning = ThrottledWarning(log)
         # Set by `RecoClient.open_search` to count unreadable entries in the lookup app's registry.
         self.unreadable_entries: Counter | None = None
 
@@ -277,7 +281,9 @@ class SearchService:
                 signals = await asyncio.wait_for(self.signals.read(user), self.redis_budget_s)
             except (RedisError, OSError, TimeoutError) as exc:
                 # Search still answers without Redis: it degrades to the query ranking, flagged.
-                log.warning("search without the user's profile: redis unreachable (%r)", exc)
+                self._unreachable_warning.warning(
+                    "search without the user's profile: redis unreachable (%r)", exc
+                )
                 unreachable = True
         if signals is not None and signals.unreadable:
             self._report(signals.unreadable)
@@ -301,7 +307,7 @@ class SearchService:
         for problem in problems:
             if self.unreadable_entries is not None:
                 self.unreadable_entries.labels(problem.kind).inc()
-        log.warning(
+        self._unreadable_warning.warning(
             "search without the user's stored profile, unreadable Redis entries: %s",
             describe_unreadable(tuple(problems), keys=True),
         )

@@ -361,3 +361,14 @@ def test_every_user_id_route_refuses_an_id_that_is_not_utf8(
         assert response.status_code == 422, (template, response.text)
         assert "not UTF-8 once percent-decoded" in response.json()["detail"], template
         assert store.read == [], template  # refused before any Redis read
+
+
+def test_a_hot_users_unreadable_entry_is_counted_every_time_but_logged_once_per_interval(
+    app: TestClient, store: TypedStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.keys[reco_key(tmp_path)] = UNREADABLE_RECO["not JSON"]
+    with caplog.at_level(logging.WARNING, logger="stream.serving.lookups"):
+        for _ in range(50):
+            assert app.get(f"/v1/users/{USER}/recommendations").status_code == 200
+    assert unreadable_count(app, RECO_KIND) == 50
+    assert len(warnings_naming(caplog, reco_key(tmp_path))) == 1
