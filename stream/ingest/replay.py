@@ -308,6 +308,12 @@ def iter_source(spec: SourceSpec, settings: Settings, tally: ReadTally | None = 
         raise SourceError(f"{path}: no such file; give a .jsonl, .csv or .parquet file or kafka://TOPIC")
     counts = tally if tally is not None else ReadTally()
     if file_format(path) == "jsonl":
+        if spec.columns is not None:
+            # What read_rows says for the other formats that name their own fields.
+            raise SourceError(
+                f"{path}: --columns names the columns of a CSV file without a header row; a jsonl "
+                "file names its own fields: leave --columns out"
+            )
         return iter_jsonl(path, spec, EventLimits.from_settings(settings), counts)
     return iter_table(path, spec, counts)
 

@@ -574,3 +574,14 @@ def test_a_file_may_not_say_what_only_the_worker_says(changes: dict[str, Any], f
             from_client=False,
         )
         assert copied.produced == 1 and copied.rejects == []
+
+
+def test_columns_for_a_jsonl_file_is_refused_as_for_every_format_that_names_its_fields(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(
+        '{"event_id": "e1", "user_id": "u1", "type": "view", "item_id": "i1", "ts_ms": 1764000000000}\n'
+    )
+    with pytest.raises(SourceError, match="a jsonl file names its own fields: leave --columns out"):
+        iter_source(SourceSpec(str(path), columns=("user_id", "item_id")), settings)
