@@ -28,7 +28,8 @@ and written prices alike (`_decimal_separator`): the file's decimal separator (`
 ``;``-separated file, else ``.``) is always the decimal one; the other one is a thousands
 separator when every group after it has exactly three digits (``1.299`` in a ``;`` file and
 ``1,299`` elsewhere are 1299), else a decimal separator (``12.5``, ``12,50``); when both appear, the
-last is the decimal one. ``12,-`` is 12; ``Free`` is 0.0 (what the shop charges).
+last is the decimal one. Indian grouping (``₹1,29,999``) and Swiss apostrophes (``CHF 1'299.00``,
+typeset as U+2019) group thousands too. ``12,-`` is 12; ``Free`` is 0.0 (what the shop charges).
 The price is optional, so a price that is no single amount (``$5.99 - $12.99``: a range is no
 price; ``$12.99 $9.99``; ``cheap``; a negative or infinite number) leaves the item without a price
 and is a warning, and a missing-value marker (`MISSING_MARKERS`: ``N/A``, ``null``, ``None``,
@@ -115,9 +116,12 @@ _NO_PRICE = _MISSING | set(_DASHES) | {"--"}
 _FREE = "free"
 # "12,-" / "12.-" (or an en dash): a whole amount (German, Swiss); read as 12.
 _WHOLE_AMOUNT = re.compile(rf"(.*[0-9])[.,][{_DASHES}]{{1,2}}\s*(\S*)")
-# One amount as written: digits with separators (',' '.' apostrophe, no-break and thin spaces, or a
-# space before a group of three digits: "1 299,00"). Two of them in a price are two amounts.
-_AMOUNT = re.compile(r"[0-9](?:[0-9.,'\u00a0\u202f]|[ ](?=[0-9]{3}(?![0-9])))*")
+# One amount as written: digits with separators (',' '.' apostrophes, no-break and thin spaces, or
+# a space before a group of three digits: "1 299,00"). Two of them in a price are two amounts.
+_AMOUNT = re.compile(r"[0-9](?:[0-9.,'\u2019\u00a0\u202f]|[ ](?=[0-9]{3}(?![0-9])))*")
+# Swiss prices group thousands with an apostrophe, typeset as U+2019 as often as ASCII's
+# (CHF 1\u2019299.00); price-parser reads only the ASCII one.
+_TYPESET_APOSTROPHE = "\u2019"
 # Names other exports give the item id (amazon's metadata: asin), named in the error for a row
 # without item_id.
 _OTHER_ID_NAMES = ("asin", "id", "sku", "product_id", "parent_asin")
@@ -423,6 +427,7 @@ def _written_price(text: str, where: str, decimal_comma: bool) -> float:
     one amount, with a currency or alone ("12 pcs" is no price). price-parser reads the currency
     and the amount, told the decimal separator by the one rule (`_decimal_separator`); it would
     drop a sign and take the first of two amounts, so those are refused here first."""
+    text = text.replace(_TYPESET_APOSTROPHE, "'")
     whole = _WHOLE_AMOUNT.fullmatch(text)
     if whole:
         text = f"{whole.group(1)} {whole.group(2)}".strip()
@@ -464,15 +469,26 @@ def _decimal_separator(amount: str, decimal_comma: bool) -> str:
     ``.`` and ``,`` there: the last; else the file's own (``,`` in a ``;``-separated file with
     decimal commas, ``.`` elsewhere) is decimal, and the other is a thousands separator when every
     group after it has exactly three digits (``1.299`` in a ``;`` file, ``1,299`` elsewhere), else
-    decimal (``12.5``, ``12,50``)."""
+    decimal (``12.5``, ``12,50``). Indian grouping (lakh and crore: ``1,29,999``, ``1,00,00,000``:
+    groups of two, then a last group of three) is thousands separators too."""
     own, other = (",", ".") if decimal_comma else (".", ",")
     point, comma = amount.rfind("."), amount.rfind(",")
     if point >= 0 and comma >= 0:
         return "." if point > comma else ","
     groups = amount.rstrip(".,").split(other)[1:]
-    if groups and not all(len(group) == 3 and group.isdigit() for group in groups):
+    if groups and not (_thousands_groups(groups) or _indian_groups(groups)):
         return other
     return own
+
+
+def _thousands_groups(groups: list[str]) -> bool:
+    return all(len(group) == 3 and group.isdigit() for group in groups)
+
+
+def _indian_groups(groups: list[str]) -> bool:
+    """Whether the groups after the first separator are Indian digit grouping's: twos, then three."""
+    *twos, last = groups
+    return bool(twos) and _thousands_groups([last]) and all(len(g) == 2 and g.isdigit() for g in twos)
 
 
 def _popularity(value: Any, where: str) -> float:

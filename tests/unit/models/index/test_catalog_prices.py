@@ -32,6 +32,10 @@ def one_price(tmp_path: Path, price: object) -> float | None:
         ("1,299.00", 1299.0),
         ("12.5", 12.5),
         (7, 7.0),
+        ("CHF 1'299.00", 1299.0),  # Swiss thousands: an apostrophe, ASCII or typeset
+        ("CHF 1\u2019299.00", 1299.0),
+        ("\u20b91,29,999", 129999.0),  # Indian grouping (lakh, crore)
+        ("Rs. 1,00,00,000.50", 10000000.5),
     ],
 )
 def test_prices_with_a_currency_and_separators_are_read(
