@@ -86,12 +86,34 @@ SEPARATOR = " | "
 # without their URL), compared without case, spaces, "_" or "-": an item that can be ordered is in
 # stock for recommendations.
 _TRUE = frozenset({"1", "true", "yes", "y", "t"}) | frozenset(
-    {"instock", "available", "preorder", "presale", "backorder", "limitedavailability", "onlineonly"}
+    {
+        "instock",
+        "available",
+        "preorder",
+        "presale",
+        "backorder",
+        "backordered",
+        "limitedavailability",
+        "onlineonly",
+        "madetoorder",
+    }
 )
+# InStoreOnly: not to be bought where the recommendations are shown; Reserved: held for another.
 _FALSE = frozenset({"0", "false", "no", "n", "f"}) | frozenset(
-    {"outofstock", "soldout", "discontinued", "unavailable"}
+    {
+        "outofstock",
+        "notinstock",
+        "oos",
+        "soldout",
+        "discontinued",
+        "unavailable",
+        "notavailable",
+        "instoreonly",
+        "reserved",
+    }
 )
-_AVAILABILITY_URL = re.compile(r"^https?://schema\.org/", re.IGNORECASE)
+# schema.org's names as URLs (http or https) or with the JSON-LD prefix ("schema:InStock").
+_AVAILABILITY_URL = re.compile(r"^(?:https?://schema\.org/|schema:)", re.IGNORECASE)
 _AVAILABILITY_SEPARATORS = re.compile(r"[\s_-]+")
 # The columns a decimal comma is read in before they are parsed; text columns (title, description)
 # keep their commas, and a price applies its own separator rule (`_decimal_separator`).
@@ -115,7 +137,7 @@ _NO_PRICE = _MISSING | set(_DASHES) | {"--"}
 # What a shop writes for a price of nothing; price-parser reads it as 0 too.
 _FREE = "free"
 # "12,-" / "12.-" (or an en dash): a whole amount (German, Swiss); read as 12.
-_WHOLE_AMOUNT = re.compile(rf"(.*[0-9])[.,][{_DASHES}]{{1,2}}\s*(\S*)")
+_WHOLE_AMOUNT = re.compile(rf"(.*[0-9])([.,])[{_DASHES}]{{1,2}}\s*(\S*)")
 # One amount as written: digits with separators (',' '.' apostrophes, no-break and thin spaces, or
 # a space before a group of three digits: "1 299,00"). Two of them in a price are two amounts.
 _AMOUNT = re.compile(r"[0-9](?:[0-9.,'\u2019\u00a0\u202f]|[ ](?=[0-9]{3}(?![0-9])))*")
@@ -200,6 +222,43 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+# The catalogue's columns, and the names shop exports give them (Google Merchant Center's
+# `availability`, a stock count's `stock`/`quantity`, WooCommerce's `Name`), matched without case,
+# spaces or "-" (`Title`, `In Stock`, `in-stock`). An id column under another name (`id`, `sku`)
+# is not guessed: the row's error names it (`_OTHER_ID_NAMES`).
+_COLUMNS = ("item_id", "title", "brand", "category", "description", "price", "in_stock", "popularity")
+_COLUMN_ALIASES = {
+    "item_id": (),
+    "title": ("name", "product_name", "product_title"),
+    "brand": (),
+    "category": (),
+    "description": (),
+    "price": (),
+    "in_stock": ("availability", "stock", "quantity", "stock_quantity", "inventory", "instock"),
+    "popularity": (),
+}
+_COLUMN_OF = {alias: name for name in _COLUMNS for alias in (name, *_COLUMN_ALIASES[name])}
+
+
+def _column_key(name: object) -> str:
+    return re.sub(r"[\s-]+", "_", str(name).strip()).casefold()
+
+
+def canonical_columns(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`row` with its columns under the catalogue's names (`_COLUMN_OF`); a column already under
+    its own name wins over another spelling of it, and other columns are kept as they are.
+    Returns `row` itself when every name is already the catalogue's (nearly every file)."""
+    if all(name in _COLUMNS or _column_key(name) not in _COLUMN_OF for name in row):
+        return row
+    out = dict(row)
+    for name, value in row.items():
+        canonical = _COLUMN_OF.get(_column_key(name))
+        if canonical is not None and canonical != name and canonical not in row:
+            del out[name]
+            out.setdefault(canonical, value)
+    return out
+
+
 def item_from_row(
     row: Mapping[str, Any],
     where: str,
@@ -215,6 +274,7 @@ def item_from_row(
     without a price, in stock or with popularity 0: a warning appended to `warnings` (given; else
     logged).
     """
+    row = canonical_columns(row)
     price: float | None = _optional(
         row,
         "price",
@@ -429,8 +489,10 @@ def _written_price(text: str, where: str, decimal_comma: bool) -> float:
     drop a sign and take the first of two amounts, so those are refused here first."""
     text = text.replace(_TYPESET_APOSTROPHE, "'")
     whole = _WHOLE_AMOUNT.fullmatch(text)
+    # "1.299,-": the separator before the dash is the decimal one, whatever the file's.
+    decimal_mark = whole.group(2) if whole else None
     if whole:
-        text = f"{whole.group(1)} {whole.group(2)}".strip()
+        text = f"{whole.group(1)} {whole.group(3)}".strip()
     amounts = list(_AMOUNT.finditer(text))
     if len(amounts) > 1:
         between = text[amounts[0].end() : amounts[1].start()]
@@ -445,7 +507,9 @@ def _written_price(text: str, where: str, decimal_comma: bool) -> float:
             where, "price", f"price {text!r} must be a finite number >= 0; use e.g. 12.5 or leave it empty"
         )
     parsed = (
-        Price.fromstring(text, decimal_separator=_decimal_separator(amounts[0].group(), decimal_comma))
+        Price.fromstring(
+            text, decimal_separator=decimal_mark or _decimal_separator(amounts[0].group(), decimal_comma)
+        )
         if amounts
         else None
     )
@@ -524,18 +588,18 @@ def _flag(value: Any, where: str) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
-        return value != 0
+        return value > 0  # a stock count: none, or oversold (negative), is out of stock
     text = _text(value)
     if not text or text.casefold() in _MISSING:
         return True  # an empty cell means the default: in stock
+    count = number_text(text)
+    if isinstance(count, Decimal) and count.is_finite():
+        return count > 0  # a stock count written as text ("12", "0.0", "-1")
     word = _AVAILABILITY_SEPARATORS.sub("", _AVAILABILITY_URL.sub("", text)).casefold()
     if word in _TRUE:
         return True
     if word in _FALSE:
         return False
-    count = number_text(text)
-    if isinstance(count, Decimal) and count.is_finite():
-        return count != 0  # a stock count written as text ("12", "0.0")
     raise InvalidCatalogRow(
         where,
         "in_stock",

@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 
 from stream.core.deadletter import DeadLetter, Header, SourcePosition
 from stream.core.errors import InvalidEvent
-from stream.core.events import RECEIVE_TIME_TOLERANCE_MS, Event, EventLimits, decode_event_noted, valid_id
+from stream.core.events import (
+    RECEIVE_TIME_TOLERANCE_MS,
+    DecodedEvent,
+    Event,
+    EventLimits,
+    decode_doc,
+    decode_event_noted,
+    parse_event_json,
+    valid_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +132,7 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
             foreign = foreign_format(message.value)
             if foreign is not None:
                 raise InvalidEvent("$", foreign)
-            decoded = decode_event_noted(raw, limits=limits, now_ms=now_ms)
+            decoded = _decode(raw, limits, now_ms)
             event = decoded.event
             if message.key != event.user_id.encode():
                 reason = key_mismatch(message.key, event.user_id)
@@ -162,6 +171,54 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
             first_clamped,
         )
     return batch
+
+
+def _decode(raw: bytes, limits: EventLimits, now_ms: int) -> DecodedEvent:
+    """`decode_event_noted`, reading the event inside a Kafka Connect JsonConverter envelope
+    (``{"schema": ..., "payload": {event}}``, its default with ``schemas.enable=true``); a record
+    in another producer's shape is refused with a reason naming that shape and the fix."""
+    try:
+        return decode_event_noted(raw, limits=limits, now_ms=now_ms)
+    except InvalidEvent as exc:
+        if len(raw) > limits.max_raw_bytes:
+            raise
+        try:
+            doc = parse_event_json(raw)
+        except InvalidEvent:
+            raise exc from None
+        if isinstance(doc, dict) and set(doc) == {"schema", "payload"} and isinstance(doc["payload"], dict):
+            return decode_doc(doc["payload"], limits=limits, now_ms=now_ms, source_bytes=len(raw))
+        shape = foreign_shape(doc)
+        if shape is None:
+            raise
+        raise InvalidEvent(exc.field, f"{exc.reason}: {shape}") from exc
+
+
+def foreign_shape(doc: object) -> str | None:
+    """What a parsed record value that is no event is, with the fix, when it is in a shape other
+    producers write (several events in one record, JSON encoded twice, a Debezium change event, a
+    structured CloudEvent); None otherwise."""
+    if isinstance(doc, list):
+        return (
+            f"the value is a JSON array of {len(doc)} items; send each event as its own Kafka "
+            "record, keyed by its user_id"
+        )
+    if isinstance(doc, str) and doc.lstrip().startswith("{"):
+        return (
+            "the value is a JSON string holding a JSON object (serialised twice); send the object "
+            "itself (one json.dumps, or a StringSerializer over JSON text)"
+        )
+    if isinstance(doc, dict) and "after" in doc and ("op" in doc or "before" in doc):
+        return (
+            "the value is a Debezium change event; send its 'after' state as the record value "
+            "(Debezium's ExtractNewRecordState transform) in the v1 event schema"
+        )
+    if isinstance(doc, dict) and "specversion" in doc and "data" in doc:
+        return (
+            "the value is a structured-mode CloudEvent; send its data (the v1 event) as the value, "
+            "or use CloudEvents' binary content mode"
+        )
+    return None
 
 
 def _reference_ms(timestamp_ms: int | None, now_ms: int) -> int:

@@ -68,7 +68,7 @@ class EventType(enum.StrEnum):
 
 _TYPE_VALUES = frozenset(t.value for t in EventType)
 ITEM_TYPES = frozenset({EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE})
-_KNOWN_FIELDS = frozenset(
+V1_FIELDS = frozenset(
     {
         "v",
         "event_id",
@@ -189,7 +189,7 @@ def decode_event_noted(raw: bytes, *, limits: EventLimits, now_ms: int) -> Decod
     if len(raw) > limits.max_raw_bytes:
         name = largest_raw_field(raw)
         raise InvalidEvent(name, _oversize_reason(len(raw), name, None, limits))
-    return decode_doc(_parse_event(raw), limits=limits, now_ms=now_ms, source_bytes=len(raw))
+    return decode_doc(parse_event_json(raw), limits=limits, now_ms=now_ms, source_bytes=len(raw))
 
 
 def decode_doc(
@@ -201,7 +201,9 @@ def decode_doc(
     return DecodedEvent(event, isinstance(doc, dict) and query_truncated(doc.get("query")))
 
 
-def _parse_event(raw: bytes) -> object:
+def parse_event_json(raw: bytes) -> object:
+    """The JSON document of an event record, read as every entry point reads one (duplicate keys,
+    NaN and a BOM refused; a stray Latin-1 byte named by its field). Raises InvalidEvent."""
     try:
         # json.loads(raw) step by step, with one shared decoder: json.loads(raw, parse_constant=...)
         # builds a decoder (a reference cycle) per call, a good part of the decode time.
@@ -278,7 +280,7 @@ def event_from_dict(
     """
     if not isinstance(doc, dict):
         raise InvalidEvent("$", f"expected a JSON object, got {json_type(doc)}")
-    unknown = sorted(set(doc) - _KNOWN_FIELDS)
+    unknown = sorted(set(doc) - V1_FIELDS)
     if unknown:
         name = unknown[0]
         if 0 < len(name) <= MAX_FIELD_NAME_CHARS and name.isprintable():
@@ -585,7 +587,7 @@ def largest_field(doc: Mapping[str, object]) -> str:
     return str(max(sizes, key=sizes.__getitem__, default="$"))
 
 
-_FIELD_KEY = re.compile(rb'"(' + b"|".join(name.encode() for name in sorted(_KNOWN_FIELDS)) + rb')"\s*:')
+_FIELD_KEY = re.compile(rb'"(' + b"|".join(name.encode() for name in sorted(V1_FIELDS)) + rb')"\s*:')
 
 
 def largest_raw_field(raw: bytes) -> str:

@@ -27,6 +27,8 @@ accepted everywhere or refused everywhere, with the same reason naming the field
   exponent with a sign) is refused: it is what Excel writes for a long numeric id, with digits
   lost, so no integer can be recovered from it. (``"12E4"``, with neither, stays text: it may be
   a SKU.) A JSON *number* written so (``1E+3``) is a number, and a whole one is accepted.
+  Excel's text formula ``="00123"`` (written by exports so that a spreadsheet keeps leading
+  zeros) is the quoted text, ``00123``.
   Text that is not ASCII is put in Unicode normalisation form **NFC**: ``"Jose\u0301"`` (NFD,
   what macOS file names and some keyboards give) is ``"Jos\u00e9"``, the same user, item or
   session however it was typed, at every entry point (events, files, the catalogue, lookups and
@@ -263,6 +265,10 @@ def id_text(value: object, field: str) -> str | None:
     (digits lost, see the module docstring), and a non-text, non-number.
     """
     if isinstance(value, str):
+        if value.startswith('="') and value.endswith('"') and len(value) > 3:
+            # Excel's text formula, ="00123", which exports write so that a spreadsheet keeps an
+            # id's leading zeros: the id is the quoted text.
+            value = value[2:-1].replace('""', '"')
         if not value.isascii():
             # One spelling per id: NFC and NFD of "José" are one user. ASCII (most ids) is NFC.
             value = unicodedata.normalize("NFC", value)
@@ -331,9 +337,14 @@ def integer_value(value: object, field: str) -> object:
     return int(number)
 
 
+# Where a camelCase or PascalCase name ("addToCart", "ProductViewed") starts its next word.
+_CAMEL_WORD = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 def type_key(name: str) -> str:
-    """How type names compare: lower case, words joined by ``_`` (``Add-To Cart`` -> ``add_to_cart``)."""
-    return "_".join(name.strip().lower().replace("-", " ").split())
+    """How type names compare: lower case, words joined by ``_``, camelCase words apart
+    (``Add-To Cart``, ``addToCart`` and ``ADD_TO_CART`` -> ``add_to_cart``)."""
+    return "_".join(_CAMEL_WORD.sub(" ", name).strip().lower().replace("-", " ").replace("_", " ").split())
 
 
 def _shown(value: object) -> str:

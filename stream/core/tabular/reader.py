@@ -888,7 +888,9 @@ class _LineFeed:
 def _csv_records(
     feed: _LineFeed, tally: ReadTally, path: Path, delimiter: str, columns: Sequence[str] | None
 ) -> Iterator[Row]:
-    reader = csv.reader(feed, delimiter=delimiter)
+    # skipinitialspace: "a, b, c" (a separator and a space, as people and some tools write it)
+    # is the cells a, b and c; a leading space is never part of an id, a type or a time.
+    reader = csv.reader(feed, delimiter=delimiter, skipinitialspace=True)
     header: list[str] | None = list(columns) if columns is not None else None
     first = True
     while True:
@@ -922,9 +924,7 @@ def _csv_records(
         first = False
         if header is None:
             header = [cell.removeprefix(_BOM).strip() for cell in cells]
-            problem = _one_column_header(path, number, header[0], delimiter) if len(header) == 1 else None
-            if problem is not None:
-                raise problem
+            _check_header(path, number, header, delimiter)
             hint = headerless_hint(header)
             if hint is not None:
                 tally.warn(f"{path}: {hint}")
@@ -936,6 +936,35 @@ def _csv_records(
             tally.note_malformed(number, f"{len(cells)} cells for {len(header)} columns")
             continue
         yield Row(number, dict(zip(header, cells, strict=False)))
+
+
+def _check_header(path: Path, number: int, header: list[str], delimiter: str) -> None:
+    """Raise SourceError for a header read as one column that another separator splits, or one
+    that names a column twice."""
+    problem = _one_column_header(path, number, header[0], delimiter) if len(header) == 1 else None
+    if problem is not None:
+        raise problem
+    repeated = _repeated_names(header)
+    if repeated:
+        # Which cell a row's name would read is a guess (the last one, in a dict): refused whole,
+        # as a JSON object with a repeated key is.
+        raise SourceError(
+            f"{path} line {number}: the header names {', '.join(repeated)}; each column needs its "
+            "own name: rename or drop the repeated ones (or pass --columns)"
+        )
+
+
+def _repeated_names(header: list[str]) -> list[str]:
+    """Each non-empty header name that appears more than once, with its column numbers (from 1)."""
+    positions: dict[str, list[int]] = {}
+    for column, name in enumerate(header, start=1):
+        if name:
+            positions.setdefault(name, []).append(column)
+    return [
+        f"{name!r} {len(at)} times (columns {', '.join(map(str, at))})"
+        for name, at in positions.items()
+        if len(at) > 1
+    ]
 
 
 def _spilled(feed: _LineFeed, header: list[str] | None, path: Path, delimiter: str, tally: ReadTally) -> bool:
@@ -996,7 +1025,7 @@ def _misplaced_quote(span: list[_Line], width: int, delimiter: str) -> bool:
 def _read_alone(text: str, delimiter: str) -> tuple[list[str], bool]:
     """The cells of one line read by itself, and whether they are a whole record (no quote left
     open: the csv reader did not go on to the next line)."""
-    reader = csv.reader((text, "\n"), delimiter=delimiter)
+    reader = csv.reader((text, "\n"), delimiter=delimiter, skipinitialspace=True)
     try:
         cells = next(reader, [])
     except csv.Error:

@@ -54,7 +54,7 @@ from typing import Any
 
 from stream.core import json_numbers, normalise
 from stream.core.errors import ConfigError, InvalidEvent, UnmappedEventType
-from stream.core.events import ITEM_TYPES, EventType, trim_invisible
+from stream.core.events import ITEM_TYPES, V1_FIELDS, EventType, trim_invisible
 
 TsUnit = normalise.TimeUnit
 TS_UNITS: tuple[TsUnit, ...] = normalise.TIME_UNITS
@@ -122,11 +122,20 @@ DEFAULT_TYPE_MAP: Mapping[str, str | None] = MappingProxyType(
         "product_viewed": "view",
         "product_view": "view",
         "viewed": "view",
+        "pv": "view",  # Taobao's UserBehavior.csv: pv, fav, cart, buy
+        "viewed_product": "view",  # Segment's v1 spec names (Viewed Product...)
         # Clicks: GA4 select_item, Segment "Product Clicked".
         "select_item": "click",
         "product_clicked": "click",
         "product_click": "click",
         "clicked": "click",
+        "clicked_product": "click",
+        # Saved for later (Taobao's fav, GA4's add_to_wishlist): more than a view, less than a cart.
+        "fav": "click",
+        "favorite": "click",
+        "favourite": "click",
+        "wishlist": "click",
+        "add_to_wishlist": "click",
         # Carts: RetailRocket addtocart, REES46 cart, UA "add", Segment "Product Added".
         "addtocart": "add_to_cart",
         "cart": "add_to_cart",
@@ -134,6 +143,7 @@ DEFAULT_TYPE_MAP: Mapping[str, str | None] = MappingProxyType(
         "add_to_basket": "add_to_cart",
         "product_added": "add_to_cart",
         "added_to_cart": "add_to_cart",
+        "added_product": "add_to_cart",
         # Purchases: RetailRocket transaction, Segment "Order Completed".
         "transaction": "purchase",
         "order": "purchase",
@@ -141,16 +151,20 @@ DEFAULT_TYPE_MAP: Mapping[str, str | None] = MappingProxyType(
         "checkout_completed": "purchase",
         "buy": "purchase",
         "purchased": "purchase",
+        "completed_order": "purchase",
         # Searches: GA4 view_search_results, Segment "Products Searched".
         "view_search_results": "search",
         "products_searched": "search",
         "search_query": "search",
+        "searched_products": "search",
+        "product_searched": "search",
         # No profilestream type: skipped and counted (a profile records interest, not its removal).
         "remove_from_cart": None,
         "removefromcart": None,
         "remove": None,
         "remove_from_basket": None,
         "product_removed": None,
+        "removed_product": None,
     }
 )
 
@@ -293,13 +307,14 @@ def derived_event_id(doc: Mapping[str, Any], prefix: str) -> str:
 
 def is_normal_v1(doc: Mapping[str, Any], rules: RowRules) -> bool:
     """True when `normalise_v1` would change nothing: replay then forwards the line as it is."""
-    if rules.ts_unit != "ms" or "event_id" not in doc:
-        return False
+    if rules.ts_unit != "ms" or "event_id" not in doc or not V1_FIELDS.issuperset(doc):
+        return False  # another unit, a derived id to add, or a field name in another spelling
     for name in _TEXT_FIELDS:
         value = doc.get(name)
         if value is not None and (
             not isinstance(value, str)
             or ("." in value and _FLOAT_INTEGER_TEXT.fullmatch(value))
+            or value.startswith('="')  # Excel's text formula: the id is what it quotes
             # The id rule puts non-ASCII ids in NFC: such a line goes out normalised.
             or (not value.isascii() and not unicodedata.is_normalized("NFC", value))
         ):
@@ -315,6 +330,16 @@ def is_normal_v1(doc: Mapping[str, Any], rules: RowRules) -> bool:
     return not isinstance(kind, str) or (kind in _V1_TYPES and rules.type_map.get(kind, kind) == kind)
 
 
+def _v1_name(name: str, doc: Mapping[Any, Any]) -> str:
+    """A column's v1 field name when it is one spelt in another case or with spaces or "-"
+    (``Event_ID``, ``User ID``, ``ts-ms``: spreadsheet headers), unless the row also has the field
+    under its own name; any other name as it is (the validator names it if unknown)."""
+    if name in V1_FIELDS:
+        return name
+    key = _type_key(name)
+    return key if key in V1_FIELDS and key not in doc else name
+
+
 def normalise_v1(
     doc: Mapping[Any, Any], rules: RowRules, *, empty_is_absent: bool, id_prefix: str = "row"
 ) -> dict[str, Any]:
@@ -326,7 +351,7 @@ def normalise_v1(
     InvalidEvent (or UnmappedEventType) naming the field for a value no rule can read.
     """
     out: dict[str, Any] = {
-        str(name): value
+        _v1_name(str(name), doc): value
         for name, value in doc.items()
         if name is not None and value is not None and not (empty_is_absent and value == "")
     }

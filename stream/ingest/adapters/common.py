@@ -21,7 +21,7 @@ from typing import Any
 
 from stream.core.errors import InvalidEvent
 from stream.core.events import MAX_ID_CHARS, Event, EventLimits, decode_doc, json_type
-from stream.core.normalise import TimeUnit, id_text, time_ms
+from stream.core.normalise import TimeUnit, id_text, time_ms, type_key
 from stream.core.reserved import check_client_event
 from stream.ingest.body import ClampedTime, FieldError, clamp_reason
 
@@ -320,5 +320,6 @@ def content_id(prefix: str, *parts: object) -> str:
 
 
 def event_name_key(name: str) -> str:
-    """`Product Viewed`, `product_viewed` and `PRODUCT VIEWED` compare equal."""
-    return " ".join(name.replace("_", " ").split()).casefold()
+    """`Product Viewed`, `product_viewed`, `PRODUCT VIEWED` and `ProductViewed` compare equal
+    (the type-name rule of files, `stream.core.normalise.type_key`)."""
+    return type_key(name)

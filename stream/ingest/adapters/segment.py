@@ -39,18 +39,26 @@ from stream.ingest.adapters.common import (
 
 SOURCE = "segment"
 
-# E-commerce spec v2 event names (compared by `event_name_key`) -> v1 type.
+# E-commerce spec v2 event names (compared by `event_name_key`) -> v1 type, and the v1 spec's
+# names for the same events (Viewed Product, Added Product...), which older integrations send.
 TRACK_TYPES: Mapping[str, EventType] = {
     event_name_key("Products Searched"): EventType.SEARCH,
     event_name_key("Product Viewed"): EventType.VIEW,
     event_name_key("Product Clicked"): EventType.CLICK,
     event_name_key("Product Added"): EventType.ADD_TO_CART,
     event_name_key("Order Completed"): EventType.PURCHASE,
+    event_name_key("Searched Products"): EventType.SEARCH,
+    event_name_key("Product Searched"): EventType.SEARCH,
+    event_name_key("Viewed Product"): EventType.VIEW,
+    event_name_key("Clicked Product"): EventType.CLICK,
+    event_name_key("Added Product"): EventType.ADD_TO_CART,
+    event_name_key("Completed Order"): EventType.PURCHASE,
 }
 # Segment's six message types (the spec writes them in lowercase).
 MESSAGE_TYPES = frozenset({"track", "identify", "alias", "page", "screen", "group"})
-# The spec's product id is `product_id`; shops also send `sku` or a plain `id`.
-PRODUCT_ID_FIELDS = ("product_id", "sku", "id")
+# The spec's product id is `product_id`; shops also send `productId` (camelCase, as the rest of
+# a Segment message is), `sku` or a plain `id`.
+PRODUCT_ID_FIELDS = ("product_id", "productId", "sku", "id")
 
 
 def adapt_segment(

@@ -93,6 +93,7 @@ CASES: list[tuple[str, object, Outcome]] = [
     ("user_id", 42.0, ok("42")),
     ("user_id", "42.0", ok("42")),  # what pandas writes for an integer column with gaps
     ("user_id", "007", ok("007")),  # other text stays as it is
+    ("user_id", '="00123"', ok("00123")),  # Excel's text formula, which keeps leading zeros
     ("user_id", 10**25, ok(str(10**25))),
     ("user_id", 42.5, refused(f"'42.5' is not a whole number; {ID_FIX}")),
     ("user_id", 1e300, refused("number too large (301 digits); send the id as a string")),

@@ -114,6 +114,12 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
         ("12", True),  # a stock count written as text
         ("0.0", False),
         ("N/A", True),  # a missing-value marker: the default
+        ("Not in stock", False),
+        ("OOS", False),
+        ("schema:InStock", True),  # JSON-LD's prefixed name
+        ("InStoreOnly", False),  # not to be bought where recommendations are shown
+        ("MadeToOrder", True),
+        ("-1", False),  # oversold: no stock
     ],
 )
 def test_in_stock_reads_feed_availability_words_and_stock_counts(
@@ -223,3 +229,28 @@ def test_item_ids_follow_the_event_id_rule(tmp_path: Path, item_id: str, named: 
     with pytest.raises(CatalogError, match=r"items\.jsonl line 1: item_id .*fix or drop the row") as info:
         read_catalog(path)
     assert named in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "cell", "expected"),
+    [
+        ("availability", "out of stock", False),  # Google Merchant Center's column
+        ("stock", "0", False),  # a stock count
+        ("Quantity", "12", True),
+        ("In Stock", "no", False),
+    ],
+)
+def test_stock_under_the_names_shop_exports_give_it_is_read(
+    tmp_path: Path, header: str, cell: str, expected: bool
+) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text(f"item_id,Title,Price,{header}\na,Pen,$3,{cell}\n")
+    [item] = read_catalog(path)
+    assert (item.title, item.price, item.in_stock) == ("Pen", 3.0, expected)
+
+
+def test_a_column_under_its_own_name_wins_over_another_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,title,name,in_stock,availability\na,Pen,Other,false,in stock\n")
+    [item] = read_catalog(path)
+    assert (item.title, item.in_stock) == ("Pen", False)

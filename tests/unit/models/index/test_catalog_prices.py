@@ -36,6 +36,8 @@ def one_price(tmp_path: Path, price: object) -> float | None:
         ("CHF 1\u2019299.00", 1299.0),
         ("\u20b91,29,999", 129999.0),  # Indian grouping (lakh, crore)
         ("Rs. 1,00,00,000.50", 10000000.5),
+        ("1.299,-", 1299.0),  # ",-": the comma is the decimal mark, whatever the file's
+        ("€ 1.299,\u2013", 1299.0),  # an en dash
     ],
 )
 def test_prices_with_a_currency_and_separators_are_read(

@@ -142,3 +142,39 @@ def test_an_event_time_past_the_records_timestamp_gives_a_receive_time(
     assert batch.dead_letters == []
     assert [(e.ts_ms, e.received_ms) for e in batch.events] == [(ts_ms, expected_ms)]
     assert batch.clamped_received == clamped
+
+
+EVENT = {"event_id": "e1", "user_id": "u1", "type": "view", "item_id": "i1", "ts_ms": NOW_MS}
+
+
+def decoded(value: object) -> tuple[list[str], list[tuple[str, str]]]:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    batch = decode_batch(
+        [RawMessage(b"u1", raw, SourcePosition("events", 0, 7))], limits=EventLimits(), now_ms=NOW_MS
+    )
+    return [e.event_id for e in batch.events], [(d.field, d.reason) for d in batch.dead_letters]
+
+
+def test_an_event_in_a_kafka_connect_json_envelope_is_read() -> None:
+    # JsonConverter with schemas.enable=true (its default) wraps each value so.
+    envelope = {"schema": {"type": "struct", "fields": [], "optional": False}, "payload": EVENT}
+    assert decoded(envelope) == (["e1"], [])
+    # The envelope's event is validated as any other: a bad one is still a dead letter.
+    assert decoded({"schema": None, "payload": {**EVENT, "type": "hover"}})[1][0][0] == "type"
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ([EVENT, EVENT], "send each event as its own Kafka record"),
+        (json.dumps(EVENT), "serialised twice"),
+        ({"before": None, "after": EVENT, "op": "c", "source": {}}, "Debezium"),
+        ({"specversion": "1.0", "type": "x", "source": "s", "id": "1", "data": EVENT}, "CloudEvent"),
+    ],
+)
+def test_records_in_other_producers_shapes_are_dead_lettered_naming_the_shape_and_fix(
+    value: object, named: str
+) -> None:
+    events, letters = decoded(value)
+    assert events == []
+    assert named in letters[0][1]

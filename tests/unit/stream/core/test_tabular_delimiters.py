@@ -185,8 +185,18 @@ def test_fuzz_any_table_written_with_any_separator_reads_back(
     path.write_text(out.getvalue(), newline="")
     tally = ReadTally()
     found = [row.values for row in read_rows(path, tally=tally)]
-    # Rows of blank cells are skipped by rule; every other row comes back as written.
-    assert found == [dict(zip(header, row, strict=True)) for row in body if any(cell.strip() for cell in row)]
+
+    # Rows of blank cells are skipped by rule; every other row comes back as written, but for the
+    # spaces that begin an unquoted cell ("a, b": skipinitialspace reads them away).
+    def read_back(cell: str) -> str:
+        quoted = any(char in cell for char in (delimiter, '"', "\r", "\n"))
+        return cell if quoted else cell.lstrip(" ")
+
+    assert found == [
+        dict(zip(header, map(read_back, row), strict=True))
+        for row in body
+        if any(cell.strip() for cell in row)
+    ]
     assert tally.malformed == 0
 
 

@@ -201,17 +201,17 @@ def test_f06_retailrocket_names_are_mapped_and_duplicate_rows_get_one_id(tmp_pat
 
 def test_type_map_options_override_the_defaults(tmp_path: Path) -> None:
     source = tmp_path / "events.csv"
-    source.write_text("u,i,t,e\nu1,i1,1764000000000,wishlist\nu1,i2,1764000000001,addtocart\n")
+    source.write_text("u,i,t,e\nu1,i1,1764000000000,compare\nu1,i2,1764000000001,addtocart\n")
     out = tmp_path / "out.jsonl"
     args = [str(source), str(out), "--user-col", "u", "--ts-col", "t", "--item-col", "i", "--type-col", "e"]
     report = report_of(load(args))
-    assert (report["written"], report["unmapped_types"]) == (1, {"wishlist": 1})
+    assert (report["written"], report["unmapped_types"]) == (1, {"compare": 1})
     mapping = tmp_path / "types.json"
     mapping.write_text('{"addtocart": null}')
-    report = report_of(load([*args, "--type-map", "wishlist=click", "--type-map-file", str(mapping)]))
+    report = report_of(load([*args, "--type-map", "compare=click", "--type-map-file", str(mapping)]))
     assert (report["written"], report["unmapped_types"]) == (1, {"addtocart": 1})
     assert [e["type"] for e in read_jsonl(out)] == ["click"]
-    bad = CliRunner().invoke(load_command, ["generic", *args, "--type-map", "wishlist=love"])
+    bad = CliRunner().invoke(load_command, ["generic", *args, "--type-map", "compare=love"])
     assert bad.exit_code == 2
     assert "not a profilestream type" in bad.output
 

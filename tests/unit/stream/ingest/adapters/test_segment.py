@@ -87,6 +87,13 @@ def test_identify_and_alias_examples_are_identity_links_and_identify_records() -
         ("Product Added", {"id": 42}, ("add_to_cart", "42", None)),
         ("product_viewed", {"product_id": "p1"}, ("view", "p1", None)),
         ("PRODUCT  ADDED", {"product_id": "p1"}, ("add_to_cart", "p1", None)),
+        ("ProductAdded", {"productId": "p1"}, ("add_to_cart", "p1", None)),  # camelCase, both
+        # The v1 e-commerce spec's names, which older integrations still send.
+        ("Viewed Product", {"product_id": "p1"}, ("view", "p1", None)),
+        ("Clicked Product", {"product_id": "p1"}, ("click", "p1", None)),
+        ("Added Product", {"product_id": "p1"}, ("add_to_cart", "p1", None)),
+        ("Completed Order", {"products": [{"product_id": "p1"}]}, ("purchase", "p1", None)),
+        ("Searched Products", {"query": "pens"}, ("search", None, "pens")),
     ],
 )
 def test_each_mapping_row(event: str, properties: dict[str, Any], expected: tuple[str, Any, Any]) -> None:
