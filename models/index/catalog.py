@@ -28,7 +28,9 @@ and written prices alike (`_decimal_separator`): the file's decimal separator (`
 ``;``-separated file, else ``.``) is always the decimal one; the other one is a thousands
 separator when every group after it has exactly three digits (``1.299`` in a ``;`` file and
 ``1,299`` elsewhere are 1299), else a decimal separator (``12.5``, ``12,50``); when both appear, the
-last is the decimal one. Indian grouping (``₹1,29,999``) and Swiss apostrophes (``CHF 1'299.00``,
+last is the decimal one. A currency amount with three digits after its one separator (``€1.299``,
+``1.299 kr``) groups thousands in any file: no currency but BHD, IQD, JOD, KWD, LYD, OMR and TND
+has three decimals. Indian grouping (``₹1,29,999``) and Swiss apostrophes (``CHF 1'299.00``,
 typeset as U+2019) group thousands too. ``12,-`` is 12; ``Free`` is 0.0 (what the shop charges).
 The price is optional, so a price that is no single amount (``$5.99 - $12.99``: a range is no
 price; ``$12.99 $9.99``; ``cheap``; a negative or infinite number) leaves the item without a price
@@ -506,6 +508,12 @@ def _written_price(text: str, where: str, decimal_comma: bool) -> float:
         raise InvalidCatalogRow(
             where, "price", f"price {text!r} must be a finite number >= 0; use e.g. 12.5 or leave it empty"
         )
+    if amounts and decimal_mark is None and _three_decimals(amounts[0].group()):
+        currency = Price.fromstring(text).currency
+        if currency is not None and currency.upper() not in _THREE_DECIMAL_CURRENCIES:
+            # "€1.299", "1.299 kr": a currency amount with three digits after its one separator is
+            # thousands (no such currency has three decimals); a bare "1.299" keeps the one rule.
+            decimal_mark = "," if "." in amounts[0].group() else "."
     parsed = (
         Price.fromstring(
             text, decimal_separator=decimal_mark or _decimal_separator(amounts[0].group(), decimal_comma)
@@ -526,6 +534,16 @@ def _written_price(text: str, where: str, decimal_comma: bool) -> float:
             f"price {text!r} is not a number; use one price such as 12.5 or $12.50, or leave it empty",
         )
     return parsed.amount_float
+
+
+# ISO 4217 currencies with three minor digits: there "1.299" may be one unit and 299 fils.
+_THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+
+
+def _three_decimals(amount: str) -> bool:
+    """Whether `amount` has exactly one separator ("." or ","), followed by exactly three digits."""
+    separators = [char for char in amount if char in ".,"]
+    return len(separators) == 1 and len(amount.rstrip(".,").rsplit(separators[0], 1)[1]) == 3
 
 
 def _decimal_separator(amount: str, decimal_comma: bool) -> str:

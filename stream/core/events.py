@@ -508,7 +508,8 @@ def truncate_query(text: str) -> str:
 
 # Tabs and line breaks inside a query: pasted text and search-log exports carry them between
 # words, where they mean a space; other control characters are refused (QUERY_CONTROL_REASON).
-_QUERY_BREAKS = re.compile(r"[\t\n\r]+")
+# Unicode's other line breaks (NEL U+0085, LINE and PARAGRAPH SEPARATOR) read the same way.
+_QUERY_BREAKS = re.compile("[\t\n\r\x85\u2028\u2029]+")
 
 
 def has_control_character(query: str) -> bool:
@@ -523,7 +524,7 @@ def normalise_query(text: str) -> str:
     invisible characters at its edges are trimmed (`trim_invisible`: ``"\u200bshoes\ufeff"`` is
     ``"shoes"``), then an over-long one is cut (`truncate_query`). Text of only those characters
     becomes empty (and is refused as empty by the validator)."""
-    if "\t" in text or "\n" in text or "\r" in text:
+    if "\t" in text or "\n" in text or "\r" in text or not text.isascii():
         text = _QUERY_BREAKS.sub(" ", text)
     if not text.isascii() and _LONE_SURROGATE.search(text):
         # Half of an emoji, left by a JavaScript cut of the text (`substring` counts UTF-16

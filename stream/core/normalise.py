@@ -44,6 +44,7 @@ Pure: no I/O, no clock. Every function raises `InvalidEvent` naming the field it
 
 from __future__ import annotations
 
+import email.utils
 import math
 import numbers
 import operator
@@ -88,6 +89,12 @@ _EXCEL_DAYS_RANGE = (Decimal(20_000), Decimal(100_000))
 # "2025-11-13 02:13:20.034 +0000", "... Z": a zone after a space, which fromisoformat reads only
 # after some forms of the time; joined to the time first.
 _SPACED_ZONE = re.compile(r"(?<=[0-9])\s+(Z|[+-][0-9]{2}(?::?[0-9]{2})?)$")
+# 2019/10/01: the date with slashes, year first (never ambiguous between day and month).
+_SLASHED_DATE = re.compile(r"^([0-9]{4})/([0-9]{2})/([0-9]{2})")
+# Java's ZonedDateTime.toString() adds the zone's name after the offset: ...Z[UTC], ...+02:00[Europe/Paris].
+_ZONE_NAME = re.compile(r"(?<=[0-9Z])\[[A-Za-z0-9_/+-]+\]$")
+# RFC 2822 / HTTP dates (Tue, 01 Oct 2019 00:00:00 GMT), as email headers and logs write them.
+_RFC2822 = re.compile(r"^[A-Za-z]{3}, [0-9]{1,2} [A-Za-z]{3} [0-9]{4} ")
 _SHOWN = 40
 
 
@@ -239,12 +246,22 @@ def parse_datetime(text: str) -> datetime | None:
     """ISO-8601 (`datetime.fromisoformat`) or ``... UTC``/``... GMT``, zone-aware; no zone = UTC.
 
     Case does not matter (RFC 3339 allows ``t`` and ``z``) and a zone may follow a space
-    (``2025-11-13 02:13:20.034 +0000``). Only ASCII text: `fromisoformat` reads other scripts'
+    (``2025-11-13 02:13:20.034 +0000``); runs of spaces count as one, the date may be written
+    with slashes (``2019/10/01 00:00:00``), Java's zone name after the offset is read away
+    (``...Z[UTC]``), and RFC 2822 dates (``Tue, 01 Oct 2019 00:00:00 GMT``) are read by
+    `email.utils.parsedate_to_datetime`. Only ASCII text: `fromisoformat` reads other scripts'
     digits too, which no sender means.
     """
     if not text.isascii():
         return None
-    text = text.upper()
+    if _RFC2822.match(text):
+        try:
+            moment = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    text = " ".join(_ZONE_NAME.sub("", text).split()).upper()
+    text = _SLASHED_DATE.sub(r"\1-\2-\3", text)
     for suffix in _ZONE_SUFFIXES:
         if text.endswith(suffix):
             text = text[: -len(suffix)].rstrip()

@@ -933,9 +933,20 @@ def _csv_records(
             tally.note_malformed(number, f"{len(cells)} of {len(header)} columns (a truncated line?)")
             continue
         if len(cells) > len(header) and any(cell.strip() for cell in cells[len(header) :]):
-            tally.note_malformed(number, f"{len(cells)} cells for {len(header)} columns")
+            tally.note_malformed(number, f"{len(cells)} cells for {len(header)} columns{_escape_hint(span)}")
             continue
         yield Row(number, dict(zip(header, cells, strict=False)))
+
+
+def _escape_hint(span: list[_Line]) -> str:
+    """A hint for a row whose quotes are escaped with a backslash (Spark's, Hive's and MySQL's
+    default), which CSV does not know: there a quote inside a quoted cell is written twice."""
+    if any(text is not None and '\\"' in text for _, text in span):
+        return (
+            ' (a quote escaped with a backslash, \\", as Spark, Hive and MySQL write by default: '
+            'CSV doubles it, ""; export with escape set to the quote character)'
+        )
+    return ""
 
 
 def _check_header(path: Path, number: int, header: list[str], delimiter: str) -> None:

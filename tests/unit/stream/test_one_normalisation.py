@@ -70,6 +70,10 @@ CASES: list[tuple[str, object, Outcome]] = [
     ("ts_ms", "2025-11-13 02:13:20.034 UTC", ok(TS_MS)),
     ("ts_ms", "2025-11-13T02:13:20.034", ok(TS_MS)),  # no zone: UTC, documented
     ("ts_ms", "2025-11-13", ok(MIDNIGHT)),
+    ("ts_ms", "2025/11/13 02:13:20.034", ok(TS_MS)),  # slashes, year first
+    ("ts_ms", "2025-11-13  02:13:20.034", ok(TS_MS)),  # two spaces
+    ("ts_ms", "2025-11-13T02:13:20.034Z[UTC]", ok(TS_MS)),  # Java's ZonedDateTime.toString()
+    ("ts_ms", "Thu, 13 Nov 2025 02:13:20 GMT", ok(TS_MS - 34)),  # RFC 2822 / HTTP date
     # A fraction of a ms is floored, as ISO text's microseconds are (time.time() * 1000 sends one).
     ("ts_ms", TS_MS + 0.5, ok(TS_MS)),
     ("ts_ms", f"{TS_MS}.999", ok(TS_MS)),

@@ -255,6 +255,12 @@ def test_queries_are_trimmed_of_invisible_edges(text: str, expected: str) -> Non
     assert events.normalise_query(text) == expected
 
 
+@pytest.mark.parametrize("brk", ["\t", "\r\n", "\x85", "\u2028", "\u2029"])
+def test_every_line_break_inside_a_query_reads_as_a_space(brk: str) -> None:
+    # NEL (U+0085) and the Unicode separators too: "chair\x85x" was "chairx", two words joined.
+    assert events.normalise_query(f"office{brk}chair") == "office chair"
+
+
 def test_only_invisible_edges_over_the_limit_is_no_cut() -> None:
     assert not events.query_truncated("\u200b" * 10 + "x" * 512 + "\ufeff")
     assert events.query_truncated("\u200b" + "x" * 513)

@@ -36,7 +36,14 @@ def one_price(tmp_path: Path, price: object) -> float | None:
         ("CHF 1\u2019299.00", 1299.0),
         ("\u20b91,29,999", 129999.0),  # Indian grouping (lakh, crore)
         ("Rs. 1,00,00,000.50", 10000000.5),
-        ("1.299,-", 1299.0),  # ",-": the comma is the decimal mark, whatever the file's
+        ("1.299,-", 1299.0),
+        ("\u20ac1.299", 1299.0),  # a currency amount with three digits after its one separator
+        ("1.299 kr", 1299.0),
+        ("BHD 1.299", 1.299),  # ... unless the currency has three decimals
+        (
+            "1.299",
+            1.299,
+        ),  # a bare number keeps the file's rule  # ",-": the comma is the decimal mark, whatever the file's
         ("€ 1.299,\u2013", 1299.0),  # an en dash
     ],
 )
@@ -109,11 +116,12 @@ def test_free_is_nothing_and_a_dash_after_the_comma_is_a_whole_amount(
 @pytest.mark.parametrize(
     ("written", "semicolon", "comma"),
     [
-        # The file's own decimal separator is always decimal.
+        # The file's own decimal separator is decimal in a bare number...
         ("1.299", 1299.0, 1.299),
-        ("€1.299", 1299.0, 1.299),
         ("1,299", 1.299, 1299.0),
-        ("$1,299", 1.299, 1299.0),
+        # ... but no currency amount has three decimals (but BHD, KWD...): there it groups thousands.
+        ("€1.299", 1299.0, 1299.0),
+        ("$1,299", 1299.0, 1299.0),
         # The other one is decimal unless it is followed by groups of exactly three digits.
         ("12.5", 12.5, 12.5),
         ("€12.50", 12.5, 12.5),

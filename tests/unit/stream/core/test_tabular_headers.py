@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stream.core.errors import SourceError
-from stream.core.tabular import RowRules, map_event_type, normalise_v1, read_rows
+from stream.core.tabular import ReadTally, RowRules, map_event_type, normalise_v1, read_rows
 
 TS = "1764000000000"
 
@@ -61,3 +61,11 @@ def test_v1_columns_in_another_case_or_spelling_are_read_as_their_fields() -> No
 )
 def test_type_names_of_other_vocabularies_are_mapped(name: str, expected: str) -> None:
     assert map_event_type(name, RowRules().type_map) == expected
+
+
+def test_a_row_with_backslash_escaped_quotes_is_rejected_with_the_export_fix(tmp_path: Path) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text(f'event_id,user_id,type,query,ts_ms\ne1,u1,search,"27\\" monitor, curved",{TS}\n')
+    tally = ReadTally()
+    assert list(read_rows(path, tally=tally)) == []
+    assert "escaped with a backslash" in tally.first_malformed[0]
