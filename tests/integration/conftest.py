@@ -140,6 +140,9 @@ def isolated_settings(
         data_dir=tmp_path / "data",
         model_dir=model_files.model_dir,
         index_dir=model_files.index_dir,
+        # Not the default var/sequence: `auto` would serve a tower a developer trained there, which
+        # the tests' offline recomputation does not load (test_online_sequence brings its own).
+        sequence_model_dir=tmp_path / "no-sequence-tower",
         worker_web_port=free_port(),
     )
 
