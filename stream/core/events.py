@@ -228,6 +228,12 @@ _STRAY_BYTE_FIX = "have the producer encode the record's value as UTF-8"
 def _not_utf8(raw: bytes, exc: UnicodeDecodeError) -> InvalidEvent:
     """The error for a record that is not UTF-8: naming the field whose string holds the first
     stray byte when the rest is UTF-8 JSON (a Latin-1 "é" in a query), else the byte's offset."""
+    if raw[:2] == b"\x1f\x8b":
+        return InvalidEvent(
+            "$",
+            "the value is gzip-compressed (it starts with gzip's magic bytes 1f 8b); send the JSON "
+            "itself: Kafka compresses record batches on its own (the producer's compression.type)",
+        )
     if json.detect_encoding(raw) == "utf-8":
         try:
             doc = _DECODER.decode(raw.decode("utf-8", "surrogateescape"))

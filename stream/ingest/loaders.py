@@ -406,6 +406,10 @@ def _with_columns(
                 option, name = wanted[0]
                 known = ", ".join(repr(column) for column in list(row)[:30])
                 hint = headerless_hint([str(column) for column in row])
+                # Column options match exactly (a table may hold "id" and "ID"); say which one is meant.
+                spelt = [str(column) for column in row if str(column).casefold() == name.casefold()]
+                if spelt:
+                    hint = f"the column is spelt {spelt[0]!r}: pass {option} {spelt[0]}"
                 raise SourceError(
                     f"{source}: {option} {name!r} is not a column; the columns are {known}"
                     + (f"; {hint}" if hint is not None else "")

@@ -89,6 +89,9 @@ def _adapt_event(adapted: Adapted, index: int, event: dict[str, Any], path: str,
             f"{path}e", f"expected the event type code (ue, pv, se, ...), got {json_type(code)}"
         )
     _link_identities(adapted, index, event, path, receive_ms)
+    if code == "ti":
+        _adapt_transaction_item(adapted, index, event, path, receive_ms)
+        return
     if code != "ue":
         adapted.ignore(EVENT_CODES.get(code, code))
         return
@@ -106,16 +109,7 @@ def _adapt_event(adapted: Adapted, index: int, event: dict[str, Any], path: str,
         adapted.ignore(key)
         return
 
-    event_id = optional_id(event.get("eid"), f"{path}eid")
-    if event_id is None:
-        raise InvalidEvent(f"{path}eid", "required: the tracker's event UUID becomes the event id")
-    user_id = optional_id(event.get("uid"), f"{path}uid")
-    domain_user_id = optional_id(event.get("duid"), f"{path}duid")
-    network_user_id = optional_id(event.get("tnuid") or event.get("nuid"), f"{path}tnuid")
-    person = next((p for p in (user_id, domain_user_id, network_user_id) if p is not None), None)
-    if person is None:
-        raise InvalidEvent(f"{path}uid", "an event needs a uid, a duid (domain user id) or a tnuid")
-    person_field = "uid" if user_id is not None else "duid" if domain_user_id is not None else "tnuid"
+    event_id, (person, person_field, domain_user_id, network_user_id) = _who(event, path)
     ts_ms, ts_field = _event_time(event, path, receive_ms)
     session_id = optional_id(event.get("sid"), f"{path}sid")
     entities = _entities(event, path)
@@ -176,6 +170,63 @@ def _adapt_event(adapted: Adapted, index: int, event: dict[str, Any], path: str,
         adapted.events.append(
             SourceEvent(index, doc, {**fields, "item_id": f"{path}cx.data[{entity_index}].data.id"})
         )
+
+
+def _who(event: Mapping[str, Any], path: str) -> tuple[str, tuple[str, str, str | None, str | None]]:
+    """The event's id and its person: the first of uid, duid and tnuid, the field it came from,
+    and the domain and network user ids. Raises InvalidEvent naming what is missing."""
+    event_id = optional_id(event.get("eid"), f"{path}eid")
+    if event_id is None:
+        raise InvalidEvent(f"{path}eid", "required: the tracker's event UUID becomes the event id")
+    user_id = optional_id(event.get("uid"), f"{path}uid")
+    domain_user_id = optional_id(event.get("duid"), f"{path}duid")
+    network_user_id = optional_id(event.get("tnuid") or event.get("nuid"), f"{path}tnuid")
+    person = next((p for p in (user_id, domain_user_id, network_user_id) if p is not None), None)
+    if person is None:
+        raise InvalidEvent(f"{path}uid", "an event needs a uid, a duid (domain user id) or a tnuid")
+    person_field = "uid" if user_id is not None else "duid" if domain_user_id is not None else "tnuid"
+    return event_id, (person, person_field, domain_user_id, network_user_id)
+
+
+def _adapt_transaction_item(
+    adapted: Adapted, index: int, event: Mapping[str, Any], path: str, receive_ms: int
+) -> None:
+    """The classic e-commerce tracker's transaction item (``e=ti``: ``addItem`` after
+    ``addTrans``; ``ti_id`` the order, ``ti_sk`` the SKU): one purchase of that SKU. Its order
+    (``e=tr``) carries no item and stays ignored."""
+    event_id, (person, person_field, domain_user_id, network_user_id) = _who(event, path)
+    ts_ms, ts_field = _event_time(event, path, receive_ms)
+    session_id = optional_id(event.get("sid"), f"{path}sid")
+    item_id = optional_id(event.get("ti_sk"), f"{path}ti_sk")
+    if item_id is None:
+        raise InvalidEvent(f"{path}ti_sk", "a transaction item needs its SKU (ti_sk): the purchased item")
+    doc: dict[str, Any] = {
+        "event_id": sender_event_id(event_id),
+        "user_id": person,
+        "type": EventType.PURCHASE.value,
+        "item_id": item_id,
+        "ts_ms": ts_ms,
+        "received_ms": receive_ms,
+        "context": context_of(
+            source=SOURCE,
+            event_name=EVENT_CODES["ti"],
+            domain_user_id=domain_user_id if person != domain_user_id else None,
+            network_user_id=network_user_id if person != network_user_id else None,
+            order_id=event.get("ti_id"),
+            page=event.get("url"),
+        ),
+    }
+    if session_id is not None:
+        doc["session_id"] = session_id
+    fields = {
+        "event_id": f"{path}eid",
+        "user_id": f"{path}{person_field}",
+        "item_id": f"{path}ti_sk",
+        "ts_ms": ts_field,
+        "session_id": f"{path}sid",
+        "context": path.rstrip(".") or "$",
+    }
+    adapted.events.append(SourceEvent(index, doc, fields))
 
 
 def _link_identities(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -175,6 +176,12 @@ def test_a_record_with_a_latin1_string_is_dead_lettered_naming_the_field_and_the
     assert letter.field == field
     assert "not UTF-8" in letter.reason and "encode the record's value as UTF-8" in letter.reason
     assert letter.raw == raw  # the bytes as sent, for a replay once fixed
+
+
+def test_a_gzipped_record_value_is_named_with_the_fix() -> None:
+    raw = gzip.compress(event_bytes("a"))
+    letter = decode_batch([message(3, raw)], limits=EventLimits(), now_ms=NOW_MS).dead_letters[0]
+    assert "gzip-compressed" in letter.reason and "compression.type" in letter.reason
 
 
 def test_a_record_that_is_not_json_even_read_leniently_still_names_the_byte() -> None:

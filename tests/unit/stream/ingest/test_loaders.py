@@ -347,6 +347,12 @@ def test_a_mapped_column_missing_from_the_table_fails_at_once_naming_it(tmp_path
     assert result.exit_code == 1
     assert "--ts-col 'time' is not a column; the columns are 'customer', 'sku', 'when'" in result.output
     assert not out.exists()
+    # A column spelt in another case is named with the option to pass.
+    result = CliRunner().invoke(
+        load_command, ["generic", str(source), str(out), "--user-col", "Customer", "--ts-col", "when"]
+    )
+    assert result.exit_code == 1
+    assert "the column is spelt 'customer': pass --user-col customer" in result.output
 
 
 def test_a_utf16_file_read_as_utf8_says_which_encoding(tmp_path: Path) -> None:

@@ -170,3 +170,19 @@ def test_file_records_may_be_whole_bodies_or_single_events() -> None:
     with pytest.raises(InvalidEvent) as caught:
         adapt_file_record("mixpanel", event, NOW_MS)
     assert caught.value.field == "format"
+
+
+def test_a_classic_transaction_item_is_a_purchase_of_its_sku_and_its_order_stays_ignored() -> None:
+    # trackTrans / addItem of the classic tracker: e=tr (the order) then one e=ti per item.
+    adapted = adapt_snowplow(
+        body(
+            {"e": "tr", "eid": "t0", "duid": "d1", "tr_id": "o-7", "tr_tt": "20.00"},
+            {"e": "ti", "eid": "t1", "duid": "d1", "ti_id": "o-7", "ti_sk": "sku-1", "ti_qu": "2"},
+        ),
+        receive_ms=NOW_MS,
+    )
+    assert rows(adapted) == [("t1", "d1", "purchase", "sku-1", None, NOW_MS)]
+    assert valid(adapted).events[0].context["order_id"] == "o-7"
+    assert dict(adapted.ignored) == {"transaction": 1}
+    missing = adapt_snowplow(body({"e": "ti", "eid": "t2", "duid": "d1"}), receive_ms=NOW_MS)
+    assert [(e.field, "SKU" in e.reason) for e in missing.errors] == [("data[0].ti_sk", True)]
