@@ -177,15 +177,12 @@ def _decode(raw: bytes, limits: EventLimits, now_ms: int) -> DecodedEvent:
     """`decode_event_noted`, reading the event inside a Kafka Connect JsonConverter envelope
     (``{"schema": ..., "payload": {event}}``, its default with ``schemas.enable=true``); a record
     in another producer's shape is refused with a reason naming that shape and the fix."""
+    if len(raw) > limits.max_raw_bytes:
+        return decode_event_noted(raw, limits=limits, now_ms=now_ms)  # refused unparsed, as everywhere
+    doc = parse_event_json(raw)
     try:
-        return decode_event_noted(raw, limits=limits, now_ms=now_ms)
+        return decode_doc(doc, limits=limits, now_ms=now_ms, source_bytes=len(raw))
     except InvalidEvent as exc:
-        if len(raw) > limits.max_raw_bytes:
-            raise
-        try:
-            doc = parse_event_json(raw)
-        except InvalidEvent:
-            raise exc from None
         if isinstance(doc, dict) and set(doc) == {"schema", "payload"} and isinstance(doc["payload"], dict):
             return decode_doc(doc["payload"], limits=limits, now_ms=now_ms, source_bytes=len(raw))
         shape = foreign_shape(doc)
