@@ -23,6 +23,7 @@ a record near the broker's own limit cannot make its dead letter fail in turn.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 HEADER_FIELD = "profilestream-error-field"
@@ -44,6 +45,17 @@ MAX_ORIGINAL_HEADERS = 64
 
 # A Kafka record header: a name and a value, which may be null.
 Header = tuple[str, bytes | None]
+# A record's headers as the Kafka clients give them: (name, value) pairs, or a mapping (Faust's,
+# when a producer in the same process set them as one); None for none.
+RecordHeaders = Sequence[Header] | Mapping[str, bytes | None] | None
+
+
+def header_pairs(headers: RecordHeaders) -> tuple[Header, ...]:
+    """`headers` as (name, value) pairs, in their order; () for none."""
+    if not headers:
+        return ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple((str(name), value) for name, value in pairs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from stream.core.deadletter import DeadLetter, Header, SourcePosition
+from stream.core.deadletter import DeadLetter, RecordHeaders, SourcePosition, header_pairs
 from stream.core.errors import InvalidEvent
 from stream.core.events import (
     RECEIVE_TIME_TOLERANCE_MS,
@@ -49,8 +49,9 @@ class RawMessage:
     # The Kafka record's timestamp (ms; CreateTime is its producer's clock, LogAppendTime the
     # broker's); None or negative when the record has none.
     timestamp_ms: int | None = None
-    # The record's headers, which a dead letter of it keeps (stream.core.deadletter).
-    headers: tuple[Header, ...] = ()
+    # The record's headers as its client gave them, which a dead letter of it keeps: converted only
+    # for a dead letter, not per record (stream.core.deadletter).
+    headers: RecordHeaders = None
 
 
 # Confluent's wire format: magic byte 0, then the schema id as a big-endian 32-bit integer.
@@ -146,7 +147,7 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
                     field=exc.field,
                     reason=exc.reason,
                     source=message.source,
-                    original_headers=message.headers,
+                    original_headers=header_pairs(message.headers),
                 )
             )
             continue

@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
 
 import faust
@@ -39,7 +39,7 @@ from prometheus_client import generate_latest
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no stubs installed
 
 from stream.core.batch import BatchOutcome, apply_batch, not_forgotten
-from stream.core.deadletter import DeadLetter, Header, SourcePosition
+from stream.core.deadletter import DeadLetter, SourcePosition, header_pairs
 from stream.core.decode import DecodedBatch, RawMessage, decode_batch, normalised_key
 from stream.core.errors import ProfilestreamError
 from stream.core.events import EventLimits
@@ -183,7 +183,7 @@ def create_app(
                     value=e.message.value,
                     source=SourcePosition(e.message.topic, e.message.partition, e.message.offset),
                     timestamp_ms=record_timestamp_ms(e),
-                    headers=record_headers(e),
+                    headers=e.message.headers,
                 )
                 for e in batch
             ],
@@ -282,7 +282,7 @@ async def quarantine(
                 f"record alone: {type(error).__name__}: {error}"
             ),
             source=SourcePosition(e.message.topic, e.message.partition, e.message.offset),
-            original_headers=record_headers(e),
+            original_headers=header_pairs(e.message.headers),
         )
         for e, error in poisoned
     ]
@@ -464,16 +464,6 @@ def record_timestamp_ms(event: EventT[bytes]) -> int | None:
     """The Kafka record's timestamp in ms (Faust's is in seconds); None when it has none."""
     timestamp_s = event.message.timestamp
     return None if timestamp_s is None else round(timestamp_s * 1000)
-
-
-def record_headers(event: EventT[bytes]) -> tuple[Header, ...]:
-    """The Kafka record's headers as (name, value) pairs; Faust gives a list, or a mapping when a
-    producer in this process set them as one."""
-    headers = event.message.headers
-    if not headers:
-        return ()
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return tuple((str(name), value) for name, value in pairs)
 
 
 def _observe(

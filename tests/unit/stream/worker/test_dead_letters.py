@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
-from stream.core.deadletter import HEADER_ORIGINAL_BYTES, DeadLetter, SourcePosition
-from stream.worker.app import record_headers, send_dead_letters
+from stream.core.deadletter import HEADER_ORIGINAL_BYTES, DeadLetter, SourcePosition, header_pairs
+from stream.worker.app import send_dead_letters
 from stream.worker.metrics import WorkerMetrics
 
 
@@ -48,10 +47,7 @@ def test_send_dead_letters_returns_only_once_the_broker_acked_every_letter() -> 
     assert all(dict(record["headers"])[HEADER_ORIGINAL_BYTES] == b"2000000" for record in topic.sent)
 
 
-def test_record_headers_reads_faust_lists_mappings_and_none() -> None:
-    def event(headers: Any) -> Any:
-        return SimpleNamespace(message=SimpleNamespace(headers=headers))
-
-    assert record_headers(event(None)) == ()
-    assert record_headers(event([("trace", b"1"), ("x", None)])) == (("trace", b"1"), ("x", None))
-    assert record_headers(event({"trace": b"1"})) == (("trace", b"1"),)
+def test_header_pairs_reads_faust_lists_mappings_and_none() -> None:
+    assert header_pairs(None) == ()
+    assert header_pairs([("trace", b"1"), ("x", None)]) == (("trace", b"1"), ("x", None))
+    assert header_pairs({"trace": b"1"}) == (("trace", b"1"),)
