@@ -47,6 +47,7 @@ read fails only when rows were there and none of them is valid.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import logging
@@ -243,7 +244,17 @@ _COLUMN_OF = {alias: name for name in _COLUMNS for alias in (name, *_COLUMN_ALIA
 
 
 def _column_key(name: object) -> str:
-    return re.sub(r"[\s-]+", "_", str(name).strip()).casefold()
+    text = str(name)
+    # Every row repeats its file's column names: short ones are cached (a JSON line may bring any
+    # name, and the cache must stay small whatever the input).
+    return _cached_column_key(text) if len(text) <= 64 else _fold_column(text)
+
+
+def _fold_column(text: str) -> str:
+    return re.sub(r"[\s-]+", "_", text.strip()).casefold()
+
+
+_cached_column_key = functools.lru_cache(maxsize=1024)(_fold_column)
 
 
 def canonical_columns(row: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -42,6 +42,7 @@ empty cells and derived event ids.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -336,8 +337,14 @@ def _v1_name(name: str, doc: Mapping[Any, Any]) -> str:
     under its own name; any other name as it is (the validator names it if unknown)."""
     if name in V1_FIELDS:
         return name
-    key = _type_key(name)
+    key = _cached_type_key(name) if len(name) <= _CACHED_NAME_CHARS else _type_key(name)
     return key if key in V1_FIELDS and key not in doc else name
+
+
+# Every row repeats its file's column names: their keys are cached, short ones only (a JSON line
+# may bring any name, and the cache must stay small whatever the input).
+_CACHED_NAME_CHARS = 64
+_cached_type_key = functools.lru_cache(maxsize=1024)(normalise.type_key)
 
 
 def normalise_v1(
