@@ -86,6 +86,15 @@ def describe(settings: Settings, topic: str) -> list[dict[str, object]]:
         admin.close()
 
 
+def described(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[dict[str, object]]:
+    """`describe`, once the broker answering knows the topic's partitions: right after its creation
+    another broker of the cluster may not have the metadata yet (an empty list, seen in CI)."""
+    deadline = time.monotonic() + timeout_s
+    while not (partitions := describe(settings, topic)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return partitions
+
+
 def replicas(partition: dict[str, object], key: str) -> list[int]:
     return [int(n) for n in partition[key]]  # type: ignore[attr-defined]
 
@@ -93,7 +102,7 @@ def replicas(partition: dict[str, object], key: str) -> list[int]:
 def test_topics_get_three_copies_and_min_insync_two(on_cluster: Settings) -> None:
     assert ensure_topics(on_cluster) == Replication(3, 2)
     for topic in (on_cluster.events_topic, on_cluster.dead_letter_topic, windows_changelog_topic(on_cluster)):
-        partitions = describe(on_cluster, topic)
+        partitions = described(on_cluster, topic)
         assert partitions and all(len(replicas(p, "replica_nodes")) == 3 for p in partitions), topic
         assert topic_config(on_cluster.kafka_bootstrap_servers, topic)["min.insync.replicas"] == "2", topic
     with pytest.raises(ConfigError, match="has 3 live brokers"):
