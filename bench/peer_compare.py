@@ -44,6 +44,7 @@ from stream.core.events import Event
 from stream.core.sample import SampleSpec, sample_events
 from stream.core.settings import Settings, child_environment, load_settings
 from stream.kafka.topics import ensure_topics
+from stream.worker.metrics import FRESHNESS_BUCKETS_MS
 
 REPO = Path(__file__).resolve().parents[1]
 IMPLEMENTATIONS = {
@@ -51,7 +52,7 @@ IMPLEMENTATIONS = {
     "Quix Streams app": ["-m", "bench.peers.quix_app"],
     "bare aiokafka consumer": ["-m", "bench.peers.aiokafka_consumer"],
 }
-FRESHNESS_CEILING_MS = 10_000.0  # the largest finite freshness bucket of the worker's histogram
+FRESHNESS_CEILING_MS = float(FRESHNESS_BUCKETS_MS[-1])  # the largest finite freshness bucket
 
 
 WORKER = "profilestream worker"

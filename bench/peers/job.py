@@ -25,13 +25,12 @@ from models.encoder.onnx_encoder import OnnxTextEncoder, load_encoder, options_f
 from stream.core.settings import Settings, redis_tag
 from stream.profiles.catalogue import load_catalogue
 from stream.redis.reco_store import WRITE_IF_NEWER_LUA, WRITE_IF_NEWER_SHA
+from stream.worker.metrics import FRESHNESS_BUCKETS_MS  # the worker's: all three read alike
 
 FloatArray = npt.NDArray[np.float32]
 # A window entry: (ts_ms, event_id, type, item_id, query), oldest first.
 Entry = tuple[int, str, str, str | None, str | None]
 
-# The worker's freshness buckets (stream/worker/metrics.py), so all three are read the same way.
-FRESHNESS_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 VERBS = {
     "view": "viewed",
     "click": "clicked",
