@@ -251,7 +251,8 @@ def window_version(window: Window) -> str:
     that only gained an out-of-order older event) does. Event ids hold no control characters
     (schema v1), so the NUL terminator sorts a shorter id before a longer one it prefixes.
     """
-    return "".join(f"{e.ts_ms:016d}{e.event_id}\x00" for e in reversed(window.events))
+    # A list, not a generator: join builds one anyway, and this runs per changed user and batch.
+    return "".join([f"{e.ts_ms:016d}{e.event_id}\x00" for e in reversed(window.events)])
 
 
 class CorruptWindow(ProfilestreamError):
