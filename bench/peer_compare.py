@@ -230,7 +230,7 @@ def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]
 
 
 def _rounded(value: float | None) -> float | str | None:
-    """Milliseconds to 0.1; beyond the largest bucket (10 s) there is no number to give."""
+    """Milliseconds to 0.1; beyond the largest bucket (`FRESHNESS_CEILING_MS`) there is no number."""
     if value is None:
         return None
     return f">{FRESHNESS_CEILING_MS:.0f}" if value == float("inf") else round(value, 1)
@@ -252,20 +252,48 @@ TABLE_HEADER = (
 )
 
 
+def median_runs(results: list[dict[str, object]]) -> list[tuple[dict[str, object], list[dict[str, object]]]]:
+    """Per implementation and offered rate (in the order first run), the median run by achieved
+    events/s (of an even count the lower middle one) and all the cell's runs (`--repeats`)."""
+    cells: dict[tuple[str, int], list[dict[str, object]]] = {}
+    for row in results:
+        cells.setdefault((str(row["implementation"]), _rate(row)), []).append(row)
+    picked = []
+    for runs in cells.values():
+        ordered = sorted(runs, key=lambda r: float(cast(float, r["achieved_events_per_s"])))
+        picked.append((ordered[(len(ordered) - 1) // 2], runs))
+    return picked
+
+
+def _span(runs: list[dict[str, object]], key: str, shown: str) -> str:
+    """`shown`, and with several runs their range: the run-to-run spread at 4,000 events/s was as
+    large as most single changes (bench/README.md, issue 19 part 8)."""
+    if len(runs) < 2:
+        return shown
+    values = [v for r in runs if isinstance(v := r[key], float | int)]
+    beyond = len(values) < len(runs)  # a freshness beyond the largest bucket
+    if not values:
+        return shown
+    high = f">{FRESHNESS_CEILING_MS:,.0f}" if beyond else f"{max(values):,}"
+    return f"{shown} ({min(values):,} to {high})"
+
+
 def table(results: list[dict[str, object]]) -> str:
-    """The markdown table; an achieved rate marked * did not drain within the drain timeout."""
+    """The markdown table; an achieved rate marked * did not drain within the drain timeout. With
+    several runs per cell (`--repeats`) a row is the median run, and the achieved rate and p99
+    carry the range over the runs."""
     lines = [TABLE_HEADER]
     order = list(dict.fromkeys(str(r["implementation"]) for r in results))
-    for row in sorted(
-        results, key=lambda r: (order.index(str(r["implementation"])), r["offered_events_per_s"])
+    for row, runs in sorted(
+        median_runs(results), key=lambda p: (order.index(str(p[0]["implementation"])), _rate(p[0]))
     ):
         achieved = f"{row['achieved_events_per_s']:,}" + ("" if row.get("drained", True) else "*")
         cells = [
             row["implementation"],
             f"{row['offered_events_per_s']:,}",
-            achieved,
+            _span(runs, "achieved_events_per_s", achieved),
             row["freshness_p50_ms"],
-            row["freshness_p99_ms"],
+            _span(runs, "freshness_p99_ms", str(row["freshness_p99_ms"])),
             row["cpu_ms_per_event"],
             row.get("kafka_cpu_ms_per_event", "-"),
             row.get("redis_cpu_ms_per_event", "-"),
@@ -281,8 +309,9 @@ def plot(results: list[dict[str, object]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4))
+    medians = [row for row, _ in median_runs(results)]
     for name in dict.fromkeys(str(r["implementation"]) for r in results):
-        rows = sorted((r for r in results if r["implementation"] == name), key=_rate)
+        rows = sorted((r for r in medians if r["implementation"] == name), key=_rate)
         if rows:
             axes.plot(
                 [_rate(r) for r in rows],
@@ -328,10 +357,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--start-services", action="store_true", help="Start (and finally stop) Kafka and Redis."
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="Runs of every cell (all cells once, then again); the table shows each cell's median "
+        "run by achieved events/s with the range of achieved events/s and p99 over the runs.",
+    )
     parser.add_argument("--services-name", default="peers")
     parser.add_argument("--out", type=Path, default=Path("var/peer-compare"))
     parser.add_argument("--from-json", type=Path, help="Only print the table and plot of an earlier run.")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    return args
 
 
 def main() -> None:
@@ -361,18 +400,24 @@ def main() -> None:
         services("up", args)
     results = []
     try:
-        for n, rate in enumerate(rates):
-            for name in names[n % len(names) :] + names[: n % len(names)]:
-                cell = events[: int(rate * args.duration_s)]
-                try:
-                    row = run_cell(args, name, rate, cell)
-                except (SystemExit, OSError) as exc:
-                    # A process that died (a port taken meanwhile; Quix Streams 3.28.1 once failed
-                    # on a changelog record it polled as data): the cell once more, marked so.
-                    print(f"{name} at {rate}/s failed ({exc}); trying once more", file=sys.stderr, flush=True)
-                    row = run_cell(args, name, rate, cell) | {"retried_after": str(exc)}
-                print(json.dumps(row), file=sys.stderr, flush=True)
-                results.append(row)
+        for repeat in range(args.repeats):
+            for n, rate in enumerate(rates):
+                for name in names[n % len(names) :] + names[: n % len(names)]:
+                    cell = events[: int(rate * args.duration_s)]
+                    try:
+                        row = run_cell(args, name, rate, cell)
+                    except (SystemExit, OSError) as exc:
+                        # A process that died (a port taken meanwhile; Quix Streams 3.28.1 once
+                        # failed on a changelog record it polled as data): the cell once more.
+                        print(
+                            f"{name} at {rate}/s failed ({exc}); trying once more",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        row = run_cell(args, name, rate, cell) | {"retried_after": str(exc)}
+                    row["run"] = repeat + 1
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+                    results.append(row)
     finally:
         if args.start_services:
             services("down", args)
@@ -380,7 +425,13 @@ def main() -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
     ).stdout.strip()
-    report = {"commit": commit, "users": args.users, "duration_s": args.duration_s, "results": results}
+    report = {
+        "commit": commit,
+        "users": args.users,
+        "duration_s": args.duration_s,
+        "repeats": args.repeats,
+        "results": results,
+    }
     (args.out / "peer_compare.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     plot(results, args.out / "peer_compare_p99.png")
     print(json.dumps(report, indent=2))
