@@ -16,6 +16,16 @@ SERVICES = Path(__file__).resolve().parents[1] / "deploy" / "local" / "services"
 SERVICES_HOME = Path(__file__).resolve().parents[1] / "var" / "services"  # one folder per --name
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition as {series with labels: value}; comment lines skipped."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
 def emit(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 

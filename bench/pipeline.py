@@ -44,7 +44,7 @@ from kafka import KafkaProducer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import print_json, print_table, services  # noqa: E402
+from bench.common import parse_metrics, print_json, print_table, services  # noqa: E402
 from models.index.item_index import MANIFEST_NAME, load_index  # noqa: E402
 from stream.core.events import Event, EventType  # noqa: E402
 from stream.core.settings import Settings, child_environment, load_settings  # noqa: E402
@@ -57,13 +57,7 @@ QUERIES = ["stapler", "gel pens", "desk lamp", "printer paper", "label maker", "
 
 def metrics(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+        return parse_metrics(response.read().decode())
 
 
 def quantile_from_histogram(values: dict[str, float], name: str, q: float) -> float | None:

@@ -32,6 +32,7 @@ from kafka import KafkaConsumer, KafkaProducer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import parse_metrics  # noqa: E402
 from stream.core.deadletter import HEADER_REASON, HEADER_SOURCE  # noqa: E402
 from stream.core.events import Event, EventType  # noqa: E402
 from stream.core.sample import SampleSpec, sample_events  # noqa: E402
@@ -116,13 +117,7 @@ def metric_values(port: int) -> dict[str, float]:
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+        return parse_metrics(response.read().decode())
 
 
 def read_dead_letters(settings: Settings, expected: int) -> dict[str, str]:

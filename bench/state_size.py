@@ -40,6 +40,7 @@ from redis import Redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import parse_metrics  # noqa: E402
 from stream.core.events import Event, EventType  # noqa: E402
 from stream.core.settings import Settings, child_environment, load_settings  # noqa: E402
 from stream.kafka.drain import end_offsets, stored_positions  # noqa: E402
@@ -94,15 +95,9 @@ def cli(settings: Settings, *args: str) -> None:
 def metric_values(port: int) -> dict[str, float]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
+            return parse_metrics(response.read().decode())
     except OSError:
         return {}
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
 
 
 def rss_mib(pid: int) -> float:

@@ -10,6 +10,7 @@ from itertools import pairwise
 
 from prometheus_client import generate_latest
 
+from bench.common import parse_metrics
 from bench.pipeline import quantile_from_histogram
 from stream.worker.metrics import FRESHNESS_BUCKETS_MS, WorkerMetrics
 
@@ -18,11 +19,7 @@ def freshness_p99_ms(observed_ms: list[float]) -> float | None:
     metrics = WorkerMetrics()
     for value in observed_ms:
         metrics.freshness_ms.observe(value)
-    values: dict[str, float] = {}
-    for line in generate_latest(metrics.registry).decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, number = line.rpartition(" ")
-            values[name] = float(number)
+    values = parse_metrics(generate_latest(metrics.registry).decode())
     return quantile_from_histogram(values, "profilestream_freshness_ms", 0.99)
 
 
