@@ -54,6 +54,7 @@ from stream.worker.fetch_wait import use_fetch_max_wait
 from stream.worker.handoff import PerBatchMonitor, RawBytesSchema, use_inline_handoff
 from stream.worker.identity import IdentityJoiner
 from stream.worker.metrics import WorkerMetrics
+from stream.worker.overlap import alongside
 from stream.worker.positions import PositionKeeper
 from stream.worker.quarantine import process_isolating
 from stream.worker.reroute import keep_own
@@ -205,23 +206,21 @@ def create_app(
             current,
             *apply_batch(current, decoded.events, window_config, settings.popularity_half_life_s * 1000),
         )
-        # The encoder releases the GIL; a thread keeps Kafka heartbeats flowing meanwhile.
-        profiles, timings = await asyncio.get_running_loop().run_in_executor(
-            None, state.computer.compute_timed, [(u, w) for u, w in joined.outcome.changed if w.events]
-        )
-        # Two connections, so the two pipelines' round trips overlap.
-        await asyncio.gather(
-            # A joined visitor's keys go once its last events are recorded.
+        # The recent-activity write needs no profile: it goes out before the compute, on its own
+        # connection, so that Redis runs its scripts while the compute thread works (a joined
+        # visitor's keys go once its last events are recorded).
+        profile_count, timings = await alongside(
             identity.after_activity(
                 state.activity.write(not_forgotten(decoded.events, joined.windows)), joined.anonymous
             ),
-            state.store.write(
-                profiles,
-                joined.outcome.forgets,
+            compute_and_store(
+                state,
+                joined.outcome,
                 # Moves the retention watermarks and sweeps a few stored windows; returns the
                 # popularity of catalogue items only.
-                bounded.admit(batch, decoded.events, joined.outcome.popularity, state.computer.catalogue.ids),
-                int(time.time() * 1000),
+                lambda: bounded.admit(
+                    batch, decoded.events, joined.outcome.popularity, state.computer.catalogue.ids
+                ),
             ),
         )
         # Windows are stored only after Redis has the batch. The other way round, a crash between
@@ -233,7 +232,7 @@ def create_app(
             batch=batch,
             decoded=decoded,
             outcome=joined.outcome,
-            profiles=len(profiles),
+            profiles=profile_count,
             timings=timings,
             started_s=started,
         )
@@ -440,6 +439,20 @@ def exit_for_bad_setup(error: Exception) -> NoReturn:
         log.critical("cannot start the worker (exit %d)", EXIT_SETUP_FAILED, exc_info=error)
     logging.shutdown()
     os._exit(EXIT_SETUP_FAILED)
+
+
+async def compute_and_store(
+    state: WorkerState, outcome: BatchOutcome, admit_popularity: Callable[[], dict[str, float]]
+) -> tuple[int, Timings]:
+    """Compute the profiles of the batch's changed users and write them, its forgets and the
+    catalogue popularity (`admit_popularity`, called once the profiles are computed) to the
+    recommendation store. Returns the count of profiles written and the compute's timings."""
+    # The encoder releases the GIL; a thread keeps Kafka heartbeats flowing meanwhile.
+    profiles, timings = await asyncio.get_running_loop().run_in_executor(
+        None, state.computer.compute_timed, [(u, w) for u, w in outcome.changed if w.events]
+    )
+    await state.store.write(profiles, outcome.forgets, admit_popularity(), int(time.time() * 1000))
+    return len(profiles), timings
 
 
 def store_windows(
