@@ -91,8 +91,24 @@ _EXCEL_DAYS_RANGE = (Decimal(20_000), Decimal(100_000))
 _SPACED_ZONE = re.compile(r"(?<=[0-9])\s+(Z|[+-][0-9]{2}(?::?[0-9]{2})?)$")
 # 2019/10/01: the date with slashes, year first (never ambiguous between day and month).
 _SLASHED_DATE = re.compile(r"^([0-9]{4})/([0-9]{2})/([0-9]{2})")
-# Java's ZonedDateTime.toString() adds the zone's name after the offset: ...Z[UTC], ...+02:00[Europe/Paris].
-_ZONE_NAME = re.compile(r"(?<=[0-9Z])\[[A-Za-z0-9_/+-]+\]$")
+# Java's ZonedDateTime.toString() adds the zone's name after the offset: ...Z[UTC],
+# ...+02:00[Europe/Paris], ...+02:00[UTC+02:00] (a ZoneId made from an offset).
+_ZONE_NAME = re.compile(r"(?<=[0-9Z])\[[A-Za-z0-9_/+:-]+\]$")
+# "... UTC+2", "... GMT-05:00", "... UTC+0530": an offset written after the zone's name, as
+# Windows, .NET and log formats show it; it means the offset from UTC (+2 is two hours ahead), not
+# the reversed sign of POSIX TZ strings, which name a zone, not a time.
+_NAMED_OFFSET = re.compile(r"\s*(?:UTC|GMT)([+-])([0-9]{1,2})(?::?([0-9]{2}))?$")
+# A 12-hour clock after a year-first date: "2025-11-13 2:13:20 PM" (Excel, SQL Server, .NET
+# exports). Only after a year-first date: "11/13/2025" or "13/11/2025" cannot say which is the day.
+_TWELVE_HOUR = re.compile(
+    r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{1,2})"
+    r"(:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?)\s*([AP])\.?M\.?(?=\s|$)"
+)
+# 11/12/2025, 12.11.2025, 12-11-25: a date that does not start with its year, refused with its own
+# reason (day first and month first are both common, and nothing in the text says which).
+_DAY_MONTH_DATE = re.compile(r"^[0-9]{1,2}([/.-])[0-9]{1,2}\1[0-9]{2,4}(?![0-9])")
+# An hour of one digit ("2025-11-13 2:13:20"): ISO-8601 wants two.
+_ONE_DIGIT_HOUR = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})([ T])([0-9]):")
 # RFC 2822 / HTTP dates (Tue, 01 Oct 2019 00:00:00 GMT), as email headers and logs write them.
 _RFC2822 = re.compile(r"^[A-Za-z]{3}, [0-9]{1,2} [A-Za-z]{3} [0-9]{4} ")
 _SHOWN = 40
@@ -215,6 +231,10 @@ def _fraction_fix(number: Decimal) -> str | None:
     return None
 
 
+DAY_MONTH_HINT = (
+    "starts with the day or the month, which the text cannot tell apart (11/12: 11 Dec or "
+    "12 Nov); send ISO-8601, year first (yyyy-mm-ddThh:mm:ss)"
+)
 SECONDS_FRACTION_HINT = "it looks like seconds, as time.time() gives: send round(seconds * 1000)"
 EXCEL_SERIAL_HINT = (
     "it looks like an Excel serial date (days since 1899-12-30): export the column as ISO-8601 "
@@ -238,6 +258,8 @@ def plain_number(value: object) -> object:
 def _time_text(value: str, text: str, field: str, unit: TimeUnit) -> int:
     parsed = parse_datetime(text) if len(text) <= _MAX_TIME_TEXT else None
     if parsed is None:
+        if _DAY_MONTH_DATE.match(text):
+            raise InvalidEvent(field, f"{_shown(value)} {DAY_MONTH_HINT}")
         raise InvalidEvent(field, f"{_shown(value)} is neither a number nor a date-time; {time_fix(unit)}")
     return (parsed - _EPOCH) // _ONE_MS
 
@@ -248,9 +270,11 @@ def parse_datetime(text: str) -> datetime | None:
     Case does not matter (RFC 3339 allows ``t`` and ``z``) and a zone may follow a space
     (``2025-11-13 02:13:20.034 +0000``); runs of spaces count as one, the date may be written
     with slashes (``2019/10/01 00:00:00``), Java's zone name after the offset is read away
-    (``...Z[UTC]``), and RFC 2822 dates (``Tue, 01 Oct 2019 00:00:00 GMT``) are read by
-    `email.utils.parsedate_to_datetime`. Only ASCII text: `fromisoformat` reads other scripts'
-    digits too, which no sender means.
+    (``...Z[UTC]``, ``...+02:00[UTC+02:00]``), an offset may follow the zone's name (``... UTC+2``,
+    ``... GMT-05:00``: the offset from UTC), a year-first date may have a 12-hour clock
+    (``2019-10-01 2:05:00 PM``) or an hour of one digit, and RFC 2822 dates
+    (``Tue, 01 Oct 2019 00:00:00 GMT``) are read by `email.utils.parsedate_to_datetime`. Only
+    ASCII text: `fromisoformat` reads other scripts' digits too, which no sender means.
     """
     if not text.isascii():
         return None
@@ -262,6 +286,16 @@ def parse_datetime(text: str) -> datetime | None:
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     text = " ".join(_ZONE_NAME.sub("", text).split()).upper()
     text = _SLASHED_DATE.sub(r"\1-\2-\3", text)
+    twelve_hour = _TWELVE_HOUR.match(text)
+    if twelve_hour:
+        date, hour_text, rest, half = twelve_hour.groups()
+        hour = int(hour_text)
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if half == "P" else 0)
+        text = f"{date} {hour:02d}{rest}{text[twelve_hour.end() :]}"
+    text = _ONE_DIGIT_HOUR.sub(r"\g<1>\g<2>0\g<3>:", text)
+    text = _NAMED_OFFSET.sub(lambda m: f"{m[1]}{int(m[2]):02d}:{m[3] or '00'}", text)
     for suffix in _ZONE_SUFFIXES:
         if text.endswith(suffix):
             text = text[: -len(suffix)].rstrip()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.core.normalise import time_fix
+from stream.core.normalise import DAY_MONTH_HINT, time_fix
 from tests.unit.stream import entry_points as ep
 from tests.unit.stream.entry_points import TS_MS, Outcome
 
@@ -74,6 +74,31 @@ CASES: list[tuple[str, object, Outcome]] = [
     ("ts_ms", "2025-11-13  02:13:20.034", ok(TS_MS)),  # two spaces
     ("ts_ms", "2025-11-13T02:13:20.034Z[UTC]", ok(TS_MS)),  # Java's ZonedDateTime.toString()
     ("ts_ms", "Thu, 13 Nov 2025 02:13:20 GMT", ok(TS_MS - 34)),  # RFC 2822 / HTTP date
+    # A zone id made from an offset, and an offset after the zone's name: the offset from UTC.
+    ("ts_ms", "2025-11-13T04:13:20.034+02:00[UTC+02:00]", ok(TS_MS)),
+    ("ts_ms", "2025-11-13 04:13:20.034 UTC+2", ok(TS_MS)),
+    ("ts_ms", "2025-11-13 04:13:20.034 gmt+02:00", ok(TS_MS)),
+    ("ts_ms", "2025-11-12 21:13:20.034 UTC-05", ok(TS_MS)),
+    ("ts_ms", "2025-11-13 07:43:20.034 UTC+0530", ok(TS_MS)),
+    # A 12-hour clock and a one-digit hour after a year-first date (Excel, SQL Server, .NET).
+    ("ts_ms", "2025-11-13 2:13:20.034 AM", ok(TS_MS)),
+    ("ts_ms", "2025/11/13 2:13:20.034 p.m.", ok(TS_MS + 12 * 3_600_000)),
+    ("ts_ms", "2025-11-13 12:13:20.034 AM", ok(TS_MS - 2 * 3_600_000)),
+    ("ts_ms", "2025-11-13 4:13:20.034 AM UTC+2", ok(TS_MS)),
+    ("ts_ms", "2025-11-13 2:13:20.034", ok(TS_MS)),
+    (
+        "ts_ms",
+        "2025-11-13 13:13:20 PM",
+        refused(f"'2025-11-13 13:13:20 PM' is neither a number nor a date-time; {FIX}"),
+    ),
+    (
+        "ts_ms",
+        "2025-11-13 02:13:20 UTC+25",
+        refused(f"'2025-11-13 02:13:20 UTC+25' is neither a number nor a date-time; {FIX}"),
+    ),
+    # Day first or month first: the text cannot say which, so neither is guessed.
+    ("ts_ms", "11/13/2025 2:13:20 AM", refused(f"'11/13/2025 2:13:20 AM' {DAY_MONTH_HINT}")),
+    ("ts_ms", "13.11.2025 02:13", refused(f"'13.11.2025 02:13' {DAY_MONTH_HINT}")),
     # A fraction of a ms is floored, as ISO text's microseconds are (time.time() * 1000 sends one).
     ("ts_ms", TS_MS + 0.5, ok(TS_MS)),
     ("ts_ms", f"{TS_MS}.999", ok(TS_MS)),
