@@ -34,6 +34,12 @@ Rules, the same for every caller (replay, load generic, the catalogue reader):
   of the header's width, that first line is rejected alone (`UNBALANCED_QUOTE`, its line number)
   and the others are read as rows. Otherwise the cell's line breaks are its own (a product
   description), or, for a quote still open at the end of the file, the line is rejected alone.
+- A quote inside a quoted cell is doubled in CSV (``""``, RFC 4180); Spark, Hive and MySQL write
+  it escaped with a backslash (``\\"``) by default. When the first `ESCAPE_SAMPLE_CHARS` characters
+  hold backslash-escaped quotes inside cells and no doubled ones (`quote_escape`), the file is read
+  with backslash escapes (``"gel \\"pro\\" pens"`` is ``gel "pro" pens``; ``\\\\"`` is a backslash
+  ending the cell) and a warning in the `ReadTally` says so; otherwise a row that escapes so and
+  splits into too many cells is rejected with that hint.
 - A row is at most `MAX_ROW_CHARS` characters (1 MiB: the largest raw event JSONL parses), all its
   lines counted; a longer row (or quoted cell) is rejected alone and the reader goes on after it,
   never holding more. Cells up to that are read whole (the csv module's 128 KiB field limit is
@@ -70,7 +76,7 @@ import lzma
 import re
 import zlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, TextIO, cast
@@ -161,6 +167,11 @@ _HEAD_BYTES = 4096
 _SEP_LINE = re.compile(r"\ufeff?sep=([^\r\n\"])(?:\r\n|\r|\n)?", re.IGNORECASE)
 _LINE_ENDS = ("\r\n", "\n", "\r")
 _SKIP_CHARS = 1 << 16
+# How much of a CSV file is looked at to tell how its quoted cells escape a quote (`quote_escape`).
+ESCAPE_SAMPLE_CHARS = 1 << 20
+# A run of backslashes before a quote: in a file that escapes with a backslash, an odd run ends
+# with an escaped quote and each pair before it is one backslash (Spark's charToEscapeQuoteEscaping).
+_BACKSLASHES_BEFORE_QUOTE = re.compile(r'(\\+)"')
 UNBALANCED_QUOTE = (
     'unbalanced quote: an opening " without its closing one; fix the quoting or remove the quote'
 )
@@ -792,11 +803,18 @@ def _csv_rows(
 ) -> Iterator[Row]:
     codec = check_encoding(encoding)
     cut = ensure_decodable(path, encoding)
+    escape = quote_escape(path, codec, delimiter)
+    if escape == "backslash":
+        tally.warn(
+            f'{path}: quotes inside cells are escaped with a backslash (\\", as Spark, Hive and '
+            'MySQL write by default) and were read so; CSV doubles them ("")'
+        )
     try:
         # "replace": after `ensure_decodable` only a cut last character can be undecodable.
         with open_text(path, codec, newline="") as text:
             held: Row | None = None
-            for row in _csv_records(_LineFeed(text), tally, path, delimiter, columns):
+            unescape = doubled_quotes if escape == "backslash" else None
+            for row in _csv_records(_LineFeed(text, unescape), tally, path, delimiter, columns):
                 if held is not None:
                     yield held
                 held = row
@@ -827,8 +845,10 @@ class _LineFeed:
     `overlong`.
     """
 
-    def __init__(self, text: TextIO) -> None:
+    def __init__(self, text: TextIO, unescape: Callable[[str], str] | None = None) -> None:
         self._readline = text.readline
+        # Each line rewritten to CSV's doubled quotes before anything reads it (`doubled_quotes`).
+        self._unescape = unescape
         self._number = 0
         self.pending: deque[_Line] = deque()
         self.span: list[_Line] = []
@@ -871,16 +891,26 @@ class _LineFeed:
         if not text:
             return None
         self._number += 1
+        unescape = self._unescape
         if len(text) <= MAX_ROW_CHARS:
-            return self._number, text
+            return self._number, unescape(text) if unescape is not None else text
         # Read past the rest of the line a bounded piece at a time; only the parity of its quotes
         # is kept, as a quoted cell's line would have (`_skip_quoted`).
-        quotes = text.count('"')
-        while not text.endswith(_LINE_ENDS):
+        quotes, carry = 0, ""
+        while True:
+            if unescape is None:
+                quotes += text.count('"')
+            else:
+                # A backslash at a piece's end may escape the next piece's first quote.
+                whole = carry + text
+                kept = whole.rstrip("\\")
+                carry = whole[len(kept) :]
+                quotes += unescape(kept).count('"')
+            if text.endswith(_LINE_ENDS):
+                break
             text = self._readline(_SKIP_CHARS)
             if not text:
                 break
-            quotes += text.count('"')
         self.parity[self._number] = quotes % 2
         return self._number, None
 
@@ -936,6 +966,38 @@ def _csv_records(
             tally.note_malformed(number, f"{len(cells)} cells for {len(header)} columns{_escape_hint(span)}")
             continue
         yield Row(number, dict(zip(header, cells, strict=False)))
+
+
+def quote_escape(path: Path, codec: str, delimiter: str) -> Literal["double", "backslash"]:
+    """How the CSV file `path` escapes a quote inside a quoted cell, from its first
+    `ESCAPE_SAMPLE_CHARS` characters: ``backslash`` when they hold a backslash-escaped quote inside
+    a cell (``\\"`` followed by anything but the separator or a line end) and no doubled one
+    (``""`` that is not an empty cell), else ``double`` (RFC 4180). Unreadable text is left to the
+    reader, which names it."""
+    try:
+        with open_text(path, codec, newline="") as text:
+            sample = text.read(ESCAPE_SAMPLE_CHARS)
+    except UnicodeError:
+        return "double"
+    except _READ_ERRORS:
+        return "double"
+    if '\\"' not in sample:
+        return "double"
+    cell_end = f"[{re.escape(delimiter)}\r\n]"
+    escaped = re.search(rf'(?<!\\)(?:\\\\)*\\"(?!{cell_end})', sample)
+    doubled = re.search(rf'(?<![\\{re.escape(delimiter)}\r\n])""|(?<!\\)""(?!{cell_end}|$)', sample)
+    return "backslash" if escaped is not None and doubled is None else "double"
+
+
+def doubled_quotes(line: str) -> str:
+    """`line` of a file that escapes quotes with a backslash, written as CSV writes it: each
+    escaped quote doubled (``\\"`` to ``""``) and each pair of backslashes before a quote one
+    backslash (``\\\\"``: a backslash, then the quote that ends the cell). Never longer than `line`."""
+    if '\\"' not in line:
+        return line
+    return _BACKSLASHES_BEFORE_QUOTE.sub(
+        lambda run: "\\" * (len(run[1]) // 2) + ('""' if len(run[1]) % 2 else '"'), line
+    )
 
 
 def _escape_hint(span: list[_Line]) -> str:

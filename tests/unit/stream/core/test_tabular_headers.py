@@ -64,8 +64,14 @@ def test_type_names_of_other_vocabularies_are_mapped(name: str, expected: str) -
 
 
 def test_a_row_with_backslash_escaped_quotes_is_rejected_with_the_export_fix(tmp_path: Path) -> None:
+    # The file also doubles a quote (""), so it is read as CSV: the backslash row splits into too
+    # many cells and is rejected alone with the fix (files that only escape with a backslash are
+    # read so: tests/unit/stream/core/test_tabular_escapes.py).
     path = tmp_path / "e.csv"
-    path.write_text(f'event_id,user_id,type,query,ts_ms\ne1,u1,search,"27\\" monitor, curved",{TS}\n')
+    path.write_text(
+        f'event_id,user_id,type,query,ts_ms\ne0,u1,search,"24"" monitor",{TS}\n'
+        f'e1,u1,search,"27\\" monitor, curved",{TS}\n'
+    )
     tally = ReadTally()
-    assert list(read_rows(path, tally=tally)) == []
+    assert [row.values["query"] for row in read_rows(path, tally=tally)] == ['24" monitor']
     assert "escaped with a backslash" in tally.first_malformed[0]
