@@ -58,7 +58,8 @@ def file_options(func: F) -> F:
             "--encoding",
             default="utf-8",
             show_default=True,
-            help="Text encoding of a CSV/JSONL file (e.g. cp1252 for Excel/Windows exports); a UTF-8 "
+            help="Text encoding of a CSV/JSONL file (e.g. cp1252 for Excel/Windows exports; utf-8,cp1252 "
+            "for a file that mixes both); a UTF-8 "
             "byte-order mark is read away.",
         ),
         _DELIMITER_OPTION,

@@ -264,7 +264,8 @@ def export_command(
     "--encoding",
     default="utf-8",
     show_default=True,
-    help="Text encoding of a CSV/JSONL catalogue (e.g. cp1252); a UTF-8 byte-order mark is read away.",
+    help="Text encoding of a CSV/JSONL catalogue (e.g. cp1252; utf-8,cp1252 for a mix of both); a "
+    "UTF-8 byte-order mark is read away.",
 )
 @click.option(
     "--delimiter",

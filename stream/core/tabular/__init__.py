@@ -2,8 +2,9 @@
 
 `reader` turns a file into rows with their line (or row) number (a ``.gz``, ``.bz2``, ``.xz`` or
 ``.zst`` file read decompressed, its format named by the suffix before: ``x.csv.gz``): a UTF-8
-BOM is read away, the encoding is a parameter, undecodable bytes are a `SourceError` naming the line and the
-``--encoding`` option, a CSV file's column separator (``,`` ``;`` tab ``|``) is a parameter or found
+BOM is read away, the encoding is a parameter (``utf-8,cp1252`` for a file mixing both: `encodings`),
+undecodable bytes (and UTF-8 text under a single-byte encoding) are a `SourceError` naming the line and
+the ``--encoding`` option, a CSV file's column separator (``,`` ``;`` tab ``|``) is a parameter or found
 (``.tsv``/``.tab`` are tab-separated, ``.dat`` is CSV; a headerless file's column names are a
 parameter (``--columns``), and a header that looks like data is a warning; a header that reads as
 one column but splits at another separator is a `SourceError` naming ``--delimiter``; an Excel

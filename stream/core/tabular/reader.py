@@ -86,6 +86,7 @@ import zstandard
 from stream.core import json_numbers
 from stream.core.errors import SourceError
 from stream.core.events import MAX_RAW_EVENT_BYTES
+from stream.core.tabular.encodings import Utf8Watch, is_single_byte
 from stream.core.tabular.values import RowRules
 
 TableFormat = Literal["csv", "jsonl", "json", "parquet"]
@@ -372,7 +373,8 @@ def check_encoding(encoding: str) -> str:
         info = codecs.lookup(encoding)
     except LookupError as exc:
         raise SourceError(
-            f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, cp1252, latin-1 or utf-16"
+            f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, cp1252, latin-1 or "
+            "utf-16, or utf-8,cp1252 for a file that mixes UTF-8 with a single-byte encoding"
         ) from exc
     if info.name == "utf-8":
         return "utf-8-sig"
@@ -530,6 +532,9 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
     codec = check_encoding(encoding)
     decoder = codecs.getincrementaldecoder(codec)("strict")
     lines_before = 0
+    # A single-byte codec reads any bytes, UTF-8 too, as mojibake: such a file is refused instead.
+    watch = Utf8Watch() if is_single_byte(codec) else None
+    seen_non_ascii = False
     try:
         # A compressed file is checked as its decompressed bytes, which cannot be sought back:
         # the head read for the check is decoded as the first chunk.
@@ -548,14 +553,25 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
                         # a truncated last line (a copy taken while it was written), which the
                         # reader counts as malformed, not a file in another encoding.
                         return True
+                    if watch is not None and _finish_watch(watch, chunk, data).first is not None:
+                        # UTF-8 bytes a single-byte codec leaves undefined (the 9D of "”" in
+                        # cp1252): the file's UTF-8 is the problem to name.
+                        raise _utf8_misread(path, encoding, codec, watch) from exc
                     done = (pending + chunk)[: exc.start].decode(codec, "replace")
-                    raise _undecodable(path, encoding, lines_before + done.count("\n") + 1, exc) from exc
+                    mixed = codec == "utf-8-sig" and (seen_non_ascii or not done.isascii())
+                    line = lines_before + done.count("\n") + 1
+                    raise _undecodable(path, encoding, line, exc, mixed=mixed) from exc
                 except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
                     raise SourceError(
                         f"{path} line {lines_before + 1}: not valid {encoding} text ({exc}); {_ENCODING_HINT}"
                     ) from exc
                 lines_before += text.count("\n")
+                seen_non_ascii = seen_non_ascii or not text.isascii()
+                if watch is not None:
+                    watch.feed(chunk, final=not chunk)
                 if not chunk:
+                    if watch is not None and watch.first is not None:
+                        raise _utf8_misread(path, encoding, codec, watch)
                     return False
                 chunk = data.read(_CHECK_CHUNK_BYTES)
     except _READ_ERRORS as exc:
@@ -627,14 +643,50 @@ def _wide_encoding(head: bytes) -> str | None:
     return None
 
 
-def _undecodable(path: Path, encoding: str, line: int, exc: UnicodeError) -> SourceError:
+def _undecodable(
+    path: Path, encoding: str, line: int, exc: UnicodeError, *, mixed: bool = False
+) -> SourceError:
     where = f"{path} line {line}" if line else str(path)
     if not isinstance(exc, UnicodeDecodeError):
         return SourceError(f"{where}: not valid {encoding} text ({exc}); {_ENCODING_HINT}")
     shown = exc.object[exc.start : min(exc.end, exc.start + 4)].hex(" ").upper()
+    if mixed:
+        # Lines before it held UTF-8 outside ASCII: one encoding for the whole file would misread
+        # one part or the other.
+        return SourceError(
+            f"{where}: bytes {shown} are not valid {encoding} ({exc.reason}), while the lines before "
+            "it hold UTF-8 text: the file mixes encodings; pass --encoding utf-8,cp1252 (UTF-8 "
+            "where the bytes are UTF-8, cp1252 elsewhere; or utf-8,latin-1...)"
+        )
     return SourceError(
         f"{where}: bytes {shown} are not valid {encoding} ({exc.reason}); the file is in another "
         f"encoding: {_ENCODING_HINT}"
+    )
+
+
+def _finish_watch(watch: Utf8Watch, chunk: bytes, data: BinaryIO) -> Utf8Watch:
+    """`watch` fed `chunk` and the rest of `data`."""
+    watch.feed(chunk, final=False)
+    while more := data.read(_CHECK_CHUNK_BYTES):
+        watch.feed(more, final=False)
+    watch.feed(b"", final=True)
+    return watch
+
+
+def _utf8_misread(path: Path, encoding: str, codec: str, watch: Utf8Watch) -> SourceError:
+    """The error for a file read with a single-byte codec that holds UTF-8 text, which it would
+    turn into other characters (é into Ã©)."""
+    assert watch.first is not None
+    line, sequence = watch.first
+    fix = (
+        "the file is UTF-8: leave --encoding out"
+        if watch.all_utf8
+        else f"the file mixes UTF-8 with {encoding}: pass --encoding utf-8,{encoding}"
+    )
+    meant, misread = sequence.decode("utf-8"), sequence.decode(codec, "replace")
+    return SourceError(
+        f"{path} line {line}: bytes {sequence.hex(' ').upper()} are UTF-8 for {meant!r}, which "
+        f"{encoding} would read as {misread!r}; {fix}"
     )
 
 

@@ -1,0 +1,96 @@
+"""Files that mix UTF-8 with cp1252 (exports concatenated from several tools), and UTF-8 files
+read with a single-byte encoding: never read as mojibake (``é`` as ``Ã©``), read line by line
+with ``--encoding utf-8,cp1252``, or refused naming the line and that option."""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+from pathlib import Path
+
+import pytest
+
+from stream.core.errors import SourceError
+from stream.core.tabular import check_encoding, read_rows
+from stream.core.tabular.encodings import is_single_byte
+from stream.core.tabular.reader import _HEAD_BYTES
+
+HEADER = "event_id,user_id,type,query,ts_ms\n"
+UTF8_ROWS = "e1,u1,search,café crème,1764000000000\ne2,u2,search,naïve “x”,1764000000001\n"
+CP1252_ROW = "e3,u3,search,£5 café — ok,1764000000002\n"
+
+
+def mixed(tmp_path: Path, name: str = "mixed.csv") -> Path:
+    path = tmp_path / name
+    data = (HEADER + UTF8_ROWS).encode("utf-8") + CP1252_ROW.encode("cp1252")
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(codecs.BOM_UTF8 + data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def queries(path: Path, encoding: str) -> list[str]:
+    return [row.values["query"] for row in read_rows(path, encoding=encoding)]
+
+
+def test_a_mixed_file_read_as_utf8_is_refused_naming_the_mixed_encoding(tmp_path: Path) -> None:
+    with pytest.raises(
+        SourceError, match=r"line 4: bytes A3 .*mixes encodings; pass --encoding utf-8,cp1252"
+    ):
+        queries(mixed(tmp_path), "utf-8")
+
+
+def test_a_mixed_file_read_as_cp1252_is_refused_not_misread(tmp_path: Path) -> None:
+    with pytest.raises(
+        SourceError,
+        match=r"line 2: bytes C3 A9 are UTF-8 for 'é', which cp1252 would read as 'Ã©'; .*utf-8,cp1252",
+    ):
+        queries(mixed(tmp_path), "cp1252")
+
+
+def test_a_utf8_file_read_with_a_single_byte_encoding_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "utf8.csv"
+    path.write_text(HEADER + UTF8_ROWS, encoding="utf-8")
+    with pytest.raises(SourceError, match="the file is UTF-8: leave --encoding out"):
+        queries(path, "latin-1")
+
+
+@pytest.mark.parametrize("name", ["mixed.csv", "mixed.csv.gz"])
+def test_utf8_with_a_fallback_reads_each_part_in_its_own_encoding(tmp_path: Path, name: str) -> None:
+    assert queries(mixed(tmp_path, name), "utf-8,cp1252") == ["café crème", "naïve “x”", "£5 café — ok"]
+    assert queries(mixed(tmp_path, name), "UTF8,Windows-1252") == ["café crème", "naïve “x”", "£5 café — ok"]
+
+
+def test_utf8_with_a_fallback_reads_json_lines_too(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    first = '{"event_id":"e1","user_id":"u1","type":"search","query":"café","ts_ms":1764000000000}\n'
+    second = '{"event_id":"e2","user_id":"u1","type":"search","query":"£5 café","ts_ms":1764000000001}\n'
+    path.write_bytes(first.encode("utf-8") + second.encode("cp1252"))
+    assert queries(path, "utf-8,cp1252") == ["café", "£5 café"]
+
+
+def test_a_utf8_letter_split_between_two_checked_chunks_is_still_found(tmp_path: Path) -> None:
+    # The check reads the file in chunks; "é" is cut between the first two.
+    path = tmp_path / "split.csv"
+    head = (HEADER + "e1,u1,search,").encode()
+    filler = b"a" * (_HEAD_BYTES - len(head) - 1)
+    path.write_bytes(head + filler + "é,1764000000000\n".encode())
+    with pytest.raises(SourceError, match="bytes C3 A9 are UTF-8"):
+        queries(path, "cp1252")
+
+
+def test_a_plain_cp1252_file_reads_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "cp.csv"
+    path.write_bytes((HEADER + CP1252_ROW).encode("cp1252"))
+    assert queries(path, "cp1252") == ["£5 café — ok"]
+    assert queries(path, "utf-8,cp1252") == ["£5 café — ok"]
+
+
+def test_only_a_single_byte_fallback_is_a_mixed_encoding() -> None:
+    assert check_encoding("utf-8,cp1252") == "utf-8,cp1252"
+    for name in ("utf-8,utf-16", "utf-8,shift_jis", "utf-8,nonesuch"):
+        with pytest.raises(SourceError, match="utf-8,cp1252 for a file that mixes"):
+            check_encoding(name)
+    assert is_single_byte("cp1252") and is_single_byte("latin-1")
+    assert not is_single_byte("utf-8") and not is_single_byte("utf-8-sig") and not is_single_byte("utf-16")
