@@ -93,11 +93,13 @@ _SPACED_ZONE = re.compile(r"(?<=[0-9])\s+(Z|[+-][0-9]{2}(?::?[0-9]{2})?)$")
 _SLASHED_DATE = re.compile(r"^([0-9]{4})/([0-9]{2})/([0-9]{2})")
 # Java's ZonedDateTime.toString() adds the zone's name after the offset: ...Z[UTC],
 # ...+02:00[Europe/Paris], ...+02:00[UTC+02:00] (a ZoneId made from an offset).
-_ZONE_NAME = re.compile(r"(?<=[0-9Z])\[[A-Za-z0-9_/+:-]+\]$")
+# Read away only after an offset or Z, which say the time: "...T03:13:20[Europe/Paris]" alone
+# (RFC 9557 allows it) names a zone whose offset the text does not give, and is refused.
+_ZONE_NAME = re.compile(r"([Tt ][0-9]{2}[0-9:.,]*(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?))\[[A-Za-z0-9_/+:-]+\]$")
 # "... UTC+2", "... GMT-05:00", "... UTC+0530": an offset written after the zone's name, as
 # Windows, .NET and log formats show it; it means the offset from UTC (+2 is two hours ahead), not
 # the reversed sign of POSIX TZ strings, which name a zone, not a time.
-_NAMED_OFFSET = re.compile(r"\s*(?:UTC|GMT)([+-])([0-9]{1,2})(?::?([0-9]{2}))?$")
+_NAMED_OFFSET = re.compile(r"\s*(?:UTC|GMT)([+-])([0-9]{1,2})(?::?([0-9]{2}))?$", re.IGNORECASE)
 # A 12-hour clock after a year-first date: "2025-11-13 2:13:20 PM" (Excel, SQL Server, .NET
 # exports). Only after a year-first date: "11/13/2025" or "13/11/2025" cannot say which is the day.
 _TWELVE_HOUR = re.compile(
@@ -279,12 +281,17 @@ def parse_datetime(text: str) -> datetime | None:
     if not text.isascii():
         return None
     if _RFC2822.match(text):
+        text = _NAMED_OFFSET.sub(lambda m: f" {m[1]}{int(m[2]):02d}{m[3] or '00'}", text)
         try:
             moment = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError):
             return None
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    text = " ".join(_ZONE_NAME.sub("", text).split()).upper()
+        if moment.tzinfo is None:
+            # email.utils leaves a zone it does not know (CET, BST...) naive, as it does -0000
+            # ("UTC, local zone unknown"): only the latter says the time.
+            return moment.replace(tzinfo=UTC) if text.rstrip().endswith("-0000") else None
+        return moment
+    text = " ".join(_ZONE_NAME.sub(r"\1", text).split()).upper()
     text = _SLASHED_DATE.sub(r"\1-\2-\3", text)
     twelve_hour = _TWELVE_HOUR.match(text)
     if twelve_hour:

@@ -74,6 +74,24 @@ CASES: list[tuple[str, object, Outcome]] = [
     ("ts_ms", "2025-11-13  02:13:20.034", ok(TS_MS)),  # two spaces
     ("ts_ms", "2025-11-13T02:13:20.034Z[UTC]", ok(TS_MS)),  # Java's ZonedDateTime.toString()
     ("ts_ms", "Thu, 13 Nov 2025 02:13:20 GMT", ok(TS_MS - 34)),  # RFC 2822 / HTTP date
+    ("ts_ms", "Thu, 13 Nov 2025 04:13:20 GMT+2", ok(TS_MS - 34)),
+    ("ts_ms", "Thu, 13 Nov 2025 02:13:20 -0000", ok(TS_MS - 34)),  # UTC, local zone unknown
+    # A zone the text names without its offset is no time: never read as UTC.
+    (
+        "ts_ms",
+        "Thu, 13 Nov 2025 03:13:20 CET",
+        refused(f"'Thu, 13 Nov 2025 03:13:20 CET' is neither a number nor a date-time; {FIX}"),
+    ),
+    (
+        "ts_ms",
+        "2025-11-13T03:13[Europe/Paris]",
+        refused(f"'2025-11-13T03:13[Europe/Paris]' is neither a number nor a date-time; {FIX}"),
+    ),
+    (
+        "ts_ms",
+        "2025-11-13[Europe/Paris]",
+        refused(f"'2025-11-13[Europe/Paris]' is neither a number nor a date-time; {FIX}"),
+    ),
     # A zone id made from an offset, and an offset after the zone's name: the offset from UTC.
     ("ts_ms", "2025-11-13T04:13:20.034+02:00[UTC+02:00]", ok(TS_MS)),
     ("ts_ms", "2025-11-13 04:13:20.034 UTC+2", ok(TS_MS)),
