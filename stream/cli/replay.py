@@ -172,5 +172,7 @@ def echo_replay_report(report: ReplayReport) -> None:
             f"  {report.clamped_received} x received_ms past the replay's clock, set to it (produced); "
             f"first: {first['position']} {first['reason']}"
         )
+    for warning in report.warnings:
+        click.echo(f"  warning: {warning}")
     if report.rejects_path is not None:
         click.echo(f"rejected events: {report.rejects_path}")

@@ -186,6 +186,8 @@ class ReplayReport:
     unmapped_types: dict[str, int] = field(default_factory=dict)  # type name in the file -> rows skipped
     malformed: int = 0  # lines the file reader skipped (not JSON, a truncated CSV row...)
     malformed_lines: list[str] = field(default_factory=list)  # the first few, "line N: reason"
+    # Whole-file doubts the reader read on with (a header that looks like data, backslash escapes).
+    warnings: list[str] = field(default_factory=list)
     # File events whose received_ms lay past the replay's clock (plus the tolerance): set to it.
     clamped_received: int = 0
     clamped_received_first: dict[str, object] | None = None  # the first, as `ClampedReceive.to_dict`
@@ -212,6 +214,7 @@ class ReplayReport:
             "unmapped_types": self.unmapped_types,
             "malformed": self.malformed,
             "malformed_lines": self.malformed_lines,
+            "warnings": self.warnings,
             "clamped_received": self.clamped_received,
             "clamped_received_first": self.clamped_received_first,
         }
@@ -855,6 +858,7 @@ def replay(settings: Settings, spec: SourceSpec, options: ReplayOptions) -> Repl
         unmapped_types=dict(unmapped.most_common()),
         malformed=reader.malformed,
         malformed_lines=list(reader.first_malformed),
+        warnings=list(reader.warnings),
         clamped_received=clamped.count,
         clamped_received_first=clamped.first.to_dict() if clamped.first is not None else None,
     )

@@ -69,6 +69,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import csv
+import functools
 import gzip
 import io
 import json
@@ -168,6 +169,11 @@ _HEAD_BYTES = 4096
 _SEP_LINE = re.compile(r"\ufeff?sep=([^\r\n\"])(?:\r\n|\r|\n)?", re.IGNORECASE)
 _LINE_ENDS = ("\r\n", "\n", "\r")
 _SKIP_CHARS = 1 << 16
+# The reason for a row of a file read as CSV that escapes a quote with a backslash all the same.
+ESCAPED_IN_CSV = (
+    'a quote escaped with a backslash (\\") in a file read, from its first MiB, as CSV, which doubles '
+    'quotes (""); export the file with escape set to the quote character'
+)
 # How much of a CSV file is looked at to tell how its quoted cells escape a quote (`quote_escape`).
 ESCAPE_SAMPLE_CHARS = 1 << 20
 # A run of backslashes before a quote: in a file that escapes with a backslash, an odd run ends
@@ -859,7 +865,8 @@ def _csv_rows(
     if escape == "backslash":
         tally.warn(
             f'{path}: quotes inside cells are escaped with a backslash (\\", as Spark, Hive and '
-            'MySQL write by default) and were read so; CSV doubles them ("")'
+            'MySQL write by default) and were read so (CSV doubles them, ""); other backslashes '
+            "(MySQL's \\\\, \\t, \\n) are kept as written"
         )
     try:
         # "replace": after `ensure_decodable` only a cut last character can be undecodable.
@@ -901,6 +908,7 @@ class _LineFeed:
         self._readline = text.readline
         # Each line rewritten to CSV's doubled quotes before anything reads it (`doubled_quotes`).
         self._unescape = unescape
+        self.backslash = unescape is not None
         self._number = 0
         self.pending: deque[_Line] = deque()
         self.span: list[_Line] = []
@@ -1011,6 +1019,10 @@ def _csv_records(
             if hint is not None:
                 tally.warn(f"{path}: {hint}")
             continue
+        if not feed.backslash and _escaped_in(span, delimiter):
+            # Read as CSV, "27\" tv" is the cell 27\ and then tv": never a value to keep.
+            tally.note_malformed(number, ESCAPED_IN_CSV)
+            continue
         if len(cells) < len(header):
             tally.note_malformed(number, f"{len(cells)} of {len(header)} columns (a truncated line?)")
             continue
@@ -1023,8 +1035,9 @@ def _csv_records(
 def quote_escape(path: Path, codec: str, delimiter: str) -> Literal["double", "backslash"]:
     """How the CSV file `path` escapes a quote inside a quoted cell, from its first
     `ESCAPE_SAMPLE_CHARS` characters: ``backslash`` when they hold a backslash-escaped quote inside
-    a cell (``\\"`` followed by anything but the separator or a line end) and no doubled one
-    (``""`` that is not an empty cell), else ``double`` (RFC 4180). Unreadable text is left to the
+    a cell (`_escaped_quote`) and no doubled one (``""`` that is not an empty cell), else ``double``
+    (RFC 4180). A row of a ``double`` file that escapes a quote so all the same is rejected alone
+    (`ESCAPED_IN_CSV`), never read with the backslash in its cell. Unreadable text is left to the
     reader, which names it."""
     try:
         with open_text(path, codec, newline="") as text:
@@ -1036,7 +1049,7 @@ def quote_escape(path: Path, codec: str, delimiter: str) -> Literal["double", "b
     if '\\"' not in sample:
         return "double"
     cell_end = f"[{re.escape(delimiter)}\r\n]"
-    escaped = re.search(rf'(?<!\\)(?:\\\\)*\\"(?!{cell_end})', sample)
+    escaped = _escaped_quote(delimiter).search(sample)
     doubled = re.search(rf'(?<![\\{re.escape(delimiter)}\r\n])""|(?<!\\)""(?!{cell_end}|$)', sample)
     return "backslash" if escaped is not None and doubled is None else "double"
 
@@ -1050,6 +1063,20 @@ def doubled_quotes(line: str) -> str:
     return _BACKSLASHES_BEFORE_QUOTE.sub(
         lambda run: "\\" * (len(run[1]) // 2) + ('""' if len(run[1]) % 2 else '"'), line
     )
+
+
+@functools.cache
+def _escaped_quote(delimiter: str) -> re.Pattern[str]:
+    """A quote escaped with a backslash inside a cell: ``\\"`` after an even run of backslashes,
+    followed by neither the separator, a line end nor a quote. ``\\""`` is left out: in CSV it is a
+    backslash and a doubled quote (``"5\\"" tv"``), escaped it is a quote ending the cell."""
+    return re.compile(rf'(?<!\\)(?:\\\\)*\\"(?![{re.escape(delimiter)}\r\n"])')
+
+
+def _escaped_in(span: list[_Line], delimiter: str) -> bool:
+    """Whether a line of `span` holds a quote escaped with a backslash inside a cell."""
+    pattern = _escaped_quote(delimiter)
+    return any(text is not None and '\\"' in text and pattern.search(text) for _, text in span)
 
 
 def _escape_hint(span: list[_Line]) -> str:

@@ -10,11 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream.cli.main import main
 from stream.core.tabular import ReadTally, read_rows
-from stream.core.tabular.reader import MAX_ROW_CHARS, doubled_quotes
+from stream.core.tabular.reader import ESCAPE_SAMPLE_CHARS, ESCAPED_IN_CSV, MAX_ROW_CHARS, doubled_quotes
 from tests.unit.stream.entry_points import _replayed
 
 TS = "1764000000000"
@@ -120,3 +122,46 @@ def test_any_spark_cell_reads_back_as_written(value: str) -> None:
     text = f"{spark_cell(value)},end\n"
     lines = [doubled_quotes(line) for line in text.splitlines(keepends=True)]
     assert next(csv.reader(lines)) == [value, "end"]
+
+
+def test_an_escaped_quote_after_the_first_mib_rejects_its_row_alone(tmp_path: Path) -> None:
+    # The file was read as CSV: a later row that escapes with a backslash cannot be read right.
+    path = tmp_path / "late.csv"
+    plain = "".join(f"p{i},u1,search,plain query {i},{TS}\n" for i in range(ESCAPE_SAMPLE_CHARS // 30))
+    path.write_text(HEADER + plain + f"x1,u1,search,{TV},{TS}\nx2,u1,search,after,{TS}\n", encoding="utf-8")
+    got, tally = read(path)
+    assert [row["query"] for row in got[-1:]] == ["after"]
+    assert not any(row["event_id"] == "x1" for row in got)
+    assert tally.malformed == 1 and ESCAPED_IN_CSV in tally.first_malformed[0]
+
+
+def test_in_a_file_that_doubles_quotes_a_backslash_escaped_row_is_rejected_alone(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text(
+        HEADER + f'e1,u1,search,"the ""best"" tv",{TS}\ne2,u1,search,{TV},{TS}\n', encoding="utf-8"
+    )
+    got, tally = read(path)
+    assert [row["query"] for row in got] == ['the "best" tv']
+    assert tally.malformed == 1 and ESCAPED_IN_CSV in tally.first_malformed[0]
+
+
+def test_a_backslash_before_a_doubled_quote_is_csv(tmp_path: Path) -> None:
+    # What csv.writer writes for the value 5\" screen: a backslash, then a doubled quote.
+    path = tmp_path / "rfc.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows([HEADER.strip().split(","), ["e1", "u1", "search", '5\\" screen', TS]])
+    got, tally = read(path)
+    assert [row["query"] for row in got] == ['5\\" screen']
+    assert tally.warnings == [] and tally.malformed == 0
+
+
+def test_replay_prints_the_readers_warning(tmp_path: Path) -> None:
+    path = tmp_path / "spark.csv"
+    path.write_text(HEADER + f"e1,u1,search,{TV},{TS}\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        main,
+        ["replay", str(path), "--dry-run", "--rejects", str(tmp_path / "r.jsonl")],
+        env={"PROFILESTREAM_LOG_LEVEL": "WARNING"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and "escaped with a backslash" in result.output
