@@ -113,6 +113,7 @@ _DAY_MONTH_DATE = re.compile(r"^[0-9]{1,2}([/.-])[0-9]{1,2}\1[0-9]{2,4}(?![0-9])
 _ONE_DIGIT_HOUR = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})([ T])([0-9]):")
 # RFC 2822 / HTTP dates (Tue, 01 Oct 2019 00:00:00 GMT), as email headers and logs write them.
 _RFC2822 = re.compile(r"^[A-Za-z]{3}, [0-9]{1,2} [A-Za-z]{3} [0-9]{4} ")
+_ENDS_WITH_CLOCK = re.compile(r"[0-9]{2}:[0-9]{2}(?::[0-9]{2})?\s*$")
 _SHOWN = 40
 
 
@@ -288,8 +289,10 @@ def parse_datetime(text: str) -> datetime | None:
             return None
         if moment.tzinfo is None:
             # email.utils leaves a zone it does not know (CET, BST...) naive, as it does -0000
-            # ("UTC, local zone unknown"): only the latter says the time.
-            return moment.replace(tzinfo=UTC) if text.rstrip().endswith("-0000") else None
+            # ("UTC, local zone unknown") and no zone at all (UTC here, as for ISO text): only
+            # those two say the time.
+            known = text.rstrip().endswith("-0000") or _ENDS_WITH_CLOCK.search(text)
+            return moment.replace(tzinfo=UTC) if known else None
         return moment
     text = " ".join(_ZONE_NAME.sub(r"\1", text).split()).upper()
     text = _SLASHED_DATE.sub(r"\1-\2-\3", text)

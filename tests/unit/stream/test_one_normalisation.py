@@ -76,6 +76,7 @@ CASES: list[tuple[str, object, Outcome]] = [
     ("ts_ms", "Thu, 13 Nov 2025 02:13:20 GMT", ok(TS_MS - 34)),  # RFC 2822 / HTTP date
     ("ts_ms", "Thu, 13 Nov 2025 04:13:20 GMT+2", ok(TS_MS - 34)),
     ("ts_ms", "Thu, 13 Nov 2025 02:13:20 -0000", ok(TS_MS - 34)),  # UTC, local zone unknown
+    ("ts_ms", "Thu, 13 Nov 2025 02:13:20", ok(TS_MS - 34)),  # no zone: UTC, as for ISO text
     # A zone the text names without its offset is no time: never read as UTC.
     (
         "ts_ms",
