@@ -38,8 +38,8 @@ Rules, the same for every caller (replay, load generic, the catalogue reader):
   it escaped with a backslash (``\\"``) by default. When the first `ESCAPE_SAMPLE_CHARS` characters
   hold backslash-escaped quotes inside cells and no doubled ones (`quote_escape`), the file is read
   with backslash escapes (``"gel \\"pro\\" pens"`` is ``gel "pro" pens``; ``\\\\"`` is a backslash
-  ending the cell) and a warning in the `ReadTally` says so; otherwise a row that escapes so and
-  splits into too many cells is rejected with that hint.
+  ending the cell) and a warning in the `ReadTally` says so; otherwise a row that escapes a quote
+  so is rejected alone (`ESCAPED_IN_CSV`), never read with the backslash in its cell.
 - A row is at most `MAX_ROW_CHARS` characters (1 MiB: the largest raw event JSONL parses), all its
   lines counted; a longer row (or quoted cell) is rejected alone and the reader goes on after it,
   never holding more. Cells up to that are read whole (the csv module's 128 KiB field limit is
@@ -47,6 +47,10 @@ Rules, the same for every caller (replay, load generic, the catalogue reader):
 - Text files are decoded with the given encoding (default UTF-8); a UTF-8 byte-order mark is read
   away (Excel's "CSV UTF-8" writes one), on the first line and, in JSONL, on any line (files
   concatenated with ``cat``).
+- A single-byte encoding (cp1252, latin-1) reads any bytes, UTF-8 text too, as other characters
+  (``é`` as ``Ã©``): a file read with one that holds UTF-8 text is a `SourceError` naming the line
+  and ``--encoding utf-8,cp1252`` (UTF-8 where the bytes are UTF-8, the fallback elsewhere:
+  `stream.core.tabular.encodings`), or, when all of it is UTF-8, saying to leave ``--encoding`` out.
 - Undecodable bytes are a whole-file problem: before the first row is returned the file is checked
   from end to end, and a `SourceError` names the line, the bytes and the ``--encoding`` option. So
   a file in the wrong encoding writes or produces nothing rather than half of itself. The one
