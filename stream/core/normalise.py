@@ -113,6 +113,15 @@ _DAY_MONTH_DATE = re.compile(r"^[0-9]{1,2}([/.-])[0-9]{1,2}\1[0-9]{2,4}(?![0-9])
 _ONE_DIGIT_HOUR = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})([ T])([0-9]):")
 # RFC 2822 / HTTP dates (Tue, 01 Oct 2019 00:00:00 GMT), as email headers and logs write them.
 _RFC2822 = re.compile(r"^[A-Za-z]{3}, [0-9]{1,2} [A-Za-z]{3} [0-9]{4} ")
+# The whole of an RFC 2822 date as read: a four-digit offset, a zone name RFC 822 defines, or no
+# zone (UTC here), then perhaps a comment ("+0200 (CET)", as mail headers write).
+_RFC2822_WHOLE = re.compile(
+    r"^[A-Za-z]{3}, [0-9]{1,2} [A-Za-z]{3} [0-9]{4} [0-9]{2}:[0-9]{2}(?::[0-9]{2})?"
+    r"(?: (?:[+-][0-9]{4}|UT|UTC|GMT|Z|[ECMP][SD]T))?(?: \([ -~]{0,40}\))?\s*$",
+    re.IGNORECASE,
+)
+# "+02:00" at the end of an RFC 2822 date: "+0200" (email.utils would drop it).
+_COLON_OFFSET = re.compile(r"( [+-][0-9]{2}):([0-9]{2})\s*$")
 _ENDS_WITH_CLOCK = re.compile(r"[0-9]{2}:[0-9]{2}(?::[0-9]{2})?\s*$")
 _SHOWN = 40
 
@@ -283,6 +292,11 @@ def parse_datetime(text: str) -> datetime | None:
         return None
     if _RFC2822.match(text):
         text = _NAMED_OFFSET.sub(lambda m: f" {m[1]}{int(m[2]):02d}{m[3] or '00'}", text)
+        text = _COLON_OFFSET.sub(r"\1\2", text)
+        if not _RFC2822_WHOLE.match(text):
+            # email.utils reads "+02" as minutes and ignores what follows the first zone
+            # ("GMT +0200", "GMT CET"): only the forms RFC 2822 defines go to it.
+            return None
         try:
             moment = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError):

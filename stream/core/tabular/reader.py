@@ -91,7 +91,7 @@ import zstandard
 from stream.core import json_numbers
 from stream.core.errors import SourceError
 from stream.core.events import MAX_RAW_EVENT_BYTES
-from stream.core.tabular.encodings import Utf8Watch, is_single_byte
+from stream.core.tabular.encodings import MojibakeWatch, is_single_byte
 from stream.core.tabular.values import RowRules
 
 TableFormat = Literal["csv", "jsonl", "json", "parquet"]
@@ -177,6 +177,11 @@ _SKIP_CHARS = 1 << 16
 ESCAPED_IN_CSV = (
     'a quote escaped with a backslash (\\") in a file read, from its first MiB, as CSV, which doubles '
     'quotes (""); export the file with escape set to the quote character'
+)
+# The reason for a row of a file read with backslash escapes whose cell cannot be read for sure.
+ESCAPED_OUTSIDE_QUOTES = (
+    'a quote escaped with a backslash outside a quoted cell, or two escaped quotes in a row (\\"\\"), '
+    "which this file's escapes cannot tell apart; quote the cell"
 )
 # How much of a CSV file is looked at to tell how its quoted cells escape a quote (`quote_escape`).
 ESCAPE_SAMPLE_CHARS = 1 << 20
@@ -386,6 +391,14 @@ def check_encoding(encoding: str) -> str:
             f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, cp1252, latin-1 or "
             "utf-16, or utf-8,cp1252 for a file that mixes UTF-8 with a single-byte encoding"
         ) from exc
+    try:
+        # idna, punycode and the like are codecs, not file encodings: they refuse "replace".
+        b"a\xe9\n".decode(info.name, "replace")
+    except (UnicodeError, TypeError, LookupError) as exc:
+        raise SourceError(
+            f"{encoding!r} is not a text file encoding; use a Python codec name such as utf-8, cp1252, "
+            "latin-1 or utf-16"
+        ) from exc
     if info.name == "utf-8":
         return "utf-8-sig"
     return info.name
@@ -543,7 +556,7 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
     decoder = codecs.getincrementaldecoder(codec)("strict")
     lines_before = 0
     # A single-byte codec reads any bytes, UTF-8 too, as mojibake: such a file is refused instead.
-    watch = Utf8Watch() if is_single_byte(codec) else None
+    watch = MojibakeWatch() if is_single_byte(codec) else None
     seen_non_ascii = False
     try:
         # A compressed file is checked as its decompressed bytes, which cannot be sought back:
@@ -563,12 +576,15 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
                         # a truncated last line (a copy taken while it was written), which the
                         # reader counts as malformed, not a file in another encoding.
                         return True
-                    if watch is not None and _finish_watch(watch, chunk, data).first is not None:
+                    if watch is not None and _finish_watch(watch, pending + chunk, data, codec).first:
                         # UTF-8 bytes a single-byte codec leaves undefined (the 9D of "”" in
                         # cp1252): the file's UTF-8 is the problem to name.
-                        raise _utf8_misread(path, encoding, codec, watch) from exc
+                        raise _utf8_misread(path, encoding, watch) from exc
                     done = (pending + chunk)[: exc.start].decode(codec, "replace")
-                    mixed = codec == "utf-8-sig" and (seen_non_ascii or not done.isascii())
+                    # UTF-8 text on earlier lines (not the failing line's own: cp1252's "ß…" is
+                    # a valid UTF-8 pair) suggests a file of two encodings.
+                    earlier = done[: done.rfind("\n") + 1]
+                    mixed = codec == "utf-8-sig" and (seen_non_ascii or not earlier.isascii())
                     line = lines_before + done.count("\n") + 1
                     raise _undecodable(path, encoding, line, exc, mixed=mixed) from exc
                 except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
@@ -576,12 +592,12 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
                         f"{path} line {lines_before + 1}: not valid {encoding} text ({exc}); {_ENCODING_HINT}"
                     ) from exc
                 lines_before += text.count("\n")
-                seen_non_ascii = seen_non_ascii or not text.isascii()
+                seen_non_ascii = seen_non_ascii or not text[: text.rfind("\n") + 1].isascii()
                 if watch is not None:
-                    watch.feed(chunk, final=not chunk)
+                    watch.feed(chunk, text, final=not chunk)
                 if not chunk:
                     if watch is not None and watch.first is not None:
-                        raise _utf8_misread(path, encoding, codec, watch)
+                        raise _utf8_misread(path, encoding, watch)
                     return False
                 chunk = data.read(_CHECK_CHUNK_BYTES)
     except _READ_ERRORS as exc:
@@ -674,29 +690,30 @@ def _undecodable(
     )
 
 
-def _finish_watch(watch: Utf8Watch, chunk: bytes, data: BinaryIO) -> Utf8Watch:
-    """`watch` fed `chunk` and the rest of `data`."""
-    watch.feed(chunk, final=False)
-    while more := data.read(_CHECK_CHUNK_BYTES):
-        watch.feed(more, final=False)
-    watch.feed(b"", final=True)
+def _finish_watch(watch: MojibakeWatch, chunk: bytes, data: BinaryIO, codec: str) -> MojibakeWatch:
+    """`watch` fed `chunk` and the rest of `data`, decoded with `codec` (undefined bytes replaced)."""
+    decoder = codecs.getincrementaldecoder(codec)("replace")
+    while chunk:
+        watch.feed(chunk, decoder.decode(chunk), final=False)
+        chunk = data.read(_CHECK_CHUNK_BYTES)
+    watch.feed(b"", decoder.decode(b"", final=True), final=True)
     return watch
 
 
-def _utf8_misread(path: Path, encoding: str, codec: str, watch: Utf8Watch) -> SourceError:
+def _utf8_misread(path: Path, encoding: str, watch: MojibakeWatch) -> SourceError:
     """The error for a file read with a single-byte codec that holds UTF-8 text, which it would
     turn into other characters (é into Ã©)."""
     assert watch.first is not None
-    line, sequence = watch.first
+    line = watch.first[0]
+    misread, meant = watch.shown()
     fix = (
         "the file is UTF-8: leave --encoding out"
         if watch.all_utf8
         else f"the file mixes UTF-8 with {encoding}: pass --encoding utf-8,{encoding}"
     )
-    meant, misread = sequence.decode("utf-8"), sequence.decode(codec, "replace")
     return SourceError(
-        f"{path} line {line}: bytes {sequence.hex(' ').upper()} are UTF-8 for {meant!r}, which "
-        f"{encoding} would read as {misread!r}; {fix}"
+        f"{path} line {line}: {misread!r} reads like UTF-8 text decoded as {encoding} ({meant!r} in "
+        f"UTF-8); {fix}"
     )
 
 
@@ -1023,9 +1040,9 @@ def _csv_records(
             if hint is not None:
                 tally.warn(f"{path}: {hint}")
             continue
-        if not feed.backslash and _escaped_in(span, delimiter):
-            # Read as CSV, "27\" tv" is the cell 27\ and then tv": never a value to keep.
-            tally.note_malformed(number, ESCAPED_IN_CSV)
+        escape_problem = _escape_problem(feed.backslash, span, cells, delimiter)
+        if escape_problem is not None:
+            tally.note_malformed(number, escape_problem)
             continue
         if len(cells) < len(header):
             tally.note_malformed(number, f"{len(cells)} of {len(header)} columns (a truncated line?)")
@@ -1075,6 +1092,26 @@ def _escaped_quote(delimiter: str) -> re.Pattern[str]:
     followed by neither the separator, a line end nor a quote. ``\\""`` is left out: in CSV it is a
     backslash and a doubled quote (``"5\\"" tv"``), escaped it is a quote ending the cell."""
     return re.compile(rf'(?<!\\)(?:\\\\)*\\"(?![{re.escape(delimiter)}\r\n"])')
+
+
+def _escape_problem(backslash: bool, span: list[_Line], cells: list[str], delimiter: str) -> str | None:
+    """Why a record's cells cannot be read for sure as its file's quotes are read, or None."""
+    if not backslash and _escaped_in(span, delimiter):
+        # Read as CSV, "27\" tv" is the cell 27\ and then tv": never a value to keep.
+        return ESCAPED_IN_CSV
+    if not backslash:
+        return None
+    if any('""' in cell for cell in cells):
+        # An escaped quote outside a quoted cell stays doubled (27\" tv reads 27"" tv).
+        return ESCAPED_OUTSIDE_QUOTES
+    text = span[0][1] if len(span) == 1 else None
+    if text is not None and '"' in text:
+        # Text after a closing quote ("5\"" tv": a CSV row among escaped ones) would join the cell.
+        try:
+            next(csv.reader([text], delimiter=delimiter, skipinitialspace=True, strict=True), None)
+        except csv.Error as exc:
+            return f"not valid CSV ({exc})"
+    return None
 
 
 def _escaped_in(span: list[_Line], delimiter: str) -> bool:

@@ -77,6 +77,19 @@ CASES: list[tuple[str, object, Outcome]] = [
     ("ts_ms", "Thu, 13 Nov 2025 04:13:20 GMT+2", ok(TS_MS - 34)),
     ("ts_ms", "Thu, 13 Nov 2025 02:13:20 -0000", ok(TS_MS - 34)),  # UTC, local zone unknown
     ("ts_ms", "Thu, 13 Nov 2025 02:13:20", ok(TS_MS - 34)),  # no zone: UTC, as for ISO text
+    ("ts_ms", "Thu, 13 Nov 2025 04:13:20 +02:00", ok(TS_MS - 34)),
+    ("ts_ms", "Thu, 13 Nov 2025 04:13:20 +0200 (CET)", ok(TS_MS - 34)),
+    # email.utils would read +02 as minutes and ignore a second zone: refused.
+    (
+        "ts_ms",
+        "Thu, 13 Nov 2025 04:13:20 +02",
+        refused(f"'Thu, 13 Nov 2025 04:13:20 +02' is neither a number nor a date-time; {FIX}"),
+    ),
+    (
+        "ts_ms",
+        "Thu, 1 Nov 2025 04:13 GMT +0200",
+        refused(f"'Thu, 1 Nov 2025 04:13 GMT +0200' is neither a number nor a date-time; {FIX}"),
+    ),
     # A zone the text names without its offset is no time: never read as UTC.
     (
         "ts_ms",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stream.core.errors import SourceError
-from stream.core.tabular import check_encoding, read_rows
+from stream.core.tabular import ReadTally, check_encoding, read_rows
 from stream.core.tabular.encodings import is_single_byte
 from stream.core.tabular.reader import _HEAD_BYTES
 
@@ -42,11 +42,11 @@ def test_a_mixed_file_read_as_utf8_is_refused_naming_the_mixed_encoding(tmp_path
 
 
 def test_a_mixed_file_read_as_cp1252_is_refused_not_misread(tmp_path: Path) -> None:
-    with pytest.raises(
-        SourceError,
-        match=r"line 2: bytes C3 A9 are UTF-8 for 'é', which cp1252 would read as 'Ã©'; .*utf-8,cp1252",
-    ):
+    with pytest.raises(SourceError) as raised:
         queries(mixed(tmp_path), "cp1252")
+    assert "line 2: 'e1,u1,search,cafÃ© crÃ¨me," in str(raised.value)
+    assert "reads like UTF-8 text decoded as cp1252 ('e1,u1,search,café crème," in str(raised.value)
+    assert str(raised.value).endswith("the file mixes UTF-8 with cp1252: pass --encoding utf-8,cp1252")
 
 
 def test_a_utf8_file_read_with_a_single_byte_encoding_is_refused(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_a_utf8_letter_split_between_two_checked_chunks_is_still_found(tmp_path:
     head = (HEADER + "e1,u1,search,").encode()
     filler = b"a" * (_HEAD_BYTES - len(head) - 1)
     path.write_bytes(head + filler + "é,1764000000000\n".encode())
-    with pytest.raises(SourceError, match="bytes C3 A9 are UTF-8"):
+    with pytest.raises(SourceError, match="reads like UTF-8 text decoded as cp1252"):
         queries(path, "cp1252")
 
 
@@ -94,3 +94,49 @@ def test_only_a_single_byte_fallback_is_a_mixed_encoding() -> None:
             check_encoding(name)
     assert is_single_byte("cp1252") and is_single_byte("latin-1")
     assert not is_single_byte("utf-8") and not is_single_byte("utf-8-sig") and not is_single_byte("utf-16")
+
+
+# Real single-byte text whose bytes happen to hold valid UTF-8 pairs: "ß…" is DF 85, "é\xa0»" is
+# E9 A0 BB (a fresh-eyes pass found each refused, and the suggested fix misreading them).
+LEGACY_TEXTS = [
+    ("cp1252", "„Fuß“ Größe 42"),
+    ("cp1252", "Gruß… und Tschüß"),
+    ("cp1252", "« café\xa0» très bon"),
+    ("latin-1", "ÉTÉ\xa0! soldes"),
+    ("cp1251", "тариф «МТС» для ВСЁ"),  # noqa: RUF001 (Cyrillic capitals, as written)
+]
+
+
+@pytest.mark.parametrize(("encoding", "query"), LEGACY_TEXTS)
+def test_real_single_byte_text_reads_with_its_encoding(tmp_path: Path, encoding: str, query: str) -> None:
+    path = tmp_path / "legacy.csv"
+    path.write_bytes((HEADER + f"e1,u1,search,{query},1764000000000\n").encode(encoding))
+    assert queries(path, encoding) == [query]
+
+
+def test_a_single_byte_file_read_as_utf8_is_not_called_mixed(tmp_path: Path) -> None:
+    # The only UTF-8-looking pair is on the failing line itself: one encoding, not two.
+    path = tmp_path / "legacy.csv"
+    path.write_bytes((HEADER + "e1,u1,search,Gruß… und Tschüß,1764000000000\n").encode("cp1252"))
+    with pytest.raises(SourceError, match="the file is in another encoding"):
+        queries(path, "utf-8")
+
+
+def test_a_utf8_character_cut_by_the_end_of_the_file_is_a_truncated_row_not_fallback_text(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cut.csv"
+    header = "event_id,user_id,type,ts_ms,query\n"
+    path.write_bytes(
+        (header + "e1,u1,search,1764000000000,ok\ne2,u1,search,1764000000000,caf").encode() + "€".encode()[:2]
+    )
+    tally = ReadTally()
+    assert [row.values["query"] for row in read_rows(path, encoding="utf-8,cp1252", tally=tally)] == ["ok"]
+    assert tally.malformed == 1 and "ends inside a character" in tally.first_malformed[0]
+
+
+@pytest.mark.parametrize("name", ["utf-8,ascii", "idna", "utf-8,idna", "utf-8,punycode"])
+def test_codecs_that_are_not_text_encodings_are_refused_cleanly(tmp_path: Path, name: str) -> None:
+    path = mixed(tmp_path)
+    with pytest.raises(SourceError):
+        queries(path, name)

@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from stream.cli.main import main
 from stream.core.tabular import ReadTally, read_rows
-from stream.core.tabular.reader import ESCAPE_SAMPLE_CHARS, ESCAPED_IN_CSV, MAX_ROW_CHARS, doubled_quotes
+from stream.core.tabular.reader import (
+    ESCAPE_SAMPLE_CHARS,
+    ESCAPED_IN_CSV,
+    ESCAPED_OUTSIDE_QUOTES,
+    MAX_ROW_CHARS,
+    doubled_quotes,
+)
 from tests.unit.stream.entry_points import _replayed
 
 TS = "1764000000000"
@@ -165,3 +171,19 @@ def test_replay_prints_the_readers_warning(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "warning: " in result.output and "escaped with a backslash" in result.output
+
+
+def test_in_a_backslash_file_a_row_that_cannot_be_read_for_sure_is_rejected_alone(tmp_path: Path) -> None:
+    # An escaped quote outside a quoted cell (27\\" tv), and a CSV-style \\"" among escaped rows
+    # (text after the closing quote), were read as 27"" tv and 5" tv".
+    path = tmp_path / "spark.csv"
+    path.write_text(
+        HEADER + f'e1,u1,search,{TV},{TS}\ne2,u1,search,27\\" tv,{TS}\n'
+        f'e3,u1,search,"5\\"" tv",{TS}\ne4,u1,search,ok,{TS}\n',
+        encoding="utf-8",
+    )
+    got, tally = read(path)
+    assert [row["query"] for row in got] == ['27" tv', "ok"]
+    assert tally.malformed == 2
+    assert ESCAPED_OUTSIDE_QUOTES[:60] in tally.first_malformed[0]
+    assert "line 4: not valid CSV" in tally.first_malformed[1]
