@@ -109,14 +109,17 @@ _TWELVE_HOUR = re.compile(
 # 11/12/2025, 12.11.2025, 12-11-25: a date that does not start with its year, refused with its own
 # reason (day first and month first are both common, and nothing in the text says which).
 _DAY_MONTH_DATE = re.compile(r"^[0-9]{1,2}([/.-])[0-9]{1,2}\1[0-9]{2,4}(?![0-9])")
+# A date followed by anything but the end, or T or a space and then the time's first digit.
+_DATE_THEN_OTHER = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![T ][0-9]|$)")
 # An hour of one digit ("2025-11-13 2:13:20"): ISO-8601 wants two.
 _ONE_DIGIT_HOUR = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})([ T])([0-9]):")
 # RFC 2822 / HTTP dates (Tue, 01 Oct 2019 00:00:00 GMT), as email headers and logs write them.
 _RFC2822 = re.compile(r"^[A-Za-z]{3}, [0-9]{1,2} [A-Za-z]{3} [0-9]{4} ")
-# The whole of an RFC 2822 date as read: a four-digit offset, a zone name RFC 822 defines, or no
-# zone (UTC here), then perhaps a comment ("+0200 (CET)", as mail headers write).
+# The whole of an RFC 2822 date as read: a year from 1000 (email.utils adds 1900 or 2000 to one
+# below 100), a four-digit offset, a zone name RFC 822 defines, or no zone (UTC here), then perhaps
+# a comment ("+0200 (CET)", as mail headers write).
 _RFC2822_WHOLE = re.compile(
-    r"^[A-Za-z]{3}, [0-9]{1,2} [A-Za-z]{3} [0-9]{4} [0-9]{2}:[0-9]{2}(?::[0-9]{2})?"
+    r"^[A-Za-z]{3}, [0-9]{1,2} [A-Za-z]{3} [1-9][0-9]{3} [0-9]{2}:[0-9]{2}(?::[0-9]{2})?"
     r"(?: (?:[+-][0-9]{4}|UT|UTC|GMT|Z|[ECMP][SD]T))?(?: \([ -~]{0,40}\))?\s*$",
     re.IGNORECASE,
 )
@@ -325,6 +328,10 @@ def parse_datetime(text: str) -> datetime | None:
             text = text[: -len(suffix)].rstrip()
             break
     text = _SPACED_ZONE.sub(r"\1", text)
+    if _DATE_THEN_OTHER.match(text):
+        # fromisoformat (3.11) takes any character after a date as the date-time separator:
+        # "2025-11-13+02:00" would read its offset as the hour.
+        return None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

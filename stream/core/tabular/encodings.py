@@ -7,22 +7,23 @@ silently into two or three others (``é``, bytes C3 A9, reads as ``Ã©``: mojib
 follow:
 
 - ``--encoding utf-8,cp1252`` (any single-byte codec after the comma) names a codec registered here
-  with Python's codec registry (`codecs.register`): UTF-8, and where the bytes are not valid UTF-8
-  the fallback codec, one invalid sequence at a time (Python's own UTF-8 decoder finds the
-  sequences, so a character cut between two reads is never split). A UTF-8 byte-order mark is read
-  away, and a UTF-8 character cut short by the end of the data follows the caller's error handling
-  (strict: an error, as for ``utf-8``), not the fallback.
-- `MojibakeWatch` finds text that reads like UTF-8 decoded with a single-byte codec, with ftfy's
-  detector (`ftfy.badness.is_bad`, tuned on real mojibake and real cp1252/latin-1 text), so that a
-  file read with a single-byte codec that holds UTF-8 is refused
-  (`stream.core.tabular.reader.ensure_decodable`) rather than read as mojibake, while real cp1252
-  text whose bytes happen to form UTF-8 pairs (``ß…`` is DF 85) reads as it is.
+  with Python's codec registry (`codecs.register`): each line as UTF-8 when it is UTF-8 by
+  `plausible_utf8` (valid, and without characters text is all but never written in, where a cp1252
+  letter and the punctuation after it land: "É®" is C9 AE, U+026E), else as the fallback codec. A
+  UTF-8 byte-order mark is read away, and a UTF-8 character cut short by the end of the data
+  follows the caller's error handling (strict: an error, as for ``utf-8``), not the fallback.
+- `MojibakeWatch` finds UTF-8 lines in a file read with a single-byte codec (`plausible_utf8`, or
+  ftfy's mojibake detector `ftfy.badness.is_bad` for a line that mixes both), so that such a file
+  is refused (`stream.core.tabular.reader.ensure_decodable`) rather than read as mojibake, while
+  real cp1252 text whose bytes happen to form UTF-8 pairs (``ß…`` is DF 85) reads as it is. Known
+  miss: ``Ç’`` (C7 92) is ``ǒ``, a letter Pinyin writes.
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
+import re
 from typing import Any
 
 from ftfy import fix_encoding
@@ -32,10 +33,14 @@ from ftfy.badness import is_bad
 # hyphens and case into "utf_8_cp1252" before asking the search function).
 MIXED_PREFIX = "utf-8,"
 _NORMALISED_PREFIXES = ("utf_8_", "utf8_")
-# A line longer than this without a line end is checked and dropped but for its last characters
-# (the watch holds at most this much of an unfinished line).
-_MAX_CARRY_CHARS = 1 << 16
 _SHOWN_CHARS = 40
+# A line is decoded whole (UTF-8 or the fallback) up to this many bytes; a longer one a UTF-8
+# sequence at a time, so that no more than this is held waiting for a line end.
+_MAX_LINE_BYTES = 1 << 20
+# Characters text is all but never written in, but which UTF-8 decoding of a single-byte encoding's
+# letter and punctuation pairs gives (C2-DF then 80-BF): C1 controls, IPA and spacing modifier
+# letters, Syriac, Thaana and NKo.
+_UNLIKELY = re.compile("[\u0080-\u009f\u0250-\u02ff\u0700-\u07ff]")
 
 
 def is_single_byte(codec: str) -> bool:
@@ -66,15 +71,56 @@ def _fallback_handler(fallback: str) -> str:
     return name
 
 
-def _mixed_decode(data: bytes, handler: str, errors: str, final: bool) -> tuple[str, int]:
-    """UTF-8 with `handler` for invalid sequences; an incomplete last sequence waits for more data
-    or, when `final`, follows `errors` (strict: UnicodeDecodeError; otherwise U+FFFD)."""
-    text, consumed = codecs.utf_8_decode(data, handler, False)
-    if final and consumed < len(data):
+def plausible_utf8(line: bytes) -> str | None:
+    """`line` as UTF-8 when it is valid UTF-8 whose characters outside ASCII could be meant: none
+    in `_UNLIKELY` (where the bytes of a cp1252 letter and the punctuation after it fall: "É®" is
+    C9 AE, U+026E; "ß…" is DF 85, U+07C5); None otherwise."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isascii() or not _UNLIKELY.search(text) else None
+
+
+def _mixed_decode(data: bytes, handler: str, fallback: str, errors: str, final: bool) -> tuple[str, int]:
+    """Each complete line of `data` as UTF-8 when all of it is valid UTF-8, else as `fallback`
+    (a cp1252 line's "É®" is a valid UTF-8 pair, but the line is cp1252); the unfinished last line
+    waits for more data, or when `final` is decoded the same way, a UTF-8 character cut short at
+    its very end following `errors` (strict: UnicodeDecodeError; otherwise U+FFFD). A line longer
+    than `_MAX_LINE_BYTES` is decoded a UTF-8 sequence at a time instead (`handler`)."""
+    end = len(data) if final else data.rfind(b"\n") + 1
+    if not end:
+        if len(data) <= _MAX_LINE_BYTES:
+            return "", 0
+        return codecs.utf_8_decode(data, handler, False)
+    lines = data[:end].splitlines(keepends=True)
+    parts = []
+    for number, line in enumerate(lines, start=1):
+        text = plausible_utf8(line)
+        if text is None and final and number == len(lines):
+            text = _cut_short(line, len(data), errors)
+        parts.append(text if text is not None else line.decode(fallback, "replace"))
+    return "".join(parts), end
+
+
+def _cut_short(line: bytes, total: int, errors: str) -> str | None:
+    """The last `line` of `total` bytes of data when it is UTF-8 but for a character cut short at
+    its very end: that character by `errors` (strict: UnicodeDecodeError); None otherwise."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data" or exc.end != len(line):
+            return None
+        head = plausible_utf8(line[: exc.start])
+        if head is None:
+            return None
         if errors == "strict":
-            raise UnicodeDecodeError("utf-8", bytes(data), consumed, len(data), "unexpected end of data")
-        return text + "\ufffd", len(data)
-    return text, consumed
+            start = total - len(line) + exc.start
+            raise UnicodeDecodeError(
+                "utf-8", line, exc.start, len(line), f"{exc.reason} (byte {start})"
+            ) from exc
+        return head + "\ufffd"
+    return None
 
 
 def _mixed_codec(normalised: str) -> codecs.CodecInfo | None:
@@ -103,7 +149,7 @@ def _mixed_codec(normalised: str) -> codecs.CodecInfo | None:
                 self._first = False
                 if data[: len(codecs.BOM_UTF8)] == codecs.BOM_UTF8:
                     skipped = len(codecs.BOM_UTF8)
-            text, consumed = _mixed_decode(data[skipped:], handler, errors, final)
+            text, consumed = _mixed_decode(data[skipped:], handler, fallback, errors, final)
             return text, consumed + skipped
 
         def reset(self) -> None:
@@ -112,7 +158,7 @@ def _mixed_codec(normalised: str) -> codecs.CodecInfo | None:
 
     def decode(data: Any, errors: str = "strict", /) -> tuple[str, int]:
         raw = bytes(data)
-        return _mixed_decode(raw.removeprefix(codecs.BOM_UTF8), handler, errors, True)[0], len(raw)
+        return _mixed_decode(raw.removeprefix(codecs.BOM_UTF8), handler, fallback, errors, True)[0], len(raw)
 
     utf8_sig = codecs.lookup("utf-8-sig")
     return codecs.CodecInfo(
@@ -128,19 +174,22 @@ codecs.register(_mixed_codec)
 
 
 class MojibakeWatch:
-    """Watches a file read with a single-byte codec for UTF-8 text: the first line that reads like
-    UTF-8 decoded with it (`first`: line from 1, its text and ftfy's repair of it) and whether the
-    whole file is valid UTF-8 (`all_utf8`, known once the last chunk is fed)."""
+    """Watches the bytes of a file read with the single-byte `codec` for UTF-8 text: the first line
+    that is UTF-8 (`plausible_utf8`) or reads like UTF-8 decoded with `codec` (ftfy's detector: a
+    line that mixes both) — `first`: its number from 1, the line as `codec` reads it and as UTF-8
+    would — and whether the whole file is valid UTF-8 (`all_utf8`, known once the last chunk is
+    fed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, codec: str) -> None:
         self.first: tuple[int, str, str] | None = None
         self.all_utf8 = True
+        self._codec = codec
         self._strict = codecs.getincrementaldecoder("utf-8")("strict")
         self._lines = 0  # line ends before `_carry`
-        self._carry = ""  # the unfinished last line of the text fed so far
+        self._carry = b""  # the unfinished last line of the bytes fed so far
 
-    def feed(self, chunk: bytes, text: str, *, final: bool) -> None:
-        """Take the next `chunk` of the file's bytes and `text`, its decoding."""
+    def feed(self, chunk: bytes, *, final: bool) -> None:
+        """Take the next `chunk` of the file's bytes."""
         if self.all_utf8:
             try:
                 self._strict.decode(chunk, final)
@@ -148,17 +197,23 @@ class MojibakeWatch:
                 self.all_utf8 = False
         if self.first is not None:
             return
-        lines = (self._carry + text).split("\n")
-        self._carry = "" if final else lines.pop()
+        lines = (self._carry + chunk).split(b"\n")
+        self._carry = b"" if final else lines.pop()
         for line in lines:
             self._lines += 1
-            if not line.isascii() and is_bad(line):
-                self.first = (self._lines, line, fix_encoding(line))
+            if not line.isascii() and self._check(line):
                 return
-        if len(self._carry) > _MAX_CARRY_CHARS:
-            if not self._carry.isascii() and is_bad(self._carry):
-                self.first = (self._lines + 1, self._carry, fix_encoding(self._carry))
+        # A line without an end is checked once it is long, then held no longer.
+        if len(self._carry) > _MAX_LINE_BYTES and not self._check(self._carry, self._lines + 1):
             self._carry = self._carry[-_SHOWN_CHARS:]
+
+    def _check(self, line: bytes, number: int | None = None) -> bool:
+        as_read = line.decode(self._codec, "replace")
+        utf8 = plausible_utf8(line)
+        if utf8 is None and not is_bad(as_read):
+            return False
+        self.first = (number or self._lines, as_read, utf8 if utf8 is not None else fix_encoding(as_read))
+        return True
 
     def shown(self) -> tuple[str, str]:
         """The start of the first such line as read and as UTF-8 would read it."""

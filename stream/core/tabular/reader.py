@@ -556,7 +556,7 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
     decoder = codecs.getincrementaldecoder(codec)("strict")
     lines_before = 0
     # A single-byte codec reads any bytes, UTF-8 too, as mojibake: such a file is refused instead.
-    watch = MojibakeWatch() if is_single_byte(codec) else None
+    watch = MojibakeWatch(codec) if is_single_byte(codec) else None
     seen_non_ascii = False
     try:
         # A compressed file is checked as its decompressed bytes, which cannot be sought back:
@@ -576,7 +576,7 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
                         # a truncated last line (a copy taken while it was written), which the
                         # reader counts as malformed, not a file in another encoding.
                         return True
-                    if watch is not None and _finish_watch(watch, pending + chunk, data, codec).first:
+                    if watch is not None and _finish_watch(watch, pending + chunk, data).first:
                         # UTF-8 bytes a single-byte codec leaves undefined (the 9D of "”" in
                         # cp1252): the file's UTF-8 is the problem to name.
                         raise _utf8_misread(path, encoding, watch) from exc
@@ -594,7 +594,7 @@ def ensure_decodable(path: Path, encoding: str) -> bool:
                 lines_before += text.count("\n")
                 seen_non_ascii = seen_non_ascii or not text[: text.rfind("\n") + 1].isascii()
                 if watch is not None:
-                    watch.feed(chunk, text, final=not chunk)
+                    watch.feed(chunk, final=not chunk)
                 if not chunk:
                     if watch is not None and watch.first is not None:
                         raise _utf8_misread(path, encoding, watch)
@@ -690,13 +690,12 @@ def _undecodable(
     )
 
 
-def _finish_watch(watch: MojibakeWatch, chunk: bytes, data: BinaryIO, codec: str) -> MojibakeWatch:
-    """`watch` fed `chunk` and the rest of `data`, decoded with `codec` (undefined bytes replaced)."""
-    decoder = codecs.getincrementaldecoder(codec)("replace")
+def _finish_watch(watch: MojibakeWatch, chunk: bytes, data: BinaryIO) -> MojibakeWatch:
+    """`watch` fed `chunk` and the rest of `data`."""
     while chunk:
-        watch.feed(chunk, decoder.decode(chunk), final=False)
+        watch.feed(chunk, final=False)
         chunk = data.read(_CHECK_CHUNK_BYTES)
-    watch.feed(b"", decoder.decode(b"", final=True), final=True)
+    watch.feed(b"", final=True)
     return watch
 
 
@@ -1088,10 +1087,13 @@ def doubled_quotes(line: str) -> str:
 
 @functools.cache
 def _escaped_quote(delimiter: str) -> re.Pattern[str]:
-    """A quote escaped with a backslash inside a cell: ``\\"`` after an even run of backslashes,
-    followed by neither the separator, a line end nor a quote. ``\\""`` is left out: in CSV it is a
-    backslash and a doubled quote (``"5\\"" tv"``), escaped it is a quote ending the cell."""
-    return re.compile(rf'(?<!\\)(?:\\\\)*\\"(?![{re.escape(delimiter)}\r\n"])')
+    """A quote escaped with a backslash inside a cell, after an even run of backslashes: ``\\"``
+    followed by neither the separator, a line end nor a quote, or ``\\""`` followed by the
+    separator or a line end (``"TV 55\\""``: an escaped inch mark ending the cell; read as CSV its
+    quote would stay open and swallow the next row). ``\\""`` before other text is CSV's backslash
+    and doubled quote (``"5\\"" tv"``)."""
+    stops = rf"{re.escape(delimiter)}\r\n"
+    return re.compile(rf'(?<!\\)(?:\\\\)*\\(?:"(?![{stops}"])|""(?=[{stops}]|$))')
 
 
 def _escape_problem(backslash: bool, span: list[_Line], cells: list[str], delimiter: str) -> str | None:

@@ -90,6 +90,15 @@ CASES: list[tuple[str, object, Outcome]] = [
         "Thu, 1 Nov 2025 04:13 GMT +0200",
         refused(f"'Thu, 1 Nov 2025 04:13 GMT +0200' is neither a number nor a date-time; {FIX}"),
     ),
+    # A date with an offset but no time (XML's xs:date), and an RFC 2822 year below 1000: Python
+    # read the offset as the hour, and email.utils adds 1900 or 2000 to a small year.
+    ("ts_ms", "2025-11-13+02:00", refused(f"'2025-11-13+02:00' is neither a number nor a date-time; {FIX}")),
+    ("ts_ms", "2025-11-13 UTC+2", refused(f"'2025-11-13 UTC+2' is neither a number nor a date-time; {FIX}")),
+    (
+        "ts_ms",
+        "Tue, 01 Oct 0019 00:00:00 GMT",
+        refused(f"'Tue, 01 Oct 0019 00:00:00 GMT' is neither a number nor a date-time; {FIX}"),
+    ),
     # A zone the text names without its offset is no time: never read as UTC.
     (
         "ts_ms",

@@ -140,3 +140,25 @@ def test_codecs_that_are_not_text_encodings_are_refused_cleanly(tmp_path: Path, 
     path = mixed(tmp_path)
     with pytest.raises(SourceError):
         queries(path, name)
+
+
+def test_a_cp1252_line_whose_bytes_form_utf8_pairs_reads_as_cp1252_in_a_mixed_file(tmp_path: Path) -> None:
+    # "É®" is C9 AE, U+026E in UTF-8; the line is cp1252 (a third fresh-eyes pass).
+    path = tmp_path / "mixed.csv"
+    legacy = ["NESCAFÉ® Gold", "„Gruß“", "CAFÉ\u2019S", "Fuß\u2013Creme", "CAFÉ™"]
+    rows = [("utf-8", "café crème"), *(("cp1252", q) for q in legacy), ("utf-8", "Nike™ shoes")]
+    path.write_bytes(
+        HEADER.encode()
+        + b"".join(f"e{i},u1,search,{q},1764000000000\n".encode(e) for i, (e, q) in enumerate(rows))
+    )
+    assert queries(path, "utf-8,cp1252") == [q for _, q in rows]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "query"), [("cp1252", "Nike™ shoes"), ("cp1251", "Москва"), ("cp1250", "¥ 50")]
+)
+def test_utf8_text_ftfy_lets_through_is_refused_too(tmp_path: Path, encoding: str, query: str) -> None:
+    path = tmp_path / "utf8.csv"
+    path.write_text(HEADER + f"e1,u1,search,{query},1764000000000\n", encoding="utf-8")
+    with pytest.raises(SourceError, match="the file is UTF-8: leave --encoding out"):
+        queries(path, encoding)

@@ -187,3 +187,16 @@ def test_in_a_backslash_file_a_row_that_cannot_be_read_for_sure_is_rejected_alon
     assert tally.malformed == 2
     assert ESCAPED_OUTSIDE_QUOTES[:60] in tally.first_malformed[0]
     assert "line 4: not valid CSV" in tally.first_malformed[1]
+
+
+def test_escaped_quotes_only_at_the_ends_of_cells_are_read_and_rows_never_merge(tmp_path: Path) -> None:
+    # "TV 55\\"": an inch mark ending the cell. Taken for CSV, its quote stayed open and the
+    # next row was read into this one's query (a third fresh-eyes pass).
+    path = tmp_path / "inches.csv"
+    path.write_text(
+        HEADER + f'e1,u1,search,"Samsung TV 55\\"",{TS}\ne2,u2,search,"LG OLED 65\\"",{TS}\n',
+        encoding="utf-8",
+    )
+    got, tally = read(path)
+    assert [row["query"] for row in got] == ['Samsung TV 55"', 'LG OLED 65"']
+    assert tally.malformed == 0
