@@ -16,7 +16,7 @@ follow:
   ftfy's mojibake detector `ftfy.badness.is_bad` for a line that mixes both), so that such a file
   is refused (`stream.core.tabular.reader.ensure_decodable`) rather than read as mojibake, while
   real cp1252 text whose bytes happen to form UTF-8 pairs (``ß…`` is DF 85) reads as it is. Known
-  miss: ``Ç’`` (C7 92) is ``ǒ``, a letter Pinyin writes.
+  miss: ``Ç`` before a right single quote (C7 92) is ``ǒ``, a letter Pinyin writes.
 """
 
 from __future__ import annotations
