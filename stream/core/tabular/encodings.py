@@ -83,8 +83,8 @@ def plausible_utf8(line: bytes) -> str | None:
 
 
 def _mixed_decode(data: bytes, handler: str, fallback: str, errors: str, final: bool) -> tuple[str, int]:
-    """Each complete line of `data` as UTF-8 when all of it is valid UTF-8, else as `fallback`
-    (a cp1252 line's "É®" is a valid UTF-8 pair, but the line is cp1252); the unfinished last line
+    """Each complete line of `data` as UTF-8 when it is UTF-8 by `plausible_utf8`, else as
+    `fallback` (a cp1252 line's "É®" is a valid UTF-8 pair, but the line is cp1252); the unfinished last line
     waits for more data, or when `final` is decoded the same way, a UTF-8 character cut short at
     its very end following `errors` (strict: UnicodeDecodeError; otherwise U+FFFD). A line longer
     than `_MAX_LINE_BYTES` is decoded a UTF-8 sequence at a time instead (`handler`)."""
