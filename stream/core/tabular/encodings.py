@@ -41,6 +41,12 @@ _MAX_LINE_BYTES = 1 << 20
 # letter and punctuation pairs gives (C2-DF then 80-BF): C1 controls, IPA and spacing modifier
 # letters, Syriac, Thaana and NKo.
 _UNLIKELY = re.compile("[\u0080-\u009f\u0250-\u02ff\u0700-\u07ff]")
+# A well-formed UTF-8 sequence of 2 to 4 bytes (no overlong forms, no surrogates).
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]"
+    rb"|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
+    rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
 
 
 def is_single_byte(codec: str) -> bool:
@@ -72,19 +78,41 @@ def _fallback_handler(fallback: str) -> str:
 
 
 def plausible_utf8(line: bytes) -> str | None:
-    """`line` as UTF-8 when it is valid UTF-8 whose characters outside ASCII could be meant: none
-    in `_UNLIKELY` (where the bytes of a cp1252 letter and the punctuation after it fall: "É®" is
-    C9 AE, U+026E; "ß…" is DF 85, U+07C5); None otherwise."""
+    """`line` as UTF-8 when it is valid UTF-8 that could be meant: ASCII, or holding a character
+    outside ASCII and outside `_UNLIKELY` (where the bytes of a cp1252 letter and the punctuation
+    after it fall: "É®" is C9 AE, U+026E; "ß…" is DF 85, U+07C5); None otherwise. Azerbaijani
+    "Bak\u0131 Az\u0259rbaycan" is UTF-8 by its dotless i; "Az\u0259rbaycan" alone is not (its
+    schwa is U+0259, where cp1252's "É™" lands)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return text if text.isascii() or not _UNLIKELY.search(text) else None
+    if text.isascii() or not _UNLIKELY.search(text) or not _UNLIKELY.sub("", text).isascii():
+        return text
+    return None
+
+
+def by_sequence(line: bytes, fallback: str) -> str:
+    """`line` (not UTF-8 by `plausible_utf8`) read a sequence at a time: each well-formed UTF-8
+    sequence of a character outside `_UNLIKELY` as UTF-8, every other byte with `fallback`. A line
+    holding both (a cp1252 cell beside a UTF-8 one) keeps both; cp1252's "„Gruß“" stays itself."""
+    parts = []
+    at = 0
+    for found in _UTF8_SEQUENCE.finditer(line):
+        character = found.group().decode("utf-8")
+        if _UNLIKELY.match(character):
+            continue
+        parts.append(line[at : found.start()].decode(fallback, "replace"))
+        parts.append(character)
+        at = found.end()
+    parts.append(line[at:].decode(fallback, "replace"))
+    return "".join(parts)
 
 
 def _mixed_decode(data: bytes, handler: str, fallback: str, errors: str, final: bool) -> tuple[str, int]:
-    """Each complete line of `data` as UTF-8 when it is UTF-8 by `plausible_utf8`, else as
-    `fallback` (a cp1252 line's "É®" is a valid UTF-8 pair, but the line is cp1252); the unfinished last line
+    """Each complete line of `data` as UTF-8 when it is UTF-8 by `plausible_utf8`, else a sequence
+    at a time (`by_sequence`: a cp1252 line's "É®" is a valid UTF-8 pair, but no letter anyone
+    writes); the unfinished last line
     waits for more data, or when `final` is decoded the same way, a UTF-8 character cut short at
     its very end following `errors` (strict: UnicodeDecodeError; otherwise U+FFFD). A line longer
     than `_MAX_LINE_BYTES` is decoded a UTF-8 sequence at a time instead (`handler`)."""
@@ -99,7 +127,7 @@ def _mixed_decode(data: bytes, handler: str, fallback: str, errors: str, final: 
         text = plausible_utf8(line)
         if text is None and final and number == len(lines):
             text = _cut_short(line, len(data), errors)
-        parts.append(text if text is not None else line.decode(fallback, "replace"))
+        parts.append(text if text is not None else by_sequence(line, fallback))
     return "".join(parts), end
 
 

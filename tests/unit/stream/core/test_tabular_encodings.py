@@ -162,3 +162,22 @@ def test_utf8_text_ftfy_lets_through_is_refused_too(tmp_path: Path, encoding: st
     path.write_text(HEADER + f"e1,u1,search,{query},1764000000000\n", encoding="utf-8")
     with pytest.raises(SourceError, match="the file is UTF-8: leave --encoding out"):
         queries(path, encoding)
+
+
+def test_a_line_holding_both_encodings_keeps_both_and_a_plausible_letter_makes_a_line_utf8(
+    tmp_path: Path,
+) -> None:
+    # A cp1252 cell beside a UTF-8 one on one line, and Azerbaijani with its schwa (U+0259, where
+    # cp1252's "É™" lands) beside a dotless i: both were read whole as cp1252 (a fourth pass).
+    path = tmp_path / "mixed.csv"
+    azerbaijani = "Bak\u0131 Az\u0259rbaycan"
+    path.write_bytes(
+        HEADER.encode()
+        + b"e1,u1,search,"
+        + "café".encode("cp1252")
+        + b" "
+        + "naïve".encode()
+        + b",1764000000000\n"
+        + f"e2,u1,search,{azerbaijani},1764000000000\n".encode()
+    )
+    assert queries(path, "utf-8,cp1252") == ["café naïve", azerbaijani]
