@@ -22,7 +22,6 @@ follow:
 from __future__ import annotations
 
 import codecs
-import functools
 import re
 from typing import Any
 
@@ -62,21 +61,6 @@ def is_single_byte(codec: str) -> bool:
     return len(every_byte) == 256 and every_byte.count("\ufffd") <= 8 and len(pair) == 2
 
 
-@functools.cache
-def _fallback_handler(fallback: str) -> str:
-    """The name of a decode error handler that reads the invalid bytes with `fallback`."""
-    name = f"profilestream.fallback.{fallback}"
-
-    def decode_with_fallback(exc: UnicodeError) -> tuple[str, int]:
-        if not isinstance(exc, UnicodeDecodeError):
-            raise exc
-        # cp1252 leaves five bytes undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D): U+FFFD for those.
-        return exc.object[exc.start : exc.end].decode(fallback, "replace"), exc.end
-
-    codecs.register_error(name, decode_with_fallback)
-    return name
-
-
 def plausible_utf8(line: bytes) -> str | None:
     """`line` as UTF-8 when it is valid UTF-8 that could be meant: ASCII, or holding a character
     outside ASCII and outside `_UNLIKELY` (where the bytes of a cp1252 letter and the punctuation
@@ -109,18 +93,20 @@ def by_sequence(line: bytes, fallback: str) -> str:
     return "".join(parts)
 
 
-def _mixed_decode(data: bytes, handler: str, fallback: str, errors: str, final: bool) -> tuple[str, int]:
+def _mixed_decode(data: bytes, fallback: str, errors: str, final: bool) -> tuple[str, int]:
     """Each complete line of `data` as UTF-8 when it is UTF-8 by `plausible_utf8`, else a sequence
     at a time (`by_sequence`: a cp1252 line's "É®" is a valid UTF-8 pair, but no letter anyone
     writes); the unfinished last line
     waits for more data, or when `final` is decoded the same way, a UTF-8 character cut short at
     its very end following `errors` (strict: UnicodeDecodeError; otherwise U+FFFD). A line longer
-    than `_MAX_LINE_BYTES` is decoded a UTF-8 sequence at a time instead (`handler`)."""
+    than `_MAX_LINE_BYTES` without its end is decoded a sequence at a time as it comes."""
     end = len(data) if final else data.rfind(b"\n") + 1
     if not end:
         if len(data) <= _MAX_LINE_BYTES:
             return "", 0
-        return codecs.utf_8_decode(data, handler, False)
+        # Up to the last sequence the next data may complete.
+        end = len(data) - _unfinished_sequence(data)
+        return by_sequence(data[:end], fallback), end
     lines = data[:end].splitlines(keepends=True)
     parts = []
     for number, line in enumerate(lines, start=1):
@@ -129,6 +115,17 @@ def _mixed_decode(data: bytes, handler: str, fallback: str, errors: str, final: 
             text = _cut_short(line, len(data), errors)
         parts.append(text if text is not None else by_sequence(line, fallback))
     return "".join(parts), end
+
+
+def _unfinished_sequence(data: bytes) -> int:
+    """How many of the last bytes of `data` begin a UTF-8 sequence that is not complete (0-3)."""
+    for back in range(1, min(3, len(data)) + 1):
+        byte = data[-back]
+        if byte >= 0xC0:
+            return back if back < (2 if byte < 0xE0 else 3 if byte < 0xF0 else 4) else 0
+        if byte < 0x80:
+            return 0
+    return 0
 
 
 def _cut_short(line: bytes, total: int, errors: str) -> str | None:
@@ -162,7 +159,6 @@ def _mixed_codec(normalised: str) -> codecs.CodecInfo | None:
         return None
     if not is_single_byte(fallback):
         return None
-    handler = _fallback_handler(fallback)
 
     class IncrementalDecoder(codecs.BufferedIncrementalDecoder):
         def __init__(self, errors: str = "strict") -> None:
@@ -177,7 +173,7 @@ def _mixed_codec(normalised: str) -> codecs.CodecInfo | None:
                 self._first = False
                 if data[: len(codecs.BOM_UTF8)] == codecs.BOM_UTF8:
                     skipped = len(codecs.BOM_UTF8)
-            text, consumed = _mixed_decode(data[skipped:], handler, fallback, errors, final)
+            text, consumed = _mixed_decode(data[skipped:], fallback, errors, final)
             return text, consumed + skipped
 
         def reset(self) -> None:
@@ -186,7 +182,7 @@ def _mixed_codec(normalised: str) -> codecs.CodecInfo | None:
 
     def decode(data: Any, errors: str = "strict", /) -> tuple[str, int]:
         raw = bytes(data)
-        return _mixed_decode(raw.removeprefix(codecs.BOM_UTF8), handler, fallback, errors, True)[0], len(raw)
+        return _mixed_decode(raw.removeprefix(codecs.BOM_UTF8), fallback, errors, True)[0], len(raw)
 
     utf8_sig = codecs.lookup("utf-8-sig")
     return codecs.CodecInfo(

@@ -928,7 +928,6 @@ class _LineFeed:
         self._readline = text.readline
         # Each line rewritten to CSV's doubled quotes before anything reads it (`doubled_quotes`).
         self._unescape = unescape
-        self.backslash = unescape is not None
         self._number = 0
         self.pending: deque[_Line] = deque()
         self.span: list[_Line] = []
@@ -936,6 +935,11 @@ class _LineFeed:
         self.stop: Literal["eof", "limit"] | None = None
         self._chars = 0
         self.parity: dict[int, int] = {}  # the quote parity of each line read past, by number
+
+    @property
+    def backslash(self) -> bool:
+        """Whether the file is read with backslash escapes."""
+        return self._unescape is not None
 
     def start(self) -> None:
         self.span, self._chars, self.stop = [], 0, None
@@ -1098,11 +1102,9 @@ def _escaped_quote(delimiter: str) -> re.Pattern[str]:
 
 def _escape_problem(backslash: bool, span: list[_Line], cells: list[str], delimiter: str) -> str | None:
     """Why a record's cells cannot be read for sure as its file's quotes are read, or None."""
-    if not backslash and _escaped_in(span, delimiter):
-        # Read as CSV, "27\" tv" is the cell 27\ and then tv": never a value to keep.
-        return ESCAPED_IN_CSV
     if not backslash:
-        return None
+        # Read as CSV, "27\" tv" is the cell 27\ and then tv": never a value to keep.
+        return ESCAPED_IN_CSV if _escaped_in(span, delimiter) else None
     if any('""' in cell for cell in cells):
         # An escaped quote outside a quoted cell stays doubled (27\" tv reads 27"" tv).
         return ESCAPED_OUTSIDE_QUOTES

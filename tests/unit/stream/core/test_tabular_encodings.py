@@ -30,6 +30,13 @@ def mixed(tmp_path: Path, name: str = "mixed.csv") -> Path:
     return path
 
 
+def search_rows(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """`path` written as a CSV file of one search per (encoding, query), each row in its encoding."""
+    body = b"".join(f"e{i},u1,search,{q},1764000000000\n".encode(e) for i, (e, q) in enumerate(rows))
+    path.write_bytes(HEADER.encode() + body)
+    return path
+
+
 def queries(path: Path, encoding: str) -> list[str]:
     return [row.values["query"] for row in read_rows(path, encoding=encoding)]
 
@@ -109,15 +116,12 @@ LEGACY_TEXTS = [
 
 @pytest.mark.parametrize(("encoding", "query"), LEGACY_TEXTS)
 def test_real_single_byte_text_reads_with_its_encoding(tmp_path: Path, encoding: str, query: str) -> None:
-    path = tmp_path / "legacy.csv"
-    path.write_bytes((HEADER + f"e1,u1,search,{query},1764000000000\n").encode(encoding))
-    assert queries(path, encoding) == [query]
+    assert queries(search_rows(tmp_path / "legacy.csv", [(encoding, query)]), encoding) == [query]
 
 
 def test_a_single_byte_file_read_as_utf8_is_not_called_mixed(tmp_path: Path) -> None:
     # The only UTF-8-looking pair is on the failing line itself: one encoding, not two.
-    path = tmp_path / "legacy.csv"
-    path.write_bytes((HEADER + "e1,u1,search,Gruß… und Tschüß,1764000000000\n").encode("cp1252"))
+    path = search_rows(tmp_path / "legacy.csv", [("cp1252", "Gruß… und Tschüß")])
     with pytest.raises(SourceError, match="the file is in another encoding"):
         queries(path, "utf-8")
 
@@ -144,22 +148,16 @@ def test_codecs_that_are_not_text_encodings_are_refused_cleanly(tmp_path: Path, 
 
 def test_a_cp1252_line_whose_bytes_form_utf8_pairs_reads_as_cp1252_in_a_mixed_file(tmp_path: Path) -> None:
     # "É®" is C9 AE, U+026E in UTF-8; the line is cp1252 (a third fresh-eyes pass).
-    path = tmp_path / "mixed.csv"
     legacy = ["NESCAFÉ® Gold", "„Gruß“", "CAFÉ\u2019S", "Fuß\u2013Creme", "CAFÉ™"]
     rows = [("utf-8", "café crème"), *(("cp1252", q) for q in legacy), ("utf-8", "Nike™ shoes")]
-    path.write_bytes(
-        HEADER.encode()
-        + b"".join(f"e{i},u1,search,{q},1764000000000\n".encode(e) for i, (e, q) in enumerate(rows))
-    )
-    assert queries(path, "utf-8,cp1252") == [q for _, q in rows]
+    assert queries(search_rows(tmp_path / "mixed.csv", rows), "utf-8,cp1252") == [q for _, q in rows]
 
 
 @pytest.mark.parametrize(
     ("encoding", "query"), [("cp1252", "Nike™ shoes"), ("cp1251", "Москва"), ("cp1250", "¥ 50")]
 )
 def test_utf8_text_ftfy_lets_through_is_refused_too(tmp_path: Path, encoding: str, query: str) -> None:
-    path = tmp_path / "utf8.csv"
-    path.write_text(HEADER + f"e1,u1,search,{query},1764000000000\n", encoding="utf-8")
+    path = search_rows(tmp_path / "utf8.csv", [("utf-8", query)])
     with pytest.raises(SourceError, match="the file is UTF-8: leave --encoding out"):
         queries(path, encoding)
 
@@ -181,3 +179,13 @@ def test_a_line_holding_both_encodings_keeps_both_and_a_plausible_letter_makes_a
         + f"e2,u1,search,{azerbaijani},1764000000000\n".encode()
     )
     assert queries(path, "utf-8,cp1252") == ["café naïve", azerbaijani]
+
+
+def test_a_line_longer_than_the_held_limit_is_read_by_the_same_rule(tmp_path: Path) -> None:
+    # Over 1 MiB without a line end, the mixed codec decodes as the bytes come, never splitting a
+    # UTF-8 character between reads; a cp1252 cell and a UTF-8 one on it keep both.
+    text = "é€ " * 300_000
+    data = text.encode() + "café".encode("cp1252") + " naïve".encode()
+    decoder = codecs.getincrementaldecoder("utf-8,cp1252")("strict")
+    read = "".join(decoder.decode(data[at : at + 8191]) for at in range(0, len(data), 8191))
+    assert read + decoder.decode(b"", final=True) == text + "café naïve"
