@@ -58,9 +58,22 @@ FRESHNESS_CEILING_MS = float(FRESHNESS_BUCKETS_MS[-1])  # the largest finite fre
 WORKER = "profilestream worker"
 
 
-def worker_label(user_vector: str) -> str:
-    """The worker's row name: plain for `items` (the peers' job), else with its mode."""
-    return WORKER if user_vector == "items" else f"{WORKER}, {user_vector}"
+THREAD_COMPUTE = "compute in a thread"
+
+
+def worker_label(user_vector: str, compute: str = "process") -> str:
+    """The worker's row name: plain for `items` (the peers' job) with its compute process, else
+    with its mode and where it computes."""
+    parts = [WORKER] + ([user_vector] if user_vector != "items" else [])
+    return ", ".join(parts + ([THREAD_COMPUTE] if compute == "thread" else []))
+
+
+def worker_options(label: str) -> tuple[str, str]:
+    """The user vector mode and the compute place of a `worker_label`."""
+    parts = label.split(", ")[1:]
+    compute = "thread" if THREAD_COMPUTE in parts else "process"
+    modes = [part for part in parts if part != THREAD_COMPUTE]
+    return (modes[0] if modes else "items"), compute
 
 
 def base_name(label: str) -> str:
@@ -152,7 +165,8 @@ def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]
         index_dir=args.index_dir,
         data_dir=Path("/tmp") / f"peers-{tag}",
         worker_web_port=port,
-        user_vector=name.removeprefix(f"{WORKER}, ") if name.startswith(f"{WORKER}, ") else "items",
+        user_vector=worker_options(name)[0],
+        worker_compute=worker_options(name)[1],
         sequence_model_dir=args.sequence_model_dir,
         batch_max_events=args.batch_max_events,
         batch_max_wait_ms=args.batch_max_wait_ms,
@@ -344,6 +358,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-max-events", type=int, default=500)
     parser.add_argument(
+        "--worker-compute",
+        default="process",
+        help=(
+            "Where the worker computes, comma-separated, one row each: process (the default, "
+            "PROFILESTREAM_WORKER_COMPUTE) or thread."
+        ),
+    )
+    parser.add_argument(
         "--worker-user-vectors",
         default="items",
         help="The worker's modes, comma-separated, one row each (items is the peers' job; "
@@ -390,7 +412,15 @@ def main() -> None:
         label
         for n in IMPLEMENTATIONS
         if n in only
-        for label in ([worker_label(m) for m in args.worker_user_vectors.split(",")] if n == WORKER else [n])
+        for label in (
+            [
+                worker_label(mode, compute)
+                for mode in args.worker_user_vectors.split(",")
+                for compute in args.worker_compute.split(",")
+            ]
+            if n == WORKER
+            else [n]
+        )
     ]
     # One seeded sequence; each rate sends its first rate x duration events.
     events = sample_events(

@@ -101,9 +101,19 @@ def all_up(ports: list[int]) -> bool:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time of a process and its live descendants (the worker's compute
+    process), in seconds; a descendant that ends between two readings drops out of the second."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def wait_for(predicate: object, timeout_s: float, what: str) -> None:

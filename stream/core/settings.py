@@ -330,6 +330,14 @@ class Settings(BaseSettings):
         ),
     )
     table_store: Literal["memory", "rocksdb"] = Field("memory", description="Faust table store.")
+    worker_compute: Literal["thread", "process"] = Field(
+        "process",
+        description=(
+            "Where the worker computes and writes its profiles: a child process with its own "
+            "model and index (about twice the memory; uses a second core beside the event loop) "
+            "or a thread of the worker's process (one interpreter lock for both)."
+        ),
+    )
     worker_web_host: str = Field("127.0.0.1", description="Bind address of the worker's web server.")
     worker_web_port: Port = Field(6066, description="Port of the worker's web server (health, metrics).")
     recent_events_per_user: int = Field(

@@ -50,6 +50,7 @@ from stream.profiles.computer import Timings
 from stream.redis.apply_once import REDIS_UNANSWERED
 from stream.worker.batching import take_batches
 from stream.worker.changelog import ChangelogWriter
+from stream.worker.compute_process import ComputeProcess
 from stream.worker.fetch_wait import use_fetch_max_wait
 from stream.worker.handoff import PerBatchMonitor, RawBytesSchema, use_inline_handoff
 from stream.worker.identity import IdentityJoiner
@@ -148,6 +149,7 @@ def create_app(
     changelog = ChangelogWriter.for_app(app, windows, settings.events_partitions)
     bounded = BoundedState(changelog, settings, metrics, window_cache)
     identity = IdentityJoiner(events_topic, settings)
+    compute = compute_process(settings, state_factory)
 
     async def process_batch(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
         with positions.processing():
@@ -221,6 +223,13 @@ def create_app(
                 lambda: bounded.admit(
                     batch, decoded.events, joined.outcome.popularity, state.computer.catalogue.ids
                 ),
+            )
+            if compute is None
+            else compute_in_process(
+                compute,
+                window_cache,
+                joined.outcome,
+                bounded.admit(batch, decoded.events, joined.outcome.popularity, state.computer.catalogue.ids),
             ),
         )
         # Windows are stored only after Redis has the batch. The other way round, a crash between
@@ -239,7 +248,7 @@ def create_app(
 
     @app.agent(events_topic, name="profilestream.events")
     async def process_events(stream: faust.StreamT[bytes]) -> None:
-        state = await load_state(factory, settings)
+        state = await load_state(factory, settings, compute)
         # The model, index and catalogue live as long as the worker: no collection needs to
         # scan them again.
         gc.freeze()
@@ -258,7 +267,11 @@ def create_app(
         finally:
             loaded.clear()
             await asyncio.gather(
-                state.store.close(), state.activity.close(), identity.close(), positions.close()
+                state.store.close(),
+                state.activity.close(),
+                identity.close(),
+                positions.close(),
+                *([compute.close()] if compute is not None else []),
             )
 
     return app
@@ -385,11 +398,18 @@ def exit_for_redelivery(batch: Sequence[EventT[bytes]], error: Exception) -> Non
     os._exit(EXIT_BATCH_FAILED)
 
 
-async def load_state(factory: Callable[[Settings], WorkerState], settings: Settings) -> WorkerState:
-    """Open the worker's resources, or end the process (`exit_for_bad_setup`)."""
+async def load_state(
+    factory: Callable[[Settings], WorkerState], settings: Settings, compute: ComputeProcess | None = None
+) -> WorkerState:
+    """Open the worker's resources and start its compute process (if any), or end the process
+    (`exit_for_bad_setup`)."""
     try:
-        # Loaded in a thread: the event loop meanwhile answers /readyz ("loading") and heartbeats.
-        return await asyncio.get_running_loop().run_in_executor(None, factory, settings)
+        # Loaded in a thread (and the child at the same time): the event loop meanwhile answers
+        # /readyz ("loading") and heartbeats.
+        opened = asyncio.get_running_loop().run_in_executor(None, factory, settings)
+        if compute is not None:
+            await compute.start()
+        return await opened
     except Exception as exc:
         exit_for_bad_setup(exc)
 
@@ -453,6 +473,25 @@ async def compute_and_store(
     )
     await state.store.write(profiles, outcome.forgets, admit_popularity(), int(time.time() * 1000))
     return len(profiles), timings
+
+
+def compute_process(
+    settings: Settings, state_factory: Callable[[Settings], WorkerState] | None
+) -> ComputeProcess | None:
+    """The worker's compute process (None: the compute runs in a thread of this process)."""
+    # A state factory is a test's: its fakes live in this process, so the compute does too.
+    if settings.worker_compute == "process" and state_factory is None:
+        return ComputeProcess(settings)
+    return None
+
+
+async def compute_in_process(
+    compute: ComputeProcess, cache: WindowCache, outcome: BatchOutcome, popularity: dict[str, float]
+) -> tuple[int, Timings]:
+    """`compute_and_store` in the compute process: the changed windows go as the bytes the
+    changelog will store (remembered by `cache`, so `store_windows` does not encode them again)."""
+    windows = [(u, cache.encode(u.encode(), w)) for u, w in outcome.changed if w.events]
+    return await compute.compute_and_write(windows, outcome.forgets, popularity)
 
 
 def store_windows(

@@ -12,10 +12,13 @@ Taking a due batch only once the channel is empty keeps batches as large as what
 taking whatever the buffer held the moment the time was up gave batches of a few records while
 hundreds waited behind them, and small batches cost more per event.
 
-The rest is `take_events`' protocol: while a batch is processed the buffer takes nothing more
-(the records wait in the channel, whose bound pauses fetching); the batch's events are
-acknowledged once the consumer asks for the next batch; acknowledgements are off for the stream
-while it is read this way.
+While a batch is processed the buffer fills the next one, up to `max_events` (then the records
+wait in the channel, whose bound pauses fetching): Faust's per-record path, the largest share of
+the worker's event loop, then runs while the batch's compute does, not after it (`take_events`
+takes nothing more meanwhile, which made the two take turns; issue 19 part 10). At most two
+batches are held: the one processed and the next. The batch's events are acknowledged once the
+consumer asks for the next batch; acknowledgements are off for the stream while it is read this
+way.
 """
 
 from __future__ import annotations
@@ -53,18 +56,12 @@ class _BatchBuffer:
         self._events: list[EventT[Any]] = []
         self._wake = Event()  # set when the buffer gets its first event or becomes full
         self._consumed = Event()
-        self._consuming: asyncio.Future[None] | None = None
         self._channel = aiter(stream.channel)
         self._taken_at = -math.inf
 
     async def add(self, value: Any) -> Any:
-        """The stream's processor: buffer the current event (waits while a batch is processed)."""
+        """The stream's processor: buffer the current event (waits while the buffer is full)."""
         try:
-            if self._consuming is not None:
-                try:
-                    await self._consuming
-                finally:
-                    self._consuming = None
             event = self._stream.current_event
             if event is None:
                 raise RuntimeError("a record reached the batch buffer without its event")
@@ -116,17 +113,15 @@ class _BatchBuffer:
                 await self._until_due()
                 if not self._events or stream.should_stop:
                     continue
-                self._consuming = asyncio.get_running_loop().create_future()
                 self._taken_at = asyncio.get_running_loop().time()
+                # The buffer starts the next batch while this one is processed.
+                taken, self._events = self._events, []
+                self._consumed.set()
                 try:
-                    yield list(self._events)
+                    yield taken
                 finally:
-                    for event in self._events:
+                    for event in taken:
                         await stream.ack(event)
-                    self._events.clear()
-                    if not self._consuming.done():
-                        self._consuming.set_result(None)
-                    self._consumed.set()
         finally:
             stream.enable_acks = enable_acks
             stream._processors.remove(self.add)  # as take_events detaches its processor

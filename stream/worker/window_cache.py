@@ -58,6 +58,10 @@ class WindowCache:
 
     def encode(self, key: bytes, window: Window) -> bytes:
         """`window` as the table's value for `key`, remembered decoded."""
+        cached = self._entries.get(key)
+        if cached is not None and cached[1] is window:
+            # Encoded already in this batch (for the compute process; `stream.worker.app`).
+            return cached[0]
         raw = encode_window(window)
         self._remember(key, raw, window)
         return raw
