@@ -407,9 +407,15 @@ async def load_state(
         # Loaded in a thread (and the child at the same time): the event loop meanwhile answers
         # /readyz ("loading") and heartbeats.
         opened = asyncio.get_running_loop().run_in_executor(None, factory, settings)
-        if compute is not None:
-            await compute.start()
-        return await opened
+        started = asyncio.ensure_future(compute.start() if compute is not None else asyncio.sleep(0))
+        try:
+            # The worker's own error first: the child opens the same model and index.
+            state = await opened
+        except BaseException:
+            started.cancel()
+            raise
+        await started
+        return state
     except Exception as exc:
         exit_for_bad_setup(exc)
 

@@ -16,6 +16,7 @@ import pickle
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -86,7 +87,8 @@ def _picklable(error: Exception) -> Exception:
     return error
 
 
-def main() -> int:
+def main(opener: Callable[[Settings], ChildState] = open_child_state) -> int:
+    """Serve the worker until stdin closes (`opener`: what opens the state; tests pass a fake)."""
     # A Ctrl-C or a SIGTERM to the process group reaches the child too: the worker decides when
     # the work stops (it finishes its batch, then closes our stdin).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -100,7 +102,7 @@ def main() -> int:
         settings = load_settings(os.environ)
         configure_logging(settings.log_level)
         threadpool_limits(CHILD_BLAS_THREADS, user_api="blas")
-        state = open_child_state(settings)
+        state = opener(settings)
     except Exception as exc:
         log.exception("the compute process could not open the model, index or Redis writer")
         write_frame(replies, ComputeReply("failed", error=_picklable(exc)))

@@ -26,7 +26,8 @@ class WindowCache:
     def __init__(self, max_users: int, on_corrupt: Callable[[], None] = lambda: None) -> None:
         self._max_users = max_users
         self._on_corrupt = on_corrupt
-        self._entries: OrderedDict[bytes, tuple[bytes, Window]] = OrderedDict()
+        # key -> (the table's bytes, the window, whether `encode` wrote those bytes)
+        self._entries: OrderedDict[bytes, tuple[bytes, Window, bool]] = OrderedDict()
 
     def decode(self, key: bytes, raw: bytes) -> Window:
         """`raw` (the table's value for `key`) as a window, decoded only when not cached."""
@@ -45,7 +46,7 @@ class WindowCache:
             )
             self._on_corrupt()
             return Window()
-        self._remember(key, raw, window)
+        self._remember(key, raw, window, encoded=False)
         return window
 
     def peek(self, key: bytes, raw: bytes) -> Window | None:
@@ -59,11 +60,12 @@ class WindowCache:
     def encode(self, key: bytes, window: Window) -> bytes:
         """`window` as the table's value for `key`, remembered decoded."""
         cached = self._entries.get(key)
-        if cached is not None and cached[1] is window:
-            # Encoded already in this batch (for the compute process; `stream.worker.app`).
+        if cached is not None and cached[1] is window and cached[2]:
+            # Encoded already in this batch (for the compute process; `stream.worker.app`). Not
+            # bytes `decode` read: a window stored in an older form encodes to other bytes.
             return cached[0]
         raw = encode_window(window)
-        self._remember(key, raw, window)
+        self._remember(key, raw, window, encoded=True)
         return raw
 
     def discard(self, key: bytes) -> None:
@@ -73,10 +75,10 @@ class WindowCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _remember(self, key: bytes, raw: bytes, window: Window) -> None:
+    def _remember(self, key: bytes, raw: bytes, window: Window, *, encoded: bool) -> None:
         if self._max_users <= 0:
             return
-        self._entries[key] = (raw, window)
+        self._entries[key] = (raw, window, encoded)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_users:
             self._entries.popitem(last=False)

@@ -25,8 +25,10 @@ def run_agent(
     *,
     process_s: float = 0.0,
     settle_s: float = 0.5,
+    waiting: list[int] | None = None,
 ) -> list[Batch]:
-    """Batches an agent reading with `take_batches` got while `feed(agent, batches)` put values."""
+    """Batches an agent reading with `take_batches` got while `feed(agent, batches)` put values;
+    `waiting` gets the records left in the stream's channel at the end of each batch's processing."""
     app = faust.App("batching-test", broker="kafka://127.0.0.1:1", store="memory://")
     batches: list[Batch] = []
     started = [0.0]
@@ -37,6 +39,8 @@ def run_agent(
             entry: Batch = [time.monotonic() - started[0], None, [e.value for e in batch]]
             batches.append(entry)
             await asyncio.sleep(process_s)
+            if waiting is not None:
+                waiting.append(cast(Any, stream.channel).queue.qsize())
             entry[1] = time.monotonic() - started[0]
 
     async def main() -> None:
@@ -91,6 +95,25 @@ def test_records_that_arrived_during_processing_go_at_once_when_due() -> None:
     # Taken right after the first batch was done (the batch was due 0.2 s after the first was
     # taken, long before), with all twenty waiting records, not only the first of them.
     assert batches[1][0] - batches[0][1] < 0.1
+
+
+def test_the_next_batch_fills_while_one_is_processed() -> None:
+    """Records that arrive while a batch is processed leave the channel for the buffer, up to
+    `max_events`, so Faust's per-record path runs beside the processing (issue 19 part 10);
+    `take_events` left them in the channel until the batch was done (fails this test)."""
+
+    async def feed(agent: Any, batches: list[Batch]) -> None:
+        await agent.put(0, wait=False)
+        await until(lambda: len(batches) == 1)  # batch [0] is being processed (0.4 s)
+        for value in range(1, 9):
+            await agent.put(value, wait=False)
+
+    waiting: list[int] = []
+    batches = run_agent(5, 0.05, feed, process_s=0.4, settle_s=1.5, waiting=waiting)
+    assert [values for _, _, values in batches] == [[0], [1, 2, 3, 4, 5], [6, 7, 8]]
+    # While [0] was processed, five records went to the buffer (it holds no more than a batch)
+    # and three waited in the channel.
+    assert waiting[0] == 3
 
 
 def test_bad_bounds_are_refused() -> None:

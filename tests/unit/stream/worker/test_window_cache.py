@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from stream.core.events import EventType
-from stream.core.window import Window, WindowEvent, window_from_json, window_to_json
+from stream.core.window import (
+    Window,
+    WindowEvent,
+    decode_own_window,
+    encode_window,
+    window_from_json,
+    window_to_json,
+)
+from stream.worker import window_cache
 from stream.worker.window_cache import WindowCache
 
 
@@ -69,3 +79,32 @@ def test_peek_answers_only_for_the_cached_bytes_and_changes_no_order() -> None:
     # Peeking at u1 did not make it recent: a new user pushes u1 out, not u2.
     cache.encode(b"u3", window("c"))
     assert cache.peek(b"u1", raws[b"u1"]) is None and cache.peek(b"u2", raws[b"u2"]) == window("u2")
+
+
+def test_a_window_encoded_twice_in_a_batch_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker encodes a batch's windows for its compute process, then for the changelog."""
+    calls: list[Window] = []
+
+    def counted(w: Window) -> bytes:
+        calls.append(w)
+        return encode_window(w)
+
+    monkeypatch.setattr(window_cache, "encode_window", counted)
+    cache = WindowCache(max_users=10)
+    w = window("a", "b")
+    first = cache.encode(b"u1", w)
+    assert cache.encode(b"u1", w) is first
+    assert calls == [w]
+    # Another window object (the next batch's), even an equal one, is encoded afresh.
+    assert cache.encode(b"u1", window("a", "b")) == first
+    assert len(calls) == 2
+
+
+def test_a_window_read_from_an_older_stored_form_is_encoded_in_the_current_one() -> None:
+    """Rows of 5 values were written before receive times were stored: the bytes the cache read
+    are not what encoding the window gives, and the compute process reads only the latter."""
+    cache = WindowCache(max_users=10)
+    legacy = b'{"e":[["a","view",1700000000000,"sku-0",null]],"f":null}'
+    w = cache.decode(b"u1", legacy)
+    assert cache.encode(b"u1", w) == encode_window(w) != legacy
+    assert decode_own_window(cache.encode(b"u1", w)) == w
