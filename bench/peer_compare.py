@@ -153,6 +153,7 @@ def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]
     # Below the ephemeral range: a port the kernel hands out (bind to 0) can be taken meanwhile
     # by some client's outgoing connection.
     port = free_ports(1)[0]
+    user_vector, worker_compute = worker_options(name)
     settings = load_settings(
         {},
         kafka_bootstrap_servers=args.bootstrap,
@@ -165,8 +166,8 @@ def run_cell(args: argparse.Namespace, name: str, rate: int, events: list[Event]
         index_dir=args.index_dir,
         data_dir=Path("/tmp") / f"peers-{tag}",
         worker_web_port=port,
-        user_vector=worker_options(name)[0],
-        worker_compute=worker_options(name)[1],
+        user_vector=user_vector,
+        worker_compute=worker_compute,
         sequence_model_dir=args.sequence_model_dir,
         batch_max_events=args.batch_max_events,
         batch_max_wait_ms=args.batch_max_wait_ms,

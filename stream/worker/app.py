@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn, cast
 
 import faust
@@ -59,7 +59,7 @@ from stream.worker.overlap import alongside
 from stream.worker.positions import PositionKeeper
 from stream.worker.quarantine import process_isolating
 from stream.worker.reroute import keep_own
-from stream.worker.resources import WorkerState
+from stream.worker.resources import COMPUTE_BLAS_THREADS, WORKER_GC_THRESHOLDS, WorkerState
 from stream.worker.retention import BoundedState
 from stream.worker.window_cache import WindowCache
 
@@ -208,6 +208,7 @@ def create_app(
             current,
             *apply_batch(current, decoded.events, window_config, settings.popularity_half_life_s * 1000),
         )
+
         # The recent-activity write needs no profile: it goes out before the compute, on its own
         # connection, so that Redis runs its scripts while the compute thread works (a joined
         # visitor's keys go once its last events are recorded).
@@ -215,21 +216,16 @@ def create_app(
             identity.after_activity(
                 state.activity.write(not_forgotten(decoded.events, joined.windows)), joined.anonymous
             ),
-            compute_and_store(
+            write_profiles(
                 state,
+                compute,
+                window_cache,
                 joined.outcome,
                 # Moves the retention watermarks and sweeps a few stored windows; returns the
                 # popularity of catalogue items only.
                 lambda: bounded.admit(
                     batch, decoded.events, joined.outcome.popularity, state.computer.catalogue.ids
                 ),
-            )
-            if compute is None
-            else compute_in_process(
-                compute,
-                window_cache,
-                joined.outcome,
-                bounded.admit(batch, decoded.events, joined.outcome.popularity, state.computer.catalogue.ids),
             ),
         )
         # Windows are stored only after Redis has the batch. The other way round, a crash between
@@ -373,8 +369,6 @@ EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 EXIT_SETUP_FAILED = 78  # EX_CONFIG
 # A normal stop (the batch in hand finishes, Faust's services stop) takes a few seconds here.
 STOP_DEADLINE_S = 15.0
-WORKER_BLAS_THREADS = 1  # the compute thread's; the event loop has the other core
-WORKER_GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults: (700, 10, 10)
 PRODUCER_LINGER_S = 0.005
 PRODUCER_MAX_BATCH_BYTES = 512 * 1024  # under the broker's default message.max.bytes (1 MB)
 
@@ -491,13 +485,30 @@ def compute_process(
     return None
 
 
+def write_profiles(
+    state: WorkerState,
+    compute: ComputeProcess | None,
+    cache: WindowCache,
+    outcome: BatchOutcome,
+    admit_popularity: Callable[[], dict[str, float]],
+) -> Awaitable[tuple[int, Timings]]:
+    """The batch's profile computation and write: in the compute process, or (None) in a thread."""
+    if compute is None:
+        return compute_and_store(state, outcome, admit_popularity)
+    return compute_in_process(compute, cache, outcome, admit_popularity)
+
+
 async def compute_in_process(
-    compute: ComputeProcess, cache: WindowCache, outcome: BatchOutcome, popularity: dict[str, float]
+    compute: ComputeProcess,
+    cache: WindowCache,
+    outcome: BatchOutcome,
+    admit_popularity: Callable[[], dict[str, float]],
 ) -> tuple[int, Timings]:
     """`compute_and_store` in the compute process: the changed windows go as the bytes the
-    changelog will store (remembered by `cache`, so `store_windows` does not encode them again)."""
+    changelog will store (remembered by `cache`, so `store_windows` does not encode them again),
+    with the popularity `admit_popularity` gives (called before they go)."""
     windows = [(u, cache.encode(u.encode(), w)) for u, w in outcome.changed if w.events]
-    return await compute.compute_and_write(windows, outcome.forgets, popularity)
+    return await compute.compute_and_write(windows, outcome.forgets, admit_popularity())
 
 
 def store_windows(
@@ -599,7 +610,7 @@ def run_worker(settings: Settings) -> None:
     # OpenBLAS' second thread spun for the products of the compute thread on the same two cores
     # as the event loop: the product of 220 users by 500 items cost 10 ms of CPU on 2 threads and
     # 2.8 ms on one, and one worker's CPU per event fell 5 % (bench.peer_compare, 2,000 events/s).
-    threadpool_limits(WORKER_BLAS_THREADS, user_api="blas")
+    threadpool_limits(COMPUTE_BLAS_THREADS, user_api="blas")
     app = create_app(settings)
     worker = StopDeadlineWorker(app, loglevel=settings.log_level.lower(), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG at WARNING and above, so every

@@ -9,6 +9,7 @@ the worker's do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -29,11 +30,9 @@ from stream.profiles.computer import ProfileComputer
 from stream.redis.reco_store import RecoStore
 from stream.worker.compute_process import ComputeReply, ComputeRequest, read_frame, write_frame
 from stream.worker.quarantine import is_transient
+from stream.worker.resources import COMPUTE_BLAS_THREADS, WORKER_GC_THRESHOLDS, open_computer
 
 log = logging.getLogger(__name__)
-
-CHILD_BLAS_THREADS = 1  # the worker's event loop has the other core
-CHILD_GC_THRESHOLDS = (50_000, 20, 100)  # as the worker's (stream.worker.app): acyclic garbage
 
 
 @dataclass
@@ -46,8 +45,6 @@ class ChildState:
 
 def open_child_state(settings: Settings) -> ChildState:
     """The computer (encoder, index, tower) and Redis writer, opened as the worker opens its own."""
-    from stream.worker.resources import open_computer
-
     return ChildState(computer=open_computer(settings), store=RecoStore.from_settings(settings))
 
 
@@ -101,7 +98,7 @@ def main(opener: Callable[[Settings], ChildState] = open_child_state) -> int:
     try:
         settings = load_settings(os.environ)
         configure_logging(settings.log_level)
-        threadpool_limits(CHILD_BLAS_THREADS, user_api="blas")
+        threadpool_limits(COMPUTE_BLAS_THREADS, user_api="blas")
         state = opener(settings)
     except Exception as exc:
         log.exception("the compute process could not open the model, index or Redis writer")
@@ -109,12 +106,10 @@ def main(opener: Callable[[Settings], ChildState] = open_child_state) -> int:
         return 1
     # The model and index live as long as the process: no collection needs to scan them again.
     gc.freeze()
-    gc.set_threshold(*CHILD_GC_THRESHOLDS)
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)
     write_frame(replies, ComputeReply("ready"))
-    try:
+    with contextlib.suppress(BrokenPipeError):  # the worker is gone
         serve(requests, replies, state)
-    except BrokenPipeError:
-        return 0  # the worker is gone
     return 0
 
 

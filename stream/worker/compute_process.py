@@ -38,7 +38,7 @@ import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from stream.core.errors import ConfigError, ServiceUnavailable
 from stream.core.settings import Settings, child_environment
@@ -75,10 +75,21 @@ class ComputeReply:
     transient: bool = False
 
 
+def encode_frame(message: object) -> bytes:
+    """`message` as one frame: its pickle's length, then the pickle."""
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME_HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> object:
+    """The message of a frame's body (its bytes after the length)."""
+    message: object = pickle.loads(body)  # our own process's frames, over a private pipe
+    return message
+
+
 def write_frame(stream: IO[bytes], message: object) -> None:
     """Write `message` as one frame to a blocking binary stream (the child's side)."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(FRAME_HEADER.pack(len(body)) + body)
+    stream.write(encode_frame(message))
     stream.flush()
 
 
@@ -91,8 +102,7 @@ def read_frame(stream: IO[bytes]) -> object | None:
     body = stream.read(size)
     if len(body) < size:
         return None
-    message: object = pickle.loads(body)  # our own parent's frames, over a private pipe
-    return message
+    return decode_body(body)
 
 
 def _widen_pipe(writer: asyncio.StreamWriter | None) -> None:
@@ -157,9 +167,8 @@ class ComputeProcess:
         async with self._turn:
             process = self._running()
             assert process.stdin is not None
-            body = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
             try:
-                process.stdin.write(FRAME_HEADER.pack(len(body)) + body)
+                process.stdin.write(encode_frame(request))
                 await process.stdin.drain()
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise self._ended() from exc
@@ -195,7 +204,7 @@ class ComputeProcess:
         assert process.stdout is not None
         try:
             (size,) = FRAME_HEADER.unpack(await process.stdout.readexactly(FRAME_HEADER.size))
-            reply: Any = pickle.loads(await process.stdout.readexactly(size))  # our child's
+            reply = decode_body(await process.stdout.readexactly(size))
         except asyncio.IncompleteReadError as exc:
             raise self._ended() from exc
         if not isinstance(reply, ComputeReply):

@@ -17,6 +17,12 @@ from stream.redis.reco_store import RecoStore
 
 log = logging.getLogger(__name__)
 
+# Whichever process computes (the worker, or its compute process) runs its products on one BLAS
+# thread: the event loop has the other core.
+COMPUTE_BLAS_THREADS = 1
+# Python's defaults are (700, 10, 10); the worker's garbage is nearly all acyclic (stream.worker.app).
+WORKER_GC_THRESHOLDS = (50_000, 20, 100)
+
 
 @dataclass
 class WorkerState:

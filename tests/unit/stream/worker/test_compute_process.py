@@ -59,27 +59,25 @@ def test_a_batch_goes_to_the_child_and_its_count_and_timings_come_back() -> None
     assert run("ok", body) == ((1, Timings(1.0, 2.0)), (1, Timings(1.0, 2.0)))
 
 
-def test_a_compute_error_reaches_the_batch_as_itself() -> None:
-    """The quarantine splits a batch on it and dead-letters the record alone."""
-
+@pytest.mark.parametrize(
+    ("mode", "error", "message"),
+    [
+        # The quarantine splits a batch on it and dead-letters the record alone.
+        ("value-error", ValueError, "a record the compute cannot read"),
+        # Its Redis cause is decided in the child; without the flag the worker would quarantine
+        # every record of every batch while Redis is down.
+        ("peer-error", ServiceUnavailable, "the profile write gave up"),
+    ],
+)
+def test_a_compute_error_reaches_the_batch_as_itself_and_a_peer_error_as_a_peer_error(
+    mode: str, error: type[Exception], message: str
+) -> None:
     async def body(compute: ComputeProcess) -> object:
-        with pytest.raises(ValueError, match="a record the compute cannot read"):
+        with pytest.raises(error, match=message):
             await compute.compute_and_write([("u1", window("a"))], [], {})
         return "raised"
 
-    assert run("value-error", body) == "raised"
-
-
-def test_a_peer_error_stays_a_peer_error_across_the_pipe() -> None:
-    """Its Redis cause is decided in the child; without the flag the worker would quarantine
-    every record of every batch while Redis is down."""
-
-    async def body(compute: ComputeProcess) -> object:
-        with pytest.raises(ServiceUnavailable, match="the profile write gave up"):
-            await compute.compute_and_write([("u1", window("a"))], [], {})
-        return "raised"
-
-    assert run("peer-error", body) == "raised"
+    assert run(mode, body) == "raised"
 
 
 def test_a_child_that_cannot_open_its_model_stops_the_start_with_its_reason() -> None:
