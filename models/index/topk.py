@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
@@ -204,6 +205,26 @@ def top_k(
     return [[(item_ids[row], score) for row, score in user] for user in ranked]
 
 
+@dataclass(frozen=True, slots=True)
+class RankedRows:
+    """Every user's ranking in one set of arrays (compressed rows): user u's item rows, best
+    first, are ``rows[starts[u]:starts[u + 1]]`` and their scores the same slice of `scores`.
+
+    `rows` is intp, `scores` float32 (both of length ``starts[-1]``), `starts` intp of length
+    n_users + 1. Slices are views: a caller ranking hundreds of users per batch reads each user's
+    list without a Python object per candidate.
+    """
+
+    rows: NDArray[np.intp]
+    scores: NDArray[np.float32]
+    starts: NDArray[np.intp]
+
+    def user(self, u: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+        """User u's item rows and scores, best first (views)."""
+        start, end = int(self.starts[u]), int(self.starts[u + 1])
+        return self.rows[start:end], self.scores[start:end]
+
+
 def top_k_rows(
     users: NDArray[np.float32],
     items: NDArray[np.float32] | PreparedItems,
@@ -220,6 +241,21 @@ def top_k_rows(
     the boost has no pair); excluded and out-of-stock items stay out whatever their boost.
     Raises `ValueError` also for a boost that does not fit (`Boost.check`).
     """
+    ranked = top_k_ranked(users, items, k, in_stock=in_stock, exclude=exclude, boost=boost)
+    rows, scores, starts = ranked.rows.tolist(), ranked.scores.tolist(), ranked.starts.tolist()
+    return [list(zip(rows[start:end], scores[start:end], strict=True)) for start, end in pairwise(starts)]
+
+
+def top_k_ranked(
+    users: NDArray[np.float32],
+    items: NDArray[np.float32] | PreparedItems,
+    k: int,
+    *,
+    in_stock: NDArray[np.bool_] | None = None,
+    exclude: Sequence[Collection[int]] | None = None,
+    boost: Boost | None = None,
+) -> RankedRows:
+    """`top_k_rows` as one `RankedRows` (same arguments, order, scores and errors)."""
     prepared = items if isinstance(items, PreparedItems) else prepare_items(items, min_items=_NEVER)
     vectors = prepared.vectors
     users = np.asarray(users, dtype=np.float32)
@@ -230,7 +266,9 @@ def top_k_rows(
         if not len(boost.values):
             boost = None
     if k <= 0 or users.shape[0] == 0 or vectors.shape[0] == 0:
-        return [[] for _ in range(users.shape[0])]
+        return RankedRows(
+            np.empty(0, np.intp), np.empty(0, np.float32), np.zeros(users.shape[0] + 1, np.intp)
+        )
     quantised = prepared.quantised
     blocks = 0 if quantised is None else quantised.padded // BLOCK
     if quantised is not None and k * _MIN_BLOCKS_PER_K <= blocks and np.isfinite(users).all():
@@ -502,16 +540,17 @@ def _rank(
     scores: NDArray[np.float32],
     n_users: int,
     k: int,
-) -> list[list[tuple[int, float]]]:
+) -> RankedRows:
     """The k best candidates per user by exact score, ties by item index."""
     finite = np.isfinite(scores)
     pair_users, pair_items, scores = pair_users[finite], pair_items[finite], scores[finite]
     order = np.lexsort((pair_items, -scores, pair_users))
     pair_users, pair_items, scores = pair_users[order], pair_items[order], scores[order]
     starts = np.searchsorted(pair_users, np.arange(n_users + 1))
-    ends = np.minimum(starts[1:], starts[:-1] + k)
-    items_list, scores_list = pair_items.tolist(), scores.tolist()
-    return [
-        list(zip(items_list[start:end], scores_list[start:end], strict=True))
-        for start, end in zip(starts[:-1].tolist(), ends.tolist(), strict=True)
-    ]
+    # Each user's first k: a candidate's place within its user's run is below k.
+    keep = np.arange(len(pair_users)) - starts[pair_users] < k
+    kept_starts = np.zeros(n_users + 1, dtype=np.intp)
+    np.cumsum(np.minimum(np.diff(starts), k), out=kept_starts[1:])
+    return RankedRows(
+        pair_items[keep].astype(np.intp, copy=False), scores[keep].astype(np.float32, copy=False), kept_starts
+    )

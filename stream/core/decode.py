@@ -117,50 +117,73 @@ def normalised_key(key: bytes | None) -> bytes | None:
     return _normalised_key(key)
 
 
-def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms: int) -> DecodedBatch:
-    """Decode every message; an invalid one becomes a dead letter and never stops the batch.
+@dataclass(frozen=True, slots=True)
+class DecodedMessage:
+    """One message decoded: its event (None: refused) or its dead letter, and what was noted."""
+
+    source: SourcePosition
+    event: Event | None = None
+    dead_letter: DeadLetter | None = None
+    query_truncated: bool = False
+    # Its received_ms was replaced by the record's timestamp (see the module docstring).
+    clamped_received: bool = False
+
+
+def decode_message(message: RawMessage, *, limits: EventLimits, now_ms: int) -> DecodedMessage:
+    """Decode one message; an invalid one becomes a dead letter (never raises `InvalidEvent`).
 
     A message whose key does not name its event's user_id (`key_user_id`), or that has no key, is
-    rejected too: the topic is partitioned by user, and a mis-keyed event would be processed out of
+    refused too: the topic is partitioned by user, and a mis-keyed event would be processed out of
     order with the user's other events. A key in another spelling of the user_id is accepted here:
     the worker has sent such records on to the user's partition before (`stream.worker.reroute`).
+    `now_ms` is the worker's clock (ms since the epoch), which bounds a receive time.
     """
+    raw = message.value if message.value is not None else b""
+    try:
+        foreign = foreign_format(message.value)
+        if foreign is not None:
+            raise InvalidEvent("$", foreign)
+        decoded = _decode(raw, limits, now_ms)
+        event = decoded.event
+        if message.key != event.user_id.encode():
+            reason = key_mismatch(message.key, event.user_id)
+            if reason is not None:
+                raise InvalidEvent("user_id", reason)
+    except InvalidEvent as exc:
+        letter = DeadLetter(
+            key=message.key,
+            raw=raw,
+            field=exc.field,
+            reason=exc.reason,
+            source=message.source,
+            original_headers=header_pairs(message.headers),
+        )
+        return DecodedMessage(message.source, dead_letter=letter)
+    reference_ms = _reference_ms(message.timestamp_ms, now_ms)
+    # Without received_ms the window reads ts_ms as the receive time (`received_ms_of`): an
+    # event stamped in the future (a clock or time zone ahead) would be as far out of reach.
+    receive_ms = event.received_ms if event.received_ms is not None else event.ts_ms
+    clamped = receive_ms > reference_ms + RECEIVE_TIME_TOLERANCE_MS
+    if clamped:
+        event = dataclasses.replace(event, received_ms=reference_ms)
+    return DecodedMessage(message.source, event, None, decoded.query_truncated, clamped)
+
+
+def gather_decoded(messages: Iterable[DecodedMessage]) -> DecodedBatch:
+    """The batch of decoded `messages`, in their order; one warning for all clamped receive
+    times."""
     batch = DecodedBatch()
     first_clamped: SourcePosition | None = None
     for message in messages:
-        raw = message.value if message.value is not None else b""
-        try:
-            foreign = foreign_format(message.value)
-            if foreign is not None:
-                raise InvalidEvent("$", foreign)
-            decoded = _decode(raw, limits, now_ms)
-            event = decoded.event
-            if message.key != event.user_id.encode():
-                reason = key_mismatch(message.key, event.user_id)
-                if reason is not None:
-                    raise InvalidEvent("user_id", reason)
-        except InvalidEvent as exc:
-            batch.dead_letters.append(
-                DeadLetter(
-                    key=message.key,
-                    raw=raw,
-                    field=exc.field,
-                    reason=exc.reason,
-                    source=message.source,
-                    original_headers=header_pairs(message.headers),
-                )
-            )
+        if message.event is None:
+            if message.dead_letter is not None:
+                batch.dead_letters.append(message.dead_letter)
             continue
-        reference_ms = _reference_ms(message.timestamp_ms, now_ms)
-        # Without received_ms the window reads ts_ms as the receive time (`received_ms_of`): an
-        # event stamped in the future (a clock or time zone ahead) would be as far out of reach.
-        receive_ms = event.received_ms if event.received_ms is not None else event.ts_ms
-        if receive_ms > reference_ms + RECEIVE_TIME_TOLERANCE_MS:
-            event = dataclasses.replace(event, received_ms=reference_ms)
+        batch.events.append(message.event)
+        batch.truncated_queries += message.query_truncated
+        if message.clamped_received:
             batch.clamped_received += 1
             first_clamped = first_clamped or message.source
-        batch.events.append(event)
-        batch.truncated_queries += decoded.query_truncated
     if first_clamped is not None:
         log.warning(
             "%d events had a received_ms (or, without one, a ts_ms) over %d ms after their Kafka "
@@ -172,6 +195,12 @@ def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms:
             first_clamped,
         )
     return batch
+
+
+def decode_batch(messages: Iterable[RawMessage], *, limits: EventLimits, now_ms: int) -> DecodedBatch:
+    """Decode every message (`decode_message`); an invalid one becomes a dead letter and never
+    stops the batch."""
+    return gather_decoded(decode_message(m, limits=limits, now_ms=now_ms) for m in messages)
 
 
 def _decode(raw: bytes, limits: EventLimits, now_ms: int) -> DecodedEvent:

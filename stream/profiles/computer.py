@@ -20,7 +20,7 @@ from models.encoder.cooccurrence import CatalogueNeighbours
 from models.encoder.onnx_encoder import TextEncoder
 from models.encoder.sequence_tower import SEQUENCE_MANIFEST, SequenceInputs, sequence_features
 from models.encoder.sessions import CatalogueSessions
-from models.index.topk import Boost, PreparedItems, prepare_items, top_k_rows
+from models.index.topk import Boost, PreparedItems, prepare_items, top_k_ranked
 from stream.core.errors import ConfigError
 from stream.core.events import EventType
 from stream.core.prior import has_prior, popularity_prior, ranking_matrix, widen_users
@@ -410,7 +410,7 @@ class ProfileComputer:
         widened = widen_users(user_vectors, self._ranking_items.vectors.shape[1])
         # Catalogue rows, not ids, from here to the payload: mapping ids back to rows cost a
         # dict lookup per candidate.
-        candidates = top_k_rows(
+        ranked = top_k_ranked(
             widened,
             self._ranking_items,
             pool,
@@ -423,7 +423,7 @@ class ProfileComputer:
                 user_id=user_id,
                 window=window,
                 vector=user_vectors[i],
-                candidates=candidates[i],
+                candidates=ranked.user(i),
                 anchors=anchors[i],
                 query_vectors=query_vectors,
             )
@@ -492,17 +492,19 @@ class ProfileComputer:
         user_id: str,
         window: Window,
         vector: FloatArray,
-        candidates: Sequence[tuple[int, float]],
+        candidates: tuple[npt.NDArray[np.intp], FloatArray],
         anchors: _Anchors,
         query_vectors: dict[str, FloatArray],
     ) -> UserProfile:
-        rows = np.asarray([row for row, _ in candidates], dtype=np.int64)
-        scores = np.asarray([score for _, score in candidates], dtype=np.float32)
+        rows, scores = candidates
         item_vectors = (
             self.catalogue.vectors[rows] if len(rows) else np.zeros((0, vector.shape[0]), np.float32)
         )
-        order = mmr_order(scores, item_vectors, self.config.top_k, self.config.mmr_lambda)
-        chosen_vectors = item_vectors[order] if order else item_vectors[:0]
+        if self.config.mmr_lambda < 1.0:
+            order = mmr_order(scores, item_vectors, self.config.top_k, self.config.mmr_lambda)
+            rows, scores, item_vectors = rows[order], scores[order], item_vectors[order]
+        # else the candidates are the top-K already, best first, ties by row: MMR's order at lambda 1.
+        chosen_vectors = item_vectors
         if None in anchors.item_rows:
             # One gather for the items, then the queries' rows filled in.
             anchor_vectors = self.catalogue.vectors[
@@ -516,9 +518,8 @@ class ProfileComputer:
         nearest = nearest_anchors(chosen_vectors, anchor_vectors)
         # Each anchor's sentence once, however many items it explains.
         sentences = {position: anchors.anchor(position).reason for position in set(nearest or ())}
-        reasons: list[str | None] = [sentences[p] for p in nearest] if nearest else [None] * len(order)
-        chosen_rows = rows[order].tolist() if order else []
-        chosen_scores = scores[order].tolist() if order else []
+        reasons: list[str | None] = [sentences[p] for p in nearest] if nearest else [None] * len(rows)
+        chosen_rows, chosen_scores = rows.tolist(), scores.tolist()
         newest = window.newest
         assert newest is not None
         ids = self.catalogue.ids

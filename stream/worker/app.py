@@ -34,13 +34,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn, cast
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, TableT, TopicT
 from prometheus_client import generate_latest
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no stubs installed
 
 from stream.core.batch import BatchOutcome, apply_batch, not_forgotten
 from stream.core.deadletter import DeadLetter, SourcePosition, header_pairs
-from stream.core.decode import DecodedBatch, RawMessage, decode_batch, normalised_key
+from stream.core.decode import DecodedBatch, normalised_key
 from stream.core.errors import ProfilestreamError
 from stream.core.events import EventLimits
 from stream.core.settings import Settings
@@ -51,6 +51,7 @@ from stream.redis.apply_once import REDIS_UNANSWERED
 from stream.worker.batching import take_batches
 from stream.worker.changelog import ChangelogWriter
 from stream.worker.compute_process import ComputeProcess
+from stream.worker.decode_ahead import DecodeAhead
 from stream.worker.fetch_wait import use_fetch_max_wait
 from stream.worker.handoff import PerBatchMonitor, RawBytesSchema, use_inline_handoff
 from stream.worker.identity import IdentityJoiner
@@ -87,12 +88,8 @@ def faust_credentials(settings: Settings) -> Any:
     )
 
 
-def create_app(
-    settings: Settings, state_factory: Callable[[Settings], WorkerState] | None = None
-) -> faust.App:
-    from stream.worker.resources import open_worker_state
-
-    factory = state_factory or open_worker_state
+def faust_parts(settings: Settings) -> tuple[faust.App, TopicT, TopicT, TableT[bytes, bytes]]:
+    """The worker's Faust app, its events and dead-letter topics, and its windows table."""
     app = faust.App(
         settings.consumer_group,
         broker=[f"kafka://{server}" for server in settings.kafka_servers],
@@ -137,7 +134,16 @@ def create_app(
         value_type=bytes,
         use_partitioner=True,
     )
-    limits = EventLimits.from_settings(settings)
+    return app, events_topic, dead_letter_topic, windows
+
+
+def create_app(
+    settings: Settings, state_factory: Callable[[Settings], WorkerState] | None = None
+) -> faust.App:
+    from stream.worker.resources import open_worker_state
+
+    factory = state_factory or open_worker_state
+    app, events_topic, dead_letter_topic, windows = faust_parts(settings)
     window_config = WindowConfig.from_settings(settings)
     metrics = WorkerMetrics()
     window_cache = WindowCache(settings.window_cache_users, on_corrupt=metrics.corrupt_windows.inc)
@@ -150,6 +156,9 @@ def create_app(
     bounded = BoundedState(changelog, settings, metrics, window_cache)
     identity = IdentityJoiner(events_topic, settings)
     compute = compute_process(settings, state_factory)
+    # Two batches are held at most (the one processed and the next): twice that leaves room for
+    # records of a partition taken away before their batch came.
+    ahead = DecodeAhead(EventLimits.from_settings(settings), max_held=4 * settings.batch_max_events)
 
     async def process_batch(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
         with positions.processing():
@@ -179,20 +188,8 @@ def create_app(
 
     async def process_admitted(batch: Sequence[EventT[bytes]], state: WorkerState) -> None:
         started = time.perf_counter()
-        decoded = decode_batch(
-            [
-                RawMessage(
-                    key=e.message.key,
-                    value=e.message.value,
-                    source=SourcePosition(e.message.topic, e.message.partition, e.message.offset),
-                    timestamp_ms=record_timestamp_ms(e),
-                    headers=e.message.headers,
-                )
-                for e in batch
-            ],
-            limits=limits,
-            now_ms=int(time.time() * 1000),
-        )
+        # Mostly decoded already, while the batch before was computed (stream/worker/decode_ahead.py).
+        decoded = ahead.batch(batch)
         await send_dead_letters(
             dead_letter_topic, decoded.dead_letters, metrics, settings.dead_letter_max_payload_bytes
         )
@@ -255,11 +252,14 @@ def create_app(
                 cast(faust.Stream[bytes], stream),
                 settings.batch_max_events,
                 settings.batch_max_wait_ms / 1000,
+                on_add=ahead.prepare,
             ):
                 try:
                     await process_batch(batch, state)
                 except Exception as exc:
                     exit_for_redelivery(batch, exc)
+                finally:
+                    ahead.release(batch)
         finally:
             loaded.clear()
             await asyncio.gather(
@@ -527,12 +527,6 @@ def store_windows(
         if window != current.get(user_id, Window()):
             key = user_id.encode()
             changelog.set(key, cache.encode(key, window), event_by_key[key])
-
-
-def record_timestamp_ms(event: EventT[bytes]) -> int | None:
-    """The Kafka record's timestamp in ms (Faust's is in seconds); None when it has none."""
-    timestamp_s = event.message.timestamp
-    return None if timestamp_s is None else round(timestamp_s * 1000)
 
 
 def _observe(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import faust
@@ -37,22 +37,36 @@ log = logging.getLogger(__name__)
 
 
 def take_batches(
-    stream: faust.Stream[Any], max_events: int, within_s: float
+    stream: faust.Stream[Any],
+    max_events: int,
+    within_s: float,
+    on_add: Callable[[EventT[Any]], None] | None = None,
 ) -> AsyncIterator[list[EventT[Any]]]:
     """Yield the stream's events in batches of 1..`max_events` (see the module docstring).
+
+    `on_add` is called with each event as the buffer takes it (so while the batch before is
+    processed, as a rule): per-record work that needs no earlier batch goes there. It must not
+    raise; if it does, the stream crashes as for any error of the buffer.
 
     Raises ValueError when `max_events` < 1 or `within_s` < 0.
     """
     if max_events < 1 or within_s < 0:
         raise ValueError(f"need max_events >= 1 and within_s >= 0, got {max_events} and {within_s}")
-    return _BatchBuffer(stream, max_events, within_s).batches()
+    return _BatchBuffer(stream, max_events, within_s, on_add).batches()
 
 
 class _BatchBuffer:
-    def __init__(self, stream: faust.Stream[Any], max_events: int, within_s: float) -> None:
+    def __init__(
+        self,
+        stream: faust.Stream[Any],
+        max_events: int,
+        within_s: float,
+        on_add: Callable[[EventT[Any]], None] | None,
+    ) -> None:
         self._stream = stream
         self._max_events = max_events
         self._within_s = within_s
+        self._on_add = on_add
         self._events: list[EventT[Any]] = []
         self._wake = Event()  # set when the buffer gets its first event or becomes full
         self._consumed = Event()
@@ -65,6 +79,8 @@ class _BatchBuffer:
             event = self._stream.current_event
             if event is None:
                 raise RuntimeError("a record reached the batch buffer without its event")
+            if self._on_add is not None:
+                self._on_add(event)
             self._events.append(event)
             if len(self._events) == 1 or self._full():
                 self._wake.set()

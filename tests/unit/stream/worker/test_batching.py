@@ -26,6 +26,7 @@ def run_agent(
     process_s: float = 0.0,
     settle_s: float = 0.5,
     waiting: list[int] | None = None,
+    on_add: Callable[[Any], None] | None = None,
 ) -> list[Batch]:
     """Batches an agent reading with `take_batches` got while `feed(agent, batches)` put values;
     `waiting` gets the records left in the stream's channel at the end of each batch's processing."""
@@ -35,7 +36,7 @@ def run_agent(
 
     @app.agent()
     async def collect(stream: faust.StreamT[int]) -> None:
-        async for batch in take_batches(cast(faust.Stream[int], stream), max_events, within_s):
+        async for batch in take_batches(cast(faust.Stream[int], stream), max_events, within_s, on_add):
             entry: Batch = [time.monotonic() - started[0], None, [e.value for e in batch]]
             batches.append(entry)
             await asyncio.sleep(process_s)
@@ -114,6 +115,31 @@ def test_the_next_batch_fills_while_one_is_processed() -> None:
     # While [0] was processed, five records went to the buffer (it holds no more than a batch)
     # and three waited in the channel.
     assert waiting[0] == 3
+
+
+def test_each_record_is_handed_to_on_add_as_the_buffer_takes_it() -> None:
+    """`on_add` sees each record once, in order, when it enters the buffer: the records of the next
+    batch while the one before is still processed (the worker decodes them then, issue 19 part
+    11), not when their own batch is taken."""
+    seen: list[tuple[int, int, bool]] = []  # value, batches taken by then, the first one done
+    batches: list[Batch] = []
+
+    def on_add(event: Any) -> None:
+        seen.append((event.value, len(batches), bool(batches) and batches[0][1] is not None))
+
+    async def feed(agent: Any, taken: list[Batch]) -> None:
+        batches[:] = []
+        await agent.put(0, wait=False)
+        await until(lambda: len(taken) == 1)
+        batches.append(taken[0])
+        for value in range(1, 4):
+            await agent.put(value, wait=False)
+
+    result = run_agent(5, 0.05, feed, process_s=0.4, settle_s=1.0, on_add=on_add)
+    assert [values for _, _, values in result] == [[0], [1, 2, 3]]
+    assert [value for value, _, _ in seen] == [0, 1, 2, 3]
+    # 1..3 reached on_add while batch [0] was processed, before their own batch was taken.
+    assert all(taken == 1 and not first_done for value, taken, first_done in seen if value)
 
 
 def test_bad_bounds_are_refused() -> None:

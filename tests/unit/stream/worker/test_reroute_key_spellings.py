@@ -16,7 +16,8 @@ from stream.core.events import EventType
 from stream.core.window import Window, WindowEvent
 from stream.kafka.bulk_sender import default_partition
 from stream.profiles.computer import Timings
-from stream.worker.app import _observe, record_timestamp_ms, store_windows
+from stream.worker.app import _observe, store_windows
+from stream.worker.decode_ahead import record_timestamp_ms
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.reroute import keep_own
 
